@@ -41,6 +41,10 @@ public sealed record EncoderConfig
     public string HiddenAct { get; init; } = "gelu";
     /// <summary>Padding token id (<c>pad_token_id</c>).</summary>
     public int PadTokenId { get; init; }
+    /// <summary>Dropout on embeddings and sub-layer outputs during training (<c>hidden_dropout_prob</c>).</summary>
+    public double HiddenDropoutProb { get; init; } = 0.1;
+    /// <summary>Dropout on attention probabilities during training (<c>attention_probs_dropout_prob</c>).</summary>
+    public double AttentionDropoutProb { get; init; } = 0.1;
 
     /// <summary>Width of one attention head.</summary>
     public int HeadSize => HiddenSize / NumAttentionHeads;
@@ -93,6 +97,8 @@ public sealed record EncoderConfig
                 LayerNormEps = 1e-12,
                 HiddenAct = Str("activation", "gelu"),
                 PadTokenId = Int("pad_token_id", 0),
+                HiddenDropoutProb = Dbl("dropout", 0.1),
+                AttentionDropoutProb = Dbl("attention_dropout", 0.1),
             },
             _ => new EncoderConfig
             {
@@ -107,6 +113,8 @@ public sealed record EncoderConfig
                 LayerNormEps = Dbl("layer_norm_eps", 1e-12),
                 HiddenAct = Str("hidden_act", "gelu"),
                 PadTokenId = Int("pad_token_id", modelType == "roberta" ? 1 : 0),
+                HiddenDropoutProb = Dbl("hidden_dropout_prob", 0.1),
+                AttentionDropoutProb = Dbl("attention_probs_dropout_prob", 0.1),
             },
         };
         return config.Validate();
@@ -132,6 +140,7 @@ public sealed record EncoderConfig
                 ["model_type"] = "distilbert", ["dim"] = HiddenSize, ["n_layers"] = NumHiddenLayers, ["n_heads"] = NumAttentionHeads,
                 ["hidden_dim"] = IntermediateSize, ["vocab_size"] = VocabSize, ["max_position_embeddings"] = MaxPositionEmbeddings,
                 ["activation"] = HiddenAct, ["pad_token_id"] = PadTokenId,
+                ["dropout"] = HiddenDropoutProb, ["attention_dropout"] = AttentionDropoutProb,
             }
             : new JsonObject
             {
@@ -139,6 +148,7 @@ public sealed record EncoderConfig
                 ["hidden_size"] = HiddenSize, ["num_hidden_layers"] = NumHiddenLayers, ["num_attention_heads"] = NumAttentionHeads,
                 ["intermediate_size"] = IntermediateSize, ["vocab_size"] = VocabSize, ["max_position_embeddings"] = MaxPositionEmbeddings,
                 ["type_vocab_size"] = TypeVocabSize, ["layer_norm_eps"] = LayerNormEps, ["hidden_act"] = HiddenAct, ["pad_token_id"] = PadTokenId,
+                ["hidden_dropout_prob"] = HiddenDropoutProb, ["attention_probs_dropout_prob"] = AttentionDropoutProb,
             };
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }

@@ -1,0 +1,119 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Peft.Modeling;
+
+/// <summary>The stack of transformer layers (Hugging Face <c>encoder</c>).</summary>
+public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    internal readonly ModuleList<BertLayer> layer;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates <see cref="EncoderConfig.NumHiddenLayers"/> layers.</summary>
+    public BertEncoder(EncoderConfig config) : base("encoder")
+    {
+        layer = new ModuleList<BertLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new BertLayer(config)).ToArray());
+        RegisterComponents();
+    }
+
+    /// <summary>Gradient checkpointing is not applied when false (the default).</summary>
+    internal bool GradientCheckpointing { get; set; }
+
+    /// <summary>Runs every layer in turn.</summary>
+    public override Tensor forward(Tensor hidden, Tensor additiveMask)
+    {
+        var x = hidden;
+        foreach (var l in layer)
+        {
+            var next = l.forward(x, additiveMask);
+            if (!ReferenceEquals(x, hidden)) x.Dispose();
+            x = next;
+        }
+        return x;
+    }
+}
+
+/// <summary>Dense + tanh over the first token (Hugging Face <c>pooler</c>), present only in checkpoints that have one.</summary>
+public sealed class BertPooler : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    internal readonly Linear dense;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the pooler.</summary>
+    public BertPooler(EncoderConfig config) : base("pooler")
+    {
+        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        RegisterComponents();
+    }
+
+    /// <summary>Returns tanh(dense(hidden[:, 0])).</summary>
+    public override Tensor forward(Tensor lastHiddenState)
+    {
+        using var scope = NewDisposeScope();
+        return dense.forward(lastHiddenState[.., 0]).tanh().MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// A BERT-family encoder whose parameter names match Hugging Face's <c>BertModel</c>
+/// (<c>embeddings.word_embeddings.weight</c>, <c>encoder.layer.0.attention.self.query.weight</c>, ...), so checkpoints
+/// and PEFT target-module names carry over. RoBERTa uses the same modules with offset positions; DistilBERT checkpoints
+/// are renamed on load (<see cref="CheckpointNames"/>).
+/// </summary>
+public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
+{
+#pragma warning disable IDE1006
+    internal readonly BertEmbeddings embeddings;
+    internal readonly BertEncoder encoder;
+    internal readonly BertPooler? pooler;
+#pragma warning restore IDE1006
+
+    /// <summary>The configuration this encoder was built from.</summary>
+    public EncoderConfig Config { get; }
+
+    /// <summary>Creates a randomly initialised encoder; <paramref name="withPooler"/> adds the checkpoint's pooler.</summary>
+    public BertModel(EncoderConfig config, bool withPooler = false) : base("bert")
+    {
+        Config = config.Validate();
+        embeddings = new BertEmbeddings(config);
+        encoder = new BertEncoder(config);
+        if (withPooler) pooler = new BertPooler(config);
+        RegisterComponents();
+    }
+
+    /// <summary>True when the encoder has a pooler (dense + tanh on the first token).</summary>
+    public bool HasPooler => pooler is not null;
+
+    /// <summary>The transformer layers, in order.</summary>
+    public IReadOnlyList<BertLayer> Layers => _layers ??= encoder.layer.ToArray();
+    private BertLayer[]? _layers;
+
+    /// <summary>
+    /// Encodes a batch. <paramref name="inputIds"/> and <paramref name="attentionMask"/> are int64 [batch, seq]
+    /// (mask 1 for real tokens, 0 for padding); <paramref name="tokenTypeIds"/> may be null. Returns the
+    /// <c>last_hidden_state</c> [batch, seq, hidden].
+    /// </summary>
+    public override Tensor forward(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = embeddings.forward(inputIds, tokenTypeIds);
+        var additive = AdditiveMask(attentionMask, hidden.dtype);
+        return encoder.forward(hidden, additive).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Returns the pooler output for a <c>last_hidden_state</c>; throws when the checkpoint has no pooler.</summary>
+    public Tensor Pool(Tensor lastHiddenState) =>
+        (pooler ?? throw new InvalidOperationException("This encoder has no pooler; use CLS or mean pooling.")).forward(lastHiddenState);
+
+    /// <summary>Turns a 1/0 mask [batch, seq] into an additive mask [batch, 1, 1, seq]: 0 to attend, a large negative to ignore.</summary>
+    internal static Tensor AdditiveMask(Tensor attentionMask, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var keep = attentionMask.to(dtype).unsqueeze(1).unsqueeze(2);
+        // finfo.min rather than -inf keeps fully padded rows finite.
+        double min = dtype == ScalarType.BFloat16 ? -3.38e38 : dtype == ScalarType.Float16 ? -65504.0 : float.MinValue;
+        return ((1.0 - keep) * min).MoveToOuterDisposeScope();
+    }
+}
