@@ -476,17 +476,22 @@ public sealed class BaseModel
         return copy.ToArray();
     }
 
-    /// <summary>A WordPiece vocabulary is uncased when no ordinary token has an upper-case letter.</summary>
+    /// <summary>
+    /// A WordPiece vocabulary is uncased when (almost) no ordinary token has an ASCII capital: uncased BERT
+    /// vocabularies still hold a few symbols such as 'ℝ', cased ones thousands of capitalised words.
+    /// </summary>
     internal static bool InferLowerCase(byte[] vocab)
     {
         using var reader = new StreamReader(new MemoryStream(vocab), Encoding.UTF8);
         string? line;
+        int tokens = 0, capitalised = 0;
         while ((line = reader.ReadLine()) is not null)
         {
+            tokens++;
             if (line.Length > 1 && (line[0] == '[' && line[^1] == ']' || line[0] == '<' && line[^1] == '>')) continue;
-            if (line.Any(char.IsUpper)) return false;
+            if (line.Any(c => c is >= 'A' and <= 'Z')) capitalised++;
         }
-        return true;
+        return capitalised <= tokens / 200;
     }
 
     private static bool? ReadTokenizerLowerCase(string folder)

@@ -362,7 +362,7 @@ internal static class OnnxBertImporter
     {
         foreach (var node in graph.Nodes)
             if (node.OpType == "LayerNormalization")
-                return node.Attribute("epsilon") is { } a ? a.F : 1e-5;
+                return node.Attribute("epsilon") is { } a ? FloatToDouble(a.F) : 1e-5;
         // Decomposed: Sqrt(Add(ReduceMean(Pow(x - mean, 2)), eps)).
         foreach (var node in graph.Nodes)
         {
@@ -371,12 +371,15 @@ internal static class OnnxBertImporter
             {
                 if (!producer.TryGetValue(add.Inputs[k], out var mean) || mean.OpType != "ReduceMean") continue;
                 var c = constant(add.Inputs[1 - k]);
-                if (c is not null && c.ElementCount == 1 && c.DataType == OnnxDataType.Float) return c.ToScalar();
+                if (c is not null && c.ElementCount == 1 && c.DataType == OnnxDataType.Float) return FloatToDouble((float)c.ToScalar());
             }
         }
         notes.Add("No LayerNormalization epsilon found in the graph; assumed 1e-12.");
         return 1e-12;
     }
+
+    // The shortest decimal that round-trips the float32 (1e-12f becomes 1e-12, not 9.9999999600419720e-13).
+    private static double FloatToDouble(float f) => double.Parse(f.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 
     private static string FindActivation(OnnxGraph graph, List<string> notes)
     {
