@@ -60,8 +60,6 @@ public sealed class BaseModel
     private readonly byte[] _vocab;
     private readonly WeightCache? _cache;
     private readonly Func<Stream>? _openOnnx;
-    private readonly string _sourcePath;
-    private readonly string _sourcePart;
     private readonly Func<Dictionary<string, Tensor>>? _readFolderWeights;
     private Dictionary<string, Tensor>? _inMemory;
 
@@ -99,7 +97,7 @@ public sealed class BaseModel
     public BaseModelLoadStats? LastWeightsLoad { get; private set; }
 
     private BaseModel(string name, string sha256, EncoderConfig config, bool hasPooler, byte[] vocab, string vocabFileName, bool doLowerCase,
-                      string source, string sourcePath, string sourcePart, Func<Stream>? openOnnx, WeightCache? cache,
+                      string source, Func<Stream>? openOnnx, WeightCache? cache,
                       Func<Dictionary<string, Tensor>>? readFolderWeights, Dictionary<string, Tensor>? inMemory,
                       IReadOnlyList<string> notes, BaseModelLoadStats stats)
     {
@@ -111,8 +109,6 @@ public sealed class BaseModel
         VocabFileName = vocabFileName;
         DoLowerCase = doLowerCase;
         Source = source;
-        _sourcePath = sourcePath;
-        _sourcePart = sourcePart;
         _openOnnx = openOnnx;
         _cache = cache;
         _readFolderWeights = readFolderWeights;
@@ -256,7 +252,7 @@ public sealed class BaseModel
             return result;
         }
         return new BaseModel(name ?? Path.GetFileName(folder), sha, config, hasPooler, vocab, Path.GetFileName(vocabPath), doLowerCase,
-                             folder, weightsPath, "checkpoint", openOnnx: null, cache: null, readFolderWeights: ReadWeights, inMemory: null, notes, stats);
+                             folder, openOnnx: null, cache: null, readFolderWeights: ReadWeights, inMemory: null, notes, stats);
     }
     // <<< FromFolder
 
@@ -314,7 +310,6 @@ public sealed class BaseModel
                     string? note = $"rebuilt: {problem}";
                     try
                     {
-                        _cache.Remove(Sha256);
                         _cache.Store(Sha256, Config, result.Weights, Source);
                     }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -413,7 +408,7 @@ public sealed class BaseModel
         if (cache.TryReadEntry(sha, out var cachedConfig, out bool cachedPooler, out string? problem))
         {
             var stats = new BaseModelLoadStats { FromCache = true, Hash = hashWatch.Elapsed, Total = total.Elapsed };
-            return new BaseModel(name, sha, cachedConfig!, cachedPooler, vocab, vocabFileName, doLowerCase, source, sourcePath, sourcePart,
+            return new BaseModel(name, sha, cachedConfig!, cachedPooler, vocab, vocabFileName, doLowerCase, source,
                                  open, cache, null, null, [], stats);
         }
 
@@ -437,7 +432,6 @@ public sealed class BaseModel
         Dictionary<string, Tensor>? inMemory = null;
         try
         {
-            cache.Remove(sha);
             cache.Store(sha, result.Config, result.Weights, source);
             result.Dispose();
         }
@@ -452,7 +446,7 @@ public sealed class BaseModel
         {
             Hash = hashWatch.Elapsed, Import = importWatch.Elapsed, CacheWrite = writeWatch.Elapsed, Total = total.Elapsed, Note = note,
         };
-        return new BaseModel(name, sha, result.Config, result.HasPooler, vocab, vocabFileName, doLowerCase, source, sourcePath, sourcePart,
+        return new BaseModel(name, sha, result.Config, result.HasPooler, vocab, vocabFileName, doLowerCase, source,
                              open, inMemory is null ? cache : null, null, inMemory, result.Notes, loadStats);
     }
 

@@ -153,14 +153,4 @@ internal sealed class WeightCache
         SafeTensors.WriteAtomic(WeightsPath(sha256), weights, metadata);
         AtomicFile.WriteText(ConfigPath(sha256), config.ToJson());
     }
-
-    /// <summary>Removes an entry's files (best effort), so that a damaged entry is rebuilt from scratch.</summary>
-    public void Remove(string sha256)
-    {
-        foreach (var file in new[] { ConfigPath(sha256), WeightsPath(sha256) })
-        {
-            try { File.Delete(file); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-        }
-    }
 }
