@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
 namespace Microsoft.ML.Peft.Tokenization;
@@ -11,7 +13,14 @@ namespace Microsoft.ML.Peft.Tokenization;
 /// Layout <c>[CLS] a [SEP]</c> / <c>[CLS] a [SEP] b [SEP]</c>; token type ids 0 up to and including the first
 /// <c>[SEP]</c>, 1 after it. Thread-safe (see <see cref="TextTokenizer"/>).
 /// </summary>
-public sealed class WordPieceTextTokenizer : TextTokenizer
+/// <remarks>
+/// Two gaps between Microsoft.ML.Tokenizers 2.0.1 and Hugging Face are closed here: its default BERT pre-tokenizer
+/// (<c>\w+|\p{P}</c>) silently drops symbols such as <c>$ + = ^ | ~ € ©</c> and emoji, which Hugging Face keeps
+/// (ASCII symbols as single-character words, others inside words); and its normalizer deletes tab / CR / LF
+/// (Unicode controls) instead of treating them as spaces. This class supplies a pre-tokenizer with Hugging Face's
+/// punctuation rule and turns tab / CR / LF into spaces and removes format characters (Cf) before encoding.
+/// </remarks>
+public sealed partial class WordPieceTextTokenizer : TextTokenizer
 {
     /// <summary>Vocabulary file name in a Hugging Face folder.</summary>
     public const string VocabFileName = "vocab.txt";
@@ -71,8 +80,17 @@ public sealed class WordPieceTextTokenizer : TextTokenizer
             o.MaskToken = null;
         }
 
+        // Special tokens as the pre-tokenizer sees them: after the normalizer has lower-cased the text.
+        var specialTokens = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach ((string token, int id) in new[] { (o.ClsToken!, cls), (o.SepToken!, sep), (o.PadToken!, pad), (o.UnknownToken!, unk) }
+                     .Concat(mask is int mi ? [(o.MaskToken!, mi)] : []))
+        {
+            specialTokens[o.LowerCase!.Value ? token.ToLowerInvariant() : token] = id;
+        }
+
         var bertOptions = new BertOptions
         {
+            PreTokenizer = new RegexPreTokenizer(BasicTokenizerRegex(), specialTokens),
             LowerCaseBeforeTokenization = o.LowerCase!.Value,
             RemoveNonSpacingMarks = o.StripAccents!.Value,
             IndividuallyTokenizeCjk = o.TokenizeChineseChars!.Value,
@@ -113,18 +131,65 @@ public sealed class WordPieceTextTokenizer : TextTokenizer
     };
 
     private protected override IReadOnlyList<int> EncodeAll(string text)
-        => _bert.EncodeToIds(text, addSpecialTokens: false);
+        => _bert.EncodeToIds(CleanText(text), addSpecialTokens: false);
 
     private protected override IReadOnlyList<int> EncodePrefix(string text, int maxTokenCount)
     {
+        text = CleanText(text);
         IReadOnlyList<int> ids = _bert.EncodeToIds(text, maxTokenCount, addSpecialTokens: false, out string? normalized, out int consumed);
         // The encoder stops on word boundaries; if it stopped short of the requested count before the end of the
-        // text (possible only with pathological inputs), fall back to the full encoding.
-        if (ids.Count < maxTokenCount && consumed < (normalized ?? text).Length)
+        // text (possible only with pathological inputs), fall back to the full encoding. Trailing whitespace is
+        // never counted as consumed and yields no tokens, so it does not trigger the fallback.
+        if (ids.Count < maxTokenCount && !(normalized ?? text).AsSpan(consumed).IsWhiteSpace())
         {
             return EncodeAll(text);
         }
         return ids;
+    }
+
+    /// <summary>
+    /// Hugging Face BasicTokenizer words: runs of characters that are neither whitespace nor punctuation, and single
+    /// punctuation characters. Punctuation is Unicode category P* plus the ASCII symbols <c>$ + &lt; = &gt; ^ ` | ~</c>.
+    /// </summary>
+    [GeneratedRegex(@"[^\s\p{P}$+<=>^`|~]+|[\p{P}$+<=>^`|~]", RegexOptions.CultureInvariant)]
+    private static partial Regex BasicTokenizerRegex();
+
+    /// <summary>
+    /// Hugging Face's clean-text step as far as Microsoft.ML.Tokenizers' normalizer does not do it: tab, CR and LF
+    /// become spaces (the normalizer would delete them, gluing words together) and format characters (Cf) are removed.
+    /// Returns <paramref name="text"/> itself when nothing changes.
+    /// </summary>
+    internal static string CleanText(string text)
+    {
+        int first = -1;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (c is '\t' or '\n' or '\r' || (c >= '\u00AD' && char.GetUnicodeCategory(c) == UnicodeCategory.Format))
+            {
+                first = i;
+                break;
+            }
+        }
+        if (first < 0)
+        {
+            return text;
+        }
+        var sb = new StringBuilder(text.Length);
+        sb.Append(text, 0, first);
+        for (int i = first; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (c is '\t' or '\n' or '\r')
+            {
+                sb.Append(' ');
+            }
+            else if (c < '\u00AD' || char.GetUnicodeCategory(c) != UnicodeCategory.Format)
+            {
+                sb.Append(c);
+            }
+        }
+        return sb.ToString();
     }
 
     /// <summary>Token → id (line number, last occurrence wins as in Hugging Face) and the line count.</summary>
