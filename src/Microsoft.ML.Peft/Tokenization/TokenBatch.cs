@@ -56,10 +56,10 @@ public sealed class TokenBatch
     public int[] Lengths { get; }
 
     /// <summary>
-    /// Wraps the three arrays as int64 tensors of shape [BatchSize, SequenceLength] on <paramref name="device"/>
-    /// (CPU when null). On CPU TorchSharp may share the managed arrays instead of copying them: do not modify
-    /// this batch while the tensors are in use. The caller owns (and disposes, e.g. through a
-    /// <c>torch.NewDisposeScope()</c>) the returned tensors.
+    /// The three arrays as int64 tensors of shape [BatchSize, SequenceLength] on <paramref name="device"/> (CPU when
+    /// null). <c>torch.tensor</c> copies each flat array once (checked with TorchSharp 0.107), so the batch may be
+    /// reused or modified afterwards. The caller owns the tensors (dispose them, e.g. through a
+    /// <c>torch.NewDisposeScope()</c> per batch).
     /// </summary>
     public (torch.Tensor InputIds, torch.Tensor AttentionMask, torch.Tensor TokenTypeIds) ToTensors(torch.Device? device = null)
     {

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json.Nodes;
 using Microsoft.ML.Peft.Tokenization;
 using Microsoft.ML.Tokenizers;
 using static Microsoft.ML.Peft.Tests.Tokenization.TokenizationTestData;
@@ -174,6 +175,33 @@ public sealed class ByteLevelBpeTokenizerTests
         string vocabJson = Encoding.UTF8.GetString(files["vocab.json"]);
         StringAssert.Contains(vocabJson, "\"Ġworld\":232");
         StringAssert.StartsWith(Encoding.UTF8.GetString(files["merges.txt"]), "#version: 0.2\nĠ t\n");
+        Directory.Delete(dir, true);
+    }
+
+    [TestMethod]
+    public void FromPretrained_TokenizerJsonOnly_Bpe_GivesTheSameIds()
+    {
+        IReadOnlyDictionary<string, byte[]> files = Roberta.ExportFiles();
+        var merges = new JsonArray();
+        foreach (string line in Encoding.UTF8.GetString(files["merges.txt"]).Split('\n').Skip(1).Where(l => l.Length > 0))
+        {
+            string[] parts = line.Split(' ');
+            merges.Add(new JsonArray(parts[0], parts[1])); // the newer ["left", "right"] form
+        }
+        var root = new JsonObject
+        {
+            ["normalizer"] = null,
+            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = JsonNode.Parse(files["vocab.json"]), ["merges"] = merges },
+        };
+        string dir = TempDir();
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), root.ToJsonString());
+        TextTokenizer t = TextTokenizer.FromPretrained(dir);
+        Assert.AreEqual(TextTokenizerKind.ByteLevelBpe, t.Kind);
+        Assert.AreEqual(Roberta.VocabSize, t.VocabSize);
+        foreach (string s in Sentences)
+        {
+            CollectionAssert.AreEqual(Roberta.EncodeSingle(s).InputIds, t.EncodeSingle(s).InputIds, s);
+        }
         Directory.Delete(dir, true);
     }
 }

@@ -251,6 +251,8 @@ public sealed class WordPieceTokenizerTests
         CollectionAssert.AreEqual(b.InputIds, ids.data<long>().ToArray());
         CollectionAssert.AreEqual(b.AttentionMask, mask.data<long>().ToArray());
         Assert.AreEqual(7L, mask.sum().item<long>());
+        b.InputIds[1] = 42; // the tensors are copies: later changes to the batch do not reach them
+        Assert.AreNotEqual(42L, ids[0, 1].item<long>());
     }
 
     [TestMethod]
