@@ -1,0 +1,101 @@
+using System.Text.RegularExpressions;
+using Microsoft.ML.Peft.Modeling;
+using TorchSharp.Modules;
+
+namespace Microsoft.ML.Peft.Methods.Lora;
+
+/// <summary>Which biases train alongside LoRA (as <c>peft</c>'s <c>bias</c> option).</summary>
+public enum LoraBias
+{
+    /// <summary>No bias trains.</summary>
+    None,
+    /// <summary>Every bias in the encoder trains.</summary>
+    All,
+    /// <summary>Only the biases of layers that carry LoRA train.</summary>
+    LoraOnly,
+}
+
+/// <summary>
+/// LoRA (Hu et al., 2021): each targeted linear layer computes <c>W x + (B A x) · alpha / r</c> with a trainable
+/// rank-<c>r</c> pair A (Kaiming-uniform) and B (zeros), so an untrained adapter leaves the base output unchanged.
+/// Trainable parameters per targeted layer: <c>r · (in + out)</c>.
+/// </summary>
+public sealed class LoraConfig : PeftMethodConfig
+{
+    /// <summary>The special <see cref="TargetModules"/> value that targets every linear layer of the encoder.</summary>
+    public const string AllLinear = "all-linear";
+
+    /// <inheritdoc/>
+    public override string MethodName => "lora";
+
+    /// <summary>Rank r of the update. Default 8.</summary>
+    public int Rank { get; set; } = 8;
+
+    /// <summary>Scaling numerator alpha; the update is multiplied by alpha / r (or alpha / √r with <see cref="UseRsLora"/>). Default 16.</summary>
+    public double Alpha { get; set; } = 16;
+
+    /// <summary>Dropout on the LoRA branch's input during training. Default 0.1.</summary>
+    public double Dropout { get; set; } = 0.1;
+
+    /// <summary>
+    /// Hugging Face module names to adapt, matched against the end of each module's path (<c>query</c> matches
+    /// <c>encoder.layer.0.attention.self.query</c>), or <see cref="AllLinear"/>. DistilBERT names (<c>q_lin</c>, ...) are accepted.
+    /// Default <c>query</c>, <c>value</c>.
+    /// </summary>
+    public string[] TargetModules { get; set; } = ["query", "value"];
+
+    /// <summary>A regular expression that must match a module's whole path; when set it replaces <see cref="TargetModules"/>. Default null.</summary>
+    public string? TargetModulesPattern { get; set; }
+
+    /// <summary>Rank-stabilised LoRA (Kalajdzievski, 2023): scale by alpha / √r instead of alpha / r. Default false.</summary>
+    public bool UseRsLora { get; set; }
+
+    /// <summary>Which biases train. Default <see cref="LoraBias.None"/>.</summary>
+    public LoraBias Bias { get; set; } = LoraBias.None;
+
+    /// <summary>The factor applied to B A x.</summary>
+    public double Scaling => UseRsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
+
+    /// <inheritdoc/>
+    public override void Validate()
+    {
+        Require(Rank >= 1, nameof(Rank), $"must be at least 1, got {Rank}.");
+        Require(Alpha > 0 && double.IsFinite(Alpha), nameof(Alpha), $"must be positive, got {Alpha}.");
+        Require(Dropout is >= 0 and < 1, nameof(Dropout), $"must be in [0, 1), got {Dropout}.");
+        if (TargetModulesPattern is null)
+            Require(TargetModules is { Length: > 0 } && TargetModules.All(t => !string.IsNullOrWhiteSpace(t)), nameof(TargetModules), "must name at least one module.");
+        else
+        {
+            try { _ = new Regex(TargetModulesPattern); }
+            catch (ArgumentException e) { Require(false, nameof(TargetModulesPattern), $"is not a valid regular expression: {e.Message}"); }
+        }
+    }
+
+    /// <summary>Paths (inside <see cref="PeftModel"/>) of the linear layers this config targets.</summary>
+    internal IReadOnlyList<string> ResolveTargets(PeftModel model) => TargetResolver.Resolve(model, TargetModules, TargetModulesPattern, nameof(TargetModules));
+
+    internal override void Attach(PeftModel model)
+    {
+        foreach (var path in ResolveTargets(model))
+        {
+            var linear = (Linear)ModuleSurgery.Get(model, path);
+            ModuleSurgery.Replace(model, path, new LoraLinear(linear, Rank, Scaling, Dropout));
+        }
+    }
+
+    internal override bool IsTrainable(string name) =>
+        name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal)
+        || (Bias == LoraBias.All && name.StartsWith("bert.", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal))
+        || (Bias == LoraBias.LoraOnly && name.EndsWith(".base_layer.bias", StringComparison.Ordinal));
+
+    internal override bool Merge(PeftModel model)
+    {
+        foreach (var (_, m) in ModuleSurgery.NamedModules(model)) if (m is LoraLinear l) l.Merge();
+        return true;
+    }
+
+    internal override void Unmerge(PeftModel model)
+    {
+        foreach (var (_, m) in ModuleSurgery.NamedModules(model)) if (m is LoraLinear l) l.Unmerge();
+    }
+}

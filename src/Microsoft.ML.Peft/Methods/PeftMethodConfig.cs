@@ -1,0 +1,85 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Microsoft.ML.Peft.Modeling;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Peft.Methods;
+
+/// <summary>
+/// Options of one parameter-efficient fine-tuning method (the counterpart of <c>peft</c>'s <c>PeftConfig</c>).
+/// Each method lives in its own folder with a subclass of this type; the ML.NET stages, training loop and
+/// model saving work with any subclass, so a new method touches only its folder and one catalog line.
+/// </summary>
+public abstract class PeftMethodConfig
+{
+    /// <summary>Short, stable name stored in saved models (e.g. <c>lora</c>).</summary>
+    [JsonIgnore]
+    public abstract string MethodName { get; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the option at fault when a value is out of range.</summary>
+    public abstract void Validate();
+
+    /// <summary>
+    /// Modifies <paramref name="model"/> in place (swapping or wrapping its modules) so that it carries this
+    /// method's trainable parameters, initialised so the output starts equal to the base model's where the method promises that.
+    /// </summary>
+    internal abstract void Attach(PeftModel model);
+
+    /// <summary>True when the named parameter (a full path in <see cref="PeftModel"/>) trains under this method.</summary>
+    internal abstract bool IsTrainable(string parameterName);
+
+    /// <summary>Folds the method's update into the base weights for faster inference; false when the method cannot merge.</summary>
+    internal virtual bool Merge(PeftModel model) => false;
+
+    /// <summary>Reverses <see cref="Merge"/>.</summary>
+    internal virtual void Unmerge(PeftModel model) { }
+
+    /// <summary>Hook for methods that adapt during training (e.g. rank reallocation); called after each optimizer step.</summary>
+    internal virtual void OnStepEnd(PeftModel model, int step, int totalSteps) { }
+
+    /// <summary>A deep copy, so training never writes into the user's options.</summary>
+    public PeftMethodConfig Clone() => FromJson(ToJson());
+
+    /// <summary>Serializes the method name and options.</summary>
+    public string ToJson()
+    {
+        var node = new JsonObject
+        {
+            ["method"] = MethodName,
+            ["options"] = JsonSerializer.SerializeToNode(this, GetType(), JsonOptions),
+        };
+        return node.ToJsonString();
+    }
+
+    /// <summary>Reads options written by <see cref="ToJson"/>; the method is found by name among this library's methods.</summary>
+    public static PeftMethodConfig FromJson(string json)
+    {
+        var node = JsonNode.Parse(json)!.AsObject();
+        string name = (string?)node["method"] ?? throw new FormatException("PEFT method options lack a 'method' name.");
+        if (!Registry.Value.TryGetValue(name, out var type))
+            throw new FormatException($"Unknown PEFT method '{name}'. Known: {string.Join(", ", Registry.Value.Keys.Order())}.");
+        return (PeftMethodConfig)(node["options"]!.Deserialize(type, JsonOptions) ?? throw new FormatException($"PEFT method '{name}' has no options."));
+    }
+
+    /// <summary>Names of every method this library knows.</summary>
+    public static IReadOnlyCollection<string> KnownMethods => Registry.Value.Keys;
+
+    internal static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        Converters = { new JsonStringEnumConverter() },
+        WriteIndented = false,
+    };
+
+    // Every concrete subclass in this assembly registers itself by its MethodName, so adding a method needs no list edit.
+    private static readonly Lazy<Dictionary<string, Type>> Registry = new(() =>
+        typeof(PeftMethodConfig).Assembly.GetTypes()
+            .Where(t => t.IsSubclassOf(typeof(PeftMethodConfig)) && !t.IsAbstract && t.GetConstructor(Type.EmptyTypes) is not null)
+            .ToDictionary(t => ((PeftMethodConfig)Activator.CreateInstance(t)!).MethodName, t => t));
+
+    /// <summary>Helper for validation messages.</summary>
+    protected static void Require(bool ok, string option, string message)
+    {
+        if (!ok) throw new ArgumentOutOfRangeException(option, $"Option '{option}' {message}");
+    }
+}

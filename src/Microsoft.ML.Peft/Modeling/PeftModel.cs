@@ -1,0 +1,120 @@
+using Microsoft.ML.Peft.Methods;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Peft.Modeling;
+
+/// <summary>How token states become one vector per row for the task head.</summary>
+public enum Pooling
+{
+    /// <summary>The checkpoint's pooler when it has one, else <see cref="Mean"/>.</summary>
+    Auto,
+    /// <summary>The first token's state ([CLS] / &lt;s&gt;).</summary>
+    Cls,
+    /// <summary>Mean over non-padding tokens (how sentence-transformers models were trained).</summary>
+    Mean,
+    /// <summary>The checkpoint's pooler (dense + tanh over [CLS]).</summary>
+    Pooler,
+}
+
+/// <summary>
+/// An encoder with a task head: <c>bert</c> (the <see cref="BertModel"/>), <c>dropout</c> and <c>classifier</c>,
+/// named as Hugging Face's <c>BertForSequenceClassification</c>. A <see cref="PeftMethodConfig"/> attaches to it.
+/// For regression the head has one output.
+/// </summary>
+public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
+{
+#pragma warning disable IDE1006
+    internal readonly BertModel bert;
+    internal readonly Dropout dropout;
+    internal readonly Linear classifier;
+#pragma warning restore IDE1006
+
+    /// <summary>Resolved pooling (never <see cref="Pooling.Auto"/>).</summary>
+    public Pooling Pooling { get; }
+
+    /// <summary>Number of head outputs: classes, or 1 for regression.</summary>
+    public int NumOutputs { get; }
+
+    /// <summary>Wraps <paramref name="encoder"/> (which this model now owns) with a fresh head.</summary>
+    public PeftModel(BertModel encoder, int numOutputs, Pooling pooling = Pooling.Auto, double headDropout = 0.1) : base("model")
+    {
+        if (numOutputs < 1) throw new ArgumentOutOfRangeException(nameof(numOutputs));
+        bert = encoder;
+        Pooling = pooling == Pooling.Auto ? (encoder.HasPooler ? Pooling.Pooler : Pooling.Mean) : pooling;
+        if (Pooling == Pooling.Pooler && !encoder.HasPooler)
+            throw new ArgumentException("Pooling 'Pooler' needs a checkpoint with a pooler; this base model has none. Use Cls or Mean.");
+        NumOutputs = numOutputs;
+        dropout = nn.Dropout(headDropout);
+        classifier = nn.Linear(encoder.Config.HiddenSize, numOutputs);
+        using (no_grad())
+        {
+            // Hugging Face's initializer_range: N(0, 0.02) weights, zero bias.
+            nn.init.normal_(classifier.weight!, 0, 0.02);
+            nn.init.zeros_(classifier.bias!);
+        }
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Wraps <paramref name="encoder"/> with a head, attaches <paramref name="method"/> and marks what trains
+    /// (the method's parameters and the head).
+    /// </summary>
+    public static PeftModel Create(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling = Pooling.Auto, double headDropout = 0.1)
+    {
+        method.Validate();
+        var model = new PeftModel(encoder, numOutputs, pooling, headDropout);
+        method.Attach(model);
+        model.ApplyTrainability(method);
+        return model;
+    }
+
+    /// <summary>The encoder.</summary>
+    public BertModel Encoder => bert;
+
+    /// <summary>Returns the head's raw outputs (logits, or the regression value) [batch, outputs].</summary>
+    public override Tensor forward(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = bert.forward(inputIds, attentionMask, tokenTypeIds);
+        var pooled = Pool(hidden, attentionMask);
+        return classifier.forward(dropout.forward(pooled)).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Pool(Tensor hidden, Tensor attentionMask) => Pooling switch
+    {
+        Pooling.Cls => hidden[.., 0],
+        Pooling.Pooler => bert.Pool(hidden),
+        _ => MeanPool(hidden, attentionMask),
+    };
+
+    internal static Tensor MeanPool(Tensor hidden, Tensor attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        var m = attentionMask.unsqueeze(-1).to(hidden.dtype);
+        return ((hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Parameters that train (requires_grad), with their names.</summary>
+    public IEnumerable<(string Name, Parameter Parameter)> TrainableParameters() =>
+        named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter));
+
+    /// <summary>Counts trainable and total parameters, as <c>peft</c>'s <c>print_trainable_parameters</c>.</summary>
+    public (long Trainable, long Total) CountParameters()
+    {
+        long trainable = 0, total = 0;
+        foreach (var (_, p) in named_parameters())
+        {
+            total += p.numel();
+            if (p.requires_grad) trainable += p.numel();
+        }
+        return (trainable, total);
+    }
+
+    /// <summary>Freezes everything, then unfreezes what <paramref name="method"/> trains plus the head.</summary>
+    internal void ApplyTrainability(PeftMethodConfig method)
+    {
+        foreach (var (name, p) in named_parameters())
+            p.requires_grad = name.StartsWith("classifier.", StringComparison.Ordinal) || method.IsTrainable(name);
+    }
+}

@@ -1,0 +1,56 @@
+namespace Microsoft.ML.Peft.Training;
+
+/// <summary>
+/// Groups rows into batches of similar length so padding stays small: shuffled windows of many batches are
+/// sorted by length, cut into batches, and the batch order shuffled again (for training); or everything sorted once (for scoring).
+/// </summary>
+internal static class BatchPlanner
+{
+    /// <summary>Number of batches per length-sorted window during training; larger means less padding but less randomness.</summary>
+    public const int WindowBatches = 50;
+
+    /// <summary>Training batches: random order, each of at most <paramref name="batchSize"/> rows and (if positive) <paramref name="tokenBudget"/> padded tokens.</summary>
+    public static List<int[]> ForTraining(IReadOnlyList<int> lengths, int batchSize, int tokenBudget, Random rng)
+    {
+        var order = Enumerable.Range(0, lengths.Count).ToArray();
+        rng.Shuffle(order);
+        var batches = new List<int[]>();
+        int window = Math.Max(batchSize, batchSize * WindowBatches);
+        for (int start = 0; start < order.Length; start += window)
+        {
+            var slice = order.AsSpan(start, Math.Min(window, order.Length - start)).ToArray();
+            Array.Sort(slice, (a, b) => lengths[a].CompareTo(lengths[b]));
+            Cut(slice, lengths, batchSize, tokenBudget, batches);
+        }
+        var shuffled = batches.ToArray();
+        rng.Shuffle(shuffled);
+        return [.. shuffled];
+    }
+
+    /// <summary>Scoring batches: all rows sorted by length, so each batch pads little.</summary>
+    public static List<int[]> ForScoring(IReadOnlyList<int> lengths, int batchSize, int tokenBudget)
+    {
+        var order = Enumerable.Range(0, lengths.Count).ToArray();
+        Array.Sort(order, (a, b) => lengths[a] != lengths[b] ? lengths[a].CompareTo(lengths[b]) : a.CompareTo(b));
+        var batches = new List<int[]>();
+        Cut(order, lengths, batchSize, tokenBudget, batches);
+        return batches;
+    }
+
+    // Rows are sorted by length ascending, so the padded size of a batch is its last row's length times its row count.
+    private static void Cut(int[] sorted, IReadOnlyList<int> lengths, int batchSize, int tokenBudget, List<int[]> into)
+    {
+        var current = new List<int>(batchSize);
+        foreach (int i in sorted)
+        {
+            bool overBudget = tokenBudget > 0 && current.Count > 0 && (long)lengths[i] * (current.Count + 1) > tokenBudget;
+            if (current.Count == batchSize || overBudget)
+            {
+                into.Add([.. current]);
+                current.Clear();
+            }
+            current.Add(i);
+        }
+        if (current.Count > 0) into.Add([.. current]);
+    }
+}

@@ -1,0 +1,176 @@
+using Microsoft.ML.Peft.Methods;
+using Microsoft.ML.Peft.Modeling;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Peft.Training;
+
+/// <summary>
+/// The training loop shared by every PEFT method: AdamW with linear warm-up and decay, length-bucketed batches,
+/// gradient clipping, optional early stopping that restores the best epoch's trainable weights, cooperative cancellation.
+/// </summary>
+internal sealed class PeftTrainer
+{
+    private readonly PeftModel _model;
+    private readonly PeftMethodConfig _method;
+    private readonly TrainingSettings _s;
+    private readonly long _padId;
+    private readonly Device _device;
+
+    public PeftTrainer(PeftModel model, PeftMethodConfig method, TrainingSettings settings, long padId, Device device)
+    {
+        _model = model; _method = method; _s = settings; _padId = padId; _device = device;
+    }
+
+    public string MetricName => _s.Task == PeftTask.Classification ? "accuracy" : "rmse";
+
+    public TrainingReport Train(IReadOnlyList<Example> train, IReadOnlyList<Example>? validation,
+        Action<TrainingProgress>? progress, Action checkAlive, CancellationToken cancel)
+    {
+        var rng = new Random(_s.Seed);
+        torch.manual_seed(_s.Seed);
+        var lengths = train.Select(e => e.Length).ToArray();
+        int stepsPerEpoch = BatchPlanner.ForTraining(lengths, _s.BatchSize, _s.TokenBudget, new Random(_s.Seed)).Count;
+        int totalSteps = stepsPerEpoch * _s.Epochs;
+        int warmup = (int)Math.Ceiling(totalSteps * _s.WarmupRatio);
+
+        var trainable = _model.TrainableParameters().ToList();
+        // As Hugging Face's Trainer: no weight decay on biases and LayerNorm weights.
+        var decay = trainable.Where(p => !NoDecay(p.Name)).Select(p => p.Parameter).ToList();
+        var noDecay = trainable.Where(p => NoDecay(p.Name)).Select(p => p.Parameter).ToList();
+        var groups = new List<AdamW.ParamGroup>();
+        if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, _s.LearningRate, 0.9, 0.999, 1e-8, _s.WeightDecay, false, false));
+        if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, _s.LearningRate, 0.9, 0.999, 1e-8, 0.0, false, false));
+        using var optimizer = optim.AdamW(groups);
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        long tokens = 0;
+        int step = 0, bestEpoch = 0, epochsRun = 0, sinceBest = 0;
+        double? bestMetric = null;
+        double runningLoss = double.NaN;
+        Dictionary<string, Tensor>? best = null;
+        try
+        {
+            for (int epoch = 1; epoch <= _s.Epochs; epoch++)
+            {
+                _model.train();
+                foreach (var batch in BatchPlanner.ForTraining(lengths, _s.BatchSize, _s.TokenBudget, rng))
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    checkAlive();
+                    double lr = _s.LearningRate * Schedule(step, warmup, totalSteps);
+                    foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                    using (var scope = NewDisposeScope())
+                    {
+                        var (ids, mask, types, real) = Collator.Collate(train, batch, _padId, _device);
+                        var output = _model.forward(ids, mask, types).to(ScalarType.Float32);
+                        var loss = Loss(output, batch.Select(i => train[i].Label).ToArray());
+                        optimizer.zero_grad();
+                        loss.backward();
+                        if (_s.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable.Select(p => p.Parameter), _s.MaxGradNorm);
+                        optimizer.step();
+                        double l = loss.item<float>();
+                        if (!double.IsFinite(l)) throw new InvalidOperationException($"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");
+                        runningLoss = double.IsNaN(runningLoss) ? l : 0.9 * runningLoss + 0.1 * l;
+                        tokens += real;
+                    }
+                    step++;
+                    _method.OnStepEnd(_model, step, totalSteps);
+                    if (progress is not null && (step % _s.LogEverySteps == 0 || step == totalSteps))
+                        progress(Report(epoch, step, totalSteps, runningLoss, lr, tokens, watch.Elapsed, null));
+                }
+                epochsRun = epoch;
+                if (validation is { Count: > 0 })
+                {
+                    double metric = Evaluate(validation);
+                    progress?.Invoke(Report(epoch, step, totalSteps, runningLoss, 0, tokens, watch.Elapsed, metric));
+                    bool better = bestMetric is null || (_s.Task == PeftTask.Classification ? metric > bestMetric : metric < bestMetric);
+                    if (better)
+                    {
+                        bestMetric = metric; bestEpoch = epoch; sinceBest = 0;
+                        DisposeAll(best);
+                        best = Snapshot();
+                    }
+                    else if (_s.EarlyStoppingPatience > 0 && ++sinceBest >= _s.EarlyStoppingPatience) break;
+                }
+                else bestEpoch = epoch;
+            }
+            if (best is not null && bestEpoch != epochsRun) Restore(best);
+        }
+        finally
+        {
+            DisposeAll(best);
+            _model.eval();
+        }
+        return new TrainingReport(epochsRun, bestEpoch, bestMetric, MetricName, runningLoss,
+            tokens / Math.Max(watch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, 0);
+    }
+
+    private TrainingProgress Report(int epoch, int step, int total, double loss, double lr, long tokens, TimeSpan elapsed, double? metric)
+    {
+        double perStep = elapsed.TotalSeconds / Math.Max(step, 1);
+        return new TrainingProgress(epoch, _s.Epochs, step, total, loss, lr, tokens / Math.Max(elapsed.TotalSeconds, 1e-9), elapsed,
+            TimeSpan.FromSeconds(perStep * (total - step)), metric, metric is null ? null : MetricName);
+    }
+
+    private static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
+
+    /// <summary>Linear warm-up to 1, then linear decay to 0.</summary>
+    internal static double Schedule(int step, int warmup, int total)
+    {
+        if (step < warmup) return (step + 1.0) / warmup;
+        return Math.Max(0.0, (total - step) / (double)Math.Max(1, total - warmup));
+    }
+
+    private Tensor Loss(Tensor output, float[] labels)
+    {
+        if (_s.Task == PeftTask.Classification)
+        {
+            using var target = tensor(labels.Select(l => (long)l).ToArray(), device: _device);
+            return nn.functional.cross_entropy(output, target);
+        }
+        using var y = tensor(labels, device: _device);
+        return nn.functional.mse_loss(output.squeeze(-1), y);
+    }
+
+    /// <summary>Accuracy (classification) or RMSE (regression) on <paramref name="rows"/>.</summary>
+    public double Evaluate(IReadOnlyList<Example> rows)
+    {
+        var outputs = Predictor.Predict(_model, rows, _s.BatchSize, _s.TokenBudget, _padId, _device, softmax: false);
+        if (_s.Task == PeftTask.Classification)
+        {
+            int correct = 0;
+            for (int i = 0; i < rows.Count; i++)
+            {
+                var o = outputs[i];
+                int arg = 0;
+                for (int k = 1; k < o.Length; k++) if (o[k] > o[arg]) arg = k;
+                if (arg == (int)rows[i].Label) correct++;
+            }
+            return correct / (double)rows.Count;
+        }
+        double se = 0;
+        for (int i = 0; i < rows.Count; i++) se += Math.Pow(outputs[i][0] - rows[i].Label, 2);
+        return Math.Sqrt(se / rows.Count);
+    }
+
+    private Dictionary<string, Tensor> Snapshot()
+    {
+        using var _ = no_grad();
+        return _model.TrainableParameters().ToDictionary(p => p.Name, p => p.Parameter.detach().clone());
+    }
+
+    private void Restore(Dictionary<string, Tensor> snapshot)
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in _model.TrainableParameters()) p.copy_(snapshot[name]);
+    }
+
+    private static void DisposeAll(Dictionary<string, Tensor>? d)
+    {
+        if (d is null) return;
+        foreach (var t in d.Values) t.Dispose();
+        d.Clear();
+    }
+}

@@ -1,0 +1,42 @@
+namespace Microsoft.ML.Peft.Training;
+
+/// <summary>What the head predicts.</summary>
+public enum PeftTask
+{
+    /// <summary>Single-label classification over key values; softmax + cross-entropy.</summary>
+    Classification,
+    /// <summary>One float per row; mean squared error.</summary>
+    Regression,
+}
+
+/// <summary>Resolved training hyper-parameters handed to <see cref="PeftTrainer"/> (already validated).</summary>
+internal sealed record TrainingSettings
+{
+    public int BatchSize { get; init; } = 32;
+    public int TokenBudget { get; init; }
+    public int Epochs { get; init; } = 3;
+    public double LearningRate { get; init; } = 5e-4;
+    public double WeightDecay { get; init; } = 0.01;
+    public double WarmupRatio { get; init; } = 0.06;
+    public double MaxGradNorm { get; init; } = 1.0;
+    public int EarlyStoppingPatience { get; init; }
+    public int Seed { get; init; }
+    public int LogEverySteps { get; init; } = 20;
+    public PeftTask Task { get; init; }
+}
+
+/// <summary>A progress report from the training loop.</summary>
+public sealed record TrainingProgress(
+    int Epoch, int Epochs, int Step, int TotalSteps, double Loss, double LearningRate,
+    double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining, double? ValidationMetric, string? MetricName)
+{
+    /// <summary>One log line.</summary>
+    public override string ToString() =>
+        $"epoch {Epoch}/{Epochs} step {Step}/{TotalSteps} loss {Loss:F4} lr {LearningRate:E2} {TokensPerSecond:F0} tokens/s ETA {Remaining:hh\\:mm\\:ss}"
+        + (ValidationMetric is { } m ? $" validation {MetricName} {m:F4}" : "");
+}
+
+/// <summary>What training did.</summary>
+public sealed record TrainingReport(
+    int EpochsRun, int BestEpoch, double? BestValidationMetric, string MetricName, double FinalTrainLoss,
+    double TokensPerSecond, TimeSpan Duration, int SkippedRows);

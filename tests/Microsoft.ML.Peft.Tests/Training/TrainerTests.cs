@@ -1,0 +1,101 @@
+using Microsoft.ML.Peft.Methods.Lora;
+using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.Peft.Tests.Modeling;
+using Microsoft.ML.Peft.Training;
+using TorchSharp;
+
+namespace Microsoft.ML.Peft.Tests.Training;
+
+[TestClass]
+public sealed class TrainerTests
+{
+    [TestMethod]
+    public void TrainingBatchesCoverEveryRowOnceAndRespectBudgets()
+    {
+        var rng = new Random(7);
+        var lengths = Enumerable.Range(0, 1000).Select(_ => rng.Next(3, 120)).ToArray();
+        var batches = BatchPlanner.ForTraining(lengths, 32, 1024, new Random(1));
+        CollectionAssert.AreEquivalent(Enumerable.Range(0, 1000).ToArray(), batches.SelectMany(b => b).ToArray());
+        foreach (var b in batches)
+        {
+            Assert.IsLessThanOrEqualTo(32, b.Length);
+            Assert.IsLessThanOrEqualTo(1024, b.Length * b.Max(i => lengths[i]));
+        }
+        var scoring = BatchPlanner.ForScoring(lengths, 16, 0);
+        CollectionAssert.AreEquivalent(Enumerable.Range(0, 1000).ToArray(), scoring.SelectMany(b => b).ToArray());
+        // Length bucketing must keep padding far below random batching's.
+        long padded = batches.Sum(b => (long)b.Length * b.Max(i => lengths[i]));
+        Assert.IsLessThan(1.15 * lengths.Sum(), padded);
+    }
+
+    [TestMethod]
+    public void SameSeedSameBatches()
+    {
+        var lengths = Enumerable.Range(0, 300).Select(i => i % 17 + 2).ToArray();
+        var a = BatchPlanner.ForTraining(lengths, 8, 0, new Random(3)).SelectMany(b => b).ToArray();
+        var b = BatchPlanner.ForTraining(lengths, 8, 0, new Random(3)).SelectMany(b => b).ToArray();
+        var c = BatchPlanner.ForTraining(lengths, 8, 0, new Random(4)).SelectMany(b => b).ToArray();
+        CollectionAssert.AreEqual(a, b);
+        CollectionAssert.AreNotEqual(a, c);
+    }
+
+    [TestMethod]
+    public void ScheduleWarmsUpThenDecays()
+    {
+        Assert.AreEqual(0.25, PeftTrainer.Schedule(0, 4, 100), 1e-12);
+        Assert.AreEqual(1.0, PeftTrainer.Schedule(3, 4, 100), 1e-12);
+        Assert.AreEqual(0.5, PeftTrainer.Schedule(52, 4, 100), 1e-12);
+        Assert.AreEqual(0.0, PeftTrainer.Schedule(100, 4, 100), 1e-12);
+    }
+
+    internal static List<Example> Synthetic(int n, int seed)
+    {
+        // Label 1 when token 5 comes before token 6, else 0: a word-order rule, both tokens always present.
+        var rng = new Random(seed);
+        var rows = new List<Example>();
+        for (int i = 0; i < n; i++)
+        {
+            int len = rng.Next(4, 10);
+            var ids = new long[len + 2];
+            ids[0] = 2; ids[^1] = 3;
+            for (int t = 1; t <= len; t++) ids[t] = rng.Next(10, 40);
+            int a = rng.Next(1, len + 1), b;
+            do b = rng.Next(1, len + 1); while (b == a);
+            ids[a] = 5; ids[b] = 6;
+            rows.Add(new Example(ids, new long[ids.Length], a < b ? 1 : 0));
+        }
+        return rows;
+    }
+
+    [TestMethod]
+    public void LearnsWordOrderAndKeepsBestEpoch()
+    {
+        torch.manual_seed(11);
+        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig { Rank = 4, TargetModules = [LoraConfig.AllLinear], Dropout = 0 }, 2, Pooling.Cls, 0);
+        var settings = new TrainingSettings { BatchSize = 16, Epochs = 8, LearningRate = 5e-3, Seed = 1, Task = PeftTask.Classification, WarmupRatio = 0.05 };
+        var trainer = new PeftTrainer(model, new LoraConfig(), settings, 0, torch.CPU);
+        var train = Synthetic(400, 1);
+        var valid = Synthetic(100, 2);
+        double before = trainer.Evaluate(valid);
+        var reports = new List<TrainingProgress>();
+        var report = trainer.Train(train, valid, reports.Add, () => { }, CancellationToken.None);
+        double after = trainer.Evaluate(valid);
+        Assert.IsGreaterThan(0.85, after, $"accuracy before {before:F3}, after {after:F3}");
+        Assert.AreEqual(report.BestValidationMetric!.Value, after, 1e-9, "the best epoch's weights must be the ones kept");
+        Assert.IsTrue(reports.Any(r => r.ValidationMetric is not null));
+        Assert.IsGreaterThan(0, report.TokensPerSecond);
+    }
+
+    [TestMethod]
+    public void CancellationStopsTraining()
+    {
+        torch.manual_seed(12);
+        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig(), 2);
+        var trainer = new PeftTrainer(model, new LoraConfig(), new TrainingSettings { Epochs = 50, BatchSize = 4, Task = PeftTask.Classification }, 0, torch.CPU);
+        using var cts = new CancellationTokenSource();
+        int steps = 0;
+        Assert.ThrowsExactly<OperationCanceledException>(() =>
+            trainer.Train(Synthetic(200, 3), null, null, () => { if (++steps == 5) cts.Cancel(); }, cts.Token));
+        Assert.AreEqual(5, steps);
+    }
+}
