@@ -1,6 +1,3 @@
-using Microsoft.ML.Data;
-using Microsoft.ML.Runtime;
-
 using System.Text;
 using System.Text.Json;
 
