@@ -1,0 +1,82 @@
+namespace Microsoft.ML.Peft.MLNet;
+
+/// <summary>Saving and loading ML.NET model files safely.</summary>
+public static class PeftModelIO
+{
+    /// <summary>
+    /// Saves <paramref name="model"/> like <c>mlContext.Model.Save</c>, atomically: it is written to a temporary file in
+    /// the same folder, flushed to disk, then renamed over <paramref name="path"/>. If anything fails, the temporary
+    /// file is deleted and whatever was at <paramref name="path"/> before is left untouched.
+    /// </summary>
+    /// <param name="mlContext">The ML.NET context.</param>
+    /// <param name="model">The model to save.</param>
+    /// <param name="inputSchema">The model's input schema (saved with it), or null.</param>
+    /// <param name="path">Destination .zip path.</param>
+    public static void SaveAtomic(MLContext mlContext, ITransformer model, DataViewSchema? inputSchema, string path)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        string fullPath = Path.GetFullPath(path);
+        string directory = Path.GetDirectoryName(fullPath)!;
+        Directory.CreateDirectory(directory);
+        string temp = Path.Combine(directory, $"{Path.GetFileNameWithoutExtension(fullPath)}.{Guid.NewGuid():N}.zip.tmp");
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                mlContext.Model.Save(model, inputSchema, stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, fullPath, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads a model saved by <see cref="SaveAtomic"/> or <c>mlContext.Model.Save</c>, turning the many ways a damaged
+    /// file fails inside ML.NET into one <see cref="PeftModelFormatException"/> that names the file.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">There is no file at <paramref name="path"/>.</exception>
+    /// <exception cref="PeftModelFormatException">The file is truncated, corrupted or unreadable by this version.</exception>
+    public static ITransformer Load(MLContext mlContext, string path, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        using var stream = File.OpenRead(path);
+        try
+        {
+            return mlContext.Model.Load(stream, out inputSchema);
+        }
+        catch (Exception ex) when (ex is not (OutOfMemoryException or UnauthorizedAccessException))
+        {
+            var root = ex;
+            PeftModelFormatException? peft = ex as PeftModelFormatException;
+            while (root.InnerException is not null)
+            {
+                root = root.InnerException;
+                peft ??= root as PeftModelFormatException;
+            }
+            string detail = (peft ?? root).Message;
+            throw new PeftModelFormatException($"Cannot load model '{path}': the file is truncated, corrupted or was saved by an incompatible version. {detail}", ex);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}
