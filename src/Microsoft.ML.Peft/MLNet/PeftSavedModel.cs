@@ -1,0 +1,41 @@
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.Peft.Tokenization;
+using Microsoft.ML.Peft.Training;
+
+namespace Microsoft.ML.Peft.MLNet;
+
+/// <summary>Everything besides tensors that rebuilds a trained stage; stored as JSON in the model header.</summary>
+internal sealed class PeftSavedModel
+{
+    public int FormatVersion { get; set; } = 1;
+    public PeftTask Task { get; set; }
+    public string MethodJson { get; set; } = "";
+    public string EncoderConfigJson { get; set; } = "";
+    public Pooling Pooling { get; set; }
+    public double HeadDropout { get; set; }
+    public int NumOutputs { get; set; }
+    public int MaxSequenceLength { get; set; }
+    public bool Merged { get; set; }
+    public KeyValueList? Labels { get; set; }
+    public string ScoreColumn { get; set; } = "Score";
+    public string? PredictedLabelColumn { get; set; }
+    public BaseModelRecord Base { get; set; } = new();
+    public TextTokenizerKind TokenizerKind { get; set; }
+    public string[] TokenizerFiles { get; set; } = [];
+    public long TrainableParameters { get; set; }
+    public long TotalParameters { get; set; }
+}
+
+/// <summary>A base model's identity in a saved stage: enough to find it again and check it is the same one.</summary>
+internal sealed class BaseModelRecord
+{
+    public BaseModelKind Kind { get; set; }
+    public string Name { get; set; } = "";
+    public string Sha256 { get; set; } = "";
+    public string Origin { get; set; } = "";
+    public string? OriginVocabPath { get; set; }
+    public bool WeightsStored { get; set; }
+    public string VocabFileName { get; set; } = "vocab.txt";
+    public bool DoLowerCase { get; set; }
+}

@@ -1,0 +1,131 @@
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Methods;
+using Microsoft.ML.Peft.Methods.Lora;
+using Microsoft.ML.Peft.Modeling;
+
+namespace Microsoft.ML.Peft.MLNet;
+
+/// <summary>
+/// Options shared by every PEFT text stage: columns, base model, method, and training hyper-parameters.
+/// Defaults follow Hugging Face's examples for small encoders. <c>Fit</c> never writes into this object.
+/// </summary>
+public abstract class PeftTextOptions
+{
+    /// <summary>The label column: a key (classification; add <c>MapValueToKey</c>) or a float (regression). Default <c>Label</c>.</summary>
+    public string LabelColumnName { get; set; } = "Label";
+
+    /// <summary>The first (or only) text column. Default <c>Sentence1</c>, as ML.NET's own text classifier.</summary>
+    public string Sentence1ColumnName { get; set; } = "Sentence1";
+
+    /// <summary>Optional second text column for sentence-pair tasks (paraphrase, entailment, similarity). Default null.</summary>
+    public string? Sentence2ColumnName { get; set; }
+
+    /// <summary>Prefix for the output columns (<c>{prefix}Score</c>, <c>{prefix}PredictedLabel</c>), e.g. to keep two stages apart. Default empty.</summary>
+    public string OutputColumnPrefix { get; set; } = "";
+
+    /// <summary>The pretrained encoder. Default null: the embedded all-MiniLM-L6-v2 (<see cref="BaseModel.MiniLM"/>).</summary>
+    public BaseModel? BaseModel { get; set; }
+
+    /// <summary>
+    /// The PEFT method and its options (e.g. <see cref="LoraConfig"/>). Default null: LoRA with r = 8, alpha = 16 on query and value.
+    /// </summary>
+    public PeftMethodConfig? Method { get; set; }
+
+    /// <summary>
+    /// When the base model is not embedded (a folder or ONNX file), store its weights in the model .zip so it is
+    /// self-contained (default true); false stores only its path and SHA-256, checked on load.
+    /// </summary>
+    public bool StoreBaseModelWeights { get; set; } = true;
+
+    /// <summary>Longest input in tokens, special tokens included; longer texts are truncated. Default 128.</summary>
+    public int MaxSequenceLength { get; set; } = 128;
+
+    /// <summary>Rows per training and scoring batch. Default 32.</summary>
+    public int BatchSize { get; set; } = 32;
+
+    /// <summary>Passes over the training data. Default 3.</summary>
+    public int Epochs { get; set; } = 3;
+
+    /// <summary>Peak learning rate of AdamW. Default null: 5e-4 for methods that train few weights, 3e-5 for full fine-tuning.</summary>
+    public double? LearningRate { get; set; }
+
+    /// <summary>AdamW weight decay (not applied to biases and LayerNorm). Default 0.01.</summary>
+    public double WeightDecay { get; set; } = 0.01;
+
+    /// <summary>Fraction of steps with linear learning-rate warm-up before the linear decay. Default 0.06.</summary>
+    public double WarmupRatio { get; set; } = 0.06;
+
+    /// <summary>Gradient norm clipping; 0 disables it. Default 1.0.</summary>
+    public double MaxGradNorm { get; set; } = 1.0;
+
+    /// <summary>Optional validation data (same columns); with it, each epoch is scored and the best epoch's weights are kept. Default null.</summary>
+    public IDataView? ValidationSet { get; set; }
+
+    /// <summary>With a validation set: stop after this many epochs without improvement; 0 never stops early. Default 0.</summary>
+    public int EarlyStoppingPatience { get; set; }
+
+    /// <summary>How token states become the row vector for the head. Default <see cref="Pooling.Auto"/> (pooler if the checkpoint has one, else mean).</summary>
+    public Pooling Pooling { get; set; } = Pooling.Auto;
+
+    /// <summary>Dropout before the head during training. Default 0.1.</summary>
+    public double HeadDropout { get; set; } = 0.1;
+
+    /// <summary>Fold the method's update into the base weights for scoring where the method allows it. Default true.</summary>
+    public bool MergeForScoring { get; set; } = true;
+
+    /// <summary>Log a progress line every this many optimizer steps. Default 20.</summary>
+    public int LogEverySteps { get; set; } = 20;
+
+    /// <summary>Cancels training cooperatively (as does <c>MLContext.CancelExecution</c>); a cancelled <c>Fit</c> throws and leaves nothing behind.</summary>
+    public CancellationToken CancellationToken { get; set; }
+
+    /// <summary>Optional callback for each progress report (the same reports go to <c>MLContext.Log</c>).</summary>
+    public Action<Training.TrainingProgress>? Progress { get; set; }
+
+    internal PeftTextOptions CloneOptions()
+    {
+        var copy = (PeftTextOptions)MemberwiseClone();
+        copy.Method = (Method ?? new LoraConfig()).Clone();
+        return copy;
+    }
+
+    internal void Validate()
+    {
+        static void Check(bool ok, string option, string message)
+        {
+            if (!ok) throw new ArgumentOutOfRangeException(option, $"Option '{option}' {message}");
+        }
+        Check(!string.IsNullOrWhiteSpace(LabelColumnName), nameof(LabelColumnName), "must name a column.");
+        Check(!string.IsNullOrWhiteSpace(Sentence1ColumnName), nameof(Sentence1ColumnName), "must name a column.");
+        Check(Sentence2ColumnName is null || Sentence2ColumnName != Sentence1ColumnName, nameof(Sentence2ColumnName), "must differ from Sentence1ColumnName.");
+        Check(MaxSequenceLength >= 8, nameof(MaxSequenceLength), $"must be at least 8, got {MaxSequenceLength}.");
+        Check(BatchSize >= 1, nameof(BatchSize), $"must be at least 1, got {BatchSize}.");
+        Check(Epochs >= 1, nameof(Epochs), $"must be at least 1, got {Epochs}.");
+        Check(LearningRate is null || (LearningRate > 0 && double.IsFinite(LearningRate.Value)), nameof(LearningRate), $"must be positive, got {LearningRate}.");
+        Check(WeightDecay >= 0, nameof(WeightDecay), $"must not be negative, got {WeightDecay}.");
+        Check(WarmupRatio is >= 0 and < 1, nameof(WarmupRatio), $"must be in [0, 1), got {WarmupRatio}.");
+        Check(MaxGradNorm >= 0, nameof(MaxGradNorm), $"must not be negative, got {MaxGradNorm}.");
+        Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), $"must not be negative, got {EarlyStoppingPatience}.");
+        Check(EarlyStoppingPatience == 0 || ValidationSet is not null, nameof(EarlyStoppingPatience), "needs a ValidationSet.");
+        Check(HeadDropout is >= 0 and < 1, nameof(HeadDropout), $"must be in [0, 1), got {HeadDropout}.");
+        Check(LogEverySteps >= 1, nameof(LogEverySteps), $"must be at least 1, got {LogEverySteps}.");
+        (Method ?? new LoraConfig()).Validate();
+    }
+}
+
+/// <summary>Options of a PEFT text classification stage (single-label; binary is two classes).</summary>
+public sealed class PeftTextClassificationOptions : PeftTextOptions
+{
+    /// <summary>Name of the class-probability vector column. Default <c>Score</c>.</summary>
+    public string ScoreColumnName { get; set; } = "Score";
+
+    /// <summary>Name of the predicted key column. Default <c>PredictedLabel</c>.</summary>
+    public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+}
+
+/// <summary>Options of a PEFT text regression stage (one float per row, e.g. STS-B similarity).</summary>
+public sealed class PeftTextRegressionOptions : PeftTextOptions
+{
+    /// <summary>Name of the predicted value column. Default <c>Score</c>.</summary>
+    public string ScoreColumnName { get; set; } = "Score";
+}

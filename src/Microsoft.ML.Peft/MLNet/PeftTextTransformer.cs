@@ -1,0 +1,271 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Methods;
+using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.Peft.Tokenization;
+using Microsoft.ML.Peft.Training;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+[assembly: LoadableClass(typeof(PeftTextTransformer), null, typeof(SignatureLoadModel), "PEFT text transformer", PeftTextTransformer.LoaderSignature)]
+
+namespace Microsoft.ML.Peft.MLNet;
+
+/// <summary>
+/// A fine-tuned encoder with its task head as an ML.NET transformer. Classification adds <c>Score</c> (class
+/// probabilities, slot names from the label's key values) and <c>PredictedLabel</c> (a key with the label's key values);
+/// regression adds a float <c>Score</c>. Rows are scored in batches inside the cursor. Saved with <c>mlContext.Model.Save</c>,
+/// it stores only what trained, the tokenizer vocabulary and the base model's identity (or its weights, for non-embedded bases).
+/// </summary>
+public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
+{
+    internal const string LoaderSignature = "PeftTextTransformer";
+    internal const string TrainedStream = "Trained.safetensors";
+    internal const string BaseStream = "Base.safetensors";
+    internal const string TokenizerStreamPrefix = "Tokenizer.";
+    private static readonly PeftModelSignature Signature = new(LoaderSignature, "PEFTTEXT", formatVersion: 0x00010001);
+
+    private readonly PeftSavedModel _saved;
+    private readonly PeftModel _model;
+    private readonly PeftMethodConfig _method;
+    private readonly TextTokenizer _tokenizer;
+    private readonly BaseModel _base;
+    private readonly Device _device;
+
+    internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved, PeftModel model, PeftMethodConfig method,
+                                 TextTokenizer tokenizer, BaseModel baseModel, Device device, int batchSize, TrainingReport? report)
+        : base(env, nameof(PeftTextTransformer), inputColumns, batchSize)
+    {
+        _saved = saved; _model = model; _method = method; _tokenizer = tokenizer; _base = baseModel; _device = device;
+        TrainingReport = report;
+        _model.eval();
+        foreach (var (_, p) in _model.named_parameters()) p.requires_grad = false;
+    }
+
+    /// <summary>Parameters that trained (method + head), as <c>peft</c>'s <c>print_trainable_parameters</c> counts them.</summary>
+    public long TrainableParameterCount => _saved.TrainableParameters;
+
+    /// <summary>All parameters of the model (base + method + head).</summary>
+    public long TotalParameterCount => _saved.TotalParameters;
+
+    /// <summary>Trainable share of all parameters, in percent.</summary>
+    public double TrainablePercent => 100.0 * TrainableParameterCount / Math.Max(1, TotalParameterCount);
+
+    /// <summary>The PEFT method's options (a copy).</summary>
+    public PeftMethodConfig Method => _method.Clone();
+
+    /// <summary>The base model's name and SHA-256.</summary>
+    public (string Name, string Sha256) BaseModelIdentity => (_saved.Base.Name, _saved.Base.Sha256);
+
+    /// <summary>What training did; null for a transformer loaded from a file.</summary>
+    public TrainingReport? TrainingReport { get; }
+
+    /// <summary>True when the method's update is folded into the base weights for scoring.</summary>
+    public bool IsMerged => _saved.Merged;
+
+    /// <summary>The task this stage was trained for.</summary>
+    public PeftTask Task => _saved.Task;
+
+    internal PeftModel Model => _model;
+    internal TextTokenizer Tokenizer => _tokenizer;
+
+    private protected override PeftModelSignature ModelSignature => Signature;
+
+    // Inference under no_grad on a module that is no longer modified is safe from several threads.
+    private protected override bool CanScoreConcurrently => true;
+
+    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column)
+    {
+        if (column.Type is not TextDataViewType)
+            throw new ArgumentOutOfRangeException(nameof(column), $"Input column '{column.Name}' must be Text (string), but is {column.Type}.");
+    }
+
+    private protected override IReadOnlyList<PeftOutputColumn> GetOutputColumns(DataViewSchema inputSchema)
+    {
+        if (_saved.Task == PeftTask.Regression)
+            return [new PeftOutputColumn(_saved.ScoreColumn, NumberDataViewType.Single, ScoreKind(AnnotationUtils.Const.ScoreColumnKind.Regression, "Score"))];
+        var labels = _saved.Labels!;
+        var predicted = new DataViewSchema.Annotations.Builder();
+        labels.AddKeyValues(predicted);
+        AddScoreKind(predicted, AnnotationUtils.Const.ScoreColumnKind.MulticlassClassification, "PredictedLabel");
+        return
+        [
+            new PeftOutputColumn(_saved.ScoreColumn, new VectorDataViewType(NumberDataViewType.Single, labels.Count), PeftAnnotations.MulticlassScore(labels.Values)),
+            new PeftOutputColumn(_saved.PredictedLabelColumn!, new KeyDataViewType(typeof(uint), labels.Count), predicted.ToAnnotations()),
+        ];
+    }
+
+    private static DataViewSchema.Annotations ScoreKind(string columnKind, string valueKind)
+    {
+        var b = new DataViewSchema.Annotations.Builder();
+        AddScoreKind(b, columnKind, valueKind);
+        return b.ToAnnotations();
+    }
+
+    private static void AddScoreKind(DataViewSchema.Annotations.Builder b, string columnKind, string valueKind)
+    {
+        b.Add(AnnotationUtils.Kinds.ScoreColumnKind, TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = columnKind.AsMemory());
+        b.Add(AnnotationUtils.Kinds.ScoreValueKind, TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = valueKind.AsMemory());
+    }
+
+    private protected override void ScoreBatch(PeftBatch batch)
+    {
+        int rows = batch.Count;
+        var first = batch.GetInput<ReadOnlyMemory<char>>(0);
+        bool pair = batch.InputCount > 1;
+        var second = pair ? batch.GetInput<ReadOnlyMemory<char>>(1) : default;
+        var examples = new Example[rows];
+        for (int i = 0; i < rows; i++)
+            examples[i] = Training.Encoding.Encode(_tokenizer, first[i].ToString(), pair ? second[i].ToString() : null, pair, _saved.MaxSequenceLength, 0);
+        var outputs = Predictor.Predict(_model, examples, BatchSize, 0, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
+
+        if (_saved.Task == PeftTask.Regression)
+        {
+            var score = batch.GetOutput<float>(0);
+            for (int i = 0; i < rows; i++) score[i] = outputs[i][0];
+            return;
+        }
+        int classes = _saved.NumOutputs;
+        if (batch.IsOutputActive(0))
+        {
+            var scores = batch.GetOutput<VBuffer<float>>(0);
+            for (int i = 0; i < rows; i++)
+            {
+                var editor = VBufferEditor.Create(ref scores[i], classes);
+                outputs[i].CopyTo(editor.Values);
+                scores[i] = editor.Commit();
+            }
+        }
+        if (batch.IsOutputActive(1))
+        {
+            var predicted = batch.GetOutput<uint>(1);
+            for (int i = 0; i < rows; i++)
+            {
+                int best = 0;
+                for (int c = 1; c < classes; c++) if (outputs[i][c] > outputs[i][best]) best = c;
+                predicted[i] = (uint)best + 1;
+            }
+        }
+    }
+
+    private protected override void SaveContents(PeftModelWriter writer)
+    {
+        writer.WriteOptions(_saved);
+        writer.WriteStream(TrainedStream, w => WriteTensors(w, TrainedTensors()));
+        var files = _tokenizer.ExportFiles();
+        foreach (var name in _saved.TokenizerFiles)
+            writer.WriteStream(TokenizerStreamPrefix + name, w => w.Write(files[name]));
+        if (_saved.Base.WeightsStored)
+        {
+            var weights = _base.LoadWeights();
+            try { writer.WriteStream(BaseStream, w => WriteTensors(w, weights)); }
+            finally { foreach (var t in weights.Values) t.Dispose(); }
+        }
+    }
+
+    /// <summary>The tensors that trained: the method's and the head's, by their full names.</summary>
+    internal Dictionary<string, Tensor> TrainedTensors() =>
+        _model.named_parameters()
+            .Where(p => p.name.StartsWith("classifier.", StringComparison.Ordinal) || _method.IsTrainable(p.name))
+            .ToDictionary(p => p.name, p => (Tensor)p.parameter);
+
+    private static void WriteTensors(BinaryWriter w, Dictionary<string, Tensor> tensors)
+    {
+        using var buffer = new MemoryStream();
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(buffer, tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu()), leaveOpen: true);
+        w.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    private static Dictionary<string, Tensor> ReadTensors(PeftModelReader reader, string stream)
+    {
+        Dictionary<string, Tensor>? result = null;
+        reader.ReadStream(stream, r =>
+        {
+            using var copy = new MemoryStream();
+            r.BaseStream.CopyTo(copy);
+            copy.Position = 0;
+            result = TorchSharp.PyBridge.Safetensors.LoadStateDict(copy, leaveOpen: true);
+        });
+        return result!;
+    }
+
+    // Found by ML.NET through the LoadableClass attribute above.
+    private static PeftTextTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        Runtime.TorchRuntime.EnsureLoaded();
+        var reader = ReadModel(env, ctx, Signature);
+        var saved = reader.ReadOptions<PeftSavedModel>();
+        if (saved.FormatVersion != 1) throw new PeftModelFormatException($"PEFT model format {saved.FormatVersion} is newer than this library understands (1).");
+        var method = PeftMethodConfig.FromJson(saved.MethodJson);
+        var baseModel = ResolveBase(reader, saved.Base);
+        var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var name in saved.TokenizerFiles)
+            reader.ReadStream(TokenizerStreamPrefix + name, r => files[name] = ReadAll(r));
+        var tokenizer = TextTokenizer.Load(files, saved.TokenizerKind);
+        var device = PeftDevice.Resolve(env);
+        var model = PeftModel.Create(baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler), method, saved.NumOutputs, saved.Pooling, saved.HeadDropout);
+        var trained = ReadTensors(reader, TrainedStream);
+        try { LoadTrained(model, trained); }
+        finally { foreach (var t in trained.Values) t.Dispose(); }
+        if (saved.Merged) method.Merge(model);
+        model.to(device);
+        return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, model, method, tokenizer, baseModel, device, reader.BatchSize, null);
+    }
+
+    private static void LoadTrained(PeftModel model, Dictionary<string, Tensor> trained)
+    {
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var missing = trained.Keys.Where(k => !parameters.ContainsKey(k)).ToList();
+        if (missing.Count > 0) throw new PeftModelFormatException($"The saved model holds tensors its method does not create: {string.Join(", ", missing.Take(5))}.");
+        using var _ = no_grad();
+        foreach (var (name, t) in trained)
+        {
+            var p = parameters[name];
+            if (!p.shape.SequenceEqual(t.shape))
+                throw new PeftModelFormatException($"Saved tensor '{name}' has shape [{string.Join(",", t.shape)}], the model expects [{string.Join(",", p.shape)}].");
+            p.copy_(t);
+        }
+    }
+
+    private static BaseModel ResolveBase(PeftModelReader reader, BaseModelRecord record)
+    {
+        BaseModel found;
+        switch (record.Kind)
+        {
+            case BaseModelKind.Embedded:
+                found = BaseModel.Embedded(record.Origin);
+                break;
+            case BaseModelKind.Onnx when !record.WeightsStored:
+                if (!File.Exists(record.Origin))
+                    throw new FileNotFoundException($"This model references its base ONNX file '{record.Origin}' (sha256 {record.Sha256}), which no longer exists. Put it back, or save the model with StoreBaseModelWeights = true.", record.Origin);
+                found = BaseModel.FromOnnx(record.Origin, record.OriginVocabPath!, record.Name, record.DoLowerCase);
+                break;
+            case BaseModelKind.Folder when !record.WeightsStored:
+                if (!Directory.Exists(record.Origin))
+                    throw new DirectoryNotFoundException($"This model references its base model folder '{record.Origin}' (sha256 {record.Sha256}), which no longer exists. Put it back, or save the model with StoreBaseModelWeights = true.");
+                found = BaseModel.FromFolder(record.Origin, record.Name);
+                break;
+            default:
+                var weights = ReadTensors(reader, BaseStream);
+                var configJson = reader.ReadOptions<PeftSavedModel>().EncoderConfigJson;
+                return BaseModel.FromWeights(record.Name, record.Sha256, EncoderConfig.FromJson(configJson), weights, [], record.VocabFileName, record.DoLowerCase, record.Origin);
+        }
+        if (!string.Equals(found.Sha256, record.Sha256, StringComparison.OrdinalIgnoreCase))
+            throw new InvalidDataException($"Base model '{record.Name}' ({found.Source}) has sha256 {found.Sha256}, but this model was trained on sha256 {record.Sha256}. " +
+                                           "The fine-tuned weights only fit the exact base they were trained on.");
+        return found;
+    }
+
+    private static byte[] ReadAll(BinaryReader r)
+    {
+        using var m = new MemoryStream();
+        r.BaseStream.CopyTo(m);
+        return m.ToArray();
+    }
+
+    /// <summary>Releases the model's tensors.</summary>
+    public void Dispose() => _model.Dispose();
+}

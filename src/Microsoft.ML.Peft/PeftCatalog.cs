@@ -1,0 +1,82 @@
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Methods;
+using Microsoft.ML.Peft.Methods.Lora;
+using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Peft.Training;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Peft;
+
+/// <summary>Adds <c>mlContext.Peft()</c>.</summary>
+public static class PeftMLContextExtensions
+{
+    /// <summary>The catalog of parameter-efficient fine-tuning stages.</summary>
+    public static PeftCatalog Peft(this MLContext mlContext) => new(mlContext ?? throw new ArgumentNullException(nameof(mlContext)));
+}
+
+/// <summary>
+/// Parameter-efficient fine-tuning stages for text. Every method goes through the same two stages:
+/// <see cref="TextClassification(PeftTextClassificationOptions)"/> and <see cref="TextRegression(PeftTextRegressionOptions)"/>
+/// with a <see cref="PeftMethodConfig"/> in the options; the per-method shortcuts below fill that in.
+/// </summary>
+public sealed class PeftCatalog
+{
+    private readonly IHostEnvironment _env;
+
+    internal PeftCatalog(IHostEnvironment env) => _env = env;
+
+    /// <summary>Text classification with any PEFT method (<see cref="PeftTextOptions.Method"/>; LoRA when unset).</summary>
+    public PeftTextEstimator TextClassification(PeftTextClassificationOptions options) =>
+        new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Classification);
+
+    /// <summary>Text regression (one float per row) with any PEFT method.</summary>
+    public PeftTextEstimator TextRegression(PeftTextRegressionOptions options) =>
+        new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Regression);
+
+    /// <summary>
+    /// LoRA text classification: the label must be a key (use <c>MapValueToKey</c>); outputs <c>Score</c> and <c>PredictedLabel</c>.
+    /// </summary>
+    /// <param name="labelColumnName">Key label column.</param>
+    /// <param name="sentence1ColumnName">Text column.</param>
+    /// <param name="sentence2ColumnName">Optional second text column for sentence pairs.</param>
+    /// <param name="rank">LoRA rank r.</param>
+    /// <param name="alpha">LoRA alpha; the update is scaled by alpha / r.</param>
+    /// <param name="epochs">Passes over the data.</param>
+    /// <param name="batchSize">Rows per batch.</param>
+    /// <param name="learningRate">Peak learning rate.</param>
+    /// <param name="maxSequenceLength">Longest input in tokens.</param>
+    /// <param name="baseModel">Pretrained encoder; null for the embedded all-MiniLM-L6-v2.</param>
+    public PeftTextEstimator LoraTextClassification(string labelColumnName = "Label", string sentence1ColumnName = "Sentence1",
+        string? sentence2ColumnName = null, int rank = 8, double alpha = 16, int epochs = 3, int batchSize = 32, double learningRate = 5e-4,
+        int maxSequenceLength = 128, BaseModel? baseModel = null) =>
+        TextClassification(new PeftTextClassificationOptions
+        {
+            LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName, Sentence2ColumnName = sentence2ColumnName,
+            Method = new LoraConfig { Rank = rank, Alpha = alpha }, Epochs = epochs, BatchSize = batchSize, LearningRate = learningRate,
+            MaxSequenceLength = maxSequenceLength, BaseModel = baseModel,
+        });
+
+    /// <summary>LoRA text classification with full options; <see cref="PeftTextOptions.Method"/> must be a <see cref="LoraConfig"/> or null.</summary>
+    public PeftTextEstimator LoraTextClassification(PeftTextClassificationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Method is not (null or LoraConfig))
+            throw new ArgumentOutOfRangeException(nameof(options), $"Option 'Method' is {options.Method.MethodName}; LoraTextClassification needs a LoraConfig (or use TextClassification).");
+        return TextClassification(options);
+    }
+
+    /// <summary>LoRA text regression; the label is a float column.</summary>
+    /// <param name="labelColumnName">Float label column.</param>
+    /// <param name="sentence1ColumnName">Text column.</param>
+    /// <param name="sentence2ColumnName">Optional second text column for sentence pairs.</param>
+    /// <param name="rank">LoRA rank r.</param>
+    /// <param name="epochs">Passes over the data.</param>
+    /// <param name="baseModel">Pretrained encoder; null for the embedded all-MiniLM-L6-v2.</param>
+    public PeftTextEstimator LoraTextRegression(string labelColumnName = "Label", string sentence1ColumnName = "Sentence1",
+        string? sentence2ColumnName = null, int rank = 8, int epochs = 3, BaseModel? baseModel = null) =>
+        TextRegression(new PeftTextRegressionOptions
+        {
+            LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName, Sentence2ColumnName = sentence2ColumnName,
+            Method = new LoraConfig { Rank = rank }, Epochs = epochs, BaseModel = baseModel,
+        });
+}
