@@ -18,6 +18,9 @@ internal sealed class PeftSavedModel
     public int MaxSequenceLength { get; set; }
     public bool Merged { get; set; }
     public KeyValueList? Labels { get; set; }
+    /// <summary>Regression trains on standardised targets: prediction = output × LabelScale + LabelShift.</summary>
+    public double LabelShift { get; set; }
+    public double LabelScale { get; set; } = 1;
     public string ScoreColumn { get; set; } = "Score";
     public string? PredictedLabelColumn { get; set; }
     public BaseModelRecord Base { get; set; } = new();

@@ -89,6 +89,18 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             valid = TrainingData.Read(o.ValidationSet, o.LabelColumnName, o.Sentence1ColumnName, o.Sentence2ColumnName, _task, _host.CheckAlive);
         }
 
+        // Regression trains on standardised targets: with few trainable weights, Adam's bounded steps would otherwise
+        // spend most of the budget moving the head's bias to the label mean.
+        double shift = 0, scale = 1;
+        if (_task == PeftTask.Regression)
+        {
+            shift = data.Labels.Average();
+            double sd = Math.Sqrt(data.Labels.Sum(y => (y - shift) * (y - shift)) / data.Count);
+            scale = sd > 1e-12 ? sd : 1;
+            Standardise(data.Labels, shift, scale);
+            if (valid is not null) Standardise(valid.Labels, shift, scale);
+        }
+
         var baseModel = o.BaseModel ?? BaseModel.Default;
         var tokenizer = baseModel.CreateTokenizer();
         int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
@@ -112,6 +124,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 BatchSize = o.BatchSize, Epochs = o.Epochs, LearningRate = o.LearningRate ?? method.DefaultLearningRate,
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
                 EarlyStoppingPatience = o.EarlyStoppingPatience, Seed = _host.Rand.Next(), LogEverySteps = o.LogEverySteps, Task = _task,
+                RegressionScale = scale,
             };
             var trainer = new PeftTrainer(model, method, settings, tokenizer.PadTokenId, device);
             var report = trainer.Train(train, validation, p =>
@@ -128,6 +141,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             {
                 Task = _task, MethodJson = method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(), Pooling = model.Pooling,
                 HeadDropout = o.HeadDropout, NumOutputs = numOutputs, MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
+                LabelShift = shift, LabelScale = scale,
                 ScoreColumn = ScoreColumn, PredictedLabelColumn = _task == PeftTask.Classification ? PredictedLabelColumn : null,
                 Base = new BaseModelRecord
                 {
@@ -147,5 +161,10 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         {
             if (!handedOver) model.Dispose();
         }
+    }
+
+    private static void Standardise(List<float> labels, double shift, double scale)
+    {
+        for (int i = 0; i < labels.Count; i++) labels[i] = (float)((labels[i] - shift) / scale);
     }
 }

@@ -125,7 +125,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         if (_saved.Task == PeftTask.Regression)
         {
             var score = batch.GetOutput<float>(0);
-            for (int i = 0; i < rows; i++) score[i] = outputs[i][0];
+            for (int i = 0; i < rows; i++) score[i] = (float)(outputs[i][0] * _saved.LabelScale + _saved.LabelShift);
             return;
         }
         int classes = _saved.NumOutputs;

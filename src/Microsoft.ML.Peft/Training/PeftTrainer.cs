@@ -152,7 +152,7 @@ internal sealed class PeftTrainer
         }
         double se = 0;
         for (int i = 0; i < rows.Count; i++) se += Math.Pow(outputs[i][0] - rows[i].Label, 2);
-        return Math.Sqrt(se / rows.Count);
+        return Math.Sqrt(se / rows.Count) * _s.RegressionScale;
     }
 
     private Dictionary<string, Tensor> Snapshot()

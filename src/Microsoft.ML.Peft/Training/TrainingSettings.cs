@@ -23,6 +23,8 @@ internal sealed record TrainingSettings
     public int Seed { get; init; }
     public int LogEverySteps { get; init; } = 20;
     public PeftTask Task { get; init; }
+    /// <summary>Regression targets are standardised; RMSE is reported in the original units by multiplying with this.</summary>
+    public double RegressionScale { get; init; } = 1;
 }
 
 /// <summary>A progress report from the training loop.</summary>

@@ -26,7 +26,10 @@ internal sealed class TinyOnnx
 
     private readonly List<byte[]> _nodes = [];
     private readonly List<byte[]> _initializers = [];
-    private readonly Random _random = new(1234);
+    /// <summary>Seed of the random weights; a different seed gives a different model of the same shape.</summary>
+    public int Seed { get; init; } = 1234;
+    private Random? _randomInstance;
+    private Random _random => _randomInstance ??= new Random(Seed);
     private int _anonymous = 900;
     private int _values;
 
