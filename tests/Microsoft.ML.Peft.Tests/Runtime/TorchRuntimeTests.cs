@@ -6,7 +6,16 @@ namespace Microsoft.ML.Peft.Tests.Runtime;
 public sealed class TorchRuntimeTests
 {
     [TestMethod]
-    public void LoadsOnThisMachine() => TorchRuntime.EnsureLoaded();
+    public void LoadsOnThisMachine()
+    {
+        TorchRuntime.EnsureLoaded();
+        using var t = TorchSharp.torch.ones(3);
+        Assert.AreEqual(3f, t.sum().item<float>());
+    }
+
+    internal static bool HasRequiredLibstdcxx() =>
+        new[] { "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6" }
+            .Any(p => File.Exists(p) && TorchRuntime.LibraryHasSymbolVersion(p, TorchRuntime.RequiredGlibcxx));
 
     [TestMethod]
     public void ExplainsMissingLibstdcxxVersion()
