@@ -136,6 +136,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +
                     (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));
 
+            method.PrepareForInference(model);
             bool merged = o.MergeForScoring && method.Merge(model);
             var saved = new PeftSavedModel
             {

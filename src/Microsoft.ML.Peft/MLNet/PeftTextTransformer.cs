@@ -206,7 +206,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
             reader.ReadStream(TokenizerStreamPrefix + name, r => files[name] = ReadAll(r));
         var tokenizer = TextTokenizer.Load(files, saved.TokenizerKind);
         var device = PeftDevice.Resolve(env);
-        var model = PeftModel.Create(baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler), method, saved.NumOutputs, saved.Pooling, saved.HeadDropout);
+        var model = PeftModel.CreateForInference(baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler), method, saved.NumOutputs, saved.Pooling, saved.HeadDropout);
         var trained = ReadTensors(reader, TrainedStream);
         try { LoadTrained(model, trained); }
         finally { foreach (var t in trained.Values) t.Dispose(); }

@@ -42,6 +42,24 @@ public abstract class PeftMethodConfig
     /// <summary>Hook for methods that adapt during training (e.g. rank reallocation); called after each optimizer step.</summary>
     internal virtual void OnStepEnd(PeftModel model, int step, int totalSteps) { }
 
+    /// <summary>
+    /// Called once before the first step, with a probe that can run forward/backward passes over training batches
+    /// (e.g. to estimate Fisher information for Child-Tuning). Gradients it leaves behind are cleared by the trainer.
+    /// </summary>
+    internal virtual void OnTrainingStart(PeftModel model, ITrainingProbe probe) { }
+
+    /// <summary>Called after <c>backward()</c> and before clipping and the optimizer step (e.g. to mask gradients).</summary>
+    internal virtual void OnAfterBackward(PeftModel model) { }
+
+    /// <summary>An extra term added to the task loss (e.g. AdaLoRA's orthogonality regulariser); null for none.</summary>
+    internal virtual Tensor? ExtraLoss(PeftModel model) => null;
+
+    /// <summary>
+    /// Turns the trained structure into its inference form (e.g. folds a prefix MLP into plain prefixes). Called after
+    /// training and, on load, right after <see cref="Attach"/> so the saved tensors find the same names.
+    /// </summary>
+    internal virtual void PrepareForInference(PeftModel model) { }
+
     /// <summary>A deep copy, so training never writes into the user's options.</summary>
     public PeftMethodConfig Clone() => FromJson(ToJson());
 
@@ -86,4 +104,12 @@ public abstract class PeftMethodConfig
     {
         if (!ok) throw new ArgumentOutOfRangeException(option, $"Option '{option}' {message}");
     }
+}
+
+/// <summary>Lets a method look at the training data through the model before training starts.</summary>
+internal interface ITrainingProbe
+{
+    /// <summary>Runs forward and backward over up to <paramref name="maxBatches"/> training batches, accumulating gradients
+    /// into every parameter with <c>requires_grad</c>; returns the number of batches run.</summary>
+    int AccumulateGradients(int maxBatches);
 }

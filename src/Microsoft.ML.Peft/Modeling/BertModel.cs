@@ -83,6 +83,12 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Optional trainable virtual tokens prepended after the embeddings (prompt tuning); null when absent.</summary>
+    internal IInputPrompt? Prompt { get; set; }
+
+    /// <summary>Number of virtual tokens <see cref="forward"/> prepends (0 without a prompt).</summary>
+    public int PromptLength => Prompt?.Length ?? 0;
+
     /// <summary>True when the encoder has a pooler (dense + tanh on the first token).</summary>
     public bool HasPooler => pooler is not null;
 
@@ -93,12 +99,19 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>
     /// Encodes a batch. <paramref name="inputIds"/> and <paramref name="attentionMask"/> are int64 [batch, seq]
     /// (mask 1 for real tokens, 0 for padding); <paramref name="tokenTypeIds"/> may be null. Returns the
-    /// <c>last_hidden_state</c> [batch, seq, hidden].
+    /// <c>last_hidden_state</c> [batch, <see cref="PromptLength"/> + seq, hidden].
     /// </summary>
     public override Tensor forward(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
     {
         using var scope = NewDisposeScope();
         var hidden = embeddings.forward(inputIds, tokenTypeIds);
+        if (Prompt is not null)
+        {
+            // Virtual tokens go in front of the embedded input; they are always attended to.
+            var prompt = Prompt.Embeddings(inputIds.shape[0], hidden.dtype, hidden.device);
+            hidden = cat([prompt, hidden], 1);
+            attentionMask = cat([ones(inputIds.shape[0], Prompt.Length, dtype: attentionMask.dtype, device: attentionMask.device), attentionMask], 1);
+        }
         var additive = AdditiveMask(attentionMask, hidden.dtype);
         return encoder.forward(hidden, additive).MoveToOuterDisposeScope();
     }
@@ -116,4 +129,11 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         double min = dtype == ScalarType.BFloat16 ? -3.38e38 : dtype == ScalarType.Float16 ? -65504.0 : float.MinValue;
         return ((1.0 - keep) * min).MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>Supplies virtual-token embeddings [batch, length, hidden] prepended to the input (prompt-tuning methods).</summary>
+internal interface IInputPrompt
+{
+    int Length { get; }
+    Tensor Embeddings(long batch, ScalarType dtype, Device device);
 }

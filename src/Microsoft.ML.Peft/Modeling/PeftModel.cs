@@ -69,6 +69,17 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         return model;
     }
 
+    /// <summary>
+    /// Rebuilds a trained model's structure for loading saved tensors: attach, then the method's inference form
+    /// (e.g. prefixes with their reparameterisation folded away).
+    /// </summary>
+    internal static PeftModel CreateForInference(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling, double headDropout)
+    {
+        var model = Create(encoder, method, numOutputs, pooling, headDropout);
+        method.PrepareForInference(model);
+        return model;
+    }
+
     /// <summary>The encoder.</summary>
     public BertModel Encoder => bert;
 
@@ -77,6 +88,8 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     {
         using var scope = NewDisposeScope();
         var hidden = bert.forward(inputIds, attentionMask, tokenTypeIds);
+        // Virtual prompt tokens are not part of the text: pool over the real positions only.
+        if (bert.PromptLength > 0) hidden = hidden[.., bert.PromptLength..];
         var pooled = Pool(hidden, attentionMask);
         return classifier.forward(dropout.forward(pooled)).MoveToOuterDisposeScope();
     }

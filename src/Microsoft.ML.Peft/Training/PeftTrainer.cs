@@ -10,7 +10,7 @@ namespace Microsoft.ML.Peft.Training;
 /// The training loop shared by every PEFT method: AdamW with linear warm-up and decay, length-bucketed batches,
 /// gradient clipping, optional early stopping that restores the best epoch's trainable weights, cooperative cancellation.
 /// </summary>
-internal sealed class PeftTrainer
+internal sealed class PeftTrainer : ITrainingProbe
 {
     private readonly PeftModel _model;
     private readonly PeftMethodConfig _method;
@@ -44,6 +44,12 @@ internal sealed class PeftTrainer
         if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, _s.LearningRate, 0.9, 0.999, 1e-8, 0.0, false, false));
         using var optimizer = optim.AdamW(groups);
 
+        _probeRows = train;
+        _probeRng = new Random(_s.Seed + 1);
+        _model.train();
+        _method.OnTrainingStart(_model, this);
+        optimizer.zero_grad();
+
         var watch = System.Diagnostics.Stopwatch.StartNew();
         long tokens = 0;
         int step = 0, bestEpoch = 0, epochsRun = 0, sinceBest = 0;
@@ -66,8 +72,10 @@ internal sealed class PeftTrainer
                         var (ids, mask, types, real) = Collator.Collate(train, batch, _padId, _device);
                         var output = _model.forward(ids, mask, types).to(ScalarType.Float32);
                         var loss = Loss(output, batch.Select(i => train[i].Label).ToArray());
+                        if (_method.ExtraLoss(_model) is { } extra) loss = loss + extra;
                         optimizer.zero_grad();
                         loss.backward();
+                        _method.OnAfterBackward(_model);
                         if (_s.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable.Select(p => p.Parameter), _s.MaxGradNorm);
                         optimizer.step();
                         double l = loss.item<float>();
@@ -105,6 +113,25 @@ internal sealed class PeftTrainer
         }
         return new TrainingReport(epochsRun, bestEpoch, bestMetric, MetricName, runningLoss,
             tokens / Math.Max(watch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, 0);
+    }
+
+    private IReadOnlyList<Example>? _probeRows;
+    private Random? _probeRng;
+
+    int ITrainingProbe.AccumulateGradients(int maxBatches)
+    {
+        var rows = _probeRows ?? throw new InvalidOperationException("The probe is only available while training starts.");
+        int run = 0;
+        foreach (var batch in BatchPlanner.ForTraining(rows.Select(r => r.Length).ToArray(), _s.BatchSize, _s.TokenBudget, _probeRng!))
+        {
+            if (run == maxBatches) break;
+            using var scope = NewDisposeScope();
+            var (ids, mask, types, _) = Collator.Collate(rows, batch, _padId, _device);
+            var output = _model.forward(ids, mask, types).to(ScalarType.Float32);
+            Loss(output, batch.Select(i => rows[i].Label).ToArray()).backward();
+            run++;
+        }
+        return run;
     }
 
     private TrainingProgress Report(int epoch, int step, int total, double loss, double lr, long tokens, TimeSpan elapsed, double? metric)
