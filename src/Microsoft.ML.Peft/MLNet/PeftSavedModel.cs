@@ -17,6 +17,8 @@ internal sealed class PeftSavedModel
     public int NumOutputs { get; set; }
     public int MaxSequenceLength { get; set; }
     public bool Merged { get; set; }
+    public PeftPrecision Precision { get; set; }
+    public int TokenBudget { get; set; }
     public KeyValueList? Labels { get; set; }
     /// <summary>Regression trains on standardised targets: prediction = output × LabelScale + LabelShift.</summary>
     public double LabelShift { get; set; }

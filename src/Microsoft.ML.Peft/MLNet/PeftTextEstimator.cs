@@ -115,16 +115,18 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         try
         {
             model.to(device);
+            var computeType = PrecisionPolicy.Resolve(o.Precision, device);
+            ch.Info($"Precision: {(computeType == TorchSharp.torch.ScalarType.BFloat16 ? "bfloat16 (float32 master weights, loss and softmax)" : "float32")} (requested {o.Precision}).");
             var (trainable, total) = model.CountParameters();
             ch.Info(string.Format(CultureInfo.InvariantCulture, "trainable params: {0:N0} || all params: {1:N0} || trainable%: {2:F4}", trainable, total, 100.0 * trainable / total));
             ch.Info($"Fine-tuning {baseModel.Name} with {method.MethodName} on {train.Length} rows ({data.Count} read), {numOutputs} output(s), max length {maxLength}.");
 
             var settings = new TrainingSettings
             {
-                BatchSize = o.BatchSize, Epochs = o.Epochs, LearningRate = o.LearningRate ?? method.DefaultLearningRate,
+                BatchSize = o.BatchSize, TokenBudget = o.TokenBudget, Epochs = o.Epochs, LearningRate = o.LearningRate ?? method.DefaultLearningRate,
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
                 EarlyStoppingPatience = o.EarlyStoppingPatience, Seed = _host.Rand.Next(), LogEverySteps = o.LogEverySteps, Task = _task,
-                RegressionScale = scale,
+                RegressionScale = scale, ComputeType = computeType,
             };
             var trainer = new PeftTrainer(model, method, settings, tokenizer.PadTokenId, device);
             var report = trainer.Train(train, validation, p =>
@@ -137,11 +139,14 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                     (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));
 
             method.PrepareForInference(model);
+            var trainedCopy = PeftTextTransformer.CopyTrainedTensors(model, method);
             bool merged = o.MergeForScoring && method.Merge(model);
+            model.to(computeType); // merged in float32, scored in the chosen precision
             var saved = new PeftSavedModel
             {
                 Task = _task, MethodJson = method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(), Pooling = model.Pooling,
                 HeadDropout = o.HeadDropout, NumOutputs = numOutputs, MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
+                Precision = o.Precision,
                 LabelShift = shift, LabelScale = scale,
                 ScoreColumn = ScoreColumn, PredictedLabelColumn = _task == PeftTask.Classification ? PredictedLabelColumn : null,
                 Base = new BaseModelRecord
@@ -151,10 +156,10 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                     WeightsStored = baseModel.Kind == BaseModelKind.Stored || (baseModel.Kind != BaseModelKind.Embedded && o.StoreBaseModelWeights),
                 },
                 TokenizerKind = tokenizer.Kind, TokenizerFiles = tokenizer.ExportFiles().Keys.ToArray(),
-                TrainableParameters = trainable, TotalParameters = total,
+                TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget,
             };
             string[] inputs = o.Sentence2ColumnName is null ? [o.Sentence1ColumnName] : [o.Sentence1ColumnName, o.Sentence2ColumnName];
-            var result = new PeftTextTransformer(_host, inputs, saved, model, method, tokenizer, baseModel, device, o.BatchSize, report);
+            var result = new PeftTextTransformer(_host, inputs, saved, model, method, tokenizer, baseModel, device, o.BatchSize, report, trainedCopy);
             handedOver = true;
             return result;
         }

@@ -43,6 +43,12 @@ public abstract class PeftTextOptions
     /// <summary>Rows per training and scoring batch. Default 32.</summary>
     public int BatchSize { get; set; } = 32;
 
+    /// <summary>
+    /// Upper bound on padded tokens (rows × longest row) per training and scoring batch, on top of <see cref="BatchSize"/>;
+    /// batches come from length-sorted windows so padding stays small. 0 (the default) bounds batches by rows only.
+    /// </summary>
+    public int TokenBudget { get; set; }
+
     /// <summary>Passes over the training data. Default 3.</summary>
     public int Epochs { get; set; } = 3;
 
@@ -73,6 +79,13 @@ public abstract class PeftTextOptions
     /// <summary>Fold the method's update into the base weights for scoring where the method allows it. Default true.</summary>
     public bool MergeForScoring { get; set; } = true;
 
+    /// <summary>
+    /// Compute precision for training and scoring. Default <see cref="Training.PeftPrecision.Auto"/>: bfloat16 where the CPU
+    /// supports it natively (AVX512-BF16 or AMX), else float32. Stored in the model; a loaded model resolves it again on
+    /// the machine that loads it, so a bf16-trained model scores in float32 on a CPU without bf16 (and the other way round).
+    /// </summary>
+    public Training.PeftPrecision Precision { get; set; } = Training.PeftPrecision.Auto;
+
     /// <summary>Log a progress line every this many optimizer steps. Default 20.</summary>
     public int LogEverySteps { get; set; } = 20;
 
@@ -101,6 +114,7 @@ public abstract class PeftTextOptions
         Check(MaxSequenceLength >= 8, nameof(MaxSequenceLength), $"must be at least 8, got {MaxSequenceLength}.");
         Check(BatchSize >= 1, nameof(BatchSize), $"must be at least 1, got {BatchSize}.");
         Check(Epochs >= 1, nameof(Epochs), $"must be at least 1, got {Epochs}.");
+        Check(TokenBudget == 0 || TokenBudget >= MaxSequenceLength, nameof(TokenBudget), $"must be 0 or at least MaxSequenceLength ({MaxSequenceLength}), got {TokenBudget}.");
         Check(LearningRate is null || (LearningRate > 0 && double.IsFinite(LearningRate.Value)), nameof(LearningRate), $"must be positive, got {LearningRate}.");
         Check(WeightDecay >= 0, nameof(WeightDecay), $"must not be negative, got {WeightDecay}.");
         Check(WarmupRatio is >= 0 and < 1, nameof(WarmupRatio), $"must be in [0, 1), got {WarmupRatio}.");

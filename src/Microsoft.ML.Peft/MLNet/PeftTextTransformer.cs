@@ -34,12 +34,14 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     private readonly TextTokenizer _tokenizer;
     private readonly BaseModel _base;
     private readonly Device _device;
+    private readonly Dictionary<string, Tensor> _trained; // float32 copies of what trained: saved exactly, whatever the scoring precision
 
     internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved, PeftModel model, PeftMethodConfig method,
-                                 TextTokenizer tokenizer, BaseModel baseModel, Device device, int batchSize, TrainingReport? report)
+                                 TextTokenizer tokenizer, BaseModel baseModel, Device device, int batchSize, TrainingReport? report,
+                                 Dictionary<string, Tensor> trained)
         : base(env, nameof(PeftTextTransformer), inputColumns, batchSize)
     {
-        _saved = saved; _model = model; _method = method; _tokenizer = tokenizer; _base = baseModel; _device = device;
+        _saved = saved; _model = model; _method = method; _tokenizer = tokenizer; _base = baseModel; _device = device; _trained = trained;
         TrainingReport = report;
         _model.eval();
         foreach (var (_, p) in _model.named_parameters()) p.requires_grad = false;
@@ -65,6 +67,9 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
 
     /// <summary>True when the method's update is folded into the base weights for scoring.</summary>
     public bool IsMerged => _saved.Merged;
+
+    /// <summary>The tensor type the model scores in on this machine (bf16 or float32).</summary>
+    public string ScoringPrecision => _model.classifier.weight!.dtype.ToString();
 
     /// <summary>The task this stage was trained for.</summary>
     public PeftTask Task => _saved.Task;
@@ -120,7 +125,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         var examples = new Example[rows];
         for (int i = 0; i < rows; i++)
             examples[i] = Training.Encoding.Encode(_tokenizer, first[i].ToString(), pair ? second[i].ToString() : null, pair, _saved.MaxSequenceLength, 0);
-        var outputs = Predictor.Predict(_model, examples, BatchSize, 0, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
+        var outputs = Predictor.Predict(_model, examples, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
 
         if (_saved.Task == PeftTask.Regression)
         {
@@ -154,7 +159,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     private protected override void SaveContents(PeftModelWriter writer)
     {
         writer.WriteOptions(_saved);
-        writer.WriteStream(TrainedStream, w => WriteTensors(w, TrainedTensors()));
+        writer.WriteStream(TrainedStream, w => WriteTensors(w, _trained));
         var files = _tokenizer.ExportFiles();
         foreach (var name in _saved.TokenizerFiles)
             writer.WriteStream(TokenizerStreamPrefix + name, w => w.Write(files[name]));
@@ -166,16 +171,21 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         }
     }
 
-    /// <summary>The tensors that trained: the method's and the head's, by their full names.</summary>
-    internal Dictionary<string, Tensor> TrainedTensors() =>
-        _model.named_parameters()
-            .Where(p => p.name.StartsWith("classifier.", StringComparison.Ordinal) || _method.IsTrainable(p.name))
-            .ToDictionary(p => p.name, p => (Tensor)p.parameter);
+    /// <summary>Float32 copies of the tensors that trained (the method's and the head's), by their full names.</summary>
+    internal static Dictionary<string, Tensor> CopyTrainedTensors(PeftModel model, PeftMethodConfig method)
+    {
+        using var _ = no_grad();
+        return model.named_parameters()
+            .Where(p => p.name.StartsWith("classifier.", StringComparison.Ordinal) || method.IsTrainable(p.name))
+            .ToDictionary(p => p.name, p => p.parameter.detach().cpu().to(ScalarType.Float32).clone());
+    }
+
+    // Tensors are stored in float32 whatever the scoring precision, so a zip loads in either precision.
 
     private static void WriteTensors(BinaryWriter w, Dictionary<string, Tensor> tensors)
     {
         using var buffer = new MemoryStream();
-        TorchSharp.PyBridge.Safetensors.SaveStateDict(buffer, tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu()), leaveOpen: true);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(buffer, tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().to(ScalarType.Float32)), leaveOpen: true);
         w.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 
@@ -208,11 +218,11 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         var device = PeftDevice.Resolve(env);
         var model = PeftModel.CreateForInference(baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler), method, saved.NumOutputs, saved.Pooling, saved.HeadDropout);
         var trained = ReadTensors(reader, TrainedStream);
-        try { LoadTrained(model, trained); }
-        finally { foreach (var t in trained.Values) t.Dispose(); }
+        LoadTrained(model, trained);
         if (saved.Merged) method.Merge(model);
         model.to(device);
-        return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, model, method, tokenizer, baseModel, device, reader.BatchSize, null);
+        model.to(PrecisionPolicy.Resolve(saved.Precision, device));
+        return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, model, method, tokenizer, baseModel, device, reader.BatchSize, null, trained);
     }
 
     private static void LoadTrained(PeftModel model, Dictionary<string, Tensor> trained)
@@ -267,5 +277,9 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     }
 
     /// <summary>Releases the model's tensors.</summary>
-    public void Dispose() => _model.Dispose();
+    public void Dispose()
+    {
+        _model.Dispose();
+        foreach (var t in _trained.Values) t.Dispose();
+    }
 }

@@ -36,9 +36,21 @@ internal sealed class PeftTrainer : ITrainingProbe
         int warmup = (int)Math.Ceiling(totalSteps * _s.WarmupRatio);
 
         var trainable = _model.TrainableParameters().ToList();
+        // bf16: the model computes in bf16, the optimizer updates float32 master copies, which are copied back after each
+        // step. The frozen weights are kept in float32 too, so training leaves the base exactly as it was.
+        bool mixed = _s.ComputeType != ScalarType.Float32;
+        var frozen = mixed ? Snapshot(_model.named_parameters().Where(p => !p.parameter.requires_grad).Select(p => (p.name, p.parameter))) : null;
+        using var masters = new MasterWeights(trainable.Select(p => p.Parameter).ToList(), mixed);
+        if (mixed)
+        {
+            _model.to(_s.ComputeType); // replaces the parameter objects: look them up again
+            trainable = _model.TrainableParameters().ToList();
+            masters.Bind(trainable.Select(p => p.Parameter).ToList());
+        }
+        var optimized = trainable.Select((p, i) => (p.Name, Parameter: masters.Optimized[i])).ToList();
         // As Hugging Face's Trainer: no weight decay on biases and LayerNorm weights.
-        var decay = trainable.Where(p => !NoDecay(p.Name)).Select(p => p.Parameter).ToList();
-        var noDecay = trainable.Where(p => NoDecay(p.Name)).Select(p => p.Parameter).ToList();
+        var decay = optimized.Where(p => !NoDecay(p.Name)).Select(p => p.Parameter).ToList();
+        var noDecay = optimized.Where(p => NoDecay(p.Name)).Select(p => p.Parameter).ToList();
         var groups = new List<AdamW.ParamGroup>();
         if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, _s.LearningRate, 0.9, 0.999, 1e-8, _s.WeightDecay, false, false));
         if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, _s.LearningRate, 0.9, 0.999, 1e-8, 0.0, false, false));
@@ -74,10 +86,13 @@ internal sealed class PeftTrainer : ITrainingProbe
                         var loss = Loss(output, batch.Select(i => train[i].Label).ToArray());
                         if (_method.ExtraLoss(_model) is { } extra) loss = loss + extra;
                         optimizer.zero_grad();
+                        masters.ZeroModelGrads();
                         loss.backward();
                         _method.OnAfterBackward(_model);
-                        if (_s.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable.Select(p => p.Parameter), _s.MaxGradNorm);
+                        masters.GradsToMasters();
+                        if (_s.MaxGradNorm > 0) nn.utils.clip_grad_norm_(masters.Optimized, _s.MaxGradNorm);
                         optimizer.step();
+                        masters.MastersToModel();
                         double l = loss.item<float>();
                         if (!double.IsFinite(l)) throw new InvalidOperationException($"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");
                         runningLoss = double.IsNaN(runningLoss) ? l : 0.9 * runningLoss + 0.1 * l;
@@ -98,18 +113,28 @@ internal sealed class PeftTrainer : ITrainingProbe
                     {
                         bestMetric = metric; bestEpoch = epoch; sinceBest = 0;
                         DisposeAll(best);
-                        best = Snapshot();
+                        best = Snapshot(optimized);
                     }
                     else if (_s.EarlyStoppingPatience > 0 && ++sinceBest >= _s.EarlyStoppingPatience) break;
                 }
                 else bestEpoch = epoch;
             }
-            if (best is not null && bestEpoch != epochsRun) Restore(best);
+            if (best is not null && bestEpoch != epochsRun) Restore(optimized, best, masters);
         }
         finally
         {
             DisposeAll(best);
             _model.eval();
+            if (mixed)
+            {
+                // Back to float32 from the float32 copies, not from the bf16-rounded weights, so merging and saving are exact.
+                _model.to(ScalarType.Float32);
+                using var _ = no_grad();
+                var byName = _model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+                foreach (var (name, t) in frozen!) byName[name].copy_(t);
+                for (int i = 0; i < trainable.Count; i++) byName[trainable[i].Name].copy_(masters.Optimized[i]);
+                DisposeAll(frozen);
+            }
         }
         return new TrainingReport(epochsRun, bestEpoch, bestMetric, MetricName, runningLoss,
             tokens / Math.Max(watch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, 0);
@@ -182,16 +207,18 @@ internal sealed class PeftTrainer : ITrainingProbe
         return Math.Sqrt(se / rows.Count) * _s.RegressionScale;
     }
 
-    private Dictionary<string, Tensor> Snapshot()
+    // Best-epoch snapshots hold the optimizer's weights (the float32 masters in bf16 mode), then flow down to the model.
+    private static Dictionary<string, Tensor> Snapshot(IEnumerable<(string Name, Parameter Parameter)> parameters)
     {
         using var _ = no_grad();
-        return _model.TrainableParameters().ToDictionary(p => p.Name, p => p.Parameter.detach().clone());
+        return parameters.ToDictionary(p => p.Name, p => p.Parameter.detach().clone());
     }
 
-    private void Restore(Dictionary<string, Tensor> snapshot)
+    private static void Restore(IEnumerable<(string Name, Parameter Parameter)> optimized, Dictionary<string, Tensor> snapshot, MasterWeights masters)
     {
-        using var _ = no_grad();
-        foreach (var (name, p) in _model.TrainableParameters()) p.copy_(snapshot[name]);
+        using (no_grad())
+            foreach (var (name, p) in optimized) p.copy_(snapshot[name]);
+        masters.MastersToModel();
     }
 
     private static void DisposeAll(Dictionary<string, Tensor>? d)

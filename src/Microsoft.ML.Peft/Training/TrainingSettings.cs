@@ -25,6 +25,8 @@ internal sealed record TrainingSettings
     public PeftTask Task { get; init; }
     /// <summary>Regression targets are standardised; RMSE is reported in the original units by multiplying with this.</summary>
     public double RegressionScale { get; init; } = 1;
+    /// <summary>Forward/backward tensor type; BFloat16 trains with float32 master weights.</summary>
+    public TorchSharp.torch.ScalarType ComputeType { get; init; } = TorchSharp.torch.ScalarType.Float32;
 }
 
 /// <summary>A progress report from the training loop.</summary>
