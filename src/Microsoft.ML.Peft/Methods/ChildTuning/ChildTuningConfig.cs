@@ -18,7 +18,7 @@ namespace Microsoft.ML.Peft.Methods.ChildTuning;
 /// bounds all of the encoder's change. It divides squared gradients by the batch count and clips each one first; plain
 /// sums give the same ranking up to that clipping. Its optimizer applies weight decay to masked-out weights as well; here
 /// they are put back after each step, so they stay exactly at their pretrained values.
-/// The masks (one byte per weight) and a copy of the starting weights live only while training.
+/// The masks (one byte per weight) and the starting values of the weights outside the child network live only while training.
 /// </remarks>
 public sealed class ChildTuningConfig : PeftMethodConfig
 {

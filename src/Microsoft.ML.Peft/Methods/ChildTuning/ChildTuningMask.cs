@@ -5,16 +5,17 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.ChildTuning;
 
 /// <summary>
-/// The child network of one training run: a boolean mask per masked parameter (true where the weight may change) and a
-/// copy of the weights at the start, used to put back entries that the optimizer's decoupled weight decay shrank.
+/// The child network of one training run: per masked parameter, a boolean tensor marking the entries outside the child
+/// network, and their starting values, used to put back what the optimizer's decoupled weight decay shrank.
 /// Plain tensors, not parameters or buffers: they only matter while training and are not saved.
 /// </summary>
 internal sealed class ChildTuningMask : IDisposable
 {
-    private readonly List<(string Name, Parameter Parameter, Tensor Mask, Tensor Start)> _entries = [];
+    // Frozen: true outside the child network. FrozenValues: those entries' starting values, in order (1-D).
+    private readonly List<(string Name, Parameter Parameter, Tensor Frozen, Tensor FrozenValues)> _entries = [];
 
-    /// <summary>Masks by parameter name.</summary>
-    public IReadOnlyDictionary<string, Tensor> Masks => _entries.ToDictionary(e => e.Name, e => e.Mask);
+    /// <summary>The child-network masks (true where the weight may change) by parameter name; new tensors the caller disposes.</summary>
+    public Dictionary<string, Tensor> Masks() => _entries.ToDictionary(e => e.Name, e => e.Frozen.logical_not());
 
     /// <summary>Number of entries the masks let train.</summary>
     public long Kept { get; private set; }
@@ -62,9 +63,9 @@ internal sealed class ChildTuningMask : IDisposable
                 foreach (var (name, p) in masked)
                 {
                     long n = p.numel();
-                    var mask = chosen.narrow(0, offset, n).view(p.shape).to(p.device).clone().DetachFromDisposeScope();
-                    var start = p.detach().clone().DetachFromDisposeScope();
-                    result._entries.Add((name, p, mask, start));
+                    var frozen = chosen.narrow(0, offset, n).view(p.shape).to(p.device).logical_not().DetachFromDisposeScope();
+                    var values = p.detach().masked_select(frozen).DetachFromDisposeScope();
+                    result._entries.Add((name, p, frozen, values));
                     offset += n;
                 }
                 result.Total = total;
@@ -84,8 +85,8 @@ internal sealed class ChildTuningMask : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        foreach (var (_, p, mask, _) in _entries)
-            if (p.grad is { } g) g.mul_(mask);
+        foreach (var (_, p, frozen, _) in _entries)
+            if (p.grad is { } g) g.masked_fill_(frozen, 0);
     }
 
     /// <summary>
@@ -96,13 +97,13 @@ internal sealed class ChildTuningMask : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        foreach (var (_, p, mask, start) in _entries) p.copy_(where(mask, p, start));
+        foreach (var (_, p, frozen, values) in _entries) p.masked_scatter_(frozen, values);
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var (_, _, mask, start) in _entries) { mask.Dispose(); start.Dispose(); }
+        foreach (var (_, _, frozen, values) in _entries) { frozen.Dispose(); values.Dispose(); }
         _entries.Clear();
     }
 }
