@@ -97,33 +97,35 @@ internal static class PartialMethodsTestKit
 
     private static readonly Lazy<double> HeadOnly = new(() =>
     {
-        RegisterHeadOnly();
-        return NegationAccuracy(new HeadOnlyConfig(), 1e-2);
+        var registry = MethodRegistry();
+        registry[HeadOnlyConfig.Name] = typeof(HeadOnlyConfig);
+        try { return NegationAccuracy(new HeadOnlyConfig(), 1e-2); }
+        finally { registry.Remove(HeadOnlyConfig.Name); }
     });
 
     // The stage copies its method through JSON, which finds methods by name among the library's own types; the baseline
-    // lives here, so it is added to that registry (a private detail: this fails loudly if the registry changes shape).
-    private static void RegisterHeadOnly()
+    // lives here, so it joins that registry while it trains (a private detail: this fails loudly if the registry changes
+    // shape) and leaves it afterwards, so PeftMethodConfig.KnownMethods stays the library's list for other tests.
+    private static Dictionary<string, Type> MethodRegistry()
     {
         var field = typeof(PeftMethodConfig).GetField("Registry", BindingFlags.NonPublic | BindingFlags.Static)
             ?? throw new InvalidOperationException("PeftMethodConfig.Registry not found: update the head-only baseline registration.");
-        var registry = ((Lazy<Dictionary<string, Type>>)field.GetValue(null)!).Value;
-        registry[HeadOnlyConfig.Name] = typeof(HeadOnlyConfig);
+        return ((Lazy<Dictionary<string, Type>>)field.GetValue(null)!).Value;
     }
-}
 
-/// <summary>Trains nothing in the encoder: with the stage's head, a linear probe on frozen features.</summary>
-public sealed class HeadOnlyConfig : PeftMethodConfig
-{
-    internal const string Name = "test-head-only";
+    /// <summary>Trains nothing in the encoder: with the stage's head, a linear probe on frozen features.</summary>
+    public sealed class HeadOnlyConfig : PeftMethodConfig
+    {
+        internal const string Name = "test-partial-methods-head-only";
 
-    /// <inheritdoc/>
-    public override string MethodName => Name;
+        /// <inheritdoc/>
+        public override string MethodName => Name;
 
-    /// <inheritdoc/>
-    public override void Validate() { }
+        /// <inheritdoc/>
+        public override void Validate() { }
 
-    internal override void Attach(PeftModel model) { }
+        internal override void Attach(PeftModel model) { }
 
-    internal override bool IsTrainable(string parameterName) => false;
+        internal override bool IsTrainable(string parameterName) => false;
+    }
 }

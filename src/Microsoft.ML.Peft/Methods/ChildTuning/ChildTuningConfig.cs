@@ -15,8 +15,8 @@ namespace Microsoft.ML.Peft.Methods.ChildTuning;
 /// <remarks>
 /// Deviations from the reference code: its mask covers only the transformer layers (names containing <c>layer</c>) and lets
 /// the embeddings and pooler train unmasked; here the mask covers every encoder parameter, so <see cref="ReserveRatio"/>
-/// bounds all of the encoder's change. It divides squared gradients by the batch count and clips each one first; plain
-/// sums give the same ranking up to that clipping. Its optimizer applies weight decay to masked-out weights as well; here
+/// bounds all of the encoder's change. It divides squared gradients by the batch count (which does not change the ranking) and can
+/// clip each tensor's gradient first (not done here). Its optimizer applies weight decay to masked-out weights as well; here
 /// they are put back after each step, so they stay exactly at their pretrained values.
 /// The masks (one byte per weight) and the starting values of the weights outside the child network live only while training.
 /// </remarks>

@@ -51,10 +51,11 @@ internal sealed class ChildTuningMask : IDisposable
             {
                 long total = fisher.Sum(f => f.numel());
                 long keep = Math.Min(total, (long)Math.Round(reserveRatio * total, MidpointRounding.AwayFromZero));
-                var chosen = zeros(total, dtype: ScalarType.Bool);
+                var device = masked.Count > 0 ? masked[0].Parameter.device : CPU;
+                var chosen = zeros(total, dtype: ScalarType.Bool, device: device);
                 if (keep > 0)
                 {
-                    var flat = cat(fisher.Select(f => f.flatten()).ToList(), 0);
+                    var flat = cat(fisher.Select(f => f.flatten().to(device)).ToList(), 0);
                     foreach (var f in fisher) f.Dispose();
                     var (_, indices) = flat.topk((int)Math.Min(keep, int.MaxValue), sorted: false);
                     chosen.index_fill_(0, indices, true);
