@@ -6,7 +6,7 @@ namespace Microsoft.ML.Peft.Methods.IA3;
 /// <summary>
 /// (IA)³ (Liu et al., 2022; <c>peft</c>'s <c>IA3Config</c>): learned vectors rescale, per channel, the attention keys and
 /// values (the outputs of the <c>key</c> and <c>value</c> projections) and the feed-forward block's inner activations
-/// (the input of the FFN's <c>output.dense</c>, which is exactly the activation after GELU). The vectors start at ones, so
+/// (the input of the FFN's <c>output.dense</c>, which is exactly the activation function's output). The vectors start at ones, so
 /// the untrained model equals the base model; they fold into the weights for scoring (<see cref="Merge"/>).
 /// Trainable parameters: the output width of each targeted non-feed-forward layer plus the input width of each feed-forward
 /// one; with the defaults, for L layers of width H and feed-forward width F, <c>L · (2H + F)</c>.
@@ -18,7 +18,7 @@ namespace Microsoft.ML.Peft.Methods.IA3;
 /// nothing between the activation and that projection, so it is the same as scaling the activation itself, and it merges
 /// into the projection's weight columns. Unlike <c>peft</c>'s suffix matching, <c>output.dense</c> here means only the
 /// feed-forward output projection (<c>encoder.layer.N.output.dense</c>), not <c>attention.output.dense</c>, which
-/// <c>peft</c>'s BERT default also catches (6 × 384 more vectors); name <c>attention.output.dense</c> to target it.
+/// <c>peft</c>'s BERT default also catches (H more entries per layer); name <c>attention.output.dense</c> to target it.
 /// </remarks>
 public sealed class IA3Config : PeftMethodConfig
 {
