@@ -1,0 +1,131 @@
+using System.Reflection;
+using Microsoft.ML;
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Methods;
+using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.Peft.Testing;
+using Microsoft.ML.Peft.Tests.BaseModels;
+using Microsoft.ML.Peft.Tests.Stages;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Peft.Tests.Methods;
+
+/// <summary>
+/// Shared pieces of the BitFit, LayerNorm-tuning, Child-Tuning and (IA)³ tests: the MiniLM-L6 shape, a small batch, a
+/// save/load round trip through the ML.NET stage on the tiny ONNX base, and a learning run on the negation task compared
+/// with a head-only baseline (trained once per test run).
+/// </summary>
+internal static class PartialMethodsTestKit
+{
+    /// <summary>The all-MiniLM-L6-v2 shape (random weights are enough for parameter counts).</summary>
+    public static EncoderConfig MiniLm { get; } = new() { HiddenSize = 384, NumHiddenLayers = 6, NumAttentionHeads = 12, IntermediateSize = 1536, VocabSize = 30522 };
+
+    /// <summary>The 2-class head: 384 · 2 + 2.</summary>
+    public const long MiniLmHead = 384 * 2 + 2;
+
+    public static BertModel Encoder(int seed, EncoderConfig? config = null)
+    {
+        torch.manual_seed(seed);
+        return new BertModel(config ?? Modeling.BertModelTests.Tiny());
+    }
+
+    public static (Tensor Ids, Tensor Mask) Batch() =>
+        (tensor(new long[] { 2, 7, 9, 11, 3, 2, 5, 3, 0, 0 }, [2, 5]), tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, [2, 5]));
+
+    /// <summary>Largest difference between the attached model's encoder output and a plain encoder with the same seed.</summary>
+    public static float UntrainedDifference(PeftMethodConfig method, int seed)
+    {
+        var (ids, mask) = Batch();
+        using var plain = Encoder(seed);
+        plain.eval();
+        using var expected = plain.forward(ids, mask, null);
+        using var model = PeftModel.Create(Encoder(seed), method, 3);
+        model.eval();
+        using var actual = model.Encoder.forward(ids, mask, null);
+        return (actual - expected).abs().max().item<float>();
+    }
+
+    /// <summary>
+    /// Trains on the tiny ONNX base, saves the pipeline to a .zip, loads it into a fresh context and returns the scores
+    /// before and after (formatted exactly) and the trained stage.
+    /// </summary>
+    public static (List<string> Before, List<string> After, PeftTextTransformer Stage) RoundTrip(PeftMethodConfig method, bool merge = true)
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
+        var ml = new MLContext(1);
+        var data = StageTestData.Load(ml, StageTestData.Negation(48, 1));
+        var model = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
+            {
+                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 1, BatchSize = 16, MaxSequenceLength = 16,
+                BaseModel = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")),
+                LearningRate = 1e-2, WarmupRatio = 0, Method = method, MergeForScoring = merge,
+            }))
+            .Fit(data);
+        string zip = Path.Combine(temp.Path, "model.zip");
+        PeftModelIO.SaveAtomic(ml, model, data.Schema, zip);
+        var before = RowFormatter.Format(model.Transform(data), ["Score"]);
+        var loaded = new MLContext(2).Model.Load(zip, out _);
+        var after = RowFormatter.Format(loaded.Transform(data), ["Score"]);
+        return (before, after, ((IEnumerable<ITransformer>)model).OfType<PeftTextTransformer>().Single());
+    }
+
+    private static PeftTextClassificationOptions LearningOptions(PeftMethodConfig method, double learningRate, int epochs) => new()
+    {
+        LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = epochs, BatchSize = 16, MaxSequenceLength = 32,
+        LearningRate = learningRate, Method = method,
+    };
+
+    /// <summary>Test accuracy on the negation task (320 training rows, 200 test rows) of the embedded MiniLM fine-tuned with <paramref name="method"/>.</summary>
+    public static double NegationAccuracy(PeftMethodConfig method, double learningRate, int epochs = 4)
+    {
+        var ml = new MLContext(seed: 1);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Append(ml.Peft().TextClassification(LearningOptions(method, learningRate, epochs)))
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(320, seed: 1)));
+        return ml.MulticlassClassification.Evaluate(model.Transform(StageTestData.Load(ml, StageTestData.Negation(200, seed: 2)))).MicroAccuracy;
+    }
+
+    /// <summary>
+    /// The frozen-encoder baseline: only the head trains, with a learning rate high enough for a linear probe to fit in the
+    /// same epochs. Trained once per test run and shared by the learning tests.
+    /// </summary>
+    public static double HeadOnlyAccuracy => HeadOnly.Value;
+
+    private static readonly Lazy<double> HeadOnly = new(() =>
+    {
+        var registry = MethodRegistry();
+        registry[HeadOnlyConfig.Name] = typeof(HeadOnlyConfig);
+        try { return NegationAccuracy(new HeadOnlyConfig(), 1e-2); }
+        finally { registry.Remove(HeadOnlyConfig.Name); }
+    });
+
+    // The stage copies its method through JSON, which finds methods by name among the library's own types; the baseline
+    // lives here, so it joins that registry while it trains (a private detail: this fails loudly if the registry changes
+    // shape) and leaves it afterwards, so PeftMethodConfig.KnownMethods stays the library's list for other tests.
+    private static Dictionary<string, Type> MethodRegistry()
+    {
+        var field = typeof(PeftMethodConfig).GetField("Registry", BindingFlags.NonPublic | BindingFlags.Static)
+            ?? throw new InvalidOperationException("PeftMethodConfig.Registry not found: update the head-only baseline registration.");
+        return ((Lazy<Dictionary<string, Type>>)field.GetValue(null)!).Value;
+    }
+
+    /// <summary>Trains nothing in the encoder: with the stage's head, a linear probe on frozen features.</summary>
+    public sealed class HeadOnlyConfig : PeftMethodConfig
+    {
+        internal const string Name = "test-partial-methods-head-only";
+
+        /// <inheritdoc/>
+        public override string MethodName => Name;
+
+        /// <inheritdoc/>
+        public override void Validate() { }
+
+        internal override void Attach(PeftModel model) { }
+
+        internal override bool IsTrainable(string parameterName) => false;
+    }
+}
