@@ -171,6 +171,9 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         }
     }
 
+    /// <summary>The tensors a save writes (float32 copies of what trained), by full parameter name.</summary>
+    internal IReadOnlyDictionary<string, Tensor> TrainedTensors() => _trained;
+
     /// <summary>Float32 copies of the tensors that trained (the method's and the head's), by their full names.</summary>
     internal static Dictionary<string, Tensor> CopyTrainedTensors(PeftModel model, PeftMethodConfig method)
     {

@@ -1,7 +1,7 @@
-using System.Reflection;
 using Microsoft.ML;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Methods;
+using Microsoft.ML.Peft.Methods.LinearProbe;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Modeling;
 using Microsoft.ML.Peft.Testing;
@@ -95,37 +95,5 @@ internal static class PartialMethodsTestKit
     /// </summary>
     public static double HeadOnlyAccuracy => HeadOnly.Value;
 
-    private static readonly Lazy<double> HeadOnly = new(() =>
-    {
-        var registry = MethodRegistry();
-        registry[HeadOnlyConfig.Name] = typeof(HeadOnlyConfig);
-        try { return NegationAccuracy(new HeadOnlyConfig(), 1e-2); }
-        finally { registry.Remove(HeadOnlyConfig.Name); }
-    });
-
-    // The stage copies its method through JSON, which finds methods by name among the library's own types; the baseline
-    // lives here, so it joins that registry while it trains (a private detail: this fails loudly if the registry changes
-    // shape) and leaves it afterwards, so PeftMethodConfig.KnownMethods stays the library's list for other tests.
-    private static Dictionary<string, Type> MethodRegistry()
-    {
-        var field = typeof(PeftMethodConfig).GetField("Registry", BindingFlags.NonPublic | BindingFlags.Static)
-            ?? throw new InvalidOperationException("PeftMethodConfig.Registry not found: update the head-only baseline registration.");
-        return ((Lazy<Dictionary<string, Type>>)field.GetValue(null)!).Value;
-    }
-
-    /// <summary>Trains nothing in the encoder: with the stage's head, a linear probe on frozen features.</summary>
-    public sealed class HeadOnlyConfig : PeftMethodConfig
-    {
-        internal const string Name = "test-partial-methods-head-only";
-
-        /// <inheritdoc/>
-        public override string MethodName => Name;
-
-        /// <inheritdoc/>
-        public override void Validate() { }
-
-        internal override void Attach(PeftModel model) { }
-
-        internal override bool IsTrainable(string parameterName) => false;
-    }
+    private static readonly Lazy<double> HeadOnly = new(() => NegationAccuracy(new LinearProbeConfig(), 1e-2));
 }
