@@ -167,7 +167,7 @@ public sealed class AdaLoraTests
         var (expected, actual, stage) = RoundTrip(new AdaLoraConfig { InitialRank = 4, TargetRank = 2 });
         CollectionAssert.AreEqual(expected, actual);
         // Tiny base: 2 layers × query, value → target budget 4 × 2 = 8 singular values survive and are saved as such.
-        long nonZero = stage.TrainedTensors().Where(t => t.Key.EndsWith(".lora_E")).Sum(t => t.Value.count_nonzero().item<long>());
+        long nonZero = Trained(stage).Where(t => t.Key.EndsWith(".lora_E")).Sum(t => t.Value.count_nonzero().item<long>());
         Assert.AreEqual(8L, nonZero);
     }
 
@@ -179,7 +179,7 @@ public sealed class AdaLoraTests
         // P and Q starts at zero while the orthogonality term's does not; at peft's 0.5 the regulariser then holds them near
         // random orthonormal directions for the whole run. A lighter regulariser and a higher rate learn within it.
         var (accuracy, stage) = LearnNegation(new AdaLoraConfig { OrthRegWeight = 0.1 }, learningRate: 1e-2, epochs: 6);
-        long nonZero = stage.TrainedTensors().Where(t => t.Key.EndsWith(".lora_E")).Sum(t => t.Value.count_nonzero().item<long>());
+        long nonZero = Trained(stage).Where(t => t.Key.EndsWith(".lora_E")).Sum(t => t.Value.count_nonzero().item<long>());
         Console.WriteLine($"AdaLoRA accuracy {accuracy:F3}, head-only {HeadOnlyAccuracy:F3}, non-zero singular values {nonZero}");
         Assert.AreEqual(8L * 12, nonZero, "the target budget: 8 per layer on average over 12 layers");
         Assert.IsGreaterThan(0.8, accuracy);

@@ -130,7 +130,7 @@ public sealed class DoraTests
         var (expected, actual, stage) = RoundTrip(new DoraConfig { Rank = 2, Alpha = 4 });
         CollectionAssert.AreEqual(expected, actual);
         Assert.IsTrue(stage.IsMerged);
-        Assert.IsTrue(stage.TrainedTensors().Keys.Any(k => k.EndsWith(".lora_magnitude_vector.weight")));
+        Assert.IsTrue(Trained(stage).Keys.Any(k => k.EndsWith(".lora_magnitude_vector.weight")));
     }
 
     [TestMethod]

@@ -144,7 +144,7 @@ public sealed class ProPetlTests
             var (expected, actual, stage) = RoundTrip(new ProPetlConfig { Prototype = kind, BottleneckSize = 4, Rank = 2 });
             CollectionAssert.AreEqual(expected, actual, kind.ToString());
             Assert.AreEqual(kind == ProPetlPrototype.Lora, stage.IsMerged);
-            Assert.IsTrue(stage.TrainedTensors().Keys.Any(k => k.StartsWith("propetl_prototype.")));
+            Assert.IsTrue(Trained(stage).Keys.Any(k => k.StartsWith("propetl_prototype.")));
         }
     }
 

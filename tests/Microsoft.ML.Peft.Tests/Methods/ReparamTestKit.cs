@@ -121,4 +121,13 @@ internal static class ReparamTestKit
         var stage = ((IEnumerable<ITransformer>)model).OfType<PeftTextTransformer>().Single();
         return (expected, actual, stage);
     }
+
+    /// <summary>What the stage saves: the head and every parameter its method trains, by full name.</summary>
+    public static Dictionary<string, Tensor> Trained(PeftTextTransformer stage)
+    {
+        var method = stage.Method;
+        return stage.Model.named_parameters()
+            .Where(p => p.name.StartsWith("classifier.", StringComparison.Ordinal) || method.IsTrainable(p.name))
+            .ToDictionary(p => p.name, p => (Tensor)p.parameter);
+    }
 }
