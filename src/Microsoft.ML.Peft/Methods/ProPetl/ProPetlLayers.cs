@@ -1,0 +1,112 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Peft.Methods.ProPetl;
+
+/// <summary>
+/// Wraps a layer's FFN output projection (<c>output.dense</c>): <c>h + adapter(h)</c> with <c>h = dense(x)</c>, so the
+/// shared adapter sits after the FFN, before the residual and LayerNorm (Houlsby's placement), masked by this layer's scores.
+/// </summary>
+public sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    internal readonly nn.Module<Tensor, Tensor> base_layer;
+    internal readonly AdapterMasks propetl_mask;
+#pragma warning restore IDE1006
+    private readonly Shared<AdapterPrototype> _prototype;
+    private readonly double _sparsity;
+
+    internal ProPetlAdapterLayer(nn.Module<Tensor, Tensor> baseLayer, Shared<AdapterPrototype> prototype, long hidden, long bottleneck, double sparsity) : base("propetl_adapter")
+    {
+        base_layer = baseLayer;
+        _prototype = prototype;
+        _sparsity = sparsity;
+        propetl_mask = new AdapterMasks(hidden, bottleneck);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = base_layer.forward(x);
+        var down = ScoreMask.Apply(propetl_mask.down_mask, _sparsity, training);
+        var up = ScoreMask.Apply(propetl_mask.up_mask, _sparsity, training);
+        return (h + _prototype.Value.Forward(h, down, up)).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// A frozen <c>base_layer</c> plus the shared LoRA pair masked by this layer's scores:
+/// <c>W x + (B ⊙ M_B)(A ⊙ M_A) dropout(x) · scaling</c>.
+/// </summary>
+public sealed class ProPetlLoraLinear : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    internal readonly Linear base_layer;
+    internal readonly LoraMasks propetl_mask;
+    internal readonly Dropout lora_dropout;
+#pragma warning restore IDE1006
+    private readonly Shared<LoraPairPrototype> _prototype;
+    private readonly double _sparsity;
+    private readonly double _scaling;
+
+    /// <summary>True while the masked update is folded into <c>base_layer</c>'s weight.</summary>
+    public bool Merged { get; private set; }
+
+    internal ProPetlLoraLinear(Linear baseLayer, Shared<LoraPairPrototype> prototype, int rank, double scaling, double dropout, double sparsity) : base("propetl_lora")
+    {
+        base_layer = baseLayer;
+        _prototype = prototype;
+        _sparsity = sparsity;
+        _scaling = scaling;
+        var w = baseLayer.weight!;
+        propetl_mask = new LoraMasks(w.shape[1], w.shape[0], rank);
+        lora_dropout = nn.Dropout(dropout);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor x)
+    {
+        if (Merged) return base_layer.forward(x);
+        using var scope = NewDisposeScope();
+        var pair = _prototype.Value;
+        var a = pair.lora_A.weight! * ScoreMask.Apply(propetl_mask.lora_A_mask, _sparsity, training);
+        var b = pair.lora_B.weight! * ScoreMask.Apply(propetl_mask.lora_B_mask, _sparsity, training);
+        var update = nn.functional.linear(nn.functional.linear(lora_dropout.forward(x), a), b);
+        return (base_layer.forward(x) + update * _scaling).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>This layer's dense update (B ⊙ M_B)(A ⊙ M_A)·scaling with hard masks, shaped [out, in].</summary>
+    public Tensor DeltaWeight()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var pair = _prototype.Value;
+        var a = pair.lora_A.weight! * ScoreMask.Hard(propetl_mask.lora_A_mask, _sparsity);
+        var b = pair.lora_B.weight! * ScoreMask.Hard(propetl_mask.lora_B_mask, _sparsity);
+        return b.matmul(a).mul_(_scaling).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Folds the update into the base weight; a no-op when already merged.</summary>
+    public void Merge()
+    {
+        if (Merged) return;
+        using var _ = no_grad();
+        using var delta = DeltaWeight();
+        base_layer.weight!.add_(delta);
+        Merged = true;
+    }
+
+    /// <summary>Subtracts the update again; a no-op when not merged.</summary>
+    public void Unmerge()
+    {
+        if (!Merged) return;
+        using var _ = no_grad();
+        using var delta = DeltaWeight();
+        base_layer.weight!.sub_(delta);
+        Merged = false;
+    }
+}
