@@ -1,4 +1,3 @@
-using System.Reflection;
 using Microsoft.ML;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Methods;
@@ -21,18 +20,9 @@ internal static class ReparamTestKit
     /// <summary>The 2-class head: 384 · 2 + 2.</summary>
     public const long MiniLmHead = 384 * 2 + 2;
 
-    public static BertModel Encoder(int seed, EncoderConfig? config = null)
-    {
-        torch.manual_seed(seed);
-        return new BertModel(config ?? BertModelTests.Tiny());
-    }
+    public static BertModel Encoder(int seed, EncoderConfig? config = null) => PartialMethodsTestKit.Encoder(seed, config);
 
-    public static (Tensor Ids, Tensor Mask) Batch()
-    {
-        var ids = tensor(new long[] { 2, 7, 9, 11, 3, 2, 5, 3, 0, 0 }, [2, 5]);
-        var mask = tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, [2, 5]);
-        return (ids, mask);
-    }
+    public static (Tensor Ids, Tensor Mask) Batch() => PartialMethodsTestKit.Batch();
 
     /// <summary>Max |a − b| of two tensors.</summary>
     public static float MaxDiff(Tensor a, Tensor b)
@@ -49,35 +39,8 @@ internal static class ReparamTestKit
             if (name.Contains(part, StringComparison.Ordinal)) p.normal_(0, std);
     }
 
-    /// <summary>
-    /// Head-only training through the same stage: the frozen-encoder baseline. The stage clones options through the
-    /// library's method registry, which only scans the library assembly, so the test method is added to it here.
-    /// </summary>
-    internal sealed class HeadOnlyConfig : PeftMethodConfig
-    {
-        public override string MethodName => "test-head-only";
-        public override void Validate() { }
-        internal override void Attach(PeftModel model) { }
-        internal override bool IsTrainable(string parameterName) => false;
-    }
-
-    private static void RegisterHeadOnly()
-    {
-        var field = typeof(PeftMethodConfig).GetField("Registry", BindingFlags.NonPublic | BindingFlags.Static)!;
-        var registry = (Lazy<Dictionary<string, Type>>)field.GetValue(null)!;
-        lock (registry.Value) registry.Value.TryAdd("test-head-only", typeof(HeadOnlyConfig));
-    }
-
-    private static readonly Lazy<double> HeadOnly = new(() =>
-    {
-        RegisterHeadOnly();
-        var (accuracy, _) = LearnNegation(new HeadOnlyConfig(), learningRate: 2e-3, epochs: 4);
-        Console.WriteLine($"head-only (frozen encoder) accuracy {accuracy:F3}");
-        return accuracy;
-    });
-
-    /// <summary>Accuracy of the frozen-encoder baseline on the negation task (trained once per test run).</summary>
-    public static double HeadOnlyAccuracy => HeadOnly.Value;
+    /// <summary>Accuracy of the frozen-encoder baseline (linear probing) on the negation task, shared with the other method tests.</summary>
+    public static double HeadOnlyAccuracy => PartialMethodsTestKit.HeadOnlyAccuracy;
 
     /// <summary>Trains the stage on the embedded MiniLM base with <paramref name="method"/> on 320 negation rows; returns test accuracy on 200.</summary>
     public static (double Accuracy, PeftTextTransformer Stage) LearnNegation(PeftMethodConfig method, double learningRate, int epochs)
