@@ -43,11 +43,11 @@ public sealed class PeftCatalog
     /// <param name="alpha">LoRA alpha; the update is scaled by alpha / r.</param>
     /// <param name="epochs">Passes over the data.</param>
     /// <param name="batchSize">Rows per batch.</param>
-    /// <param name="learningRate">Peak learning rate.</param>
+    /// <param name="learningRate">Peak learning rate; null for LoRA's default (2e-3).</param>
     /// <param name="maxSequenceLength">Longest input in tokens.</param>
     /// <param name="baseModel">Pretrained encoder; null for the embedded all-MiniLM-L6-v2.</param>
     public PeftTextEstimator LoraTextClassification(string labelColumnName = "Label", string sentence1ColumnName = "Sentence1",
-        string? sentence2ColumnName = null, int rank = 8, double alpha = 16, int epochs = 3, int batchSize = 32, double learningRate = 5e-4,
+        string? sentence2ColumnName = null, int rank = 8, double alpha = 16, int epochs = 3, int batchSize = 32, double? learningRate = null,
         int maxSequenceLength = 128, BaseModel? baseModel = null) =>
         TextClassification(new PeftTextClassificationOptions
         {

@@ -109,6 +109,10 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
 
         var method = o.Method!;
         var device = PeftDevice.Resolve(_host, ch);
+        // Method weights (e.g. LoRA's A) and the head are drawn from libtorch's global generator: seed it from the
+        // MLContext first, so a given seed always gives the same model.
+        int seed = _host.Rand.Next();
+        torch.manual_seed(seed);
         var encoder = baseModel.CreateEncoder(withPooler: o.Pooling == Pooling.Pooler || (o.Pooling == Pooling.Auto && baseModel.HasPooler));
         var model = PeftModel.Create(encoder, method, numOutputs, o.Pooling, o.HeadDropout);
         bool handedOver = false;
@@ -125,7 +129,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             {
                 BatchSize = o.BatchSize, TokenBudget = o.TokenBudget, Epochs = o.Epochs, LearningRate = o.LearningRate ?? method.DefaultLearningRate,
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
-                EarlyStoppingPatience = o.EarlyStoppingPatience, Seed = _host.Rand.Next(), LogEverySteps = o.LogEverySteps, Task = _task,
+                EarlyStoppingPatience = o.EarlyStoppingPatience, Seed = seed, LogEverySteps = o.LogEverySteps, Task = _task,
                 RegressionScale = scale, ComputeType = computeType,
             };
             var trainer = new PeftTrainer(model, method, settings, tokenizer.PadTokenId, device);

@@ -52,7 +52,7 @@ public abstract class PeftTextOptions
     /// <summary>Passes over the training data. Default 3.</summary>
     public int Epochs { get; set; } = 3;
 
-    /// <summary>Peak learning rate of AdamW. Default null: 5e-4 for methods that train few weights, 3e-5 for full fine-tuning.</summary>
+    /// <summary>Peak learning rate of AdamW. Default null: the method's own default (<see cref="PeftMethodConfig.DefaultLearningRate"/>: 2e-3 for LoRA, 3e-5 for full fine-tuning).</summary>
     public double? LearningRate { get; set; }
 
     /// <summary>AdamW weight decay (not applied to biases and LayerNorm). Default 0.01.</summary>

@@ -53,6 +53,12 @@ public sealed class LoraConfig : PeftMethodConfig
     /// <summary>Which biases train. Default <see cref="LoraBias.None"/>.</summary>
     public LoraBias Bias { get; set; } = LoraBias.None;
 
+    /// <summary>
+    /// 2e-3: on SST-2 with the embedded MiniLM (16,000 rows × 2 epochs) LoRA reached 0.870 dev accuracy at 2e-3 against
+    /// 0.834 at 5e-4 and 0.872 for full fine-tuning (benchmarks/LoraVsFull).
+    /// </summary>
+    public override double DefaultLearningRate => 2e-3;
+
     /// <summary>The factor applied to B A x.</summary>
     public double Scaling => UseRsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
 
