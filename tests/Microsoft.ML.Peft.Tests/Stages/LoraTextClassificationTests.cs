@@ -144,6 +144,21 @@ public sealed class LoraTextClassificationTests
     }
 
     [TestMethod]
+    public void SameSeedGivesTheSameModel()
+    {
+        List<string> Run(int seed)
+        {
+            var ml = new MLContext(seed);
+            var data = StageTestData.Load(ml, StageTestData.Negation(64, 4));
+            var model = Pipeline(ml, epochs: 1).Fit(data);
+            return RowFormatter.Format(model.Transform(data), ["Score"]);
+        }
+        var a = Run(7);
+        CollectionAssert.AreEqual(a, Run(7));
+        CollectionAssert.AreNotEqual(a, Run(8));
+    }
+
+    [TestMethod]
     public void NullEmptyAndVeryLongTextAreScored()
     {
         var rows = new List<TextRow>
