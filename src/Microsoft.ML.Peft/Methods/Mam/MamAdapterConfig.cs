@@ -20,9 +20,6 @@ public sealed class MamAdapterConfig : PeftMethodConfig
     /// <inheritdoc/>
     public override string MethodName => "mam";
 
-    /// <summary>1e-3: between the prefix's and the adapter's preferred steps.</summary>
-    public override double DefaultLearningRate => 1e-3;
-
     /// <summary>Prefix positions per layer. Default 30 (He et al.).</summary>
     public int NumVirtualTokens { get; set; } = 30;
 
