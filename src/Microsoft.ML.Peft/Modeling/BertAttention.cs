@@ -42,7 +42,7 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
         var mask = additiveMask;
         if (Prefix is not null)
         {
-            var (pk, pv) = Prefix.KeysAndValues(batch, hidden.dtype, hidden.device);
+            var (pk, pv) = Prefix.KeysAndValues(hidden, additiveMask);
             k = cat([pk, k], 2);
             v = cat([pv, v], 2);
             mask = cat([zeros(batch, 1, 1, pk.shape[2], dtype: mask.dtype, device: mask.device), mask], 3);
@@ -56,6 +56,10 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
 internal interface IKeyValuePrefix
 {
     (Tensor Keys, Tensor Values) KeysAndValues(long batch, ScalarType dtype, Device device);
+
+    /// <summary>The prefixes for one batch, given the layer input [batch, seq, hidden] and its additive mask, for prefixes that
+    /// depend on the input (UniPELT's gated prefix); input-independent prefixes keep the default.</summary>
+    (Tensor Keys, Tensor Values) KeysAndValues(Tensor hidden, Tensor additiveMask) => KeysAndValues(hidden.shape[0], hidden.dtype, hidden.device);
 }
 
 /// <summary>Projection, dropout and residual LayerNorm after a sub-layer (Hugging Face <c>attention.output</c> and <c>output</c>).</summary>
@@ -66,6 +70,13 @@ public sealed class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
     internal readonly LayerNorm LayerNorm;
     internal readonly Dropout dropout;
 #pragma warning restore IDE1006
+
+    /// <summary>
+    /// Optional bottleneck adapter before the residual LayerNorm, called with h = dropout(dense(x)) and the sub-layer's input
+    /// (the residual); returns what replaces h (sequential adapters read h, parallel adapters the residual). Null when absent;
+    /// the method that sets it also registers it as a child so its parameters are found and saved.
+    /// </summary>
+    internal nn.Module<Tensor, Tensor, Tensor>? Adapter { get; set; }
 
     /// <summary>Creates the block projecting <paramref name="inFeatures"/> back to the hidden size.</summary>
     public BertResidualOutput(EncoderConfig config, int inFeatures) : base("output")
@@ -80,7 +91,9 @@ public sealed class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor residual)
     {
         using var scope = NewDisposeScope();
-        return LayerNorm.forward(dropout.forward(dense.forward(x)) + residual).MoveToOuterDisposeScope();
+        var h = dropout.forward(dense.forward(x));
+        if (Adapter is not null) h = Adapter.forward(h, residual);
+        return LayerNorm.forward(h + residual).MoveToOuterDisposeScope();
     }
 }
 

@@ -1,0 +1,48 @@
+using Microsoft.ML.Peft.Methods.Lora;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Peft.Methods.UniPelt;
+
+/// <summary>
+/// UniPELT's gated LoRA: <c>W x + sigmoid(lora_gate(x)) · lora_B(lora_A(dropout(x))) · scaling</c>, the gate one value per
+/// token. It takes over the submodules of a <see cref="LoraLinear"/> (so the base layer, peft's init and the names
+/// <c>base_layer</c>, <c>lora_A</c>, <c>lora_B</c> are LoRA's own) and adds <c>lora_gate</c>. Not mergeable: the gate depends on the input.
+/// </summary>
+internal sealed class GatedLoraLinear : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    internal readonly Linear base_layer;
+    internal readonly Linear lora_A;
+    internal readonly Linear lora_B;
+    internal readonly Dropout lora_dropout;
+    internal readonly Linear lora_gate;
+#pragma warning restore IDE1006
+    private readonly double _scaling;
+
+    public GatedLoraLinear(LoraLinear lora, double scaling) : base("lora")
+    {
+        base_layer = lora.base_layer;
+        lora_A = lora.lora_A;
+        lora_B = lora.lora_B;
+        lora_dropout = lora.lora_dropout;
+        _scaling = scaling;
+        lora_gate = nn.Linear(base_layer.weight!.shape[1], 1, device: base_layer.weight.device);
+        using (no_grad())
+        {
+            // As UniPELT's gates: N(0, 0.02) weights and zero bias, so the gate starts near 0.5.
+            nn.init.normal_(lora_gate.weight!, 0, 0.02);
+            nn.init.zeros_(lora_gate.bias!);
+        }
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var update = lora_B.forward(lora_A.forward(lora_dropout.forward(x))) * lora_gate.forward(x).sigmoid();
+        return (base_layer.forward(x) + update * _scaling).MoveToOuterDisposeScope();
+    }
+}
