@@ -193,6 +193,40 @@ internal static class Program
         Console.WriteLine(allAgree
             ? $"Outputs agree within {Tolerance:0E+0} (max abs diff of last_hidden_state over every position)."
             : $"ERROR: outputs differ by more than {Tolerance:0E+0}.");
+
+        // bf16: the same encoder cast to bfloat16 (what PeftPrecision.Auto scores in on CPUs with AVX512-BF16/AMX),
+        // against the float32 ONNX Runtime figures above.
+        encoder.to(ScalarType.BFloat16);
+        var bf16Rows = new List<string[]>();
+        using (no_grad())
+        {
+            foreach (var r in rows.OrderBy(r => r.Seq))
+            {
+                var batch = BuildBatch(tokenizer, r.Batch, r.Seq, seed: r.Seq);
+                long[] shape = [batch.BatchSize, batch.SequenceLength];
+                using var ids = tensor(batch.InputIds, shape);
+                using var mask = tensor(batch.AttentionMask, shape);
+                using var types = tensor(batch.TokenTypeIds, shape);
+                var times = new List<double>();
+                for (int i = 0; i < options.WarmUp + options.Iterations; i++)
+                {
+                    var watch = System.Diagnostics.Stopwatch.StartNew();
+                    using (NewDisposeScope()) encoder.forward(ids, mask, types);
+                    if (i >= options.WarmUp) times.Add(watch.Elapsed.TotalMilliseconds);
+                }
+                times.Sort();
+                double ms = times[times.Count / 2], tps = r.Batch * r.Seq / (ms / 1000);
+                bf16Rows.Add([$"{r.Batch} x {r.Seq}", ms.ToString("F1", CultureInfo.InvariantCulture), tps.ToString("N0", CultureInfo.InvariantCulture),
+                              (tps / r.OrtTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x",
+                              (tps / r.OursTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x"]);
+            }
+        }
+        Console.WriteLine();
+        Console.WriteLine("bfloat16 (our encoder cast to bf16; ratios against the float32 runs above):");
+        Console.WriteLine();
+        PrintTable(["batch x seq", "bf16 ms", "bf16 tok/s", "bf16 / ORT fp32", "bf16 / ours fp32"], bf16Rows, rightAlignFrom: 1);
+        Console.WriteLine();
+
         double? loadAtEnd = LoadAverage();
         Console.WriteLine($"Total run time: {total.Elapsed.TotalSeconds:F0} s" +
                           (loadAtEnd is null ? "" : $"; 1-minute load average at the end {loadAtEnd:F2} (this run alone adds about {options.Threads})"));
