@@ -55,7 +55,7 @@ public sealed class LoraConfig : PeftMethodConfig
 
     /// <summary>
     /// 2e-3: on SST-2 with the embedded MiniLM (16,000 rows × 2 epochs) LoRA reached 0.870 dev accuracy at 2e-3 against
-    /// 0.834 at 5e-4 and 0.872 for full fine-tuning (benchmarks/LoraVsFull).
+    /// 0.834 at 5e-4 and 0.872 for full fine-tuning (benchmarks/MethodComparison --preset lora-vs-full).
     /// </summary>
     public override double DefaultLearningRate => 2e-3;
 
