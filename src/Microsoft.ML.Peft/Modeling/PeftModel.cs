@@ -121,6 +121,9 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
             total += p.numel();
             if (p.requires_grad) trainable += p.numel();
         }
+        // Weights held packed in buffers (QLoRA's 4-bit base) are still the model's parameters.
+        foreach (var (_, m) in ModuleSurgery.NamedModules(this))
+            if (m is IPackedWeights packed) total += packed.LogicalParameterCount;
         return (trainable, total);
     }
 
@@ -130,4 +133,11 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         foreach (var (name, p) in named_parameters())
             p.requires_grad = name.StartsWith("classifier.", StringComparison.Ordinal) || method.IsTrainable(name);
     }
+}
+
+/// <summary>A module whose frozen weights are stored packed in buffers (e.g. quantized), so they are not parameters.</summary>
+internal interface IPackedWeights
+{
+    /// <summary>How many weights the buffers stand for.</summary>
+    long LogicalParameterCount { get; }
 }

@@ -67,7 +67,7 @@ public sealed class QLoraTests
     }
 
     [TestMethod]
-    public void QuantizationIsVectorizedAndFast()
+    public void QuantizesTheLargestMiniLmMatrix()
     {
         // The largest MiniLM matrix (1536 × 384, 590k weights): quantize and dequantize without per-element loops.
         torch.manual_seed(3);
@@ -78,9 +78,12 @@ public sealed class QLoraTests
         watch.Restart();
         using var back = NF4.Dequantize(packed, absmax, [1536, 384], 64);
         var dequantize = watch.Elapsed;
+        // Timings are printed for information only (speed belongs in benchmarks, not in assertions).
         Console.WriteLine($"NF4 590k weights: quantize {quantize.TotalMilliseconds:F1} ms, dequantize {dequantize.TotalMilliseconds:F1} ms");
-        Assert.IsLessThan(2.0, quantize.TotalSeconds);
-        Assert.IsLessThan(1.0, dequantize.TotalSeconds);
+        CollectionAssert.AreEqual(w.shape, back.shape);
+        Assert.AreEqual(1536L * 384 / 2, packed.numel(), "two 4-bit codes per byte");
+        using var relative = (back - w).abs().mean() / w.abs().mean();
+        Assert.IsLessThan(0.15, relative.item<float>());
         packed.Dispose(); absmax.Dispose();
     }
 
@@ -102,6 +105,9 @@ public sealed class QLoraTests
             // Codes are buffers: they are neither parameters nor trainable.
             Assert.IsFalse(model.named_parameters().Any(p => p.name.Contains("weight_quant")));
             Assert.IsTrue(model.named_buffers().Any(b => b.name.EndsWith("query.base_layer.weight_quant")));
+            // ...but they still count towards the model's total, as the float32 weights they stand for.
+            long plainTotal = plain.parameters().Sum(p => p.numel());
+            Assert.AreEqual(plainTotal + model.CountParameters().Trainable, model.CountParameters().Total);
         }
     }
 

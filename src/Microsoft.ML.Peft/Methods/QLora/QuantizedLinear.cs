@@ -9,7 +9,7 @@ namespace Microsoft.ML.Peft.Methods.QLora;
 /// block, and dequantized to float32 on every forward. The codes are buffers: they move with the model but are never
 /// trained or saved (they are recomputed from the base weights on load). The bias stays float32 and frozen.
 /// </summary>
-public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
+public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>, Modeling.IPackedWeights
 {
 #pragma warning disable IDE1006
     // Buffers by field name (registered by RegisterComponents because they are tensors, not parameters).
@@ -43,6 +43,8 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
 
     /// <summary>Input features.</summary>
     public long InFeatures => _shape[1];
+
+    long Modeling.IPackedWeights.LogicalParameterCount => _shape[0] * _shape[1];
 
     /// <summary>Bytes held by the quantized weight: codes plus absmax scales.</summary>
     public long QuantizedBytes => weight_quant.numel() * weight_quant.ElementSize + weight_absmax.numel() * weight_absmax.ElementSize;
