@@ -14,11 +14,7 @@ public sealed class ChoiceParameter : SweepParameter
     /// <param name="values">Candidate values (at least one; string, bool, int, long or double).</param>
     public ChoiceParameter(string name, params object[] values) : this(name, 0, values) { }
 
-    /// <summary>Creates a choice with an explicit default.</summary>
-    /// <param name="name">The option property to set.</param>
-    /// <param name="defaultIndex">Index of the default value in <paramref name="values"/>.</param>
-    /// <param name="values">Candidate values (at least one; string, bool, int, long or double).</param>
-    public ChoiceParameter(string name, int defaultIndex, params object[] values) : base(name)
+    private ChoiceParameter(string name, int defaultIndex, object[] values) : base(name)
     {
         ArgumentNullException.ThrowIfNull(values);
         if (values.Length == 0) throw new ArgumentException($"Choice '{name}' needs at least one value.", nameof(values));
@@ -27,6 +23,14 @@ public sealed class ChoiceParameter : SweepParameter
         if (defaultIndex < 0 || defaultIndex >= values.Length) throw new ArgumentOutOfRangeException(nameof(defaultIndex));
         Values = values.ToArray();
         DefaultIndex = defaultIndex;
+    }
+
+    /// <summary>The same choice starting from <paramref name="value"/> (one of <see cref="Values"/>).</summary>
+    public ChoiceParameter WithDefault(object value)
+    {
+        int i = IndexOf(value);
+        if (i < 0) throw new ArgumentOutOfRangeException(nameof(value), $"{value} is not a value of choice '{Name}'.");
+        return new ChoiceParameter(Name, i, Values.ToArray());
     }
 
     /// <summary>The candidate values, in order.</summary>

@@ -78,14 +78,14 @@ public sealed class PeftSearchSpace
         .SetShared(new RangeParameter("HeadDropout", 0, 0.3, defaultValue: 0.1))
         .SetShared(new ChoiceParameter("MaxSequenceLength", 128, 64))
         .AddMethod("lora",
-            new ChoiceParameter("Rank", 1, 4, 8, 16),
-            new ChoiceParameter("Alpha", 1, 8.0, 16.0, 32.0),
+            new ChoiceParameter("Rank", 4, 8, 16).WithDefault(8),
+            new ChoiceParameter("Alpha", 8.0, 16.0, 32.0).WithDefault(16.0),
             new RangeParameter("Dropout", 0, 0.2, defaultValue: 0.1),
             new ChoiceParameter("TargetModules", "query,value", "query,key,value", "all-linear"))
-        .AddMethod("dora", new ChoiceParameter("Rank", 1, 4, 8, 16))
+        .AddMethod("dora", new ChoiceParameter("Rank", 4, 8, 16).WithDefault(8))
         .AddMethod("ia3")
-        .AddMethod("adapter", new ChoiceParameter("ReductionFactor", 1, 8, 16, 32))
-        .AddMethod("prefix", new ChoiceParameter("NumVirtualTokens", 1, 10, 20, 30))
+        .AddMethod("adapter", new ChoiceParameter("ReductionFactor", 8, 16, 32).WithDefault(16))
+        .AddMethod("prefix", new ChoiceParameter("NumVirtualTokens", 10, 20, 30).WithDefault(20))
         .AddMethod("bitfit");
 
     internal void Validate()
