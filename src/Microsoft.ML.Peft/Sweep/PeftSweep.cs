@@ -28,7 +28,8 @@ public sealed class PeftSweep
     private BaseModel? _baseModel;
     private Action<PeftTextOptions>? _configure;
     private Action<SweepEvent>? _monitor;
-    private Func<TrialParameters, CancellationToken, TrialOutcome>? _evaluate;
+    private Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome>? _evaluate;
+    private (int ReductionFactor, int MinEpochs)? _halving;
 
     internal PeftSweep(MLContext ml)
     {
@@ -136,7 +137,35 @@ public sealed class PeftSweep
     /// </summary>
     public PeftSweep SetTrialEvaluation(Func<TrialParameters, CancellationToken, TrialOutcome> evaluate)
     {
+        ArgumentNullException.ThrowIfNull(evaluate);
+        _evaluate = (p, _, ct) => evaluate(p, ct);
+        return this;
+    }
+
+    /// <summary>
+    /// As <see cref="SetTrialEvaluation(Func{TrialParameters, CancellationToken, TrialOutcome})"/>, with a reporter for
+    /// per-epoch validation losses so that successive halving can stop the trial.
+    /// </summary>
+    public PeftSweep SetTrialEvaluation(Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome> evaluate)
+    {
         _evaluate = evaluate ?? throw new ArgumentNullException(nameof(evaluate));
+        return this;
+    }
+
+    /// <summary>
+    /// Stops bad trials early with asynchronous successive halving over epochs: at epochs <paramref name="minEpochs"/>·η^k a
+    /// trial goes on only when its validation result is in the top 1/η of those seen at that epoch. With the default
+    /// trial evaluation this sets the stage's <see cref="PeftTextOptions.ValidationSet"/> (each epoch is scored: accuracy
+    /// for classification, RMSE for regression, and the best epoch's weights are kept). Pruned trials are recorded as
+    /// <see cref="TrialStatus.Pruned"/> and count as failures for the tuner.
+    /// </summary>
+    /// <param name="reductionFactor">η, at least 2.</param>
+    /// <param name="minEpochs">The first rung, at least 1.</param>
+    public PeftSweep SetEarlyStopping(int reductionFactor = 3, int minEpochs = 1)
+    {
+        if (reductionFactor < 2) throw new ArgumentOutOfRangeException(nameof(reductionFactor), "must be at least 2.");
+        if (minEpochs < 1) throw new ArgumentOutOfRangeException(nameof(minEpochs), "must be at least 1.");
+        _halving = (reductionFactor, minEpochs);
         return this;
     }
 
@@ -149,7 +178,8 @@ public sealed class PeftSweep
         if (_seconds is null && _maxTrials is null) throw new InvalidOperationException("Set a budget: SetTrainingTimeInSeconds and/or SetMaxTrials.");
         if (_evaluate is null && (_train is null || _validation is null)) throw new InvalidOperationException("Call SetDataset first.");
         _space.Validate();
-        var evaluate = _evaluate ?? new TrialEvaluator(_ml, _train!, _validation!, _label, _text, _text2, _metric, _baseModel, _configure).Evaluate;
+        var evaluate = _evaluate ?? new TrialEvaluator(_ml, _train!, _validation!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null).Evaluate;
+        var halving = _halving is { } h ? new SuccessiveHalving(h.ReductionFactor, h.MinEpochs) : null;
         var checkpoint = _checkpoint is null ? null : new TrialCheckpoint(_checkpoint);
         using var ch = _host.Start("Sweep");
         ch.Info($"Sweep: tuner {_tuner}, metric {_metric}, budget {(_seconds is { } s ? $"{s:F0} s" : "no time limit")}, {(_maxTrials is { } n ? $"{n} trials" : "no trial limit")}"
@@ -182,7 +212,7 @@ public sealed class PeftSweep
                 _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, id, parameters, null, best));
                 using var trialCancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 if (left is { } l) trialCancel.CancelAfter(TimeSpan.FromSeconds(l));
-                (result, model) = await RunTrial(id, parameters, evaluate, trialCancel.Token).ConfigureAwait(false);
+                (result, model) = await RunTrial(id, parameters, evaluate, new TrialReporter(id, halving), trialCancel.Token).ConfigureAwait(false);
             }
 
             trials.Add(result);
@@ -220,12 +250,12 @@ public sealed class PeftSweep
     }
 
     private static async Task<(TrialResult, ITransformer?)> RunTrial(int id, TrialParameters parameters,
-        Func<TrialParameters, CancellationToken, TrialOutcome> evaluate, CancellationToken cancel)
+        Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome> evaluate, TrialReporter reporter, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
         try
         {
-            var outcome = await Task.Run(() => evaluate(parameters, cancel), CancellationToken.None).ConfigureAwait(false);
+            var outcome = await Task.Run(() => evaluate(parameters, reporter, cancel), CancellationToken.None).ConfigureAwait(false);
             clock.Stop();
             var result = new TrialResult
             {
@@ -236,6 +266,11 @@ public sealed class PeftSweep
             };
             return (result, result.Status == TrialStatus.Succeeded ? outcome.Model : null);
         }
+        catch (Exception e) when (reporter.PrunedAtEpoch is not null)
+        {
+            var pruned = e as TrialPrunedException ?? FindPruned(e);
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Pruned, Error = pruned?.Message ?? e.Message }, null);
+        }
         catch (Exception e) when (cancel.IsCancellationRequested)
         {
             return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Cancelled, Error = e.Message }, null);
@@ -244,6 +279,13 @@ public sealed class PeftSweep
         {
             return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Failed, Error = $"{e.GetType().Name}: {e.Message}" }, null);
         }
+    }
+
+    private static TrialPrunedException? FindPruned(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+            if (x is TrialPrunedException p) return p;
+        return null;
     }
 
     private static long PeakWorkingSet()

@@ -11,9 +11,9 @@ namespace Microsoft.ML.Peft.Sweep;
 /// </summary>
 internal sealed class TrialEvaluator(
     MLContext ml, IDataView train, IDataView validation, string label, string text, string? text2, PeftMetric metric,
-    BaseModel? baseModel, Action<PeftTextOptions>? configure)
+    BaseModel? baseModel, Action<PeftTextOptions>? configure, bool reportEpochs)
 {
-    public TrialOutcome Evaluate(TrialParameters parameters, CancellationToken cancel)
+    public TrialOutcome Evaluate(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel)
     {
         bool regression = metric.IsRegression();
         PeftTextOptions options = regression ? new PeftTextRegressionOptions() : new PeftTextClassificationOptions();
@@ -24,17 +24,32 @@ internal sealed class TrialEvaluator(
         configure?.Invoke(options);
         parameters.ApplyTo(options);
         options.CancellationToken = cancel;
+        if (reportEpochs)
+        {
+            // Per-epoch validation scores feed successive halving: accuracy (higher is better) or RMSE (lower is better).
+            options.ValidationSet = validation;
+            var user = options.Progress;
+            options.Progress = p =>
+            {
+                user?.Invoke(p);
+                if (p.ValidationMetric is { } m) reporter.ReportEpoch(p.Epoch, regression ? m : -m);
+            };
+        }
         options.Validate();
 
         ITransformer model;
         if (regression) model = ml.Peft().TextRegression((PeftTextRegressionOptions)options).Fit(train);
         else
         {
-            var stage = ml.Peft().TextClassification((PeftTextClassificationOptions)options);
-            var labelType = train.Schema[label].Type;
-            model = labelType is KeyDataViewType
-                ? stage.Fit(train)
-                : ml.Transforms.Conversion.MapValueToKey(label).Append(stage).Fit(train);
+            var classification = (PeftTextClassificationOptions)options;
+            if (train.Schema[label].Type is KeyDataViewType) model = ml.Peft().TextClassification(classification).Fit(train);
+            else
+            {
+                // The key mapping is fitted first so that the stage's per-epoch validation set gets keys too.
+                var keys = ml.Transforms.Conversion.MapValueToKey(label).Fit(train);
+                if (classification.ValidationSet is not null) classification.ValidationSet = keys.Transform(validation);
+                model = new TransformerChain<ITransformer>(keys, ml.Peft().TextClassification(classification).Fit(keys.Transform(train)));
+            }
         }
         cancel.ThrowIfCancellationRequested();
         var scored = model.Transform(validation);

@@ -7,6 +7,8 @@ public enum TrialStatus
     Succeeded,
     /// <summary>Threw, or produced a non-finite metric; see <see cref="TrialResult.Error"/>.</summary>
     Failed,
+    /// <summary>Stopped early by successive halving (<see cref="PeftSweep.SetEarlyStopping"/>); see <see cref="TrialResult.Error"/>.</summary>
+    Pruned,
     /// <summary>Stopped by the time budget or the caller's cancellation token; not checkpointed, rerun on resume.</summary>
     Cancelled,
 }

@@ -44,4 +44,38 @@ public sealed class SweepEndToEndTests
         var loaded = new MLContext(2).Model.Load(zip, out _);
         CollectionAssert.AreEqual(expected, RowFormatter.Format(loaded.Transform(validation), ["Score"]));
     }
+
+    [TestMethod]
+    public async Task SuccessiveHalvingWithRealTrainingPrunesOrFinishesEveryTrial()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
+        var ml = new MLContext(1);
+        // Regression on 0/1 targets: RMSE after each epoch is continuous, so the rung comparison rarely ties.
+        static IEnumerable<ScoreRow> AsScores(IEnumerable<TextRow> rows) => rows.Select(r => new ScoreRow { Label = r.Label == "positive" ? 1 : 0, Text = r.Text ?? "" });
+        var train = ml.Data.LoadFromEnumerable(AsScores(StageTestData.Negation(32, 1)));
+        var validation = ml.Data.LoadFromEnumerable(AsScores(StageTestData.Negation(16, 2)));
+        var space = new PeftSearchSpace()
+            .SetShared(new ChoiceParameter("LearningRate", 1e-2, 1e-6))
+            .SetShared(new ChoiceParameter("Epochs", 2))
+            .SetShared(new ChoiceParameter("BatchSize", 16))
+            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+            .AddMethod("lora");
+        var result = await ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.Rmse)
+            .SetSearchSpace(space).SetTuner(PeftTuner.Grid()).SetMaxTrials(3).SetEarlyStopping(reductionFactor: 2)
+            .SetBaseModel(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")))
+            .RunAsync();
+        Console.WriteLine(string.Join("\n", result.Trials.Select(t => $"{t.Status} {t.Metric} {t.Error}")));
+        Assert.AreEqual(2, result.Trials.Count); // the grid has two points
+        foreach (var t in result.Trials)
+            Assert.IsTrue(t.Status == TrialStatus.Succeeded || (t.Status == TrialStatus.Pruned && t.Error!.Contains("successive halving")), $"{t.Status}: {t.Error}");
+        Assert.IsNotNull(result.BestModel);
+    }
+}
+
+public sealed class ScoreRow
+{
+    public float Label { get; set; }
+    public string Text { get; set; } = "";
 }

@@ -141,4 +141,28 @@ public sealed class SweepRunnerTests
         StringAssert.Contains(lines[^1], "InvalidOperationException: bad, \"\"quoted\"\"\"");
         Assert.IsTrue(result.Trials.All(t => t.PeakWorkingSetBytes > 0));
     }
+
+    [TestMethod]
+    public async Task SuccessiveHalvingStopsTrialsBelowTheTopThirdOfTheirRung()
+    {
+        int epochsRun = 0;
+        TrialOutcome Train(TrialParameters p, TrialReporter reporter, CancellationToken _)
+        {
+            double quality = 1 - SweepTunerTests.Objective(p) / 10;
+            for (int epoch = 1; epoch <= 9; epoch++)
+            {
+                epochsRun++;
+                reporter.ReportEpoch(epoch, -quality * epoch / 9);
+            }
+            return new TrialOutcome(quality);
+        }
+        var result = await Sweep((p, _) => new TrialOutcome(0)).SetTrialEvaluation(Train).SetEarlyStopping(reductionFactor: 3).SetMaxTrials(12).RunAsync();
+        var pruned = result.Trials.Where(t => t.Status == TrialStatus.Pruned).ToList();
+        Assert.IsTrue(pruned.Count >= 4, $"{pruned.Count} pruned");
+        Assert.IsTrue(pruned.All(t => t.Error!.Contains("successive halving")));
+        Assert.IsTrue(epochsRun < 12 * 9 * 2 / 3, $"{epochsRun} epochs");
+        var succeeded = result.Trials.Where(t => t.Status == TrialStatus.Succeeded).ToList();
+        Assert.AreEqual(succeeded.Max(t => t.Metric), result.BestTrial.Metric);
+        Assert.IsTrue(pruned.All(p => 1 - SweepTunerTests.Objective(p.Parameters) / 10 <= result.BestTrial.Metric));
+    }
 }
