@@ -25,12 +25,12 @@ public sealed class SweepEndToEndTests
             .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
             .AddMethod("lora", new ChoiceParameter("Rank", 4, 8))
             .AddMethod("bitfit");
-        var result = await ml.Peft().CreateSweep()
+        PeftSweep NewSweep() => ml.Peft().CreateSweep()
             .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.MacroAccuracy)
             .SetSearchSpace(space).SetTuner(PeftTuner.Random(1)).SetMaxTrials(2).SetTrainingTimeInSeconds(120)
             .SetBaseModel(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")))
-            .SetCheckpointFolder(Path.Combine(temp.Path, "sweep"))
-            .RunAsync();
+            .SetCheckpointFolder(Path.Combine(temp.Path, "sweep"));
+        var result = await NewSweep().RunAsync();
 
         Assert.AreEqual(2, result.Trials.Count);
         Assert.IsTrue(result.Trials.All(t => t.Status == TrialStatus.Succeeded), string.Join("; ", result.Trials.Select(t => t.Error)));
@@ -43,6 +43,14 @@ public sealed class SweepEndToEndTests
         var expected = RowFormatter.Format(result.BestModel.Transform(validation), ["Score"]);
         var loaded = new MLContext(2).Model.Load(zip, out _);
         CollectionAssert.AreEqual(expected, RowFormatter.Format(loaded.Transform(validation), ["Score"]));
+
+        // Resuming from the checkpoint trains nothing and returns the same best model (loaded from best-model.zip).
+        int started = 0;
+        var resumed = await NewSweep().SetMonitor(e => { if (e.Kind == SweepEventKind.TrialStarted) started++; }).RunAsync();
+        Assert.AreEqual(0, started);
+        Assert.IsTrue(resumed.Trials.All(t => t.FromCheckpoint));
+        Assert.AreEqual(result.BestTrial.Parameters.ToJson(), resumed.BestTrial.Parameters.ToJson());
+        CollectionAssert.AreEqual(expected, RowFormatter.Format(resumed.BestModel!.Transform(validation), ["Score"]));
     }
 
     [TestMethod]
