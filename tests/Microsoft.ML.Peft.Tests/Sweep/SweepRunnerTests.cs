@@ -43,8 +43,8 @@ public sealed class SweepRunnerTests
         int calls = 0;
         var clock = Stopwatch.StartNew();
         var result = await Sweep((p, ct) => Interlocked.Increment(ref calls) == 1 ? Sleep(p, ct, 100) : Sleep(p, ct, 30_000))
-            .SetTrainingTimeInSeconds(1).SetMaxTrials(10).RunAsync();
-        Assert.IsTrue(clock.Elapsed.TotalSeconds < 1.1, $"took {clock.Elapsed.TotalSeconds:F2} s");
+            .SetTrainingTimeInSeconds(2).SetMaxTrials(10).RunAsync();
+        Assert.IsTrue(clock.Elapsed.TotalSeconds < 2.2, $"took {clock.Elapsed.TotalSeconds:F2} s");
         Assert.AreEqual(2, result.Trials.Count);
         Assert.AreEqual(TrialStatus.Cancelled, result.Trials[1].Status);
         Assert.AreEqual(0, result.BestTrial.Id);
@@ -57,7 +57,7 @@ public sealed class SweepRunnerTests
         var clock = Stopwatch.StartNew();
         var result = await Sweep((p, ct) => Sleep(p, ct, 200)).SetMaxTrials(100).RunAsync(cts.Token);
         Assert.IsTrue(clock.Elapsed.TotalSeconds < 1.0, $"took {clock.Elapsed.TotalSeconds:F2} s");
-        Assert.IsTrue(result.Trials.Count is >= 3 and <= 5, $"{result.Trials.Count} trials");
+        Assert.IsTrue(result.Trials.Count is >= 2 and <= 5, $"{result.Trials.Count} trials");
     }
 
     [TestMethod]
