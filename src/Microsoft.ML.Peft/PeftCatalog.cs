@@ -29,6 +29,9 @@ public sealed class PeftCatalog
     public PeftTextEstimator TextClassification(PeftTextClassificationOptions options) =>
         new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Classification);
 
+    /// <summary>An AutoML-style sweep over PEFT methods and hyper-parameters (see <see cref="Sweep.PeftSweep"/>).</summary>
+    public Sweep.PeftSweep CreateSweep() => new(_env as MLContext ?? throw new InvalidOperationException("CreateSweep needs the catalog of an MLContext."));
+
     /// <summary>Text regression (one float per row) with any PEFT method.</summary>
     public PeftTextEstimator TextRegression(PeftTextRegressionOptions options) =>
         new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Regression);

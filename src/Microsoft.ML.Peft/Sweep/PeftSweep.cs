@@ -1,0 +1,296 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Peft.Sweep;
+
+/// <summary>
+/// An AutoML-style sweep over PEFT methods and their hyper-parameters (create it with <c>mlContext.Peft().CreateSweep()</c>).
+/// Each trial trains a stage on the training set and scores the validation set; the tuner proposes the next point from the
+/// results so far. The budget is wall-clock seconds and/or a trial count; the running trial is cancelled cooperatively when
+/// the time runs out. Failed trials are recorded and the sweep goes on. Progress goes to <c>MLContext.Log</c> and to an optional monitor.
+/// </summary>
+public sealed class PeftSweep
+{
+    private readonly MLContext _ml;
+    private readonly IHost _host;
+    private IDataView? _train, _validation;
+    private string _label = "Label", _text = "Sentence1";
+    private string? _text2;
+    private PeftMetric _metric = PeftMetric.Accuracy;
+    private PeftSearchSpace _space = PeftSearchSpace.CreateDefault();
+    private PeftTuner _tuner = PeftTuner.CostFrugal(0);
+    private double? _seconds;
+    private int? _maxTrials;
+    private string? _checkpoint;
+    private BaseModel? _baseModel;
+    private Action<PeftTextOptions>? _configure;
+    private Action<SweepEvent>? _monitor;
+    private Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome>? _evaluate;
+    private (int ReductionFactor, int MinEpochs)? _halving;
+
+    internal PeftSweep(MLContext ml)
+    {
+        _ml = ml;
+        _host = ((IHostEnvironment)ml).Register(nameof(PeftSweep));
+    }
+
+    /// <summary>Training and validation data (the validation set is scored once per trial).</summary>
+    public PeftSweep SetDataset(IDataView train, IDataView validation)
+    {
+        _train = train ?? throw new ArgumentNullException(nameof(train));
+        _validation = validation ?? throw new ArgumentNullException(nameof(validation));
+        return this;
+    }
+
+    /// <summary>
+    /// The label column. Classification: raw values (then <c>MapValueToKey</c> goes in front of the stage in every trial and in
+    /// the best model) or already a key (the stage alone). Regression: a float column.
+    /// </summary>
+    public PeftSweep SetLabel(string labelColumnName)
+    {
+        _label = labelColumnName ?? throw new ArgumentNullException(nameof(labelColumnName));
+        return this;
+    }
+
+    /// <summary>The text column, and an optional second one for sentence pairs.</summary>
+    public PeftSweep SetText(string sentence1ColumnName, string? sentence2ColumnName = null)
+    {
+        _text = sentence1ColumnName ?? throw new ArgumentNullException(nameof(sentence1ColumnName));
+        _text2 = sentence2ColumnName;
+        return this;
+    }
+
+    /// <summary>The metric to optimise; regression metrics make every trial a regression stage. Default <see cref="PeftMetric.Accuracy"/>.</summary>
+    public PeftSweep SetMetric(PeftMetric metric)
+    {
+        _metric = metric;
+        return this;
+    }
+
+    /// <summary>The search space. Default <see cref="PeftSearchSpace.CreateDefault"/>.</summary>
+    public PeftSweep SetSearchSpace(PeftSearchSpace space)
+    {
+        _space = space ?? throw new ArgumentNullException(nameof(space));
+        return this;
+    }
+
+    /// <summary>The tuner. Default <see cref="PeftTuner.CostFrugal"/> with seed 0.</summary>
+    public PeftSweep SetTuner(PeftTuner tuner)
+    {
+        _tuner = tuner ?? throw new ArgumentNullException(nameof(tuner));
+        return this;
+    }
+
+    /// <summary>Wall-clock budget; the trial running when it ends is cancelled. At least one of this and <see cref="SetMaxTrials"/> is needed.</summary>
+    public PeftSweep SetTrainingTimeInSeconds(double seconds)
+    {
+        if (!(seconds > 0)) throw new ArgumentOutOfRangeException(nameof(seconds), "must be positive.");
+        _seconds = seconds;
+        return this;
+    }
+
+    /// <summary>Most trials to run (replayed checkpoint trials count).</summary>
+    public PeftSweep SetMaxTrials(int maxTrials)
+    {
+        if (maxTrials < 1) throw new ArgumentOutOfRangeException(nameof(maxTrials), "must be at least 1.");
+        _maxTrials = maxTrials;
+        return this;
+    }
+
+    /// <summary>
+    /// Folder for <c>trials.jsonl</c> (one line per finished trial) and <c>best-model.zip</c>. A sweep restarted with the
+    /// same folder, space and tuner seed replays the tuner and skips the trials that already finished.
+    /// </summary>
+    public PeftSweep SetCheckpointFolder(string folder)
+    {
+        _checkpoint = folder ?? throw new ArgumentNullException(nameof(folder));
+        return this;
+    }
+
+    /// <summary>The pretrained encoder of every trial. Default null: the embedded MiniLM.</summary>
+    public PeftSweep SetBaseModel(BaseModel baseModel)
+    {
+        _baseModel = baseModel;
+        return this;
+    }
+
+    /// <summary>Adjusts every trial's stage options before the trial's parameters are applied (e.g. precision, token budget).</summary>
+    public PeftSweep ConfigureOptions(Action<PeftTextOptions> configure)
+    {
+        _configure = configure;
+        return this;
+    }
+
+    /// <summary>A callback for trial start and end (with the metric and the running best).</summary>
+    public PeftSweep SetMonitor(Action<SweepEvent> monitor)
+    {
+        _monitor = monitor;
+        return this;
+    }
+
+    /// <summary>
+    /// Replaces training with a custom evaluation of a point (for tests, or to train something else); it must honour
+    /// the token. <see cref="SetDataset"/> is then optional.
+    /// </summary>
+    public PeftSweep SetTrialEvaluation(Func<TrialParameters, CancellationToken, TrialOutcome> evaluate)
+    {
+        ArgumentNullException.ThrowIfNull(evaluate);
+        _evaluate = (p, _, ct) => evaluate(p, ct);
+        return this;
+    }
+
+    /// <summary>
+    /// As <see cref="SetTrialEvaluation(Func{TrialParameters, CancellationToken, TrialOutcome})"/>, with a reporter for
+    /// per-epoch validation losses so that successive halving can stop the trial.
+    /// </summary>
+    public PeftSweep SetTrialEvaluation(Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome> evaluate)
+    {
+        _evaluate = evaluate ?? throw new ArgumentNullException(nameof(evaluate));
+        return this;
+    }
+
+    /// <summary>
+    /// Stops bad trials early with asynchronous successive halving over epochs: at epochs <paramref name="minEpochs"/>·η^k a
+    /// trial goes on only when its validation result is in the top 1/η of those seen at that epoch. With the default
+    /// trial evaluation this sets the stage's <see cref="PeftTextOptions.ValidationSet"/> (each epoch is scored: accuracy
+    /// for classification, RMSE for regression, and the best epoch's weights are kept). Pruned trials are recorded as
+    /// <see cref="TrialStatus.Pruned"/> and count as failures for the tuner.
+    /// </summary>
+    /// <param name="reductionFactor">η, at least 2.</param>
+    /// <param name="minEpochs">The first rung, at least 1.</param>
+    public PeftSweep SetEarlyStopping(int reductionFactor = 3, int minEpochs = 1)
+    {
+        if (reductionFactor < 2) throw new ArgumentOutOfRangeException(nameof(reductionFactor), "must be at least 2.");
+        if (minEpochs < 1) throw new ArgumentOutOfRangeException(nameof(minEpochs), "must be at least 1.");
+        _halving = (reductionFactor, minEpochs);
+        return this;
+    }
+
+    /// <summary>
+    /// Runs trials until the budget, the tuner or <paramref name="cancellationToken"/> ends the sweep, and returns the best so far.
+    /// Throws <see cref="InvalidOperationException"/> when no trial succeeded.
+    /// </summary>
+    public async Task<PeftSweepResult> RunAsync(CancellationToken cancellationToken = default)
+    {
+        if (_seconds is null && _maxTrials is null) throw new InvalidOperationException("Set a budget: SetTrainingTimeInSeconds and/or SetMaxTrials.");
+        if (_evaluate is null && (_train is null || _validation is null)) throw new InvalidOperationException("Call SetDataset first.");
+        _space.Validate();
+        var evaluate = _evaluate ?? new TrialEvaluator(_ml, _train!, _validation!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null).Evaluate;
+        var halving = _halving is { } h ? new SuccessiveHalving(h.ReductionFactor, h.MinEpochs) : null;
+        var checkpoint = _checkpoint is null ? null : new TrialCheckpoint(_checkpoint);
+        using var ch = _host.Start("Sweep");
+        ch.Info($"Sweep: tuner {_tuner}, metric {_metric}, budget {(_seconds is { } s ? $"{s:F0} s" : "no time limit")}, {(_maxTrials is { } n ? $"{n} trials" : "no trial limit")}"
+            + (checkpoint is null ? "." : $", checkpoint {checkpoint.Folder} ({checkpoint.Count} finished trial(s))."));
+
+        _tuner.Reset(_space);
+        var trials = new List<TrialResult>();
+        TrialResult? best = null;
+        ITransformer? bestModel = null;
+        var clock = Stopwatch.StartNew();
+        for (int id = 0; ; id++)
+        {
+            if (_maxTrials is { } max && id >= max) break;
+            if (cancellationToken.IsCancellationRequested) { ch.Info("Sweep cancelled."); break; }
+            double? left = _seconds is { } budget ? budget - clock.Elapsed.TotalSeconds : null;
+            if (left <= 0) break;
+            var parameters = _tuner.Propose();
+            if (parameters is null) { ch.Info("The tuner has nothing more to try."); break; }
+
+            TrialResult result;
+            ITransformer? model = null;
+            if (checkpoint?.TryTake(parameters, out var recorded) == true)
+            {
+                result = recorded with { Id = id };
+                ch.Info($"Trial {id}: replayed from the checkpoint ({result.Status}, {_metric} {result.Metric:F4}).");
+            }
+            else
+            {
+                ch.Info($"Trial {id} starts: {parameters.ToJson()}");
+                _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, id, parameters, null, best));
+                using var trialCancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                if (left is { } l) trialCancel.CancelAfter(TimeSpan.FromSeconds(l));
+                (result, model) = await RunTrial(id, parameters, evaluate, new TrialReporter(id, halving), trialCancel.Token).ConfigureAwait(false);
+            }
+
+            trials.Add(result);
+            if (result.Status != TrialStatus.Cancelled)
+                _tuner.Report(parameters, result.Status == TrialStatus.Succeeded ? _metric.ToLoss(result.Metric) : double.PositiveInfinity, result.Duration);
+            bool improved = result.Status == TrialStatus.Succeeded && (best is null || IsBetter(result, best));
+            if (improved)
+            {
+                best = result;
+                bestModel = model;
+                if (model is not null && checkpoint is not null && _train is not null)
+                    _ml.Model.Save(model, _train.Schema, Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName));
+            }
+            if (!result.FromCheckpoint && result.Status != TrialStatus.Cancelled) checkpoint?.Append(result);
+            ch.Info(string.Format(CultureInfo.InvariantCulture, "Trial {0} {1}: {2} {3:F4} in {4:F1} s{5}; best so far: {6}",
+                id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
+                best is null ? "none" : $"trial {best.Id} ({best.Metric:F4})"));
+            _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, id, parameters, result, best));
+            if (result.Status == TrialStatus.Cancelled) break;
+        }
+
+        if (best is null)
+            throw new InvalidOperationException($"No trial succeeded ({trials.Count} run): "
+                + string.Join("; ", trials.Select(t => $"trial {t.Id} {t.Status}: {t.Error}")));
+        if (best.FromCheckpoint && checkpoint is not null && File.Exists(Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName)))
+            bestModel = _ml.Model.Load(Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName), out _);
+        ch.Info($"Sweep done: {trials.Count} trial(s) in {clock.Elapsed.TotalSeconds:F1} s; best trial {best.Id} ({_metric} {best.Metric:F4}): {best.Parameters.ToJson()}");
+        return new PeftSweepResult(_metric, best, bestModel, trials);
+    }
+
+    private bool IsBetter(TrialResult a, TrialResult b)
+    {
+        double la = _metric.ToLoss(a.Metric), lb = _metric.ToLoss(b.Metric);
+        return la < lb || (la == lb && a.Duration < b.Duration);
+    }
+
+    private static async Task<(TrialResult, ITransformer?)> RunTrial(int id, TrialParameters parameters,
+        Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome> evaluate, TrialReporter reporter, CancellationToken cancel)
+    {
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            var outcome = await Task.Run(() => evaluate(parameters, reporter, cancel), CancellationToken.None).ConfigureAwait(false);
+            clock.Stop();
+            var result = new TrialResult
+            {
+                Id = id, Parameters = parameters, Duration = clock.Elapsed, TrainableParameters = outcome.TrainableParameters,
+                PeakWorkingSetBytes = PeakWorkingSet(), Metric = outcome.Metric,
+                Status = double.IsFinite(outcome.Metric) ? TrialStatus.Succeeded : TrialStatus.Failed,
+                Error = double.IsFinite(outcome.Metric) ? null : $"The metric is {outcome.Metric}.",
+            };
+            return (result, result.Status == TrialStatus.Succeeded ? outcome.Model : null);
+        }
+        catch (Exception e) when (reporter.PrunedAtEpoch is not null)
+        {
+            var pruned = e as TrialPrunedException ?? FindPruned(e);
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Pruned, Error = pruned?.Message ?? e.Message }, null);
+        }
+        catch (Exception e) when (cancel.IsCancellationRequested)
+        {
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Cancelled, Error = e.Message }, null);
+        }
+        catch (Exception e)
+        {
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Failed, Error = $"{e.GetType().Name}: {e.Message}" }, null);
+        }
+    }
+
+    private static TrialPrunedException? FindPruned(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+            if (x is TrialPrunedException p) return p;
+        return null;
+    }
+
+    private static long PeakWorkingSet()
+    {
+        using var p = Process.GetCurrentProcess();
+        return p.PeakWorkingSet64;
+    }
+}

@@ -1,0 +1,89 @@
+using System.Globalization;
+using System.Text;
+
+namespace Microsoft.ML.Peft.Sweep;
+
+/// <summary>The outcome of <see cref="PeftSweep.RunAsync"/>: the best trial and model, and the leaderboard.</summary>
+public sealed class PeftSweepResult
+{
+    internal PeftSweepResult(PeftMetric metric, TrialResult best, ITransformer? bestModel, IReadOnlyList<TrialResult> trials)
+    {
+        Metric = metric;
+        BestTrial = best;
+        BestModel = bestModel;
+        Trials = trials;
+    }
+
+    /// <summary>The metric the sweep optimised.</summary>
+    public PeftMetric Metric { get; }
+
+    /// <summary>The succeeded trial with the best metric (the cheaper one on ties).</summary>
+    public TrialResult BestTrial { get; }
+
+    /// <summary>
+    /// The best trial's model, trained on the training set; for a best trial replayed from a checkpoint it is loaded from
+    /// the folder's <c>best-model.zip</c>. Null when a custom trial evaluation returned no model.
+    /// </summary>
+    public ITransformer? BestModel { get; }
+
+    /// <summary>Every trial, in order (including failed and cancelled ones).</summary>
+    public IReadOnlyList<TrialResult> Trials { get; }
+
+    /// <summary>The leaderboard as an <see cref="IDataView"/> with the columns of <see cref="PeftTrialRow"/>, best first.</summary>
+    public IDataView ToDataView(MLContext mlContext)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        return mlContext.Data.LoadFromEnumerable(Leaderboard().Select(ToRow).ToList());
+    }
+
+    /// <summary>Writes the leaderboard (best first) as CSV with a header row.</summary>
+    public void WriteCsv(string path)
+    {
+        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error\n");
+        foreach (var r in Leaderboard().Select(ToRow))
+            sb.Append(string.Join(',', r.Id.ToString(CultureInfo.InvariantCulture), Quote(r.Method), Quote(r.Parameters),
+                r.Metric.ToString("R", CultureInfo.InvariantCulture), r.TrainableParameters.ToString(CultureInfo.InvariantCulture),
+                r.DurationSeconds.ToString("R", CultureInfo.InvariantCulture), r.PeakWorkingSetBytes.ToString(CultureInfo.InvariantCulture),
+                r.Status, Quote(r.Error))).Append('\n');
+        File.WriteAllText(path, sb.ToString());
+    }
+
+    /// <summary>Trials ordered best first: succeeded by metric, then failed, then cancelled.</summary>
+    public IEnumerable<TrialResult> Leaderboard() => Trials
+        .OrderBy(t => t.Status)
+        .ThenBy(t => t.Status == TrialStatus.Succeeded ? Metric.ToLoss(t.Metric) : 0)
+        .ThenBy(t => t.Duration)
+        .ThenBy(t => t.Id);
+
+    private static PeftTrialRow ToRow(TrialResult t) => new()
+    {
+        Id = t.Id, Method = t.Parameters.Method, Parameters = t.Parameters.ToJson(), Metric = t.Metric,
+        TrainableParameters = t.TrainableParameters, DurationSeconds = t.Duration.TotalSeconds,
+        PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "",
+    };
+
+    private static string Quote(string? s) => "\"" + (s ?? "").Replace("\"", "\"\"") + "\"";
+}
+
+/// <summary>One leaderboard row as <see cref="PeftSweepResult.ToDataView"/> exposes it.</summary>
+public sealed class PeftTrialRow
+{
+    /// <summary>Trial number.</summary>
+    public int Id { get; set; }
+    /// <summary>PEFT method name.</summary>
+    public string Method { get; set; } = "";
+    /// <summary>The trial's parameters as JSON.</summary>
+    public string Parameters { get; set; } = "";
+    /// <summary>Validation metric (NaN unless succeeded).</summary>
+    public double Metric { get; set; }
+    /// <summary>Trainable parameters.</summary>
+    public long TrainableParameters { get; set; }
+    /// <summary>Duration in seconds.</summary>
+    public double DurationSeconds { get; set; }
+    /// <summary>Process peak working set in bytes at the end of the trial.</summary>
+    public long PeakWorkingSetBytes { get; set; }
+    /// <summary>Succeeded, Failed or Cancelled.</summary>
+    public string Status { get; set; } = "";
+    /// <summary>Error message; empty when none.</summary>
+    public string Error { get; set; } = "";
+}

@@ -1,0 +1,91 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.MLNet;
+
+namespace Microsoft.ML.Peft.Sweep;
+
+/// <summary>
+/// The default trial: builds the stage options from the point, fits on the training set and scores the validation set.
+/// Classification: when the label column is not already a key, the pipeline is <c>MapValueToKey(label) → stage</c>, so the
+/// best model takes raw labels; when it is a key, the stage alone. Regression: the stage alone on a float label.
+/// </summary>
+internal sealed class TrialEvaluator(
+    MLContext ml, IDataView train, IDataView validation, string label, string text, string? text2, PeftMetric metric,
+    BaseModel? baseModel, Action<PeftTextOptions>? configure, bool reportEpochs)
+{
+    public TrialOutcome Evaluate(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel)
+    {
+        bool regression = metric.IsRegression();
+        PeftTextOptions options = regression ? new PeftTextRegressionOptions() : new PeftTextClassificationOptions();
+        options.LabelColumnName = label;
+        options.Sentence1ColumnName = text;
+        options.Sentence2ColumnName = text2;
+        options.BaseModel = baseModel;
+        configure?.Invoke(options);
+        parameters.ApplyTo(options);
+        options.CancellationToken = cancel;
+        if (reportEpochs)
+        {
+            // Per-epoch validation scores feed successive halving: accuracy (higher is better) or RMSE (lower is better).
+            options.ValidationSet = validation;
+            var user = options.Progress;
+            options.Progress = p =>
+            {
+                user?.Invoke(p);
+                if (p.ValidationMetric is { } m) reporter.ReportEpoch(p.Epoch, regression ? m : -m);
+            };
+        }
+        options.Validate();
+
+        ITransformer model;
+        if (regression) model = ml.Peft().TextRegression((PeftTextRegressionOptions)options).Fit(train);
+        else
+        {
+            var classification = (PeftTextClassificationOptions)options;
+            if (train.Schema[label].Type is KeyDataViewType) model = ml.Peft().TextClassification(classification).Fit(train);
+            else
+            {
+                // The key mapping is fitted first so that the stage's per-epoch validation set gets keys too.
+                var keys = ml.Transforms.Conversion.MapValueToKey(label).Fit(train);
+                if (classification.ValidationSet is not null) classification.ValidationSet = keys.Transform(validation);
+                model = new TransformerChain<ITransformer>(keys, ml.Peft().TextClassification(classification).Fit(keys.Transform(train)));
+            }
+        }
+        cancel.ThrowIfCancellationRequested();
+        var scored = model.Transform(validation);
+        double value = Score(scored, options);
+        long trainable = (model is IEnumerable<ITransformer> chain ? chain : [model]).OfType<PeftTextTransformer>().Sum(t => t.TrainableParameterCount);
+        return new TrialOutcome(value, model, trainable);
+    }
+
+    private double Score(IDataView scored, PeftTextOptions options)
+    {
+        string score = options.OutputColumnPrefix + (options is PeftTextRegressionOptions r ? r.ScoreColumnName : ((PeftTextClassificationOptions)options).ScoreColumnName);
+        switch (metric)
+        {
+            case PeftMetric.Accuracy: return ml.MulticlassClassification.Evaluate(scored, label, score).MicroAccuracy;
+            case PeftMetric.MacroAccuracy: return ml.MulticlassClassification.Evaluate(scored, label, score).MacroAccuracy;
+            case PeftMetric.LogLoss: return ml.MulticlassClassification.Evaluate(scored, label, score).LogLoss;
+            case PeftMetric.F1:
+            {
+                var cm = ml.MulticlassClassification.Evaluate(scored, label, score).ConfusionMatrix;
+                if (cm.NumberOfClasses != 2) throw new InvalidOperationException($"Metric F1 needs two classes, the validation set has {cm.NumberOfClasses}.");
+                double tp = cm.Counts[1][1], fp = cm.Counts[0][1], fn = cm.Counts[1][0];
+                return tp == 0 ? 0 : 2 * tp / (2 * tp + fp + fn);
+            }
+            case PeftMetric.Rmse: return ml.Regression.Evaluate(scored, label, score).RootMeanSquaredError;
+            case PeftMetric.Mae: return ml.Regression.Evaluate(scored, label, score).MeanAbsoluteError;
+            case PeftMetric.RSquared: return ml.Regression.Evaluate(scored, label, score).RSquared;
+            case PeftMetric.Pearson:
+            {
+                var y = scored.GetColumn<float>(label).Select(v => (double)v).ToArray();
+                var s = scored.GetColumn<float>(score).Select(v => (double)v).ToArray();
+                double my = y.Average(), ms = s.Average();
+                double cov = y.Zip(s, (a, b) => (a - my) * (b - ms)).Sum();
+                double vy = y.Sum(a => (a - my) * (a - my)), vs = s.Sum(b => (b - ms) * (b - ms));
+                return vy == 0 || vs == 0 ? double.NaN : cov / Math.Sqrt(vy * vs);
+            }
+            default: throw new ArgumentOutOfRangeException(nameof(metric));
+        }
+    }
+}

@@ -1,0 +1,73 @@
+namespace Microsoft.ML.Peft.Sweep;
+
+/// <summary>
+/// Lets a running trial report an intermediate result after each epoch so that successive halving
+/// (<see cref="PeftSweep.SetEarlyStopping"/>) can stop it; <see cref="ReportEpoch"/> throws <see cref="TrialPrunedException"/>
+/// when the trial should stop. Without early stopping it only records the values.
+/// </summary>
+public sealed class TrialReporter
+{
+    private readonly SuccessiveHalving? _halving;
+
+    internal TrialReporter(int trialId, SuccessiveHalving? halving)
+    {
+        TrialId = trialId;
+        _halving = halving;
+    }
+
+    /// <summary>The trial this reporter belongs to.</summary>
+    public int TrialId { get; }
+
+    /// <summary>The epoch the trial was stopped at; null while it runs or when it was not stopped.</summary>
+    public int? PrunedAtEpoch { get; private set; }
+
+    /// <summary>Reports the validation loss (lower is better) after <paramref name="epoch"/> (1-based).</summary>
+    /// <exception cref="TrialPrunedException">The trial is not in the top 1/η of its rung: stop it.</exception>
+    public void ReportEpoch(int epoch, double loss)
+    {
+        if (_halving is null || PrunedAtEpoch is not null) return;
+        if (_halving.ShouldStop(epoch, double.IsNaN(loss) ? double.PositiveInfinity : loss, out string reason))
+        {
+            PrunedAtEpoch = epoch;
+            throw new TrialPrunedException(reason);
+        }
+    }
+}
+
+/// <summary>Thrown by <see cref="TrialReporter.ReportEpoch"/> to stop a trial that successive halving pruned.</summary>
+public sealed class TrialPrunedException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public TrialPrunedException(string message) : base(message) { }
+}
+
+/// <summary>
+/// Asynchronous successive halving (ASHA, Li et al. 2020) over epochs: rungs at epochs <c>m·η^k</c>; a trial reaching a rung
+/// goes on only when its loss is among the best ⌈n/η⌉ of the n losses seen at that rung so far (always while n &lt; η).
+/// Rung history lives for one run (it is not restored from a checkpoint).
+/// </summary>
+internal sealed class SuccessiveHalving(int reductionFactor, int minEpochs)
+{
+    private readonly Dictionary<int, List<double>> _rungs = [];
+
+    public bool ShouldStop(int epoch, double loss, out string reason)
+    {
+        reason = "";
+        if (!IsRung(epoch)) return false;
+        if (!_rungs.TryGetValue(epoch, out var seen)) _rungs[epoch] = seen = [];
+        seen.Add(loss);
+        if (seen.Count < reductionFactor) return false;
+        int keep = (int)Math.Ceiling(seen.Count / (double)reductionFactor);
+        double cutoff = seen.Order().ElementAt(keep - 1);
+        if (loss <= cutoff) return false;
+        reason = $"Stopped by successive halving at epoch {epoch}: validation loss {loss:G4} is not among the best {keep} of {seen.Count} at this rung (cut-off {cutoff:G4}).";
+        return true;
+    }
+
+    private bool IsRung(int epoch)
+    {
+        for (long r = minEpochs; r <= epoch; r *= reductionFactor)
+            if (r == epoch) return true;
+        return false;
+    }
+}

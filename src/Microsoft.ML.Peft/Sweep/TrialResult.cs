@@ -1,0 +1,68 @@
+namespace Microsoft.ML.Peft.Sweep;
+
+/// <summary>How a trial ended.</summary>
+public enum TrialStatus
+{
+    /// <summary>Trained and evaluated; the metric is finite.</summary>
+    Succeeded,
+    /// <summary>Threw, or produced a non-finite metric; see <see cref="TrialResult.Error"/>.</summary>
+    Failed,
+    /// <summary>Stopped early by successive halving (<see cref="PeftSweep.SetEarlyStopping"/>); see <see cref="TrialResult.Error"/>.</summary>
+    Pruned,
+    /// <summary>Stopped by the time budget or the caller's cancellation token; not checkpointed, rerun on resume.</summary>
+    Cancelled,
+}
+
+/// <summary>One row of the leaderboard.</summary>
+public sealed record TrialResult
+{
+    /// <summary>0-based trial number in proposal order.</summary>
+    public int Id { get; init; }
+
+    /// <summary>The point that was tried.</summary>
+    public required TrialParameters Parameters { get; init; }
+
+    /// <summary>How it ended.</summary>
+    public TrialStatus Status { get; init; }
+
+    /// <summary>The validation metric (NaN unless <see cref="Status"/> is <see cref="TrialStatus.Succeeded"/>).</summary>
+    public double Metric { get; init; } = double.NaN;
+
+    /// <summary>Trainable parameters of the stage (0 when unknown).</summary>
+    public long TrainableParameters { get; init; }
+
+    /// <summary>Wall-clock time of training and evaluation.</summary>
+    public TimeSpan Duration { get; init; }
+
+    /// <summary>The process's peak working set (bytes) when the trial ended (a high-water mark of the whole process so far).</summary>
+    public long PeakWorkingSetBytes { get; init; }
+
+    /// <summary>The exception message of a failed or cancelled trial; null otherwise.</summary>
+    public string? Error { get; init; }
+
+    /// <summary>True when this result was read from the checkpoint folder rather than run again.</summary>
+    public bool FromCheckpoint { get; init; }
+}
+
+/// <summary>What a trial evaluation returns to the sweep.</summary>
+/// <param name="Metric">The validation metric.</param>
+/// <param name="Model">The trained model (null for synthetic evaluations).</param>
+/// <param name="TrainableParameters">Trainable parameters of the stage (0 when unknown).</param>
+public sealed record TrialOutcome(double Metric, ITransformer? Model = null, long TrainableParameters = 0);
+
+/// <summary>What a sweep reports to its monitor.</summary>
+public enum SweepEventKind
+{
+    /// <summary>A trial is about to run.</summary>
+    TrialStarted,
+    /// <summary>A trial ended (any status), or was replayed from the checkpoint.</summary>
+    TrialEnded,
+}
+
+/// <summary>A progress report of a sweep.</summary>
+/// <param name="Kind">Start or end of a trial.</param>
+/// <param name="TrialId">The trial number.</param>
+/// <param name="Parameters">The trial's point.</param>
+/// <param name="Result">The result (only for <see cref="SweepEventKind.TrialEnded"/>).</param>
+/// <param name="BestSoFar">The best succeeded trial so far, if any.</param>
+public sealed record SweepEvent(SweepEventKind Kind, int TrialId, TrialParameters Parameters, TrialResult? Result, TrialResult? BestSoFar);

@@ -1,0 +1,89 @@
+using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Sweep;
+using Microsoft.ML.Peft.Testing;
+using Microsoft.ML.Peft.Tests.BaseModels;
+using Microsoft.ML.Peft.Tests.Stages;
+
+namespace Microsoft.ML.Peft.Tests.Sweep;
+
+/// <summary>Two real trials on the tiny ONNX base; the best model round-trips through save and load.</summary>
+[TestClass]
+public sealed class SweepEndToEndTests
+{
+    [TestMethod]
+    public async Task TwoRealTrialsAndTheBestModelRoundTrips()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
+        var ml = new MLContext(1);
+        var train = StageTestData.Load(ml, StageTestData.Negation(48, 1));
+        var validation = StageTestData.Load(ml, StageTestData.Negation(24, 2));
+        var space = new PeftSearchSpace()
+            .SetShared(new RangeParameter("LearningRate", 5e-3, 2e-2, logScale: true))
+            .SetShared(new ChoiceParameter("Epochs", 1))
+            .SetShared(new ChoiceParameter("BatchSize", 16))
+            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8))
+            .AddMethod("bitfit");
+        PeftSweep NewSweep() => ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.MacroAccuracy)
+            .SetSearchSpace(space).SetTuner(PeftTuner.Random(1)).SetMaxTrials(2).SetTrainingTimeInSeconds(120)
+            .SetBaseModel(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")))
+            .SetCheckpointFolder(Path.Combine(temp.Path, "sweep"));
+        var result = await NewSweep().RunAsync();
+
+        Assert.AreEqual(2, result.Trials.Count);
+        Assert.IsTrue(result.Trials.All(t => t.Status == TrialStatus.Succeeded), string.Join("; ", result.Trials.Select(t => t.Error)));
+        Assert.IsTrue(result.Trials.All(t => t.TrainableParameters > 0));
+        Assert.IsNotNull(result.BestModel);
+        Assert.IsTrue(File.Exists(Path.Combine(temp.Path, "sweep", "best-model.zip")));
+
+        string zip = Path.Combine(temp.Path, "best.zip");
+        ml.Model.Save(result.BestModel, train.Schema, zip);
+        var expected = RowFormatter.Format(result.BestModel.Transform(validation), ["Score"]);
+        var loaded = new MLContext(2).Model.Load(zip, out _);
+        CollectionAssert.AreEqual(expected, RowFormatter.Format(loaded.Transform(validation), ["Score"]));
+
+        // Resuming from the checkpoint trains nothing and returns the same best model (loaded from best-model.zip).
+        int started = 0;
+        var resumed = await NewSweep().SetMonitor(e => { if (e.Kind == SweepEventKind.TrialStarted) started++; }).RunAsync();
+        Assert.AreEqual(0, started);
+        Assert.IsTrue(resumed.Trials.All(t => t.FromCheckpoint));
+        Assert.AreEqual(result.BestTrial.Parameters.ToJson(), resumed.BestTrial.Parameters.ToJson());
+        CollectionAssert.AreEqual(expected, RowFormatter.Format(resumed.BestModel!.Transform(validation), ["Score"]));
+    }
+
+    [TestMethod]
+    public async Task SuccessiveHalvingWithRealTrainingPrunesOrFinishesEveryTrial()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
+        var ml = new MLContext(1);
+        // Regression on 0/1 targets: RMSE after each epoch is continuous, so the rung comparison rarely ties.
+        static IEnumerable<ScoreRow> AsScores(IEnumerable<TextRow> rows) => rows.Select(r => new ScoreRow { Label = r.Label == "positive" ? 1 : 0, Text = r.Text ?? "" });
+        var train = ml.Data.LoadFromEnumerable(AsScores(StageTestData.Negation(32, 1)));
+        var validation = ml.Data.LoadFromEnumerable(AsScores(StageTestData.Negation(16, 2)));
+        var space = new PeftSearchSpace()
+            .SetShared(new ChoiceParameter("LearningRate", 1e-2, 1e-6))
+            .SetShared(new ChoiceParameter("Epochs", 2))
+            .SetShared(new ChoiceParameter("BatchSize", 16))
+            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+            .AddMethod("lora");
+        var result = await ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.Rmse)
+            .SetSearchSpace(space).SetTuner(PeftTuner.Grid()).SetMaxTrials(3).SetEarlyStopping(reductionFactor: 2)
+            .SetBaseModel(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")))
+            .RunAsync();
+        Console.WriteLine(string.Join("\n", result.Trials.Select(t => $"{t.Status} {t.Metric} {t.Error}")));
+        Assert.AreEqual(2, result.Trials.Count); // the grid has two points
+        foreach (var t in result.Trials)
+            Assert.IsTrue(t.Status == TrialStatus.Succeeded || (t.Status == TrialStatus.Pruned && t.Error!.Contains("successive halving")), $"{t.Status}: {t.Error}");
+        Assert.IsNotNull(result.BestModel);
+    }
+}
+
+public sealed class ScoreRow
+{
+    public float Label { get; set; }
+    public string Text { get; set; } = "";
+}

@@ -1,0 +1,168 @@
+using Microsoft.ML.Data;
+using System.Diagnostics;
+using Microsoft.ML.Peft.Sweep;
+using Microsoft.ML.Peft.Tests.BaseModels;
+
+namespace Microsoft.ML.Peft.Tests.Sweep;
+
+/// <summary>The sweep runner with synthetic trials (no training): budget, cancellation, failures, checkpoints, leaderboard.</summary>
+[TestClass]
+public sealed class SweepRunnerTests
+{
+    private static PeftSearchSpace SmallSpace() => new PeftSearchSpace()
+        .SetShared(new RangeParameter("LearningRate", 1e-4, 1e-2, defaultValue: 2e-3, logScale: true))
+        .SetShared(new RangeParameter("Epochs", 1, 5, defaultValue: 1, isInteger: true))
+        .AddMethod("lora", new ChoiceParameter("Rank", 4, 8, 16).WithDefault(8))
+        .AddMethod("ia3");
+
+    private static PeftSweep Sweep(Func<TrialParameters, CancellationToken, TrialOutcome> evaluate, PeftTuner? tuner = null) =>
+        new MLContext(1).Peft().CreateSweep().SetSearchSpace(SmallSpace()).SetMetric(PeftMetric.Accuracy)
+            .SetTuner(tuner ?? PeftTuner.Random(1)).SetTrialEvaluation(evaluate);
+
+    private static TrialOutcome Sleep(TrialParameters p, CancellationToken ct, int ms)
+    {
+        Task.Delay(ms, ct).GetAwaiter().GetResult();
+        return new TrialOutcome(1 - SweepTunerTests.Objective(p) / 10);
+    }
+
+    [TestMethod]
+    public async Task TimeBudgetIsRespectedAndTheRunningTrialIsCancelled()
+    {
+        var clock = Stopwatch.StartNew();
+        var result = await Sweep((p, ct) => Sleep(p, ct, 350)).SetTrainingTimeInSeconds(2).RunAsync();
+        clock.Stop();
+        Assert.IsTrue(clock.Elapsed.TotalSeconds < 2.2, $"took {clock.Elapsed.TotalSeconds:F2} s");
+        Assert.IsTrue(result.Trials.Count(t => t.Status == TrialStatus.Succeeded) >= 4);
+        Assert.AreEqual(TrialStatus.Cancelled, result.Trials[^1].Status);
+        Assert.AreEqual(TrialStatus.Succeeded, result.BestTrial.Status);
+    }
+
+    [TestMethod]
+    public async Task LongTrialIsCancelledAtTheBudget()
+    {
+        int calls = 0;
+        var clock = Stopwatch.StartNew();
+        var result = await Sweep((p, ct) => Interlocked.Increment(ref calls) == 1 ? Sleep(p, ct, 100) : Sleep(p, ct, 30_000))
+            .SetTrainingTimeInSeconds(2).SetMaxTrials(10).RunAsync();
+        Assert.IsTrue(clock.Elapsed.TotalSeconds < 2.2, $"took {clock.Elapsed.TotalSeconds:F2} s");
+        Assert.AreEqual(2, result.Trials.Count);
+        Assert.AreEqual(TrialStatus.Cancelled, result.Trials[1].Status);
+        Assert.AreEqual(0, result.BestTrial.Id);
+    }
+
+    [TestMethod]
+    public async Task CallerCancellationStopsTheSweepAndReturnsTheBestSoFar()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(700));
+        var clock = Stopwatch.StartNew();
+        var result = await Sweep((p, ct) => Sleep(p, ct, 200)).SetMaxTrials(100).RunAsync(cts.Token);
+        Assert.IsTrue(clock.Elapsed.TotalSeconds < 1.0, $"took {clock.Elapsed.TotalSeconds:F2} s");
+        Assert.IsTrue(result.Trials.Count is >= 2 and <= 5, $"{result.Trials.Count} trials");
+    }
+
+    [TestMethod]
+    public async Task MaxTrialsIsRespected()
+    {
+        var result = await Sweep((p, _) => new TrialOutcome(0.5)).SetMaxTrials(7).RunAsync();
+        Assert.AreEqual(7, result.Trials.Count);
+    }
+
+    [TestMethod]
+    public async Task FailedTrialsAreRecordedAndTheSweepGoesOn()
+    {
+        var events = new List<SweepEvent>();
+        var result = await Sweep((p, _) => p.Method == "ia3" ? throw new InvalidDataException("boom")
+                : Convert.ToInt32(p.Values["Rank"]) == 16 ? new TrialOutcome(double.NaN) : new TrialOutcome(0.7))
+            .SetMaxTrials(20).SetMonitor(events.Add).RunAsync();
+        Assert.AreEqual(20, result.Trials.Count);
+        var thrown = result.Trials.Where(t => t.Parameters.Method == "ia3").ToList();
+        Assert.IsTrue(thrown.Count > 0);
+        Assert.IsTrue(thrown.All(t => t.Status == TrialStatus.Failed && t.Error!.Contains("boom")));
+        var nan = result.Trials.Where(t => t.Parameters.Method == "lora" && Convert.ToInt32(t.Parameters.Values["Rank"]) == 16).ToList();
+        Assert.IsTrue(nan.Count > 0 && nan.All(t => t.Status == TrialStatus.Failed && t.Error!.Contains("NaN")));
+        Assert.AreEqual(0.7, result.BestTrial.Metric);
+        Assert.AreEqual(40, events.Count);
+        Assert.AreEqual(SweepEventKind.TrialStarted, events[0].Kind);
+        Assert.AreEqual(SweepEventKind.TrialEnded, events[1].Kind);
+        Assert.IsNotNull(events[^1].BestSoFar);
+    }
+
+    [TestMethod]
+    public async Task NoSucceededTrialIsAClearError()
+    {
+        var e = await Assert.ThrowsExactlyAsync<InvalidOperationException>(() =>
+            Sweep((p, _) => throw new InvalidDataException("always")).SetMaxTrials(3).RunAsync());
+        StringAssert.Contains(e.Message, "No trial succeeded");
+        StringAssert.Contains(e.Message, "always");
+        await Assert.ThrowsExactlyAsync<InvalidOperationException>(() => Sweep((p, _) => new TrialOutcome(1)).RunAsync()); // no budget
+    }
+
+    [TestMethod]
+    public async Task ResumeSkipsFinishedTrials()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        foreach (var tuner in new Func<PeftTuner>[] { () => PeftTuner.CostFrugal(5), () => PeftTuner.Random(5) })
+        {
+            string folder = Path.Combine(temp.Path, tuner().ToString());
+            int calls = 0;
+            TrialOutcome Count(TrialParameters p, CancellationToken _) { calls++; return new TrialOutcome(1 - SweepTunerTests.Objective(p) / 10); }
+            var first = await Sweep(Count, tuner()).SetMaxTrials(6).SetCheckpointFolder(folder).RunAsync();
+            Assert.AreEqual(6, calls);
+            calls = 0;
+            var second = await Sweep(Count, tuner()).SetMaxTrials(10).SetCheckpointFolder(folder).RunAsync();
+            Assert.AreEqual(4, calls);
+            Assert.IsTrue(second.Trials.Take(6).All(t => t.FromCheckpoint));
+            CollectionAssert.AreEqual(first.Trials.Select(t => t.Parameters.ToJson()).ToList(), second.Trials.Take(6).Select(t => t.Parameters.ToJson()).ToList());
+            calls = 0;
+            var plain = await Sweep(Count, tuner()).SetMaxTrials(10).RunAsync();
+            CollectionAssert.AreEqual(plain.Trials.Select(t => t.Parameters.ToJson()).ToList(), second.Trials.Select(t => t.Parameters.ToJson()).ToList());
+            Assert.AreEqual(10, File.ReadAllLines(Path.Combine(folder, "trials.jsonl")).Length);
+        }
+    }
+
+    [TestMethod]
+    public async Task LeaderboardAsDataViewAndCsv()
+    {
+        int i = 0;
+        var result = await Sweep((p, _) => ++i == 2 ? throw new InvalidOperationException("bad, \"quoted\"") : new TrialOutcome(i / 10.0, null, 100 * i))
+            .SetMaxTrials(4).RunAsync();
+        var ml = new MLContext(1);
+        var view = result.ToDataView(ml);
+        var metrics = view.GetColumn<double>("Metric").ToArray();
+        Assert.AreEqual(4, metrics.Length);
+        Assert.AreEqual(0.4, metrics[0], 1e-12);
+        Assert.AreEqual("Failed", view.GetColumn<string>("Status").Last());
+        using var temp = new EmbeddedOnnx.TempFolder();
+        string csv = Path.Combine(temp.Path, "board.csv");
+        result.WriteCsv(csv);
+        var lines = File.ReadAllLines(csv);
+        Assert.AreEqual(5, lines.Length);
+        StringAssert.StartsWith(lines[0], "Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error");
+        StringAssert.Contains(lines[^1], "InvalidOperationException: bad, \"\"quoted\"\"\"");
+        Assert.IsTrue(result.Trials.All(t => t.PeakWorkingSetBytes > 0));
+    }
+
+    [TestMethod]
+    public async Task SuccessiveHalvingStopsTrialsBelowTheTopThirdOfTheirRung()
+    {
+        int epochsRun = 0;
+        TrialOutcome Train(TrialParameters p, TrialReporter reporter, CancellationToken _)
+        {
+            double quality = 1 - SweepTunerTests.Objective(p) / 10;
+            for (int epoch = 1; epoch <= 9; epoch++)
+            {
+                epochsRun++;
+                reporter.ReportEpoch(epoch, -quality * epoch / 9);
+            }
+            return new TrialOutcome(quality);
+        }
+        var result = await Sweep((p, _) => new TrialOutcome(0)).SetTrialEvaluation(Train).SetEarlyStopping(reductionFactor: 3).SetMaxTrials(12).RunAsync();
+        var pruned = result.Trials.Where(t => t.Status == TrialStatus.Pruned).ToList();
+        Assert.IsTrue(pruned.Count >= 4, $"{pruned.Count} pruned");
+        Assert.IsTrue(pruned.All(t => t.Error!.Contains("successive halving")));
+        Assert.IsTrue(epochsRun < 12 * 9 * 2 / 3, $"{epochsRun} epochs");
+        var succeeded = result.Trials.Where(t => t.Status == TrialStatus.Succeeded).ToList();
+        Assert.AreEqual(succeeded.Max(t => t.Metric), result.BestTrial.Metric);
+        Assert.IsTrue(pruned.All(p => 1 - SweepTunerTests.Objective(p.Parameters) / 10 <= result.BestTrial.Metric));
+    }
+}
