@@ -56,7 +56,7 @@ public sealed class SweepRunnerTests
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(700));
         var clock = Stopwatch.StartNew();
         var result = await Sweep((p, ct) => Sleep(p, ct, 200)).SetMaxTrials(100).RunAsync(cts.Token);
-        Assert.IsTrue(clock.Elapsed.TotalSeconds < 1.0, $"took {clock.Elapsed.TotalSeconds:F2} s");
+        Assert.IsTrue(clock.Elapsed.TotalSeconds < 1.5, $"took {clock.Elapsed.TotalSeconds:F2} s"); // 0.7 s token + one 0.2 s trial, with slack for a busy machine
         Assert.IsTrue(result.Trials.Count is >= 2 and <= 5, $"{result.Trials.Count} trials");
     }
 
