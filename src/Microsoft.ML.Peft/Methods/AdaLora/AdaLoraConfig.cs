@@ -38,7 +38,7 @@ public sealed class AdaLoraConfig : PeftMethodConfig
     /// <summary>Dropout on the adapter branch's input during training. Default 0.1.</summary>
     public double Dropout { get; set; } = 0.1;
 
-    /// <summary>Hugging Face module names to adapt (same rules as <see cref="LoraConfig.TargetModules"/>). Default <c>query</c>, <c>value</c>.</summary>
+    /// <summary>Hugging Face module names to adapt (same rules as <see cref="LowRankConfigBase.TargetModules"/>). Default <c>query</c>, <c>value</c>.</summary>
     public string[] TargetModules { get; set; } = ["query", "value"];
 
     /// <summary>A regular expression that must match a module's whole path; when set it replaces <see cref="TargetModules"/>. Default null.</summary>

@@ -32,7 +32,7 @@ public sealed class IA3Config : PeftMethodConfig
     public override double DefaultLearningRate => 3e-3;
 
     /// <summary>
-    /// Linear layers to wrap, matched against the end of each module's path as in <see cref="Lora.LoraConfig.TargetModules"/>
+    /// Linear layers to wrap, matched against the end of each module's path as in <see cref="Lora.LowRankConfigBase.TargetModules"/>
     /// (DistilBERT names accepted), except that <c>output.dense</c> means only the feed-forward output projection.
     /// Default <c>key</c>, <c>value</c>, <c>output.dense</c>.
     /// </summary>

@@ -20,65 +20,15 @@ public enum LoraBias
 /// rank-<c>r</c> pair A (Kaiming-uniform) and B (zeros), so an untrained adapter leaves the base output unchanged.
 /// Trainable parameters per targeted layer: <c>r · (in + out)</c>.
 /// </summary>
-public sealed class LoraConfig : PeftMethodConfig
+public sealed class LoraConfig : LowRankConfigBase
 {
-    /// <summary>The special <see cref="TargetModules"/> value that targets every linear layer of the encoder.</summary>
-    public const string AllLinear = "all-linear";
-
     /// <inheritdoc/>
     public override string MethodName => "lora";
-
-    /// <summary>Rank r of the update. Default 8.</summary>
-    public int Rank { get; set; } = 8;
-
-    /// <summary>Scaling numerator alpha; the update is multiplied by alpha / r (or alpha / √r with <see cref="UseRsLora"/>). Default 16.</summary>
-    public double Alpha { get; set; } = 16;
-
-    /// <summary>Dropout on the LoRA branch's input during training. Default 0.1.</summary>
-    public double Dropout { get; set; } = 0.1;
-
-    /// <summary>
-    /// Hugging Face module names to adapt, matched against the end of each module's path (<c>query</c> matches
-    /// <c>encoder.layer.0.attention.self.query</c>), or <see cref="AllLinear"/>. DistilBERT names (<c>q_lin</c>, ...) are accepted.
-    /// Default <c>query</c>, <c>value</c>.
-    /// </summary>
-    public string[] TargetModules { get; set; } = ["query", "value"];
-
-    /// <summary>A regular expression that must match a module's whole path; when set it replaces <see cref="TargetModules"/>. Default null.</summary>
-    public string? TargetModulesPattern { get; set; }
-
-    /// <summary>Rank-stabilised LoRA (Kalajdzievski, 2023): scale by alpha / √r instead of alpha / r. Default false.</summary>
-    public bool UseRsLora { get; set; }
 
     /// <summary>Which biases train. Default <see cref="LoraBias.None"/>.</summary>
     public LoraBias Bias { get; set; } = LoraBias.None;
 
-    /// <summary>
-    /// 2e-3: on SST-2 with the embedded MiniLM (16,000 rows × 2 epochs) LoRA reached 0.870 dev accuracy at 2e-3 against
-    /// 0.834 at 5e-4 and 0.872 for full fine-tuning (benchmarks/MethodComparison --preset lora-vs-full).
-    /// </summary>
-    public override double DefaultLearningRate => 2e-3;
 
-    /// <summary>The factor applied to B A x.</summary>
-    public double Scaling => UseRsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
-
-    /// <inheritdoc/>
-    public override void Validate()
-    {
-        Require(Rank >= 1, nameof(Rank), $"must be at least 1, got {Rank}.");
-        Require(Alpha > 0 && double.IsFinite(Alpha), nameof(Alpha), $"must be positive, got {Alpha}.");
-        Require(Dropout is >= 0 and < 1, nameof(Dropout), $"must be in [0, 1), got {Dropout}.");
-        if (TargetModulesPattern is null)
-            Require(TargetModules is { Length: > 0 } && TargetModules.All(t => !string.IsNullOrWhiteSpace(t)), nameof(TargetModules), "must name at least one module.");
-        else
-        {
-            try { _ = new Regex(TargetModulesPattern); }
-            catch (ArgumentException e) { Require(false, nameof(TargetModulesPattern), $"is not a valid regular expression: {e.Message}"); }
-        }
-    }
-
-    /// <summary>Paths (inside <see cref="PeftModel"/>) of the linear layers this config targets.</summary>
-    internal IReadOnlyList<string> ResolveTargets(PeftModel model) => TargetResolver.Resolve(model, TargetModules, TargetModulesPattern, nameof(TargetModules));
 
     internal override void Attach(PeftModel model)
     {

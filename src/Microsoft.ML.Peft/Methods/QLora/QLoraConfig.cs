@@ -15,31 +15,10 @@ namespace Microsoft.ML.Peft.Methods.QLora;
 /// (plus the head). The model's parameter total no longer includes the quantized encoder weights (they are buffers).
 /// Not mergeable: a float update cannot be folded into 4-bit codes, so scoring runs dequantize + LoRA.
 /// </summary>
-public sealed class QLoraConfig : PeftMethodConfig
+public sealed class QLoraConfig : LowRankConfigBase
 {
     /// <inheritdoc/>
     public override string MethodName => "qlora";
-
-    /// <summary>2e-3, as LoRA: the same low-rank update, whose default was measured on SST-2 with the embedded MiniLM.</summary>
-    public override double DefaultLearningRate => 2e-3;
-
-    /// <summary>Rank r of the update. Default 8.</summary>
-    public int Rank { get; set; } = 8;
-
-    /// <summary>Scaling numerator alpha; the update is multiplied by alpha / r (or alpha / √r with <see cref="UseRsLora"/>). Default 16.</summary>
-    public double Alpha { get; set; } = 16;
-
-    /// <summary>Dropout on the LoRA branch's input during training. Default 0.1.</summary>
-    public double Dropout { get; set; } = 0.1;
-
-    /// <summary>Hugging Face module names that get LoRA (same rules as <see cref="LoraConfig.TargetModules"/>). Default <c>query</c>, <c>value</c>.</summary>
-    public string[] TargetModules { get; set; } = ["query", "value"];
-
-    /// <summary>A regular expression that must match a module's whole path; when set it replaces <see cref="TargetModules"/>. Default null.</summary>
-    public string? TargetModulesPattern { get; set; }
-
-    /// <summary>Rank-stabilised scaling alpha / √r instead of alpha / r. Default false.</summary>
-    public bool UseRsLora { get; set; }
 
     /// <summary>Bits per frozen weight: 4 (NF4) or 8 (absmax int8). Default 4.</summary>
     public int Bits { get; set; } = 4;
@@ -47,23 +26,17 @@ public sealed class QLoraConfig : PeftMethodConfig
     /// <summary>Weights per absmax block (must be even, so two 4-bit codes always share a byte). Default 64, as QLoRA.</summary>
     public int BlockSize { get; set; } = 64;
 
-    private LoraConfig AsLora() => new()
-    {
-        Rank = Rank, Alpha = Alpha, Dropout = Dropout, TargetModules = TargetModules, TargetModulesPattern = TargetModulesPattern, UseRsLora = UseRsLora,
-    };
-
     /// <inheritdoc/>
     public override void Validate()
     {
-        AsLora().Validate();
+        base.Validate();
         Require(Bits is 4 or 8, nameof(Bits), $"must be 4 (NF4) or 8 (int8), got {Bits}.");
         Require(BlockSize >= 2 && BlockSize % 2 == 0, nameof(BlockSize), $"must be an even number of at least 2, got {BlockSize}.");
     }
 
     internal override void Attach(PeftModel model)
     {
-        var lora = AsLora();
-        var targets = lora.ResolveTargets(model).ToHashSet(StringComparer.Ordinal);
+        var targets = ResolveTargets(model).ToHashSet(StringComparer.Ordinal);
         var encoderLinears = ModuleSurgery.NamedModules(model)
             .Where(m => m.Module is Linear && m.Path.StartsWith("bert.encoder.", StringComparison.Ordinal))
             .Select(m => (m.Path, Linear: (Linear)m.Module))
@@ -71,7 +44,7 @@ public sealed class QLoraConfig : PeftMethodConfig
         foreach (var (path, linear) in encoderLinears)
         {
             var quantized = new QuantizedLinear(linear, Bits, BlockSize);
-            ModuleSurgery.Replace(model, path, targets.Contains(path) ? new QLoraLinear(quantized, Rank, lora.Scaling, Dropout) : quantized);
+            ModuleSurgery.Replace(model, path, targets.Contains(path) ? new QLoraLinear(quantized, Rank, Scaling, Dropout) : quantized);
             linear.Dispose(); // the float32 weight is what quantization saves
         }
     }

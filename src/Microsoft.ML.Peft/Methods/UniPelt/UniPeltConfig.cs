@@ -33,7 +33,7 @@ public sealed class UniPeltConfig : PeftMethodConfig
     /// <summary>Dropout on LoRA's input during training. Default 0.1.</summary>
     public double LoraDropout { get; set; } = 0.1;
 
-    /// <summary>Modules that get gated LoRA, as <see cref="LoraConfig.TargetModules"/>. Default <c>query</c>, <c>value</c>.</summary>
+    /// <summary>Modules that get gated LoRA, as <see cref="LowRankConfigBase.TargetModules"/>. Default <c>query</c>, <c>value</c>.</summary>
     public string[] LoraTargetModules { get; set; } = ["query", "value"];
 
     /// <summary>Prefix positions per layer. Default 10 (Mao et al.).</summary>
