@@ -51,7 +51,8 @@ AnsiConsole.MarkupLine($"[bold]Sweeping[/] for up to {seconds:F0} s (cost-frugal
 var result = await sweep.RunAsync();
 AnsiConsole.Write(table);
 result.WriteCsv(Path.GetFullPath("sweep-leaderboard.csv"));
-AnsiConsole.MarkupLine($"Best: trial {result.BestTrial.Id} ({result.BestTrial.Parameters.Method}), validation accuracy {result.BestTrial.Metric:F3}; leaderboard in sweep-leaderboard.csv");
+SaveChart(result, Path.GetFullPath("sweep-progress.png"));
+AnsiConsole.MarkupLine($"Best: trial {result.BestTrial.Id} ({result.BestTrial.Parameters.Method}), validation accuracy {result.BestTrial.Metric:F3}; leaderboard in sweep-leaderboard.csv, chart in sweep-progress.png");
 
 string modelPath = Path.GetFullPath("sweep-best.zip");
 PeftModelIO.SaveAtomic(ml, result.BestModel!, train.Schema, modelPath);
@@ -59,3 +60,30 @@ var loaded = new MLContext(seed: 2).Model.Load(modelPath, out _);
 var metrics = ml.MulticlassClassification.Evaluate(loaded.Transform(test));
 AnsiConsole.MarkupLine($"Reloaded {Path.GetFileName(modelPath)}: test accuracy {metrics.MicroAccuracy:F3} on {test.GetColumn<string>("Label").Count()} held-out rows");
 return 0;
+
+// Metric of each finished trial against the time it ended, with the best-so-far line (as AutoML's progress charts).
+static void SaveChart(PeftSweepResult result, string path)
+{
+    var done = result.Trials.Where(t => !double.IsNaN(t.Metric) && !t.FromCheckpoint).ToList();
+    if (done.Count == 0) return;
+    double elapsed = 0, best = double.NegativeInfinity;
+    var xs = new List<double>(); var ys = new List<double>(); var bestYs = new List<double>();
+    foreach (var t in done)
+    {
+        elapsed += t.Duration.TotalSeconds;
+        best = Math.Max(best, t.Metric);
+        xs.Add(elapsed); ys.Add(t.Metric); bestYs.Add(best);
+    }
+    var plt = new ScottPlot.Plot();
+    var trials = plt.Add.ScatterPoints(xs.ToArray(), ys.ToArray());
+    trials.LegendText = "trial";
+    trials.MarkerSize = 8;
+    var line = plt.Add.ScatterLine(xs.ToArray(), bestYs.ToArray());
+    line.LegendText = "best so far";
+    line.ConnectStyle = ScottPlot.ConnectStyle.StepHorizontal;
+    plt.XLabel("training time (s, cumulative)");
+    plt.YLabel("validation " + result.Metric);
+    plt.Title("PEFT sweep");
+    plt.ShowLegend();
+    plt.SavePng(path, 800, 500);
+}
