@@ -9,7 +9,7 @@ namespace Microsoft.ML.Peft.Methods.AdaLora;
 /// <c>lora_A</c> = Q [r, in] (right singular vectors), <c>lora_E</c> = Λ [r, 1] (singular values) and
 /// <c>lora_B</c> = P [out, r] (left singular vectors), named as <c>peft</c>'s <c>SVDLinear</c>.
 /// </summary>
-public sealed class SvdLinear : nn.Module<Tensor, Tensor>
+public sealed class SvdLinear : DeltaLinear
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;
@@ -20,9 +20,6 @@ public sealed class SvdLinear : nn.Module<Tensor, Tensor>
     internal readonly Dropout lora_dropout;
 #pragma warning restore IDE1006
     private readonly double _scale;
-
-    /// <summary>True while the update is folded into <c>base_layer</c>'s weight.</summary>
-    public bool Merged { get; private set; }
 
     /// <summary>Number of singular values (the initial rank; pruned ones are zero, not removed).</summary>
     public int Rank { get; }
@@ -53,31 +50,13 @@ public sealed class SvdLinear : nn.Module<Tensor, Tensor>
         return (base_layer.forward(x) + update * _scale).MoveToOuterDisposeScope();
     }
 
+    internal override Linear MergeTarget => base_layer;
+
     /// <summary>The dense update P·(Λ ⊙ Q)·scale, shaped like the base weight [out, in].</summary>
-    public Tensor DeltaWeight()
+    public override Tensor DeltaWeight()
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         return lora_B.matmul(lora_A * lora_E).mul_(_scale).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Folds the update into the base weight; a no-op when already merged.</summary>
-    public void Merge()
-    {
-        if (Merged) return;
-        using var _ = no_grad();
-        using var delta = DeltaWeight();
-        base_layer.weight!.add_(delta);
-        Merged = true;
-    }
-
-    /// <summary>Subtracts the update again; a no-op when not merged.</summary>
-    public void Unmerge()
-    {
-        if (!Merged) return;
-        using var _ = no_grad();
-        using var delta = DeltaWeight();
-        base_layer.weight!.sub_(delta);
-        Merged = false;
     }
 }

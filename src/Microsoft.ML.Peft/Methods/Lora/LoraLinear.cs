@@ -8,7 +8,7 @@ namespace Microsoft.ML.Peft.Methods.Lora;
 /// A frozen <c>base_layer</c> plus a low-rank update <c>lora_B(lora_A(dropout(x))) · scaling</c>; submodule names
 /// follow <c>peft</c>'s so saved adapters read as <c>...query.lora_A.weight</c>.
 /// </summary>
-public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+public sealed class LoraLinear : DeltaLinear
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;
@@ -17,9 +17,6 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     internal readonly Dropout lora_dropout;
 #pragma warning restore IDE1006
     private readonly double _scaling;
-
-    /// <summary>True while the update is folded into <c>base_layer</c>'s weight.</summary>
-    public bool Merged { get; private set; }
 
     /// <summary>Wraps <paramref name="baseLayer"/> with a rank-<paramref name="rank"/> update.</summary>
     public LoraLinear(Linear baseLayer, int rank, double scaling, double dropout) : base("lora")
@@ -48,30 +45,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         return (base_layer.forward(x) + update * _scaling).MoveToOuterDisposeScope();
     }
 
+    internal override Linear MergeTarget => base_layer;
+
     /// <summary>The dense update B·A·scaling, shaped like the base weight [out, in].</summary>
-    public Tensor DeltaWeight()
+    public override Tensor DeltaWeight()
     {
         using var _ = no_grad();
         return lora_B.weight!.matmul(lora_A.weight!).mul_(_scaling);
-    }
-
-    /// <summary>Folds the update into the base weight (W += B·A·scaling); a no-op when already merged.</summary>
-    public void Merge()
-    {
-        if (Merged) return;
-        using var _ = no_grad();
-        using var delta = DeltaWeight();
-        base_layer.weight!.add_(delta);
-        Merged = true;
-    }
-
-    /// <summary>Subtracts the update again; a no-op when not merged.</summary>
-    public void Unmerge()
-    {
-        if (!Merged) return;
-        using var _ = no_grad();
-        using var delta = DeltaWeight();
-        base_layer.weight!.sub_(delta);
-        Merged = false;
     }
 }

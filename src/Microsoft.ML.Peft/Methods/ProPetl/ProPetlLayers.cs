@@ -41,7 +41,7 @@ public sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
 /// A frozen <c>base_layer</c> plus the shared LoRA pair masked by this layer's scores:
 /// <c>W x + (B ⊙ M_B)(A ⊙ M_A) dropout(x) · scaling</c>.
 /// </summary>
-public sealed class ProPetlLoraLinear : nn.Module<Tensor, Tensor>
+public sealed class ProPetlLoraLinear : DeltaLinear
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;
@@ -51,9 +51,6 @@ public sealed class ProPetlLoraLinear : nn.Module<Tensor, Tensor>
     private readonly Shared<LoraPairPrototype> _prototype;
     private readonly double _sparsity;
     private readonly double _scaling;
-
-    /// <summary>True while the masked update is folded into <c>base_layer</c>'s weight.</summary>
-    public bool Merged { get; private set; }
 
     internal ProPetlLoraLinear(Linear baseLayer, Shared<LoraPairPrototype> prototype, int rank, double scaling, double dropout, double sparsity) : base("propetl_lora")
     {
@@ -79,8 +76,10 @@ public sealed class ProPetlLoraLinear : nn.Module<Tensor, Tensor>
         return (base_layer.forward(x) + update * _scaling).MoveToOuterDisposeScope();
     }
 
+    internal override Linear MergeTarget => base_layer;
+
     /// <summary>This layer's dense update (B ⊙ M_B)(A ⊙ M_A)·scaling with hard masks, shaped [out, in].</summary>
-    public Tensor DeltaWeight()
+    public override Tensor DeltaWeight()
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
@@ -88,25 +87,5 @@ public sealed class ProPetlLoraLinear : nn.Module<Tensor, Tensor>
         var a = pair.lora_A.weight! * ScoreMask.Hard(propetl_mask.lora_A_mask, _sparsity);
         var b = pair.lora_B.weight! * ScoreMask.Hard(propetl_mask.lora_B_mask, _sparsity);
         return b.matmul(a).mul_(_scaling).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Folds the update into the base weight; a no-op when already merged.</summary>
-    public void Merge()
-    {
-        if (Merged) return;
-        using var _ = no_grad();
-        using var delta = DeltaWeight();
-        base_layer.weight!.add_(delta);
-        Merged = true;
-    }
-
-    /// <summary>Subtracts the update again; a no-op when not merged.</summary>
-    public void Unmerge()
-    {
-        if (!Merged) return;
-        using var _ = no_grad();
-        using var delta = DeltaWeight();
-        base_layer.weight!.sub_(delta);
-        Merged = false;
     }
 }
