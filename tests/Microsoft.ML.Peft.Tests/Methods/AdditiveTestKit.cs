@@ -15,41 +15,21 @@ namespace Microsoft.ML.Peft.Tests.Methods;
 /// <summary>Shared pieces of the adapter, prefix, prompt, MAM and UniPELT tests.</summary>
 internal static class AdditiveTestKit
 {
-    public static EncoderConfig MiniLm() => new() { HiddenSize = 384, NumHiddenLayers = 6, NumAttentionHeads = 12, IntermediateSize = 1536, VocabSize = 30522 };
+    public static EncoderConfig MiniLm() => ReparamTestKit.MiniLm();
 
     /// <summary>MiniLM-L6's shape: 6 layers, hidden 384.</summary>
     public const int L = 6, H = 384;
 
     /// <summary>The 2-class head: 384 · 2 + 2.</summary>
-    public const long MiniLmHead = H * 2 + 2;
+    public const long MiniLmHead = ReparamTestKit.MiniLmHead;
 
-    public static BertModel Encoder(int seed, EncoderConfig? config = null)
-    {
-        torch.manual_seed(seed);
-        return new BertModel(config ?? BertModelTests.Tiny());
-    }
+    public static BertModel Encoder(int seed, EncoderConfig? config = null) => PartialMethodsTestKit.Encoder(seed, config);
 
-    public static (Tensor Ids, Tensor Mask) Batch()
-    {
-        var ids = tensor(new long[] { 2, 7, 9, 11, 3, 2, 5, 3, 0, 0 }, [2, 5]);
-        var mask = tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, [2, 5]);
-        return (ids, mask);
-    }
+    public static (Tensor Ids, Tensor Mask) Batch() => PartialMethodsTestKit.Batch();
 
-    /// <summary>Max |a − b| of two tensors.</summary>
-    public static float MaxDiff(Tensor a, Tensor b)
-    {
-        using var d = (a - b).abs().max();
-        return d.item<float>();
-    }
+    public static float MaxDiff(Tensor a, Tensor b) => ReparamTestKit.MaxDiff(a, b);
 
-    /// <summary>Sets every parameter whose name contains <paramref name="part"/> to N(0, <paramref name="std"/>): a trained-looking update.</summary>
-    public static void Perturb(PeftModel model, string part, double std)
-    {
-        using var _ = no_grad();
-        foreach (var (name, p) in model.named_parameters())
-            if (name.Contains(part, StringComparison.Ordinal)) p.normal_(0, std);
-    }
+    public static void Perturb(PeftModel model, string part, double std) => ReparamTestKit.Perturb(model, part, std);
 
     /// <summary>
     /// Scores the second row of <see cref="Batch"/> alone (no padding) and inside the padded batch, and returns the largest

@@ -15,10 +15,10 @@ namespace Microsoft.ML.Peft.Tests.Methods;
 /// <summary>Shared pieces of the DoRA, AdaLoRA, QLoRA and ProPETL tests.</summary>
 internal static class ReparamTestKit
 {
-    public static EncoderConfig MiniLm() => new() { HiddenSize = 384, NumHiddenLayers = 6, NumAttentionHeads = 12, IntermediateSize = 1536, VocabSize = 30522 };
+    public static EncoderConfig MiniLm() => PartialMethodsTestKit.MiniLm;
 
     /// <summary>The 2-class head: 384 · 2 + 2.</summary>
-    public const long MiniLmHead = 384 * 2 + 2;
+    public const long MiniLmHead = PartialMethodsTestKit.MiniLmHead;
 
     public static BertModel Encoder(int seed, EncoderConfig? config = null) => PartialMethodsTestKit.Encoder(seed, config);
 
