@@ -86,6 +86,27 @@ public abstract class PeftTextOptions
     /// </summary>
     public Training.PeftPrecision Precision { get; set; } = Training.PeftPrecision.Auto;
 
+    /// <summary>
+    /// Stops training once this much time has passed, keeping the weights reached (with a <see cref="ValidationSet"/>, the
+    /// best scored point). The learning-rate schedule then follows whichever is further along, steps or time, so the rate
+    /// still warms up and decays to zero by the deadline: set <see cref="Epochs"/> high to "train for N minutes".
+    /// Default null: no time limit.
+    /// </summary>
+    public TimeSpan? MaxTrainingTime { get; set; }
+
+    /// <summary>
+    /// Recompute each encoder layer's activations during the backward pass instead of keeping them, trading about one
+    /// more forward pass of compute for activation memory that no longer grows with the number of layers (as Hugging
+    /// Face's <c>gradient_checkpointing_enable()</c>). Worth it for long sequences or large batches. Default false.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>
+    /// libtorch intra-op threads for training and for this stage's scoring; applied to the thread that trains or scores
+    /// and restored afterwards. Default null: libtorch's default (one per core).
+    /// </summary>
+    public int? NumberOfThreads { get; set; }
+
     /// <summary>Log a progress line every this many optimizer steps. Default 20.</summary>
     public int LogEverySteps { get; set; } = 20;
 
@@ -123,6 +144,8 @@ public abstract class PeftTextOptions
         Check(EarlyStoppingPatience == 0 || ValidationSet is not null, nameof(EarlyStoppingPatience), "needs a ValidationSet.");
         Check(HeadDropout is >= 0 and < 1, nameof(HeadDropout), $"must be in [0, 1), got {HeadDropout}.");
         Check(LogEverySteps >= 1, nameof(LogEverySteps), $"must be at least 1, got {LogEverySteps}.");
+        Check(MaxTrainingTime is null || MaxTrainingTime > TimeSpan.Zero, nameof(MaxTrainingTime), $"must be positive, got {MaxTrainingTime}.");
+        Check(NumberOfThreads is null || NumberOfThreads >= 1, nameof(NumberOfThreads), $"must be at least 1, got {NumberOfThreads}.");
         (Method ?? new LoraConfig()).Validate();
     }
 }
