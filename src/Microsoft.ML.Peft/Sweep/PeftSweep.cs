@@ -204,6 +204,7 @@ public sealed class PeftSweep
             if (checkpoint?.TryTake(parameters, out var recorded) == true)
             {
                 result = recorded with { Id = id };
+                halving?.Replay(result.EpochLosses);
                 ch.Info($"Trial {id}: replayed from the checkpoint ({result.Status}, {_metric} {result.Metric:F4}).");
             }
             else
@@ -260,7 +261,7 @@ public sealed class PeftSweep
             var result = new TrialResult
             {
                 Id = id, Parameters = parameters, Duration = clock.Elapsed, TrainableParameters = outcome.TrainableParameters,
-                PeakWorkingSetBytes = PeakWorkingSet(), Metric = outcome.Metric,
+                PeakWorkingSetBytes = PeakWorkingSet(), Metric = outcome.Metric, EpochLosses = [.. reporter.EpochLosses],
                 Status = double.IsFinite(outcome.Metric) ? TrialStatus.Succeeded : TrialStatus.Failed,
                 Error = double.IsFinite(outcome.Metric) ? null : $"The metric is {outcome.Metric}.",
             };
@@ -269,7 +270,7 @@ public sealed class PeftSweep
         catch (Exception e) when (reporter.PrunedAtEpoch is not null)
         {
             var pruned = e as TrialPrunedException ?? FindPruned(e);
-            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Pruned, Error = pruned?.Message ?? e.Message }, null);
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Pruned, Error = pruned?.Message ?? e.Message, EpochLosses = [.. reporter.EpochLosses] }, null);
         }
         catch (Exception e) when (cancel.IsCancellationRequested)
         {
@@ -277,7 +278,7 @@ public sealed class PeftSweep
         }
         catch (Exception e)
         {
-            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Failed, Error = $"{e.GetType().Name}: {e.Message}" }, null);
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Failed, Error = $"{e.GetType().Name}: {e.Message}", EpochLosses = [.. reporter.EpochLosses] }, null);
         }
     }
 

@@ -56,6 +56,7 @@ internal sealed class TrialCheckpoint
             ["durationSeconds"] = r.Duration.TotalSeconds,
             ["peakWorkingSetBytes"] = r.PeakWorkingSetBytes,
             ["error"] = r.Error,
+            ["epochLosses"] = new JsonArray(r.EpochLosses.Select(l => (JsonNode?)(double.IsFinite(l) ? JsonValue.Create(l) : null)).ToArray()),
         };
         using var stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read);
         using var writer = new StreamWriter(stream);
@@ -77,6 +78,8 @@ internal sealed class TrialCheckpoint
             Duration = TimeSpan.FromSeconds((double)o["durationSeconds"]!),
             PeakWorkingSetBytes = (long)o["peakWorkingSetBytes"]!,
             Error = (string?)o["error"],
+            // Older checkpoints have no epoch losses; a null entry is an epoch whose loss was not finite.
+            EpochLosses = o["epochLosses"] is JsonArray a ? a.Select(n => n is null ? double.PositiveInfinity : (double)n).ToArray() : [],
             FromCheckpoint = true,
         };
     }

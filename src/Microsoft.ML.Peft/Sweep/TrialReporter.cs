@@ -21,10 +21,20 @@ public sealed class TrialReporter
     /// <summary>The epoch the trial was stopped at; null while it runs or when it was not stopped.</summary>
     public int? PrunedAtEpoch { get; private set; }
 
+    private readonly List<double> _losses = [];
+
+    /// <summary>The losses reported so far, one per epoch in order (the last report for an epoch wins).</summary>
+    public IReadOnlyList<double> EpochLosses => _losses;
+
     /// <summary>Reports the validation loss (lower is better) after <paramref name="epoch"/> (1-based).</summary>
     /// <exception cref="TrialPrunedException">The trial is not in the top 1/η of its rung: stop it.</exception>
     public void ReportEpoch(int epoch, double loss)
     {
+        if (epoch >= 1)
+        {
+            while (_losses.Count < epoch) _losses.Add(double.NaN);
+            _losses[epoch - 1] = loss;
+        }
         if (_halving is null || PrunedAtEpoch is not null) return;
         if (_halving.ShouldStop(epoch, double.IsNaN(loss) ? double.PositiveInfinity : loss, out string reason))
         {
@@ -44,11 +54,22 @@ public sealed class TrialPrunedException : Exception
 /// <summary>
 /// Asynchronous successive halving (ASHA, Li et al. 2020) over epochs: rungs at epochs <c>m·η^k</c>; a trial reaching a rung
 /// goes on only when its loss is among the best ⌈n/η⌉ of the n losses seen at that rung so far (always while n &lt; η).
-/// Rung history lives for one run (it is not restored from a checkpoint).
+/// A resumed sweep feeds the checkpointed trials' epoch losses back through <see cref="Replay"/>, so its rungs are the same.
 /// </summary>
 internal sealed class SuccessiveHalving(int reductionFactor, int minEpochs)
 {
     private readonly Dictionary<int, List<double>> _rungs = [];
+
+    /// <summary>Adds a finished trial's per-epoch losses to the rungs it reached, without deciding anything.</summary>
+    public void Replay(IReadOnlyList<double> epochLosses)
+    {
+        for (int epoch = 1; epoch <= epochLosses.Count; epoch++)
+        {
+            if (!IsRung(epoch) || double.IsNaN(epochLosses[epoch - 1])) continue;
+            if (!_rungs.TryGetValue(epoch, out var seen)) _rungs[epoch] = seen = [];
+            seen.Add(epochLosses[epoch - 1]);
+        }
+    }
 
     public bool ShouldStop(int epoch, double loss, out string reason)
     {

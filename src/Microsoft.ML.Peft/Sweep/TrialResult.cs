@@ -40,6 +40,12 @@ public sealed record TrialResult
     /// <summary>The exception message of a failed or cancelled trial; null otherwise.</summary>
     public string? Error { get; init; }
 
+    /// <summary>
+    /// Validation losses the trial reported after each epoch (index 0 is epoch 1; lower is better), as successive halving saw
+    /// them; empty when the trial reported none. Kept in the checkpoint so a resumed sweep halves against the same history.
+    /// </summary>
+    public IReadOnlyList<double> EpochLosses { get; init; } = [];
+
     /// <summary>True when this result was read from the checkpoint folder rather than run again.</summary>
     public bool FromCheckpoint { get; init; }
 }

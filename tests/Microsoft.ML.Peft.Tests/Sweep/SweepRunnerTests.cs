@@ -165,4 +165,28 @@ public sealed class SweepRunnerTests
         Assert.AreEqual(succeeded.Max(t => t.Metric), result.BestTrial.Metric);
         Assert.IsTrue(pruned.All(p => 1 - SweepTunerTests.Objective(p.Parameters) / 10 <= result.BestTrial.Metric));
     }
+
+    [TestMethod]
+    public async Task ResumedSuccessiveHalvingPrunesAsAnUninterruptedSweep()
+    {
+        static TrialOutcome Train(TrialParameters p, TrialReporter reporter, CancellationToken _)
+        {
+            double quality = 1 - SweepTunerTests.Objective(p) / 10;
+            for (int epoch = 1; epoch <= 9; epoch++) reporter.ReportEpoch(epoch, -quality * epoch / 9);
+            return new TrialOutcome(quality);
+        }
+        PeftSweep Halving() => Sweep((p, _) => new TrialOutcome(0), PeftTuner.Random(3)).SetTrialEvaluation(Train).SetEarlyStopping(reductionFactor: 3);
+
+        var plain = await Halving().SetMaxTrials(14).RunAsync();
+        using var temp = new EmbeddedOnnx.TempFolder();
+        await Halving().SetMaxTrials(7).SetCheckpointFolder(temp.Path).RunAsync();
+        var resumed = await Halving().SetMaxTrials(14).SetCheckpointFolder(temp.Path).RunAsync();
+
+        Assert.IsTrue(resumed.Trials.Take(7).All(t => t.FromCheckpoint));
+        Assert.IsTrue(resumed.Trials.Take(7).All(t => t.EpochLosses.Count > 0), "epoch losses are checkpointed");
+        // Later trials are judged against the rungs the checkpointed trials filled, exactly as without the interruption.
+        Assert.IsTrue(plain.Trials.Skip(7).Any(t => t.Status == TrialStatus.Pruned), "the comparison needs pruned trials after the restart");
+        CollectionAssert.AreEqual(plain.Trials.Select(t => t.Status).ToList(), resumed.Trials.Select(t => t.Status).ToList());
+        CollectionAssert.AreEqual(plain.Trials.Select(t => t.Error ?? "").ToList(), resumed.Trials.Select(t => t.Error ?? "").ToList());
+    }
 }
