@@ -65,6 +65,7 @@ internal sealed class PeftTrainer : ITrainingProbe
         var watch = System.Diagnostics.Stopwatch.StartNew();
         long tokens = 0;
         int step = 0, bestEpoch = 0, epochsRun = 0, sinceBest = 0;
+        bool outOfTime = false;
         double? bestMetric = null;
         double runningLoss = double.NaN;
         Dictionary<string, Tensor>? best = null;
@@ -73,11 +74,15 @@ internal sealed class PeftTrainer : ITrainingProbe
             for (int epoch = 1; epoch <= _s.Epochs; epoch++)
             {
                 _model.train();
+                int epochSteps = 0;
                 foreach (var batch in BatchPlanner.ForTraining(lengths, _s.BatchSize, _s.TokenBudget, rng))
                 {
                     cancel.ThrowIfCancellationRequested();
                     checkAlive();
-                    double lr = _s.LearningRate * Schedule(step, warmup, totalSteps);
+                    if (_s.TimeLimit is { } limit && watch.Elapsed >= limit) { outOfTime = true; break; }
+                    double lr = _s.LearningRate * (_s.TimeLimit is { } timeLimit
+                        ? TimedSchedule(step, warmup, totalSteps, watch.Elapsed / timeLimit, _s.WarmupRatio)
+                        : Schedule(step, warmup, totalSteps));
                     foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
                     using (var scope = NewDisposeScope())
                     {
@@ -99,10 +104,12 @@ internal sealed class PeftTrainer : ITrainingProbe
                         tokens += real;
                     }
                     step++;
+                    epochSteps++;
                     _method.OnStepEnd(_model, step, totalSteps);
                     if (progress is not null && (step % _s.LogEverySteps == 0 || step == totalSteps))
                         progress(Report(epoch, step, totalSteps, runningLoss, lr, tokens, watch.Elapsed, null));
                 }
+                if (epochSteps == 0) break; // the time ran out before this epoch began: nothing new to score
                 epochsRun = epoch;
                 if (validation is { Count: > 0 })
                 {
@@ -118,6 +125,7 @@ internal sealed class PeftTrainer : ITrainingProbe
                     else if (_s.EarlyStoppingPatience > 0 && ++sinceBest >= _s.EarlyStoppingPatience) break;
                 }
                 else bestEpoch = epoch;
+                if (outOfTime) break;
             }
             if (best is not null && bestEpoch != epochsRun) Restore(optimized, best, masters);
         }
@@ -137,7 +145,7 @@ internal sealed class PeftTrainer : ITrainingProbe
             }
         }
         return new TrainingReport(epochsRun, bestEpoch, bestMetric, MetricName, runningLoss,
-            tokens / Math.Max(watch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, 0);
+            tokens / Math.Max(watch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, 0, outOfTime);
     }
 
     private IReadOnlyList<Example>? _probeRows;
@@ -162,8 +170,10 @@ internal sealed class PeftTrainer : ITrainingProbe
     private TrainingProgress Report(int epoch, int step, int total, double loss, double lr, long tokens, TimeSpan elapsed, double? metric)
     {
         double perStep = elapsed.TotalSeconds / Math.Max(step, 1);
+        var remaining = TimeSpan.FromSeconds(perStep * (total - step));
+        if (_s.TimeLimit is { } limit && limit - elapsed < remaining) remaining = limit > elapsed ? limit - elapsed : TimeSpan.Zero;
         return new TrainingProgress(epoch, _s.Epochs, step, total, loss, lr, tokens / Math.Max(elapsed.TotalSeconds, 1e-9), elapsed,
-            TimeSpan.FromSeconds(perStep * (total - step)), metric, metric is null ? null : MetricName);
+            remaining, metric, metric is null ? null : MetricName);
     }
 
     private static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
@@ -173,6 +183,18 @@ internal sealed class PeftTrainer : ITrainingProbe
     {
         if (step < warmup) return (step + 1.0) / warmup;
         return Math.Max(0.0, (total - step) / (double)Math.Max(1, total - warmup));
+    }
+
+    /// <summary>
+    /// <see cref="Schedule"/> under a time limit: progress is whichever is further along, steps or elapsed time, so the
+    /// rate warms up over the first <paramref name="warmupRatio"/> of the run and reaches zero by the deadline.
+    /// </summary>
+    internal static double TimedSchedule(int step, int warmup, int total, double timeFraction, double warmupRatio)
+    {
+        double progress = Math.Max(step / (double)Math.Max(1, total), timeFraction);
+        if (progress < warmupRatio)
+            return Math.Min(1.0, Math.Max(progress / warmupRatio, (step + 1.0) / Math.Max(1, warmup)));
+        return Math.Clamp((1.0 - progress) / (1.0 - warmupRatio), 0.0, 1.0);
     }
 
     private Tensor Loss(Tensor output, float[] labels)

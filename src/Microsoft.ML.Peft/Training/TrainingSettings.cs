@@ -20,6 +20,8 @@ internal sealed record TrainingSettings
     public double WarmupRatio { get; init; } = 0.06;
     public double MaxGradNorm { get; init; } = 1.0;
     public int EarlyStoppingPatience { get; init; }
+    /// <summary>Training stops once this much time has passed; the schedule then follows time as well as steps.</summary>
+    public TimeSpan? TimeLimit { get; init; }
     public int Seed { get; init; }
     public int LogEverySteps { get; init; } = 20;
     public PeftTask Task { get; init; }
@@ -43,4 +45,4 @@ public sealed record TrainingProgress(
 /// <summary>What training did.</summary>
 public sealed record TrainingReport(
     int EpochsRun, int BestEpoch, double? BestValidationMetric, string MetricName, double FinalTrainLoss,
-    double TokensPerSecond, TimeSpan Duration, int SkippedRows);
+    double TokensPerSecond, TimeSpan Duration, int SkippedRows, bool StoppedAtTimeLimit = false);

@@ -48,6 +48,21 @@ public sealed class TrainerTests
         Assert.AreEqual(0.0, PeftTrainer.Schedule(100, 4, 100), 1e-12);
     }
 
+    [TestMethod]
+    public void TimedScheduleFollowsWhicheverIsFurtherAlongStepsOrTime()
+    {
+        // Warm-up: the first step is never a zero-rate step, then time drives it (3% of a 6% warm-up is half way).
+        Assert.AreEqual(1.0 / 60, PeftTrainer.TimedSchedule(0, 60, 1000, 0.0, 0.06), 1e-12);
+        Assert.AreEqual(0.5, PeftTrainer.TimedSchedule(1, 60, 1000, 0.03, 0.06), 1e-12);
+        // Decay by time when time is ahead of steps, by steps when steps are ahead of time.
+        Assert.AreEqual(0.5 / 0.94, PeftTrainer.TimedSchedule(10, 60, 1000, 0.5, 0.06), 1e-12);
+        Assert.AreEqual(0.2 / 0.94, PeftTrainer.TimedSchedule(800, 60, 1000, 0.1, 0.06), 1e-12);
+        // At and past the deadline the rate is zero.
+        Assert.AreEqual(0.0, PeftTrainer.TimedSchedule(10, 60, 1000, 1.0, 0.06), 1e-12);
+        Assert.AreEqual(0.0, PeftTrainer.TimedSchedule(10, 60, 1000, 1.7, 0.06), 1e-12);
+        Assert.AreEqual(0.9, PeftTrainer.TimedSchedule(10, 0, 1000, 0.1, 0.0), 1e-12);
+    }
+
     internal static List<Example> Synthetic(int n, int seed)
     {
         // Label 1 when token 5 comes before token 6, else 0: a word-order rule, both tokens always present.
