@@ -19,6 +19,8 @@ internal sealed class PeftSavedModel
     public bool Merged { get; set; }
     public PeftPrecision Precision { get; set; }
     public int TokenBudget { get; set; }
+    /// <summary>libtorch threads for scoring; null: libtorch's default. Absent in older models.</summary>
+    public int? NumberOfThreads { get; set; }
     public KeyValueList? Labels { get; set; }
     /// <summary>Regression trains on standardised targets: prediction = output × LabelScale + LabelShift.</summary>
     public double LabelShift { get; set; }

@@ -129,16 +129,19 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             {
                 BatchSize = o.BatchSize, TokenBudget = o.TokenBudget, Epochs = o.Epochs, LearningRate = o.LearningRate ?? method.DefaultLearningRate,
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
-                EarlyStoppingPatience = o.EarlyStoppingPatience, Seed = seed, LogEverySteps = o.LogEverySteps, Task = _task,
+                EarlyStoppingPatience = o.EarlyStoppingPatience, TimeLimit = o.MaxTrainingTime, Seed = seed, LogEverySteps = o.LogEverySteps, Task = _task,
                 RegressionScale = scale, ComputeType = computeType,
             };
             var trainer = new PeftTrainer(model, method, settings, tokenizer.PadTokenId, device);
-            var report = trainer.Train(train, validation, p =>
-            {
-                ch.Info(p.ToString());
-                o.Progress?.Invoke(p);
-            }, _host.CheckAlive, o.CancellationToken);
+            TrainingReport report;
+            using (Runtime.TorchThreads.Use(o.NumberOfThreads))
+                report = trainer.Train(train, validation, p =>
+                {
+                    ch.Info(p.ToString());
+                    o.Progress?.Invoke(p);
+                }, _host.CheckAlive, o.CancellationToken);
             report = report with { SkippedRows = data.SkippedMissingLabel };
+            if (report.StoppedAtTimeLimit) ch.Info($"Stopped at the time limit ({o.MaxTrainingTime}) in epoch {report.EpochsRun}.");
             ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +
                     (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));
 
@@ -160,7 +163,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                     WeightsStored = baseModel.Kind == BaseModelKind.Stored || (baseModel.Kind != BaseModelKind.Embedded && o.StoreBaseModelWeights),
                 },
                 TokenizerKind = tokenizer.Kind, TokenizerFiles = tokenizer.ExportFiles().Keys.ToArray(),
-                TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget,
+                TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget, NumberOfThreads = o.NumberOfThreads,
             };
             string[] inputs = o.Sentence2ColumnName is null ? [o.Sentence1ColumnName] : [o.Sentence1ColumnName, o.Sentence2ColumnName];
             var result = new PeftTextTransformer(_host, inputs, saved, model, method, tokenizer, baseModel, device, o.BatchSize, report, trainedCopy);

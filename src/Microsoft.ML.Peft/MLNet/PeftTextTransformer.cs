@@ -47,6 +47,20 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         foreach (var (_, p) in _model.named_parameters()) p.requires_grad = false;
     }
 
+    /// <summary>
+    /// libtorch intra-op threads while this stage scores a batch, applied to the scoring thread and restored after each
+    /// batch; null (the default unless the stage options set it) leaves libtorch's default, one thread per core. Saved with the model.
+    /// </summary>
+    public int? NumberOfThreads
+    {
+        get => _saved.NumberOfThreads;
+        set
+        {
+            if (value is < 1) throw new ArgumentOutOfRangeException(nameof(NumberOfThreads), $"Option 'NumberOfThreads' must be at least 1, got {value}.");
+            _saved.NumberOfThreads = value;
+        }
+    }
+
     /// <summary>Parameters that trained (method + head), as <c>peft</c>'s <c>print_trainable_parameters</c> counts them.</summary>
     public long TrainableParameterCount => _saved.TrainableParameters;
 
@@ -125,7 +139,9 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         var examples = new Example[rows];
         for (int i = 0; i < rows; i++)
             examples[i] = Training.Encoding.Encode(_tokenizer, first[i].ToString(), pair ? second[i].ToString() : null, pair, _saved.MaxSequenceLength, 0);
-        var outputs = Predictor.Predict(_model, examples, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
+        float[][] outputs;
+        using (Runtime.TorchThreads.Use(_saved.NumberOfThreads))
+            outputs = Predictor.Predict(_model, examples, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
 
         if (_saved.Task == PeftTask.Regression)
         {
