@@ -1,0 +1,306 @@
+// SweepBenchmark: does an AutoML-style sweep beat the default LoRA stage given the same wall-clock time?
+//
+//   dotnet run -c Release --project benchmarks/SweepBenchmark [-- options]
+//
+// Two arms run at the same time, each in its own process with the same number of libtorch threads, on the same rows:
+//   sweep  ml.Peft().CreateSweep(): cost-frugal tuner over the default search space, successive halving, a wall-clock
+//          budget of --minutes; trials train on the training rows and are ranked on held-out validation rows.
+//   lora   ml.Peft().LoraTextClassification with every default except MaxTrainingTime = --minutes (and epochs unbounded):
+//          "train for N minutes", with the learning rate decaying by the clock.
+// Both final models are scored on SST-2's dev set, which neither arm saw.
+//
+// Options:
+//   --minutes <m>          budget of each arm (default 20)
+//   --train-rows <n>       training rows drawn (seeded shuffle) from sst2/train.tsv (default 6000)
+//   --validation-rows <n>  further rows from train.tsv the sweep ranks trials on (default 1000)
+//   --threads <n>          libtorch threads in each arm's process (default 1: the two arms share 2 cores)
+//   --seed <n>             subsample, MLContext and tuner seed (default 1)
+//   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
+//   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
+//   --quick                smoke run: 1 minute, 400 training rows, 200 validation rows
+// Each arm prints one "RESULT {json}" line; the parent prints both side by side.
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Peft;
+using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Peft.Sweep;
+
+var opt = Options.Parse(args);
+if (opt is null) { Console.WriteLine(Options.Usage); return 2; }
+string? data = opt.Data ?? Options.FindSst2();
+if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exists(Path.Combine(data, "dev.tsv")))
+{
+    Console.WriteLine("Data not found: no shared/data/sst2 folder above the current directory or the program's folder. Pass --data <folder with train.tsv and dev.tsv>. Nothing to benchmark.");
+    return 1;
+}
+if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
+return Parent.Run(opt, data);
+
+internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm)
+{
+    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--data folder] [--out folder] [--quick]";
+    public const string ResultPrefix = "RESULT ";
+
+    public static Options? Parse(string[] args)
+    {
+        var o = new Options(20, 6000, 1000, 1, 1, null, Path.Combine("artifacts", "sweep-benchmark"), null);
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int NextInt(int min) => int.Parse(Next(), CultureInfo.InvariantCulture) is var v && v >= min ? v : throw new ArgumentException($"{args[i - 1]} must be at least {min}");
+            switch (args[i])
+            {
+                case "--minutes": o = o with { Minutes = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
+                case "--train-rows": o = o with { TrainRows = NextInt(10) }; break;
+                case "--validation-rows": o = o with { ValidationRows = NextInt(10) }; break;
+                case "--threads": o = o with { Threads = NextInt(1) }; break;
+                case "--seed": o = o with { Seed = NextInt(0) }; break;
+                case "--data": o = o with { Data = Next() }; break;
+                case "--out": o = o with { Out = Next() }; break;
+                case "--quick": o = o with { Minutes = 1, TrainRows = 400, ValidationRows = 200 }; break;
+                case "--arm": o = o with { Arm = Next() }; break;
+                case "-h" or "--help": return null;
+                default: throw new ArgumentException($"unknown argument '{args[i]}'");
+            }
+        }
+        if (!(o.Minutes > 0)) throw new ArgumentException("--minutes must be positive");
+        if (o.Arm is not (null or "sweep" or "lora")) throw new ArgumentException("--arm must be sweep or lora");
+        return o;
+    }
+
+    /// <summary>The arguments an arm's process gets: everything but --arm, which the parent adds.</summary>
+    public IEnumerable<string> ChildArgs(string data) =>
+    [
+        "--minutes", Inv(Minutes), "--train-rows", Inv(TrainRows), "--validation-rows", Inv(ValidationRows),
+        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out,
+    ];
+
+    public static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
+
+    public static string? FindSst2()
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                string candidate = Path.Combine(dir.FullName, "shared", "data", "sst2");
+                if (Directory.Exists(candidate)) return candidate;
+            }
+        return null;
+    }
+}
+
+/// <summary>What one arm reports.</summary>
+internal sealed record ArmResult
+{
+    public string Arm { get; init; } = "";
+    public double DevAccuracy { get; init; } = double.NaN;
+    public double ValidationAccuracy { get; init; } = double.NaN;
+    public double Seconds { get; init; }
+    public int Trials { get; init; }
+    public int Epochs { get; init; }
+    public string Configuration { get; init; } = "";
+    public long TrainableParameters { get; init; }
+    public long PeakRssBytes { get; init; }
+    public string? Error { get; init; }
+}
+
+internal static class Arms
+{
+    public static int Run(string arm, Options opt, string data)
+    {
+        var clock = Stopwatch.StartNew();
+        ArmResult result;
+        try
+        {
+            var ml = new MLContext(opt.Seed);
+            var (train, validation, dev) = Load(ml, opt, data);
+            result = arm == "sweep" ? Sweep(ml, opt, train, validation, dev) : Lora(ml, opt, train, validation, dev);
+        }
+        catch (Exception e)
+        {
+            result = new ArmResult { Arm = arm, Error = $"{e.GetType().Name}: {e.Message}" };
+        }
+        result = result with { Seconds = clock.Elapsed.TotalSeconds, PeakRssBytes = PeakRss() };
+        Console.WriteLine(Options.ResultPrefix + JsonSerializer.Serialize(result));
+        return result.Error is null ? 0 : 1;
+    }
+
+    private static (IDataView Train, IDataView Validation, IDataView Dev) Load(MLContext ml, Options opt, string data)
+    {
+        static List<Row> Read(string path) => File.ReadLines(path).Skip(1)
+            .Select(l => l.Split('\t')).Where(f => f.Length >= 2).Select(f => new Row { Label = f[0], Text = f[1] }).ToList();
+        var all = Read(Path.Combine(data, "train.tsv"));
+        var rng = new Random(opt.Seed);
+        for (int i = all.Count - 1; i > 0; i--) { int j = rng.Next(i + 1); (all[i], all[j]) = (all[j], all[i]); }
+        if (all.Count < opt.TrainRows + opt.ValidationRows) throw new InvalidOperationException($"train.tsv has {all.Count} rows, fewer than --train-rows + --validation-rows.");
+        return (ml.Data.LoadFromEnumerable(all.Take(opt.TrainRows).ToList()),
+                ml.Data.LoadFromEnumerable(all.Skip(opt.TrainRows).Take(opt.ValidationRows).ToList()),
+                ml.Data.LoadFromEnumerable(Read(Path.Combine(data, "dev.tsv"))));
+    }
+
+    private static double Accuracy(MLContext ml, ITransformer model, IDataView data) =>
+        ml.MulticlassClassification.Evaluate(model.Transform(data)).MicroAccuracy;
+
+    private static ArmResult Sweep(MLContext ml, Options opt, IDataView train, IDataView validation, IDataView dev)
+    {
+        var sweep = ml.Peft().CreateSweep()
+            .SetDataset(train, validation)
+            .SetLabel("Label").SetText("Text")
+            .SetMetric(PeftMetric.Accuracy)
+            .SetTuner(PeftTuner.CostFrugal(opt.Seed))
+            .SetEarlyStopping(reductionFactor: 3, minEpochs: 1)
+            .SetTrainingTimeInSeconds(opt.Minutes * 60)
+            .SetMonitor(e =>
+            {
+                if (e.Kind == SweepEventKind.TrialEnded && e.Result is { } r)
+                    Console.Error.WriteLine($"[sweep] trial {r.Id} {r.Parameters.Method} {r.Status} {r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
+            });
+        var result = sweep.RunAsync().GetAwaiter().GetResult();
+        Directory.CreateDirectory(opt.Out);
+        result.WriteCsv(Path.Combine(opt.Out, "sweep-leaderboard.csv"));
+        Chart.Draw(result, Path.Combine(opt.Out, "sweep-vs-default-lora.png"));
+        var best = result.BestTrial;
+        return new ArmResult
+        {
+            Arm = "sweep", DevAccuracy = Accuracy(ml, result.BestModel!, dev), ValidationAccuracy = best.Metric, Trials = result.Trials.Count,
+            Configuration = best.Parameters.ToJson(), TrainableParameters = best.TrainableParameters,
+        };
+    }
+
+    private static ArmResult Lora(MLContext ml, Options opt, IDataView train, IDataView validation, IDataView dev)
+    {
+        var options = new PeftTextClassificationOptions
+        {
+            LabelColumnName = "Label", Sentence1ColumnName = "Text",
+            Epochs = 100_000, MaxTrainingTime = TimeSpan.FromMinutes(opt.Minutes),
+        };
+        var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(options)).Fit(train);
+        var stage = model.LastTransformer;
+        return new ArmResult
+        {
+            Arm = "lora", DevAccuracy = Accuracy(ml, model, dev), ValidationAccuracy = Accuracy(ml, model, validation), Trials = 1,
+            Epochs = stage.TrainingReport?.EpochsRun ?? 0, TrainableParameters = stage.TrainableParameterCount,
+            Configuration = $"defaults (LoRA r=8, lr {stage.Method.DefaultLearningRate:G3}, batch {options.BatchSize}, max length {options.MaxSequenceLength}), {stage.TrainingReport?.EpochsRun} epoch(s) in the time limit",
+        };
+    }
+
+    private static long PeakRss()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        return 0;
+    }
+}
+
+internal static class Parent
+{
+    public static int Run(Options opt, string data)
+    {
+        Console.WriteLine($"Sweep vs default LoRA: {opt.Minutes:G} minute(s) each, {opt.TrainRows} training rows, {opt.ValidationRows} validation rows (sweep only), "
+            + $"SST-2 dev for both; {opt.Threads} libtorch thread(s) per arm, both arms at once on {Environment.ProcessorCount} logical cores.");
+        var arms = new[] { "sweep", "lora" }.Select(a => Task.Run(() => Launch(opt, data, a))).ToArray();
+        var results = arms.Select(t => t.GetAwaiter().GetResult()).ToList();
+        string table = Table(opt, results);
+        Console.WriteLine(table);
+        Directory.CreateDirectory(opt.Out);
+        File.WriteAllText(Path.Combine(opt.Out, "sweep-vs-default-lora.md"), table);
+        Console.WriteLine($"Wrote {Path.Combine(opt.Out, "sweep-vs-default-lora.md")}, sweep-leaderboard.csv and sweep-vs-default-lora.png.");
+        return results.All(r => r.Error is null) ? 0 : 1;
+    }
+
+    private static string Table(Options opt, List<ArmResult> results)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"SST-2, {opt.TrainRows} training rows, {opt.Minutes:G} min per arm, {opt.Threads} thread(s) per arm, seed {opt.Seed}");
+        sb.AppendLine();
+        sb.AppendLine("| arm | SST-2 dev accuracy | held-out validation accuracy | wall s | trials | trainable params | peak RSS MB | configuration |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var r in results)
+            sb.AppendLine(r.Error is not null
+                ? $"| {r.Arm} | failed: {r.Error} | | {r.Seconds:F0} | | | | |"
+                : string.Create(CultureInfo.InvariantCulture,
+                    $"| {r.Arm} | {r.DevAccuracy:F4} | {r.ValidationAccuracy:F4} | {r.Seconds:F0} | {r.Trials} | {r.TrainableParameters:N0} | {r.PeakRssBytes / 1048576.0:F0} | {r.Configuration.Replace("|", "/")} |"));
+        var sweep = results.FirstOrDefault(r => r.Arm == "sweep" && r.Error is null);
+        var lora = results.FirstOrDefault(r => r.Arm == "lora" && r.Error is null);
+        if (sweep is not null && lora is not null)
+            sb.AppendLine().AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"Sweep best minus default LoRA on SST-2 dev: {100 * (sweep.DevAccuracy - lora.DevAccuracy):+0.0;-0.0} points ({(sweep.DevAccuracy > lora.DevAccuracy ? "the sweep wins" : "the sweep does not win")})."));
+        return sb.ToString();
+    }
+
+    private static ArmResult Launch(Options opt, string data, string arm)
+    {
+        var psi = new ProcessStartInfo { RedirectStandardOutput = true, UseShellExecute = false };
+        // libtorch reads these when it loads, before any code of ours runs.
+        psi.Environment["OMP_NUM_THREADS"] = Options.Inv(opt.Threads);
+        psi.Environment["MKL_NUM_THREADS"] = Options.Inv(opt.Threads);
+        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's executable.");
+        psi.FileName = self;
+        if (Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
+            psi.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
+        foreach (var a in opt.ChildArgs(data)) psi.ArgumentList.Add(a);
+        psi.ArgumentList.Add("--arm");
+        psi.ArgumentList.Add(arm);
+        using var child = Process.Start(psi) ?? throw new InvalidOperationException($"Cannot start '{self}'.");
+        ArmResult? result = null;
+        string? line;
+        while ((line = child.StandardOutput.ReadLine()) is not null)
+        {
+            if (line.StartsWith(Options.ResultPrefix, StringComparison.Ordinal)) result = JsonSerializer.Deserialize<ArmResult>(line[Options.ResultPrefix.Length..]);
+            else if (line.Contains("Trial ", StringComparison.Ordinal) || line.Contains("Stopped at the time limit", StringComparison.Ordinal)) Console.WriteLine($"[{arm}] {line}");
+        }
+        child.WaitForExit();
+        return result ?? new ArmResult { Arm = arm, Error = $"the arm's process exited with code {child.ExitCode} and no result" };
+    }
+}
+
+/// <summary>One SST-2 row as the TSV holds it.</summary>
+internal sealed class Row
+{
+    public string Label { get; set; } = "";
+    public string Text { get; set; } = "";
+}
+
+/// <summary>Each trial's validation accuracy at the wall-clock time it ended, the best so far as a step line.</summary>
+internal static class Chart
+{
+    public static void Draw(PeftSweepResult result, string path)
+    {
+        var plt = new ScottPlot.Plot();
+        double end = 0, best = double.NegativeInfinity;
+        var (ends, metrics, bests, prunedEnds, prunedMetrics) = (new List<double>(), new List<double>(), new List<double>(), new List<double>(), new List<double>());
+        foreach (var t in result.Trials)
+        {
+            end += t.Duration.TotalSeconds / 60;
+            if (t.Status == TrialStatus.Succeeded)
+            {
+                best = Math.Max(best, t.Metric);
+                ends.Add(end); metrics.Add(t.Metric); bests.Add(best);
+            }
+            else if (t.Status == TrialStatus.Pruned) { prunedEnds.Add(end); prunedMetrics.Add(best); }
+        }
+        if (ends.Count == 0) return;
+        var done = plt.Add.ScatterPoints(ends.ToArray(), metrics.ToArray());
+        done.LegendText = "trial (validation accuracy)";
+        var line = plt.Add.ScatterLine(ends.ToArray(), bests.ToArray());
+        line.ConnectStyle = ScottPlot.ConnectStyle.StepHorizontal;
+        line.LegendText = "best so far";
+        if (prunedEnds.Count > 0)
+        {
+            var pruned = plt.Add.ScatterPoints(prunedEnds.ToArray(), prunedMetrics.ToArray());
+            pruned.MarkerShape = ScottPlot.MarkerShape.Cross;
+            pruned.LegendText = "pruned by successive halving (drawn at the best so far)";
+        }
+        plt.XLabel("minutes into the sweep");
+        plt.YLabel("validation accuracy");
+        plt.Title("Sweep progress on SST-2");
+        plt.ShowLegend();
+        plt.SavePng(path, 900, 520);
+    }
+}
