@@ -2,6 +2,7 @@ using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Methods;
 using Microsoft.ML.Peft.Methods.Lora;
 using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.SearchSpace;
 
 namespace Microsoft.ML.Peft.MLNet;
 
@@ -37,10 +38,12 @@ public abstract class PeftTextOptions
     /// </summary>
     public bool StoreBaseModelWeights { get; set; } = true;
 
-    /// <summary>Longest input in tokens, special tokens included; longer texts are truncated. Default 128.</summary>
+    /// <summary>Longest input in tokens, special tokens included; longer texts are truncated. Default 128. Sweep range: {128, 64}.</summary>
+    [Choice(new object[] { 128, 64 })]
     public int MaxSequenceLength { get; set; } = 128;
 
-    /// <summary>Rows per training and scoring batch. Default 32.</summary>
+    /// <summary>Rows per training and scoring batch. Default 32. Sweep range: {32, 16}.</summary>
+    [Choice(new object[] { 32, 16 })]
     public int BatchSize { get; set; } = 32;
 
     /// <summary>
@@ -49,10 +52,12 @@ public abstract class PeftTextOptions
     /// </summary>
     public int TokenBudget { get; set; }
 
-    /// <summary>Passes over the training data. Default 3.</summary>
+    /// <summary>Passes over the training data. Default 3. Sweep range: 1 to 5, starting at 1 (the cheap end).</summary>
+    [Range(1, 5, 1, false)]
     public int Epochs { get; set; } = 3;
 
-    /// <summary>Peak learning rate of AdamW. Default null: the method's own default (<see cref="PeftMethodConfig.DefaultLearningRate"/>: 2e-3 for LoRA, 3e-5 for full fine-tuning).</summary>
+    /// <summary>Peak learning rate of AdamW. Default null: the method's own default (<see cref="PeftMethodConfig.DefaultLearningRate"/>: 2e-3 for LoRA, 3e-5 for full fine-tuning). Sweep range: 1e-4 to 1e-2, log scale, starting at 2e-3.</summary>
+    [Range(1e-4, 1e-2, 2e-3, true)]
     public double? LearningRate { get; set; }
 
     /// <summary>AdamW weight decay (not applied to biases and LayerNorm). Default 0.01.</summary>
@@ -73,7 +78,8 @@ public abstract class PeftTextOptions
     /// <summary>How token states become the row vector for the head. Default <see cref="Pooling.Auto"/> (pooler if the checkpoint has one, else mean).</summary>
     public Pooling Pooling { get; set; } = Pooling.Auto;
 
-    /// <summary>Dropout before the head during training. Default 0.1.</summary>
+    /// <summary>Dropout before the head during training. Default 0.1. Sweep range: 0 to 0.3.</summary>
+    [Range(0.0, 0.3, 0.1, false)]
     public double HeadDropout { get; set; } = 0.1;
 
     /// <summary>Fold the method's update into the base weights for scoring where the method allows it. Default true.</summary>

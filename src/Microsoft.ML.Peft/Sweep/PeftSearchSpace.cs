@@ -34,11 +34,30 @@ public sealed class PeftSearchSpace
         ArgumentNullException.ThrowIfNull(method);
         if (!PeftMethodConfig.KnownMethods.Contains(method))
             throw new ArgumentException($"Unknown PEFT method '{method}'. Known: {string.Join(", ", PeftMethodConfig.KnownMethods.Order())}.", nameof(method));
-        var type = PeftMethodConfig.FromJson($"{{\"method\":\"{method}\",\"options\":{{}}}}").GetType();
+        var type = ConfigType(method);
         foreach (var p in parameters) CheckSettable(p, type);
         if (parameters.Select(p => p.Name).Distinct().Count() != parameters.Length) throw new ArgumentException($"Method '{method}' has a parameter twice.");
         if (!_methods.ContainsKey(method)) _methodOrder.Add(method);
         _methods[method] = [.. parameters];
+        return this;
+    }
+
+    /// <summary>
+    /// Adds (or replaces) a method with the ranges its options class declares with Microsoft.ML.SearchSpace's
+    /// <c>[Range]</c>/<c>[Choice]</c>/<c>[BooleanChoice]</c> attributes (e.g. LoRA's rank {4, 8, 16}); a method that declares
+    /// none is searched with its defaults.
+    /// </summary>
+    public PeftSearchSpace AddMethodWithDeclaredRanges(string method)
+    {
+        ArgumentNullException.ThrowIfNull(method);
+        if (!PeftMethodConfig.KnownMethods.Contains(method)) return AddMethod(method);
+        return AddMethod(method, [.. DeclaredRanges.Of(ConfigType(method))]);
+    }
+
+    /// <summary>Sets as shared parameters every range the stage options declare (learning rate, epochs, batch size, head dropout, max length).</summary>
+    public PeftSearchSpace SetSharedFromDeclaredRanges()
+    {
+        foreach (var p in DeclaredRanges.Of(typeof(PeftTextClassificationOptions))) SetShared(p);
         return this;
     }
 
@@ -67,26 +86,21 @@ public sealed class PeftSearchSpace
     }
 
     /// <summary>
-    /// The default space: LoRA (rank {4, 8, 16}, alpha, dropout, target modules), DoRA (rank), IA3, bottleneck adapters
-    /// (reduction factor), prefix tuning (virtual tokens) and BitFit; shared learning rate (log-uniform 1e-4 to 1e-2),
-    /// epochs 1 to 5 (starting at 1, the cheap end), batch size {32, 16}, head dropout and max length {128, 64}.
+    /// The default space, from the ranges the options classes declare: shared learning rate (log-uniform 1e-4 to 1e-2,
+    /// starting at 2e-3), epochs 1 to 5 (starting at 1, the cheap end), batch size {32, 16}, head dropout and max length
+    /// {128, 64}; methods LoRA (rank {4, 8, 16}, alpha, dropout, target modules; the start), DoRA (the same), IA3,
+    /// bottleneck adapters (reduction factor), prefix tuning (virtual tokens) and BitFit.
     /// </summary>
     public static PeftSearchSpace CreateDefault() => new PeftSearchSpace()
-        .SetShared(new RangeParameter("LearningRate", 1e-4, 1e-2, defaultValue: 2e-3, logScale: true))
-        .SetShared(new RangeParameter("Epochs", 1, 5, defaultValue: 1, isInteger: true))
-        .SetShared(new ChoiceParameter("BatchSize", 32, 16))
-        .SetShared(new RangeParameter("HeadDropout", 0, 0.3, defaultValue: 0.1))
-        .SetShared(new ChoiceParameter("MaxSequenceLength", 128, 64))
-        .AddMethod("lora",
-            new ChoiceParameter("Rank", 4, 8, 16).WithDefault(8),
-            new ChoiceParameter("Alpha", 8.0, 16.0, 32.0).WithDefault(16.0),
-            new RangeParameter("Dropout", 0, 0.2, defaultValue: 0.1),
-            new ChoiceParameter("TargetModules", "query,value", "query,key,value", "all-linear"))
-        .AddMethod("dora", new ChoiceParameter("Rank", 4, 8, 16).WithDefault(8))
-        .AddMethod("ia3")
-        .AddMethod("adapter", new ChoiceParameter("ReductionFactor", 8, 16, 32).WithDefault(16))
-        .AddMethod("prefix", new ChoiceParameter("NumVirtualTokens", 10, 20, 30).WithDefault(20))
-        .AddMethod("bitfit");
+        .SetSharedFromDeclaredRanges()
+        .AddMethodWithDeclaredRanges("lora")
+        .AddMethodWithDeclaredRanges("dora")
+        .AddMethodWithDeclaredRanges("ia3")
+        .AddMethodWithDeclaredRanges("adapter")
+        .AddMethodWithDeclaredRanges("prefix")
+        .AddMethodWithDeclaredRanges("bitfit");
+
+    private static Type ConfigType(string method) => PeftMethodConfig.FromJson($"{{\"method\":\"{method}\",\"options\":{{}}}}").GetType();
 
     internal void Validate()
     {

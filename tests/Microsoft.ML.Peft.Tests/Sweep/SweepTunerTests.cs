@@ -57,6 +57,38 @@ public sealed class SweepTunerTests
     }
 
     [TestMethod]
+    public void TheDefaultSpaceIsWhatTheOptionsClassesDeclare()
+    {
+        var space = PeftSearchSpace.CreateDefault();
+        // Read the attributes directly and compare them with the parameters the space built from them.
+        var rankAttribute = typeof(Microsoft.ML.Peft.Methods.Lora.LowRankConfigBase).GetProperty("Rank")!
+            .GetCustomAttributes(typeof(Microsoft.ML.SearchSpace.ChoiceAttribute), false).Cast<Microsoft.ML.SearchSpace.ChoiceAttribute>().Single();
+        var rank = (ChoiceParameter)space.MethodParameters("lora").Single(p => p.Name == "Rank");
+        CollectionAssert.AreEqual(rankAttribute.Candidates, rank.Values.ToArray());
+        Assert.AreEqual(rankAttribute.DefaultValue, rank.Default);
+        // DoRA inherits LoRA's declared ranges from their shared options base.
+        CollectionAssert.AreEqual(space.MethodParameters("lora").Select(p => p.Name).ToList(), space.MethodParameters("dora").Select(p => p.Name).ToList());
+
+        var lrAttribute = typeof(PeftTextOptions).GetProperty("LearningRate")!
+            .GetCustomAttributes(typeof(Microsoft.ML.SearchSpace.RangeAttribute), false).Cast<Microsoft.ML.SearchSpace.RangeAttribute>().Single();
+        var lr = (RangeParameter)space.Shared.Single(p => p.Name == "LearningRate");
+        Assert.AreEqual(Convert.ToDouble(lrAttribute.Min), lr.Min);
+        Assert.AreEqual(Convert.ToDouble(lrAttribute.Max), lr.Max);
+        Assert.AreEqual(lrAttribute.LogBase, lr.LogScale);
+        Assert.AreEqual(Convert.ToDouble(lrAttribute.Init), (double)lr.Default);
+        var epochs = (RangeParameter)space.Shared.Single(p => p.Name == "Epochs");
+        Assert.IsTrue(epochs.IsInteger, "an int range gives integer values");
+        Assert.IsInstanceOfType<int>(epochs.Default);
+
+        // A method without declared ranges is searched at its defaults; users narrow the declared space in code.
+        Assert.IsEmpty(space.MethodParameters("ia3"));
+        var narrowed = PeftSearchSpace.CreateDefault().AddMethod("lora", new ChoiceParameter("Rank", 8)).RemoveMethod("prefix");
+        Assert.AreEqual(1, narrowed.MethodParameters("lora").Count);
+        CollectionAssert.DoesNotContain(narrowed.Methods.ToList(), "prefix");
+        Assert.ThrowsExactly<ArgumentException>(() => new PeftSearchSpace().AddMethodWithDeclaredRanges("no-such-method"));
+    }
+
+    [TestMethod]
     public void GridCoversTheCartesianProductOnce()
     {
         var space = new PeftSearchSpace()

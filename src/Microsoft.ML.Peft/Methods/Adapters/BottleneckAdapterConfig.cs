@@ -1,4 +1,5 @@
 using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.SearchSpace;
 
 namespace Microsoft.ML.Peft.Methods.Adapters;
 
@@ -19,7 +20,8 @@ public sealed class BottleneckAdapterConfig : PeftMethodConfig
     /// <summary>Where the adapters go: after attention and feed-forward (Houlsby) or after feed-forward only (Pfeiffer). Default <see cref="BottleneckAdapterPlacement.Houlsby"/>.</summary>
     public BottleneckAdapterPlacement Placement { get; set; } = BottleneckAdapterPlacement.Houlsby;
 
-    /// <summary>Hidden size divided by the bottleneck width (rounded down, at least 1 unit). Default 16 (24 units for a 384-wide encoder).</summary>
+    /// <summary>Hidden size divided by the bottleneck width (rounded down, at least 1 unit). Default 16 (24 units for a 384-wide encoder). Sweep range: {8, 16, 32}.</summary>
+    [Choice(new object[] { 8, 16, 32 }, 16)]
     public int ReductionFactor { get; set; } = 16;
 
     /// <summary>Activation inside the bottleneck. Default <see cref="AdapterNonLinearity.Relu"/>.</summary>

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.SearchSpace;
 
 namespace Microsoft.ML.Peft.Methods.Lora;
 
@@ -12,20 +13,24 @@ public abstract class LowRankConfigBase : PeftMethodConfig
     /// <summary>The special <see cref="TargetModules"/> value that targets every linear layer of the encoder.</summary>
     public const string AllLinear = "all-linear";
 
-    /// <summary>Rank r of the update. Default 8.</summary>
+    /// <summary>Rank r of the update. Default 8. Sweep range: {4, 8, 16}.</summary>
+    [Choice(new object[] { 4, 8, 16 }, 8)]
     public int Rank { get; set; } = 8;
 
-    /// <summary>Scaling numerator alpha; the update is multiplied by alpha / r (or alpha / √r with <see cref="UseRsLora"/>). Default 16.</summary>
+    /// <summary>Scaling numerator alpha; the update is multiplied by alpha / r (or alpha / √r with <see cref="UseRsLora"/>). Default 16. Sweep range: {8, 16, 32}.</summary>
+    [Choice(new object[] { 8.0, 16.0, 32.0 }, 16.0)]
     public double Alpha { get; set; } = 16;
 
-    /// <summary>Dropout on the LoRA branch's input during training. Default 0.1.</summary>
+    /// <summary>Dropout on the LoRA branch's input during training. Default 0.1. Sweep range: 0 to 0.2.</summary>
+    [Range(0.0, 0.2, 0.1, false)]
     public double Dropout { get; set; } = 0.1;
 
     /// <summary>
     /// Hugging Face module names to adapt, matched against the end of each module's path (<c>query</c> matches
     /// <c>encoder.layer.0.attention.self.query</c>), or <see cref="AllLinear"/>. DistilBERT names (<c>q_lin</c>, ...) are accepted.
-    /// Default <c>query</c>, <c>value</c>.
+    /// Default <c>query</c>, <c>value</c>. Sweep range: query+value, query+key+value, all-linear.
     /// </summary>
+    [Choice(new object[] { "query,value", "query,key,value", AllLinear })]
     public string[] TargetModules { get; set; } = ["query", "value"];
 
     /// <summary>A regular expression that must match a module's whole path; when set it replaces <see cref="TargetModules"/>. Default null.</summary>

@@ -2,6 +2,7 @@ using Microsoft.ML.Peft.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Microsoft.ML.SearchSpace;
 
 namespace Microsoft.ML.Peft.Methods.Prefix;
 
@@ -28,7 +29,8 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
     /// <summary>1e-2: prefixes need a larger step than weight updates (P-tuning v2 used 5e-3 to 1e-2 on BERT-sized encoders).</summary>
     public override double DefaultLearningRate => 1e-2;
 
-    /// <summary>Number P of virtual key/value positions per layer. Default 20.</summary>
+    /// <summary>Number P of virtual key/value positions per layer. Default 20. Sweep range: {10, 20, 30}.</summary>
+    [Choice(new object[] { 10, 20, 30 }, 20)]
     public int NumVirtualTokens { get; set; } = 20;
 
     /// <summary>Train the prefixes through an MLP (peft's <c>prefix_projection</c>), folded away after training. Default false (as peft).</summary>
