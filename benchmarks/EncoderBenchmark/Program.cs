@@ -16,12 +16,14 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.Benchmarks;
 
-internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp, int Iterations, IReadOnlyList<(int Batch, int Seq)> Shapes)
+internal sealed record Options(string Model, bool Quick, bool Stage, int Threads, int WarmUp, int Iterations, IReadOnlyList<(int Batch, int Seq)> Shapes)
 {
     public const string Usage =
-        "usage: EncoderBenchmark [--model minilm|arcticxs] [--quick] [--threads N] [--iterations N] [--lengths 32,128,512]\n" +
+        "usage: EncoderBenchmark [--stage] [--model minilm|arcticxs] [--quick] [--threads N] [--iterations N] [--lengths 32,128,512]\n" +
+        "  --stage       instead of the encoder: a trained LoRA text-classification stage's Transform (fp32 and bf16)\n" +
+        "                against ONNX Runtime on the same token ids\n" +
         "  --model       base model (default minilm)\n" +
-        "  --quick       1 warm-up + 3 timed iterations instead of 2 + 9\n" +
+        "  --quick       1 warm-up + 3 timed iterations instead of 2 + 9 (--stage: 1 + 2, one batch per run)\n" +
         "  --threads     intra-op threads for both engines (default: Environment.ProcessorCount)\n" +
         "  --iterations  timed iterations per engine and shape (overrides --quick's count)\n" +
         "  --lengths     sequence lengths to run; batch is 8 for lengths > 256, else 32 (default 32,128,512)";
@@ -29,7 +31,7 @@ internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp
     public static Options? Parse(string[] args)
     {
         string model = "minilm";
-        bool quick = false;
+        bool quick = false, stage = false;
         int threads = Environment.ProcessorCount;
         int? iterations = null;
         int[] lengths = [128, 32, 512];
@@ -39,6 +41,7 @@ internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp
             switch (args[i])
             {
                 case "--quick": quick = true; break;
+                case "--stage": stage = true; break;
                 case "--model": model = Value().ToLowerInvariant(); break;
                 case "--threads": threads = int.Parse(Value(), CultureInfo.InvariantCulture); break;
                 case "--iterations": iterations = int.Parse(Value(), CultureInfo.InvariantCulture); break;
@@ -53,11 +56,11 @@ internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp
         if (model is not ("minilm" or "arcticxs")) throw new ArgumentException($"--model must be minilm or arcticxs, not '{model}'");
         if (threads < 1) throw new ArgumentException("--threads must be at least 1");
         if (lengths.Length == 0 || lengths.Any(l => l is < 8 or > 512)) throw new ArgumentException("--lengths must be between 8 and 512");
-        int timed = iterations ?? (quick ? 3 : 9);
+        int timed = iterations ?? (quick ? (stage ? 2 : 3) : 9);
         if (timed < 1) throw new ArgumentException("--iterations must be at least 1");
         // 128 first: it is the headline figure and the shape the parity check is reported for.
         var shapes = lengths.Distinct().Select(l => (l > 256 ? 8 : 32, l)).ToList();
-        return new Options(model, quick, threads, quick ? 1 : 2, timed, shapes);
+        return new Options(model, quick, stage, threads, quick ? 1 : 2, timed, shapes);
     }
 }
 
@@ -92,6 +95,8 @@ internal static class Program
             Console.WriteLine(Options.Usage);
             return 0;
         }
+
+        if (options.Stage) return StageBenchmark.Run(options);
 
         var total = Stopwatch.StartNew();
         double? loadAtStart = LoadAverage();
