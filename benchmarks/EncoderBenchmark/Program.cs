@@ -6,7 +6,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
 using System.Runtime.InteropServices;
-using System.Text;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Modeling;
@@ -17,12 +16,14 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.Benchmarks;
 
-internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp, int Iterations, IReadOnlyList<(int Batch, int Seq)> Shapes)
+internal sealed record Options(string Model, bool Quick, bool Stage, int Threads, int WarmUp, int Iterations, IReadOnlyList<(int Batch, int Seq)> Shapes)
 {
     public const string Usage =
-        "usage: EncoderBenchmark [--model minilm|arcticxs] [--quick] [--threads N] [--iterations N] [--lengths 32,128,512]\n" +
+        "usage: EncoderBenchmark [--stage] [--model minilm|arcticxs] [--quick] [--threads N] [--iterations N] [--lengths 32,128,512]\n" +
+        "  --stage       instead of the encoder: a trained LoRA text-classification stage's Transform (fp32 and bf16)\n" +
+        "                against ONNX Runtime on the same token ids\n" +
         "  --model       base model (default minilm)\n" +
-        "  --quick       1 warm-up + 3 timed iterations instead of 2 + 9\n" +
+        "  --quick       1 warm-up + 3 timed iterations instead of 2 + 9 (--stage: 1 + 2, one batch per run)\n" +
         "  --threads     intra-op threads for both engines (default: Environment.ProcessorCount)\n" +
         "  --iterations  timed iterations per engine and shape (overrides --quick's count)\n" +
         "  --lengths     sequence lengths to run; batch is 8 for lengths > 256, else 32 (default 32,128,512)";
@@ -30,7 +31,7 @@ internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp
     public static Options? Parse(string[] args)
     {
         string model = "minilm";
-        bool quick = false;
+        bool quick = false, stage = false;
         int threads = Environment.ProcessorCount;
         int? iterations = null;
         int[] lengths = [128, 32, 512];
@@ -40,6 +41,7 @@ internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp
             switch (args[i])
             {
                 case "--quick": quick = true; break;
+                case "--stage": stage = true; break;
                 case "--model": model = Value().ToLowerInvariant(); break;
                 case "--threads": threads = int.Parse(Value(), CultureInfo.InvariantCulture); break;
                 case "--iterations": iterations = int.Parse(Value(), CultureInfo.InvariantCulture); break;
@@ -54,11 +56,11 @@ internal sealed record Options(string Model, bool Quick, int Threads, int WarmUp
         if (model is not ("minilm" or "arcticxs")) throw new ArgumentException($"--model must be minilm or arcticxs, not '{model}'");
         if (threads < 1) throw new ArgumentException("--threads must be at least 1");
         if (lengths.Length == 0 || lengths.Any(l => l is < 8 or > 512)) throw new ArgumentException("--lengths must be between 8 and 512");
-        int timed = iterations ?? (quick ? 3 : 9);
+        int timed = iterations ?? (quick ? (stage ? 2 : 3) : 9);
         if (timed < 1) throw new ArgumentException("--iterations must be at least 1");
         // 128 first: it is the headline figure and the shape the parity check is reported for.
         var shapes = lengths.Distinct().Select(l => (l > 256 ? 8 : 32, l)).ToList();
-        return new Options(model, quick, threads, quick ? 1 : 2, timed, shapes);
+        return new Options(model, quick, stage, threads, quick ? 1 : 2, timed, shapes);
     }
 }
 
@@ -93,6 +95,8 @@ internal static class Program
             Console.WriteLine(Options.Usage);
             return 0;
         }
+
+        if (options.Stage) return StageBenchmark.Run(options);
 
         var total = Stopwatch.StartNew();
         double? loadAtStart = LoadAverage();
@@ -309,16 +313,16 @@ internal static class Program
         return new Row(batch.BatchSize, batch.SequenceLength, ours.Median, ours.Min, ort.Median, ort.Min, maxDiff);
     }
 
-    private static double TimeOnce(Action<bool> body)
+    internal static double TimeOnce(Action<bool> body)
     {
         long start = Stopwatch.GetTimestamp();
         body(false);
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
-    private readonly record struct Timing(double Median, double Min);
+    internal readonly record struct Timing(double Median, double Min);
 
-    private static Timing Summarize(double[] ms)
+    internal static Timing Summarize(double[] ms)
     {
         ms = (double[])ms.Clone();
         Array.Sort(ms);
@@ -330,52 +334,6 @@ internal static class Program
     // Inputs
     // -------------------------------------------------------------------------------------------------------------
 
-    private static readonly string[] Subjects =
-    [
-        "the committee", "my neighbour", "a young engineer", "the old library", "our startup", "the orchestra",
-        "every student", "the city council", "a curious cat", "the research team", "the airline", "her grandmother",
-        "the quarterly report", "this new phone", "the hospital", "a small bakery", "the football club", "the museum",
-    ];
-
-    private static readonly string[] Verbs =
-    [
-        "announced", "rejected", "quietly improved", "could not explain", "celebrated", "postponed", "reviewed",
-        "misunderstood", "carefully documented", "ignored", "was surprised by", "recommended", "repaired", "questioned",
-    ];
-
-    private static readonly string[] Objects =
-    [
-        "the budget for next year", "an unexpected delay in shipping", "the results of the experiment",
-        "a controversial proposal", "the broken heating system", "customer complaints about the menu",
-        "the schedule for the spring festival", "a faster way to sort invoices", "the rainfall measurements",
-        "the lyrics of an old folk song", "several thousand emails", "the privacy policy", "the bridge renovation",
-    ];
-
-    private static readonly string[] Tails =
-    [
-        "after a long meeting on Tuesday", "despite the heavy rain", "because nobody had checked the numbers",
-        "which annoyed almost everyone", "while the cameras were rolling", "before the deadline of March 3rd",
-        "with remarkable patience", "in front of 250 visitors", "although the evidence was weak",
-        "for the second time this month", "according to a spokesperson", "without any explanation",
-    ];
-
-    /// <summary>Varied English sentences, long enough that every row fills <paramref name="seq"/> tokens.</summary>
-    private static string Paragraph(Random random, int seq)
-    {
-        var text = new StringBuilder();
-        // Each sentence is 10+ words and every word at least one token, so seq/4 sentences overshoot seq tokens.
-        int sentences = seq / 4 + 2;
-        for (int i = 0; i < sentences; i++)
-        {
-            string s = $"{Pick(random, Subjects)} {Pick(random, Verbs)} {Pick(random, Objects)} {Pick(random, Tails)}";
-            text.Append(char.ToUpperInvariant(s[0])).Append(s, 1, s.Length - 1);
-            text.Append(random.Next(6) switch { 0 => "!", 1 => "?", 2 => $", scoring {random.Next(1, 100)}%.", _ => "." }).Append(' ');
-        }
-        return text.ToString();
-    }
-
-    private static string Pick(Random random, string[] items) => items[random.Next(items.Length)];
-
     /// <summary>
     /// A batch of <paramref name="batchSize"/> distinct texts tokenized with the model's vocabulary and truncated to
     /// exactly <paramref name="seq"/> tokens (CLS ... SEP), so the attention mask is all ones and there is no padding.
@@ -383,7 +341,7 @@ internal static class Program
     private static TokenBatch BuildBatch(TextTokenizer tokenizer, int batchSize, int seq, int seed)
     {
         var random = new Random(seed);
-        var texts = Enumerable.Range(0, batchSize).Select(_ => (string?)Paragraph(random, seq)).ToList();
+        var texts = Enumerable.Range(0, batchSize).Select(_ => (string?)SyntheticText.Paragraph(random, seq)).ToList();
         var batch = tokenizer.EncodeBatch(texts, null, seq);
         if (batch.SequenceLength != seq || batch.Lengths.Any(l => l != seq))
             throw new InvalidOperationException($"Expected every row to hold {seq} tokens; got {string.Join(",", batch.Lengths)}.");
@@ -392,7 +350,7 @@ internal static class Program
         return batch;
     }
 
-    private static byte[] ReadEmbeddedOnnx(string package)
+    internal static byte[] ReadEmbeddedOnnx(string package)
     {
         string assembly = "SentenceTransformers." + package;
         string dll = EmbeddedResources.FindAssembly(assembly, BaseModel.EmbeddedPackageVersion);
@@ -431,7 +389,7 @@ internal static class Program
 
     private static string Ms(TimeSpan t) => t.TotalMilliseconds.ToString("F0", CultureInfo.InvariantCulture);
 
-    private static string Version(Assembly assembly)
+    internal static string Version(Assembly assembly)
     {
         string? v = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion;
         if (v is null) return assembly.GetName().Version?.ToString() ?? "?";
@@ -439,7 +397,7 @@ internal static class Program
         return plus < 0 ? v : v[..plus];
     }
 
-    private static double GemmGflops()
+    internal static double GemmGflops()
     {
         using var guard = no_grad();
         using var a = randn(2048, 2048);
@@ -453,7 +411,7 @@ internal static class Program
         return 2.0 * 2048 * 2048 * 2048 / best / 1e9;
     }
 
-    private static double? LoadAverage()
+    internal static double? LoadAverage()
     {
         try
         {
@@ -467,9 +425,9 @@ internal static class Program
         }
     }
 
-    private static string? CpuVendor() => CpuInfo("vendor_id");
+    internal static string? CpuVendor() => CpuInfo("vendor_id");
 
-    private static string CpuName() => CpuInfo("model name") ?? RuntimeInformation.ProcessArchitecture.ToString();
+    internal static string CpuName() => CpuInfo("model name") ?? RuntimeInformation.ProcessArchitecture.ToString();
 
     private static string? CpuInfo(string key)
     {
@@ -485,7 +443,7 @@ internal static class Program
     }
 
     /// <summary>Prints a Markdown table with padded columns (readable as plain text, pastable into a README).</summary>
-    private static void PrintTable(string[] header, IReadOnlyList<string[]> rows, int rightAlignFrom)
+    internal static void PrintTable(string[] header, IReadOnlyList<string[]> rows, int rightAlignFrom)
     {
         int n = header.Length;
         var widths = Enumerable.Range(0, n).Select(i => Math.Max(3, rows.Select(r => i < r.Length ? r[i].Length : 0).Append(header[i].Length).Max())).ToArray();
