@@ -32,7 +32,7 @@ internal sealed class TrialEvaluator(
             options.Progress = p =>
             {
                 user?.Invoke(p);
-                if (p.ValidationMetric is { } m) reporter.ReportEpoch(p.Epoch, regression ? m : -m);
+                if (p.ValidationMetric is { } m) reporter.ReportEpoch(p.Epoch, regression ? m : -m, isLastEpoch: p.Epoch >= p.Epochs);
             };
         }
         options.Validate();

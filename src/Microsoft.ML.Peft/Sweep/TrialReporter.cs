@@ -2,7 +2,7 @@ namespace Microsoft.ML.Peft.Sweep;
 
 /// <summary>
 /// Lets a running trial report an intermediate result after each epoch so that successive halving
-/// (<see cref="PeftSweep.SetEarlyStopping"/>) can stop it; <see cref="ReportEpoch"/> throws <see cref="TrialPrunedException"/>
+/// (<see cref="PeftSweep.SetEarlyStopping"/>) can stop it; <see cref="ReportEpoch(int, double, bool)"/> throws <see cref="TrialPrunedException"/>
 /// when the trial should stop. Without early stopping it only records the values.
 /// </summary>
 public sealed class TrialReporter
@@ -28,7 +28,13 @@ public sealed class TrialReporter
 
     /// <summary>Reports the validation loss (lower is better) after <paramref name="epoch"/> (1-based).</summary>
     /// <exception cref="TrialPrunedException">The trial is not in the top 1/η of its rung: stop it.</exception>
-    public void ReportEpoch(int epoch, double loss)
+    public void ReportEpoch(int epoch, double loss) => ReportEpoch(epoch, loss, isLastEpoch: false);
+
+    /// <summary>
+    /// As <see cref="ReportEpoch(int, double)"/>; after the trial's last epoch the loss still joins its rung (later trials are
+    /// compared with it) but the trial is never stopped: it has nothing left to save, and its result counts.
+    /// </summary>
+    public void ReportEpoch(int epoch, double loss, bool isLastEpoch)
     {
         if (epoch >= 1)
         {
@@ -36,7 +42,7 @@ public sealed class TrialReporter
             _losses[epoch - 1] = loss;
         }
         if (_halving is null || PrunedAtEpoch is not null) return;
-        if (_halving.ShouldStop(epoch, double.IsNaN(loss) ? double.PositiveInfinity : loss, out string reason))
+        if (_halving.ShouldStop(epoch, double.IsNaN(loss) ? double.PositiveInfinity : loss, out string reason) && !isLastEpoch)
         {
             PrunedAtEpoch = epoch;
             throw new TrialPrunedException(reason);
@@ -44,7 +50,7 @@ public sealed class TrialReporter
     }
 }
 
-/// <summary>Thrown by <see cref="TrialReporter.ReportEpoch"/> to stop a trial that successive halving pruned.</summary>
+/// <summary>Thrown by <see cref="TrialReporter.ReportEpoch(int, double, bool)"/> to stop a trial that successive halving pruned.</summary>
 public sealed class TrialPrunedException : Exception
 {
     /// <summary>Creates the exception.</summary>

@@ -189,4 +189,22 @@ public sealed class SweepRunnerTests
         CollectionAssert.AreEqual(plain.Trials.Select(t => t.Status).ToList(), resumed.Trials.Select(t => t.Status).ToList());
         CollectionAssert.AreEqual(plain.Trials.Select(t => t.Error ?? "").ToList(), resumed.Trials.Select(t => t.Error ?? "").ToList());
     }
+
+    [TestMethod]
+    public async Task ATrialIsNotPrunedAfterItsLastEpochButItsLossStillJoinsTheRung()
+    {
+        // Odd trials train one epoch, even trials three; rung 1 is shared by both.
+        int id = 0;
+        TrialOutcome Train(TrialParameters p, TrialReporter reporter, CancellationToken _)
+        {
+            int epochs = id++ % 2 == 0 ? 3 : 1;
+            double quality = 1 - SweepTunerTests.Objective(p) / 10;
+            for (int epoch = 1; epoch <= epochs; epoch++) reporter.ReportEpoch(epoch, -quality * epoch / 3, isLastEpoch: epoch == epochs);
+            return new TrialOutcome(quality);
+        }
+        var result = await Sweep((p, _) => new TrialOutcome(0), PeftTuner.Random(7)).SetTrialEvaluation(Train).SetEarlyStopping(reductionFactor: 3).SetMaxTrials(16).RunAsync();
+        var oneEpoch = result.Trials.Where(t => t.Id % 2 == 1).ToList();
+        Assert.IsTrue(oneEpoch.All(t => t.Status == TrialStatus.Succeeded), string.Join(", ", oneEpoch.Select(t => t.Status)));
+        Assert.IsTrue(result.Trials.Any(t => t.Id % 2 == 0 && t.Status == TrialStatus.Pruned), "three-epoch trials are still pruned at rung 1");
+    }
 }
