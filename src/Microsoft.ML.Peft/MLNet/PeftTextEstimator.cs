@@ -133,11 +133,23 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 RegressionScale = scale, ComputeType = computeType,
             };
             var trainer = new PeftTrainer(model, method, settings, tokenizer.PadTokenId, device);
-            var report = trainer.Train(train, validation, p =>
+            // Training only: scoring runs without autograd and never checkpoints.
+            model.Encoder.encoder.GradientCheckpointing = o.GradientCheckpointing;
+            if (o.GradientCheckpointing) ch.Info("Gradient checkpointing: on (encoder layers are recomputed in the backward pass).");
+            TrainingReport report;
+            try
             {
-                ch.Info(p.ToString());
-                o.Progress?.Invoke(p);
-            }, _host.CheckAlive, o.CancellationToken);
+                report = trainer.Train(train, validation, p =>
+                {
+                    ch.Info(p.ToString());
+                    o.Progress?.Invoke(p);
+                }, _host.CheckAlive, o.CancellationToken);
+            }
+            finally
+            {
+                model.Encoder.encoder.GradientCheckpointing = false;
+                LayerCheckpoint.ReleaseHandedOver();
+            }
             report = report with { SkippedRows = data.SkippedMissingLabel };
             ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +
                     (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));
