@@ -133,13 +133,24 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 RegressionScale = scale, ComputeType = computeType,
             };
             var trainer = new PeftTrainer(model, method, settings, tokenizer.PadTokenId, device);
+            // Training only: scoring runs without autograd and never checkpoints.
+            model.Encoder.encoder.GradientCheckpointing = o.GradientCheckpointing;
+            if (o.GradientCheckpointing) ch.Info("Gradient checkpointing: on (encoder layers are recomputed in the backward pass).");
             TrainingReport report;
-            using (Runtime.TorchThreads.Use(o.NumberOfThreads))
-                report = trainer.Train(train, validation, p =>
-                {
-                    ch.Info(p.ToString());
-                    o.Progress?.Invoke(p);
-                }, _host.CheckAlive, o.CancellationToken);
+            try
+            {
+                using (Runtime.TorchThreads.Use(o.NumberOfThreads))
+                    report = trainer.Train(train, validation, p =>
+                    {
+                        ch.Info(p.ToString());
+                        o.Progress?.Invoke(p);
+                    }, _host.CheckAlive, o.CancellationToken);
+            }
+            finally
+            {
+                model.Encoder.encoder.GradientCheckpointing = false;
+                LayerCheckpoint.ReleaseHandedOver();
+            }
             report = report with { SkippedRows = data.SkippedMissingLabel };
             if (report.StoppedAtTimeLimit) ch.Info($"Stopped at the time limit ({o.MaxTrainingTime}) in epoch {report.EpochsRun}.");
             ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +

@@ -17,20 +17,49 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Gradient checkpointing is not applied when false (the default).</summary>
+    /// <summary>
+    /// When true, each layer runs through a <see cref="LayerCheckpoint"/> while the module is training and autograd is
+    /// on: its activations are recomputed in the backward pass instead of being kept. Evaluation and no_grad forward
+    /// passes never checkpoint. Default false.
+    /// </summary>
     internal bool GradientCheckpointing { get; set; }
+
+    private Exception? _backwardFailure;
 
     /// <summary>Runs every layer in turn.</summary>
     public override Tensor forward(Tensor hidden, Tensor additiveMask)
     {
+        LayerCheckpoint.ReleaseHandedOver();
+        bool checkpoint = GradientCheckpointing && training && is_grad_enabled();
+        using var anchor = checkpoint ? empty(0, device: hidden.device, requires_grad: true) : null;
         var x = hidden;
         foreach (var l in layer)
         {
-            var next = l.forward(x, additiveMask);
+            Tensor next;
+            if (checkpoint)
+            {
+                // The scope releases what apply() makes besides the output: TorchSharp's second handle on it and an empty_like cache.
+                using var scope = NewDisposeScope();
+                next = LayerCheckpoint.Run(this, l, x, additiveMask, anchor!).MoveToOuterDisposeScope();
+            }
+            else next = l.forward(x, additiveMask);
             if (!ReferenceEquals(x, hidden)) x.Dispose();
             x = next;
         }
         return x;
+    }
+
+    /// <summary>Keeps the first exception a checkpointed layer's recomputation threw inside the autograd engine.</summary>
+    internal void RecordBackwardFailure(Exception e) => Interlocked.CompareExchange(ref _backwardFailure, e, null);
+
+    /// <summary>
+    /// Throws (once) if a checkpointed layer failed to recompute during the last backward pass; its gradients are then
+    /// missing. Call after <c>backward()</c>: exceptions cannot travel through the native autograd engine.
+    /// </summary>
+    internal void ThrowIfBackwardFailed()
+    {
+        if (Interlocked.Exchange(ref _backwardFailure, null) is { } e)
+            throw new InvalidOperationException($"Gradient checkpointing: recomputing an encoder layer in the backward pass failed: {e.Message}", e);
     }
 }
 

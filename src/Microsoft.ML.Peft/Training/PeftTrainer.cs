@@ -93,6 +93,7 @@ internal sealed class PeftTrainer : ITrainingProbe
                         optimizer.zero_grad();
                         masters.ZeroModelGrads();
                         loss.backward();
+                        _model.bert.encoder.ThrowIfBackwardFailed();
                         _method.OnAfterBackward(_model);
                         masters.GradsToMasters();
                         if (_s.MaxGradNorm > 0) nn.utils.clip_grad_norm_(masters.Optimized, _s.MaxGradNorm);
@@ -162,6 +163,7 @@ internal sealed class PeftTrainer : ITrainingProbe
             var (ids, mask, types, _) = Collator.Collate(rows, batch, _padId, _device);
             var output = _model.forward(ids, mask, types).to(ScalarType.Float32);
             Loss(output, batch.Select(i => rows[i].Label).ToArray()).backward();
+            _model.bert.encoder.ThrowIfBackwardFailed();
             run++;
         }
         return run;
