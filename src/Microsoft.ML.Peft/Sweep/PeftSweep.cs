@@ -222,11 +222,16 @@ public sealed class PeftSweep
             bool improved = result.Status == TrialStatus.Succeeded && (best is null || IsBetter(result, best));
             if (improved)
             {
+                var previous = bestModel;
                 best = result;
                 bestModel = model;
                 if (model is not null && checkpoint is not null && _train is not null)
                     _ml.Model.Save(model, _train.Schema, Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName));
+                if (!ReferenceEquals(previous, model)) DisposeModel(previous);
             }
+            // A model that is not the best is never returned: free its native tensors now rather than when the GC gets to
+            // them, so a long sweep's memory stays at about one model plus the running trial.
+            else DisposeModel(model);
             if (!result.FromCheckpoint && result.Status != TrialStatus.Cancelled) checkpoint?.Append(result);
             ch.Info(string.Format(CultureInfo.InvariantCulture, "Trial {0} {1}: {2} {3:F4} in {4:F1} s{5}; best so far: {6}",
                 id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
@@ -239,9 +244,19 @@ public sealed class PeftSweep
             throw new InvalidOperationException($"No trial succeeded ({trials.Count} run): "
                 + string.Join("; ", trials.Select(t => $"trial {t.Id} {t.Status}: {t.Error}")));
         if (best.FromCheckpoint && checkpoint is not null && File.Exists(Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName)))
+        {
+            DisposeModel(bestModel);
             bestModel = _ml.Model.Load(Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName), out _);
+        }
         ch.Info($"Sweep done: {trials.Count} trial(s) in {clock.Elapsed.TotalSeconds:F1} s; best trial {best.Id} ({_metric} {best.Metric:F4}): {best.Parameters.ToJson()}");
         return new PeftSweepResult(_metric, best, bestModel, trials);
+    }
+
+    private static void DisposeModel(ITransformer? model)
+    {
+        if (model is IDisposable disposable) disposable.Dispose();
+        else if (model is IEnumerable<ITransformer> chain)
+            foreach (var t in chain) DisposeModel(t);
     }
 
     private bool IsBetter(TrialResult a, TrialResult b)

@@ -207,4 +207,31 @@ public sealed class SweepRunnerTests
         Assert.IsTrue(oneEpoch.All(t => t.Status == TrialStatus.Succeeded), string.Join(", ", oneEpoch.Select(t => t.Status)));
         Assert.IsTrue(result.Trials.Any(t => t.Id % 2 == 0 && t.Status == TrialStatus.Pruned), "three-epoch trials are still pruned at rung 1");
     }
+
+    private sealed class TrackedModel : ITransformer, IDisposable
+    {
+        public bool Disposed { get; private set; }
+        public bool IsRowToRowMapper => false;
+        public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => inputSchema;
+        public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => throw new NotSupportedException();
+        public void Save(ModelSaveContext ctx) => throw new NotSupportedException();
+        public IDataView Transform(IDataView input) => input;
+        public void Dispose() => Disposed = true;
+    }
+
+    [TestMethod]
+    public async Task ModelsThatAreNotTheBestAreDisposedAsTheSweepGoes()
+    {
+        double[] metrics = [0.1, 0.3, 0.2, 0.4, 0.35];
+        var models = new List<TrackedModel>();
+        var result = await Sweep((p, _) =>
+        {
+            var m = new TrackedModel();
+            models.Add(m);
+            return new TrialOutcome(metrics[models.Count - 1], m);
+        }).SetMaxTrials(metrics.Length).RunAsync();
+        Assert.AreSame(models[3], result.BestModel);
+        Assert.IsFalse(models[3].Disposed, "the best model is handed to the caller");
+        CollectionAssert.AreEqual(new[] { true, true, true, false, true }, models.Select(m => m.Disposed).ToArray());
+    }
 }
