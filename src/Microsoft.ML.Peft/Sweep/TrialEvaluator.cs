@@ -52,7 +52,7 @@ internal sealed class TrialEvaluator(
             }
         }
         cancel.ThrowIfCancellationRequested();
-        var scored = model.Transform(validation);
+        var scored = model.Transform(new CancellableDataView(validation, cancel));
         double value = Score(scored, options);
         long trainable = (model is IEnumerable<ITransformer> chain ? chain : [model]).OfType<PeftTextTransformer>().Sum(t => t.TrainableParameterCount);
         return new TrialOutcome(value, model, trainable);

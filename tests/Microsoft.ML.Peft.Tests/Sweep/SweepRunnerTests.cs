@@ -234,4 +234,18 @@ public sealed class SweepRunnerTests
         Assert.IsFalse(models[3].Disposed, "the best model is handed to the caller");
         CollectionAssert.AreEqual(new[] { true, true, true, false, true }, models.Select(m => m.Disposed).ToArray());
     }
+
+    [TestMethod]
+    public void ValidationScoringStopsWhenTheTrialIsCancelled()
+    {
+        var ml = new MLContext(1);
+        var data = ml.Data.LoadFromEnumerable(Enumerable.Range(0, 100).Select(i => new Microsoft.ML.Peft.Tests.Stages.TextRow { Label = "a", Text = $"row {i}" }));
+        using var cts = new CancellationTokenSource();
+        var view = new CancellableDataView(data, cts.Token);
+        Assert.AreEqual(100, view.GetColumn<string>("Text").Count(), "passes every row through while not cancelled");
+        using var cursor = view.GetRowCursor(view.Schema);
+        Assert.IsTrue(cursor.MoveNext());
+        cts.Cancel();
+        Assert.ThrowsExactly<OperationCanceledException>(() => cursor.MoveNext());
+    }
 }
