@@ -26,6 +26,7 @@ var first = ml.Data.TrainTestSplit(data, testFraction: 0.2, seed: 1);
 var second = ml.Data.TrainTestSplit(first.TrainSet, testFraction: 0.2, seed: 2);
 var (train, validation, test) = (second.TrainSet, second.TestSet, first.TestSet);
 
+Action? refresh = null;
 var table = new Table().AddColumns("trial", "method", "parameters", "status", "validation accuracy", "seconds", "best so far");
 var sweep = ml.Peft().CreateSweep()
     .SetDataset(train, validation)
@@ -44,12 +45,17 @@ var sweep = ml.Peft().CreateSweep()
             double.IsNaN(r.Metric) ? "-" : r.Metric.ToString("F3", CultureInfo.InvariantCulture),
             r.Duration.TotalSeconds.ToString("F0", CultureInfo.InvariantCulture),
             e.BestSoFar is { } b ? $"#{b.Id} {b.Metric:F3}" : "-");
-        AnsiConsole.MarkupLine($"trial {r.Id}: {r.Parameters.Method} {r.Status} {(double.IsNaN(r.Metric) ? "" : r.Metric.ToString("F3", CultureInfo.InvariantCulture))}");
+        refresh?.Invoke();
     });
 
 AnsiConsole.MarkupLine($"[bold]Sweeping[/] for up to {seconds:F0} s (cost-frugal tuner, checkpoint in ./sweep-checkpoint)...");
-var result = await sweep.RunAsync();
-AnsiConsole.Write(table);
+// The leaderboard table redraws as each trial ends (a plain dump of the final table where the output is not a terminal).
+PeftSweepResult result = null!;
+await AnsiConsole.Live(table).StartAsync(async ctx =>
+{
+    refresh = ctx.Refresh;
+    result = await sweep.RunAsync();
+});
 result.WriteCsv(Path.GetFullPath("sweep-leaderboard.csv"));
 SaveChart(result, Path.GetFullPath("sweep-progress.png"));
 AnsiConsole.MarkupLine($"Best: trial {result.BestTrial.Id} ({result.BestTrial.Parameters.Method}), validation accuracy {result.BestTrial.Metric:F3}; leaderboard in sweep-leaderboard.csv, chart in sweep-progress.png");
