@@ -230,6 +230,7 @@ internal static class Program
         Console.WriteLine();
         PrintTable(["batch x seq", "bf16 ms", "bf16 tok/s", "bf16 / ORT fp32", "bf16 / ours fp32"], bf16Rows, rightAlignFrom: 1);
         Console.WriteLine();
+        PrintCeiling(model.Config, rows);
 
         double? loadAtEnd = LoadAverage();
         Console.WriteLine($"Total run time: {total.Elapsed.TotalSeconds:F0} s" +
@@ -397,10 +398,29 @@ internal static class Program
         return plus < 0 ? v : v[..plus];
     }
 
-    internal static double GemmGflops()
+    /// <summary>
+    /// How close ORT runs to the machine's matrix-multiply ceiling: the encoder's multiply-adds per token (linear layers and
+    /// attention) times ORT's tokens/s, against libtorch's bf16 2048³ GEMM. A bf16/ORT ratio above ceiling/ORT is impossible.
+    /// </summary>
+    private static void PrintCeiling(EncoderConfig config, List<Row> rows)
+    {
+        double bf16Gemm = GemmGflops(ScalarType.BFloat16);
+        Console.WriteLine($"Ceiling: libtorch bfloat16 GEMM 2048x2048x2048 reaches {bf16Gemm:F0} GFLOPS here. ONNX Runtime's float32 encoder runs at:");
+        foreach (var r in rows.OrderBy(r => r.Seq))
+        {
+            double h = config.HiddenSize, inner = config.IntermediateSize;
+            double flopsPerToken = config.NumHiddenLayers * (2 * (4 * h * h + 2 * h * inner) + 4 * r.Seq * h);
+            double ortGflops = r.OrtTokensPerSecond * flopsPerToken / 1e9;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"- {r.Batch} x {r.Seq}: {ortGflops:F0} GFLOPS ({flopsPerToken / 1e6:F1} MFLOP/token); bf16 at the GEMM ceiling would be {bf16Gemm / ortGflops:F2}x ORT"));
+        }
+        Console.WriteLine();
+    }
+
+    internal static double GemmGflops(ScalarType type = ScalarType.Float32)
     {
         using var guard = no_grad();
-        using var a = randn(2048, 2048);
+        using var a = randn(2048, 2048, dtype: type);
         double best = double.MaxValue;
         for (int i = 0; i < 4; i++)
         {
