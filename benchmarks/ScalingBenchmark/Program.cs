@@ -17,6 +17,8 @@
 //   --max-length <n>      part 2: MaxSequenceLength (default 64)
 //   --data <folder>       part 2: folder holding train.tsv (default: shared/data/sst2 found by walking up from here)
 //   --seed <n>            MLContext, libtorch and shuffle seed (default 1)
+//   --attention-dropout <p> PeftTextOptions.AttentionDropout for every point (default: the base model's own, 0.1); 0 lets
+//                         libtorch use its fused attention kernel in training
 //   --out <folder>        where the table (.md), the results (.json) and the charts (.png) go (default artifacts/scaling)
 //   --quick               smoke run: lengths 64,128 with 32 rows, sizes 250,1000 (under a minute; the figures mean little)
 //
@@ -82,7 +84,7 @@ internal sealed record Options
     public const string Usage =
         "Usage: ScalingBenchmark [--part length|rows|all] [--precision auto|fp32|bf16] [--threads n] [--lengths 64,128,256,512]\n" +
         "    [--length-rows 256] [--length-batch 16] [--sizes 1000,4000,16000,64000] [--rows-batch 32] [--max-length 64]\n" +
-        "    [--data <folder>] [--seed 1] [--out artifacts/scaling] [--quick]\n" +
+        "    [--data <folder>] [--seed 1] [--attention-dropout p] [--out artifacts/scaling] [--quick]\n" +
         "  Part 1 (length): LoRA training tokens/s and peak RSS at each sequence length, with and without gradient checkpointing.\n" +
         "  Part 2 (rows): the same as the SST-2 training set grows (1 epoch, max length 64). See benchmarks/README.md.";
 
@@ -102,6 +104,8 @@ internal sealed record Options
     public string OutDir { get; init; } = Path.Combine("artifacts", "scaling");
     public bool Quick { get; init; }
     public Point? Child { get; init; }
+    /// <summary>PeftTextOptions.AttentionDropout; null keeps the base model's own value.</summary>
+    public double? AttentionDropout { get; init; }
 
     public PeftPrecision PeftPrecision => Precision switch
     {
@@ -158,6 +162,13 @@ internal sealed record Options
                 case "--max-length": o = o with { MaxLength = NextInt(8, 512) }; break;
                 case "--data": o = o with { DataDir = Path.GetFullPath(Next()) }; break;
                 case "--seed": o = o with { Seed = NextInt(0) }; break;
+                case "--attention-dropout":
+                {
+                    string v = Next();
+                    o = o with { AttentionDropout = double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d is >= 0 and < 1
+                        ? d : throw new ArgumentException($"Option '--attention-dropout' needs a number in [0, 1), got '{v}'.") };
+                    break;
+                }
                 case "--out": o = o with { OutDir = Next() }; break;
                 case "--quick": o = o with { Quick = true }; break;
                 case "--child": o = o with { Child = Point.Parse(Next()) }; break;
@@ -185,6 +196,7 @@ internal sealed record Options
             "--precision", Precision, "--length-rows", Inv(LengthRows), "--length-batch", Inv(LengthBatch),
             "--rows-batch", Inv(RowsBatch), "--max-length", Inv(MaxLength), "--seed", Inv(Seed),
         ];
+        if (AttentionDropout is { } a) args = args.Concat(["--attention-dropout", Inv(a)]);
         return dataDir is null ? args : args.Concat(["--data", dataDir]);
     }
 
@@ -301,7 +313,7 @@ internal static class Child
         {
             LabelColumnName = "Label", Sentence1ColumnName = "Sentence1", BaseModel = baseModel,
             Epochs = 1, BatchSize = batch, MaxSequenceLength = maxLength, Precision = opt.PeftPrecision,
-            GradientCheckpointing = point.Checkpointing, LogEverySteps = 50,
+            GradientCheckpointing = point.Checkpointing, AttentionDropout = opt.AttentionDropout, LogEverySteps = 50,
             Progress = p => Console.Error.WriteLine($"  [{point}] {p} RSS {ProcStatus("VmRSS:") / (1024 * 1024)} MiB"),
         };
         // Fit draws new weights (adapters, head) from libtorch's global generator; seed it so runs repeat.

@@ -114,6 +114,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         int seed = _host.Rand.Next();
         torch.manual_seed(seed);
         var encoder = baseModel.CreateEncoder(withPooler: o.Pooling == Pooling.Pooler || (o.Pooling == Pooling.Auto && baseModel.HasPooler));
+        if (o.AttentionDropout is { } attentionDropout)
+            foreach (var attention in encoder.modules().OfType<BertSelfAttention>()) attention.AttentionDropout = attentionDropout;
         var model = PeftModel.Create(encoder, method, numOutputs, o.Pooling, o.HeadDropout);
         bool handedOver = false;
         try

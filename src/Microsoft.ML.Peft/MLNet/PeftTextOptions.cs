@@ -78,6 +78,14 @@ public abstract class PeftTextOptions
     /// <summary>How token states become the row vector for the head. Default <see cref="Pooling.Auto"/> (pooler if the checkpoint has one, else mean).</summary>
     public Pooling Pooling { get; set; } = Pooling.Auto;
 
+    /// <summary>
+    /// Dropout on the encoder's attention probabilities during training. Default null: the base model's own value (0.1 for
+    /// BERT and MiniLM), as Hugging Face trains. 0 lets libtorch use its fused attention kernel while training, which
+    /// on this project's CPU made a training step 3.4× faster at 512 tokens (1.1–1.2× at 64–128) and stops memory from
+    /// growing with the square of the length; see the README's Performance section for the accuracy cost.
+    /// </summary>
+    public double? AttentionDropout { get; set; }
+
     /// <summary>Dropout before the head during training. Default 0.1. Sweep range: 0 to 0.3.</summary>
     [Range(0.0, 0.3, 0.1, false)]
     public double HeadDropout { get; set; } = 0.1;
@@ -149,6 +157,7 @@ public abstract class PeftTextOptions
         Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), $"must not be negative, got {EarlyStoppingPatience}.");
         Check(EarlyStoppingPatience == 0 || ValidationSet is not null, nameof(EarlyStoppingPatience), "needs a ValidationSet.");
         Check(HeadDropout is >= 0 and < 1, nameof(HeadDropout), $"must be in [0, 1), got {HeadDropout}.");
+        Check(AttentionDropout is null or (>= 0 and < 1), nameof(AttentionDropout), $"must be in [0, 1), got {AttentionDropout}.");
         Check(LogEverySteps >= 1, nameof(LogEverySteps), $"must be at least 1, got {LogEverySteps}.");
         Check(MaxTrainingTime is null || MaxTrainingTime > TimeSpan.Zero, nameof(MaxTrainingTime), $"must be positive, got {MaxTrainingTime}.");
         Check(NumberOfThreads is null || NumberOfThreads >= 1, nameof(NumberOfThreads), $"must be at least 1, got {NumberOfThreads}.");

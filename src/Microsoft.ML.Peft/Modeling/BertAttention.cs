@@ -8,12 +8,23 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly int _heads;
     private readonly int _headSize;
-    private readonly double _dropout;
+    private double _dropout;
 #pragma warning disable IDE1006 // Field names are Hugging Face's submodule names; PEFT methods replace them by name.
     internal nn.Module<Tensor, Tensor> query;
     internal nn.Module<Tensor, Tensor> key;
     internal nn.Module<Tensor, Tensor> value;
 #pragma warning restore IDE1006
+
+    /// <summary>
+    /// Dropout on the attention probabilities during training (the checkpoint's <c>attention_probs_dropout_prob</c> unless
+    /// changed). At 0, libtorch's fused (flash) attention kernel runs in training too; with dropout it falls back to the
+    /// kernel that materialises every [seq × seq] score matrix.
+    /// </summary>
+    internal double AttentionDropout
+    {
+        get => _dropout;
+        set => _dropout = value is >= 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
 
     /// <summary>Optional source of extra key/value positions prepended per layer (prefix tuning); null for plain attention.</summary>
     internal IKeyValuePrefix? Prefix { get; set; }

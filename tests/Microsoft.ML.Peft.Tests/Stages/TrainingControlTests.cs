@@ -95,4 +95,26 @@ public sealed class TrainingControlTests
         }
         finally { File.Delete(path); }
     }
+
+    [TestMethod]
+    public void AttentionDropoutOverridesTheBaseModelsValueForTraining()
+    {
+        var (ml, train, test) = Data(32, 8);
+        static double[] Dropouts(PeftTextTransformer t) =>
+            t.Model.modules().OfType<Microsoft.ML.Peft.Modeling.BertSelfAttention>().Select(a => a.AttentionDropout).ToArray();
+        var options = Options();
+        options.Epochs = 1;
+        var plain = ml.Peft().TextClassification(options).Fit(train);
+        Assert.IsTrue(Dropouts(plain).All(d => d == Microsoft.ML.Peft.BaseModels.BaseModel.Default.Config.AttentionDropoutProb));
+
+        options.AttentionDropout = 0;
+        var noDropout = ml.Peft().TextClassification(options).Fit(train);
+        Assert.AreEqual(6, Dropouts(noDropout).Length);
+        Assert.IsTrue(Dropouts(noDropout).All(d => d == 0));
+        Assert.IsTrue(noDropout.Transform(test).GetColumn<float[]>("Score").All(s => s.All(float.IsFinite)));
+
+        options.AttentionDropout = 1;
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(options).Fit(train));
+        StringAssert.Contains(e.Message, "AttentionDropout");
+    }
 }
