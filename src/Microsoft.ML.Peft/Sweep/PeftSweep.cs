@@ -30,6 +30,7 @@ public sealed class PeftSweep
     private Action<SweepEvent>? _monitor;
     private Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome>? _evaluate;
     private (int ReductionFactor, int MinEpochs)? _halving;
+    private double? _refitFraction;
 
     internal PeftSweep(MLContext ml)
     {
@@ -170,6 +171,23 @@ public sealed class PeftSweep
     }
 
     /// <summary>
+    /// Reserves <paramref name="budgetFraction"/> of the time budget to retrain the best configuration once the search
+    /// ends (as FLAML's retraining of the best config): epochs unbounded, <see cref="PeftTextOptions.MaxTrainingTime"/> =
+    /// the reserved time so the learning rate decays by the clock, every epoch scored on the validation set and the best
+    /// epoch kept. Search trials are short; this gives the winner the long training a fixed configuration would get. The
+    /// refit becomes the best model when its validation metric is at least the best trial's; it is a leaderboard row with
+    /// <see cref="TrialResult.Refit"/> set and is not checkpointed (a resumed sweep refits again). Needs
+    /// <see cref="SetTrainingTimeInSeconds"/> and the default trial evaluation.
+    /// </summary>
+    /// <param name="budgetFraction">Share of the time budget kept for the refit, in (0, 1). Default 0.25.</param>
+    public PeftSweep SetRefit(double budgetFraction = 0.25)
+    {
+        if (!(budgetFraction > 0 && budgetFraction < 1)) throw new ArgumentOutOfRangeException(nameof(budgetFraction), "must be in (0, 1).");
+        _refitFraction = budgetFraction;
+        return this;
+    }
+
+    /// <summary>
     /// Runs trials until the budget, the tuner or <paramref name="cancellationToken"/> ends the sweep, and returns the best so far.
     /// Throws <see cref="InvalidOperationException"/> when no trial succeeded.
     /// </summary>
@@ -178,7 +196,12 @@ public sealed class PeftSweep
         if (_seconds is null && _maxTrials is null) throw new InvalidOperationException("Set a budget: SetTrainingTimeInSeconds and/or SetMaxTrials.");
         if (_evaluate is null && (_train is null || _validation is null)) throw new InvalidOperationException("Call SetDataset first.");
         _space.Validate();
-        var evaluate = _evaluate ?? new TrialEvaluator(_ml, _train!, _validation!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null).Evaluate;
+        if (_refitFraction is not null && _seconds is null) throw new InvalidOperationException("SetRefit needs a time budget: call SetTrainingTimeInSeconds.");
+        if (_refitFraction is not null && _evaluate is not null) throw new InvalidOperationException("SetRefit needs the default trial evaluation (it retrains a stage); remove SetTrialEvaluation or SetRefit.");
+        var evaluator = _evaluate is null ? new TrialEvaluator(_ml, _train!, _validation!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null) : null;
+        var evaluate = _evaluate ?? evaluator!.Evaluate;
+        // With a refit, the search stops early enough to leave the refit its share of the budget.
+        double? searchSeconds = _seconds is { } total && _refitFraction is { } share ? total * (1 - share) : _seconds;
         var halving = _halving is { } h ? new SuccessiveHalving(h.ReductionFactor, h.MinEpochs) : null;
         var checkpoint = _checkpoint is null ? null : new TrialCheckpoint(_checkpoint);
         using var ch = _host.Start("Sweep");
@@ -194,7 +217,7 @@ public sealed class PeftSweep
         {
             if (_maxTrials is { } max && id >= max) break;
             if (cancellationToken.IsCancellationRequested) { ch.Info("Sweep cancelled."); break; }
-            double? left = _seconds is { } budget ? budget - clock.Elapsed.TotalSeconds : null;
+            double? left = searchSeconds is { } budget ? budget - clock.Elapsed.TotalSeconds : null;
             if (left <= 0) break;
             var parameters = _tuner.Propose();
             if (parameters is null) { ch.Info("The tuner has nothing more to try."); break; }
@@ -238,6 +261,39 @@ public sealed class PeftSweep
                 best is null ? "none" : $"trial {best.Id} ({best.Metric:F4})"));
             _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, id, parameters, result, best));
             if (result.Status == TrialStatus.Cancelled) break;
+        }
+
+        if (best is not null && evaluator is not null && _refitFraction is { } fraction && !cancellationToken.IsCancellationRequested)
+        {
+            double left = _seconds!.Value - clock.Elapsed.TotalSeconds;
+            double refitSeconds = Math.Min(left, fraction * _seconds.Value);
+            if (refitSeconds >= 1)
+            {
+                int id = trials.Count;
+                var parameters = best.Parameters;
+                ch.Info($"Refit {id}: trial {best.Id}'s configuration for {refitSeconds:F0} s, keeping its best validation epoch.");
+                _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, id, parameters, null, best));
+                using var refitCancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                refitCancel.CancelAfter(TimeSpan.FromSeconds(left));
+                // Most of the time trains; the rest covers per-epoch and final validation scoring.
+                var trainTime = TimeSpan.FromSeconds(refitSeconds * 0.9);
+                var (result, model) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
+                result = result with { Refit = true };
+                trials.Add(result);
+                if (result.Status == TrialStatus.Succeeded && _metric.ToLoss(result.Metric) <= _metric.ToLoss(best.Metric))
+                {
+                    DisposeModel(bestModel);
+                    best = result;
+                    bestModel = model;
+                    if (model is not null && checkpoint is not null && _train is not null)
+                        _ml.Model.Save(model, _train.Schema, Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName));
+                }
+                else DisposeModel(model);
+                ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4} in {4:F1} s{5}; best: {6}",
+                    id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
+                    best.Refit ? "the refit" : $"trial {best.Id} ({best.Metric:F4})"));
+                _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, id, parameters, result, best));
+            }
         }
 
         if (best is null)

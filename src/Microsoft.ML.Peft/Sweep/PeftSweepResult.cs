@@ -39,12 +39,12 @@ public sealed class PeftSweepResult
     /// <summary>Writes the leaderboard (best first) as CSV with a header row.</summary>
     public void WriteCsv(string path)
     {
-        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error\n");
+        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit\n");
         foreach (var r in Leaderboard().Select(ToRow))
             sb.Append(string.Join(',', r.Id.ToString(CultureInfo.InvariantCulture), Quote(r.Method), Quote(r.Parameters),
                 r.Metric.ToString("R", CultureInfo.InvariantCulture), r.TrainableParameters.ToString(CultureInfo.InvariantCulture),
                 r.DurationSeconds.ToString("R", CultureInfo.InvariantCulture), r.PeakWorkingSetBytes.ToString(CultureInfo.InvariantCulture),
-                r.Status, Quote(r.Error))).Append('\n');
+                r.Status, Quote(r.Error), r.Refit ? "true" : "false")).Append('\n');
         File.WriteAllText(path, sb.ToString());
     }
 
@@ -59,7 +59,7 @@ public sealed class PeftSweepResult
     {
         Id = t.Id, Method = t.Parameters.Method, Parameters = t.Parameters.ToJson(), Metric = t.Metric,
         TrainableParameters = t.TrainableParameters, DurationSeconds = t.Duration.TotalSeconds,
-        PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "",
+        PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "", Refit = t.Refit,
     };
 
     private static string Quote(string? s) => "\"" + (s ?? "").Replace("\"", "\"\"") + "\"";
@@ -86,4 +86,6 @@ public sealed class PeftTrialRow
     public string Status { get; set; } = "";
     /// <summary>Error message; empty when none.</summary>
     public string Error { get; set; } = "";
+    /// <summary>True for the final retraining of the best configuration.</summary>
+    public bool Refit { get; set; }
 }

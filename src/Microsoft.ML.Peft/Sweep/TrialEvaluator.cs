@@ -13,7 +13,17 @@ internal sealed class TrialEvaluator(
     MLContext ml, IDataView train, IDataView validation, string label, string text, string? text2, PeftMetric metric,
     BaseModel? baseModel, Action<PeftTextOptions>? configure, bool reportEpochs)
 {
-    public TrialOutcome Evaluate(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel)
+    public TrialOutcome Evaluate(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel) =>
+        Run(parameters, reporter, cancel, refitTime: null);
+
+    /// <summary>
+    /// Trains <paramref name="parameters"/> again for <paramref name="time"/>: epochs unbounded, the schedule decaying by the
+    /// clock, each epoch scored on the validation set and the best epoch kept.
+    /// </summary>
+    public TrialOutcome Refit(TrialParameters parameters, TimeSpan time, CancellationToken cancel) =>
+        Run(parameters, new TrialReporter(-1, null), cancel, time);
+
+    private TrialOutcome Run(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel, TimeSpan? refitTime)
     {
         bool regression = metric.IsRegression();
         PeftTextOptions options = regression ? new PeftTextRegressionOptions() : new PeftTextClassificationOptions();
@@ -24,7 +34,13 @@ internal sealed class TrialEvaluator(
         configure?.Invoke(options);
         parameters.ApplyTo(options);
         options.CancellationToken = cancel;
-        if (reportEpochs)
+        if (refitTime is { } time)
+        {
+            options.Epochs = 100_000;
+            options.MaxTrainingTime = time;
+            options.ValidationSet = validation;
+        }
+        else if (reportEpochs)
         {
             // Per-epoch validation scores feed successive halving: accuracy (higher is better) or RMSE (lower is better).
             options.ValidationSet = validation;

@@ -46,6 +46,9 @@ public sealed record TrialResult
     /// </summary>
     public IReadOnlyList<double> EpochLosses { get; init; } = [];
 
+    /// <summary>True for the final retraining of the best configuration (<see cref="PeftSweep.SetRefit"/>).</summary>
+    public bool Refit { get; init; }
+
     /// <summary>True when this result was read from the checkpoint folder rather than run again.</summary>
     public bool FromCheckpoint { get; init; }
 }

@@ -80,6 +80,50 @@ public sealed class SweepEndToEndTests
             Assert.IsTrue(t.Status == TrialStatus.Succeeded || (t.Status == TrialStatus.Pruned && t.Error!.Contains("successive halving")), $"{t.Status}: {t.Error}");
         Assert.IsNotNull(result.BestModel);
     }
+
+    [TestMethod]
+    public async Task RefitRetrainsTheBestConfigurationWithinTheReservedTime()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
+        var ml = new MLContext(1);
+        var train = StageTestData.Load(ml, StageTestData.Negation(48, 1));
+        var validation = StageTestData.Load(ml, StageTestData.Negation(24, 2));
+        var space = new PeftSearchSpace()
+            .SetShared(new RangeParameter("LearningRate", 5e-3, 2e-2, logScale: true))
+            .SetShared(new ChoiceParameter("Epochs", 1))
+            .SetShared(new ChoiceParameter("BatchSize", 16))
+            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8));
+        const double budget = 16, share = 0.25;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var result = await ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.Accuracy)
+            .SetSearchSpace(space).SetTuner(PeftTuner.Random(1)).SetMaxTrials(2).SetTrainingTimeInSeconds(budget).SetRefit(share)
+            .SetBaseModel(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")))
+            .RunAsync();
+        double elapsed = clock.Elapsed.TotalSeconds;
+
+        Assert.AreEqual(3, result.Trials.Count);
+        var refit = result.Trials[^1];
+        Assert.IsTrue(refit.Refit);
+        Assert.IsTrue(result.Trials.Take(2).All(t => !t.Refit));
+        Assert.AreEqual(TrialStatus.Succeeded, refit.Status, refit.Error);
+        var bestSearched = result.Trials.Take(2).Where(t => t.Status == TrialStatus.Succeeded).OrderByDescending(t => t.Metric).ThenBy(t => t.Duration).First();
+        Assert.AreEqual(bestSearched.Parameters.ToJson(), refit.Parameters.ToJson(), "the refit retrains the best searched configuration");
+        // The refit ran (several epochs) for about its share of the budget, and the whole sweep kept to the budget.
+        Assert.IsGreaterThan(share * budget * 0.5, refit.Duration.TotalSeconds);
+        Assert.IsLessThan(budget * 1.1 + 5, elapsed, "budget plus the time to build the base model");
+        // The best is the refit exactly when it scored at least as well as the best searched trial.
+        Assert.AreEqual(refit.Metric >= bestSearched.Metric, result.BestTrial.Refit);
+        Assert.AreEqual(Math.Max(refit.Metric, bestSearched.Metric), result.BestTrial.Metric);
+        Assert.IsNotNull(result.BestModel);
+        Assert.AreEqual(24, Microsoft.ML.Data.ColumnCursorExtensions.GetColumn<float[]>(result.BestModel.Transform(validation), "Score").Count());
+
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().CreateSweep().SetRefit(1.0));
+        await Assert.ThrowsExactlyAsync<InvalidOperationException>(() =>
+            ml.Peft().CreateSweep().SetDataset(train, validation).SetMaxTrials(1).SetRefit().RunAsync());
+    }
 }
 
 public sealed class ScoreRow
