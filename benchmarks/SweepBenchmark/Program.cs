@@ -4,7 +4,8 @@
 //
 // Two arms run at the same time, each in its own process with the same number of libtorch threads, on the same rows:
 //   sweep  ml.Peft().CreateSweep(): cost-frugal tuner over the default search space, successive halving, a wall-clock
-//          budget of --minutes; trials train on the training rows and are ranked on held-out validation rows.
+//          budget of --minutes of which --refit is kept to retrain the best configuration; trials train on the training
+//          rows and are ranked on held-out validation rows.
 //   lora   ml.Peft().LoraTextClassification with every default except MaxTrainingTime = --minutes (and epochs unbounded):
 //          "train for N minutes", with the learning rate decaying by the clock.
 // Both final models are scored on SST-2's dev set, which neither arm saw.
@@ -15,6 +16,7 @@
 //   --validation-rows <n>  further rows from train.tsv the sweep ranks trials on (default 1000)
 //   --threads <n>          libtorch threads in each arm's process (default 1: the two arms share 2 cores)
 //   --seed <n>             subsample, MLContext and tuner seed (default 1)
+//   --refit <f>            share of the sweep's budget kept to retrain its best configuration (PeftSweep.SetRefit; default 0.25)
 //   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
 //   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
 //   --quick                smoke run: 1 minute, 400 training rows, 200 validation rows
@@ -41,7 +43,7 @@ if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exist
 if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
 return Parent.Run(opt, data);
 
-internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm)
+internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.25)
 {
     public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--data folder] [--out folder] [--quick]";
     public const string ResultPrefix = "RESULT ";
@@ -64,11 +66,13 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
                 case "--out": o = o with { Out = Next() }; break;
                 case "--quick": o = o with { Minutes = 1, TrainRows = 400, ValidationRows = 200 }; break;
                 case "--arm": o = o with { Arm = Next() }; break;
+                case "--refit": o = o with { Refit = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 case "-h" or "--help": return null;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
         if (!(o.Minutes > 0)) throw new ArgumentException("--minutes must be positive");
+        if (!(o.Refit > 0 && o.Refit < 1)) throw new ArgumentException("--refit must be in (0, 1)");
         if (o.Arm is not (null or "sweep" or "lora")) throw new ArgumentException("--arm must be sweep or lora");
         return o;
     }
@@ -77,7 +81,7 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
     public IEnumerable<string> ChildArgs(string data) =>
     [
         "--minutes", Inv(Minutes), "--train-rows", Inv(TrainRows), "--validation-rows", Inv(ValidationRows),
-        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out,
+        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit),
     ];
 
     public static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
@@ -155,10 +159,11 @@ internal static class Arms
             .SetTuner(PeftTuner.CostFrugal(opt.Seed))
             .SetEarlyStopping(reductionFactor: 3, minEpochs: 1)
             .SetTrainingTimeInSeconds(opt.Minutes * 60)
+            .SetRefit(opt.Refit)
             .SetMonitor(e =>
             {
                 if (e.Kind == SweepEventKind.TrialEnded && e.Result is { } r)
-                    Console.Error.WriteLine($"[sweep] trial {r.Id} {r.Parameters.Method} {r.Status} {r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
+                    Console.Error.WriteLine($"[sweep] {(r.Refit ? "refit" : "trial")} {r.Id} {r.Parameters.Method} {r.Status} {r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
             });
         var result = sweep.RunAsync().GetAwaiter().GetResult();
         Directory.CreateDirectory(opt.Out);
@@ -168,7 +173,7 @@ internal static class Arms
         return new ArmResult
         {
             Arm = "sweep", DevAccuracy = Accuracy(ml, result.BestModel!, dev), ValidationAccuracy = best.Metric, Trials = result.Trials.Count,
-            Configuration = best.Parameters.ToJson(), TrainableParameters = best.TrainableParameters,
+            Configuration = (best.Refit ? "refit of " : "trial ") + best.Parameters.ToJson(), TrainableParameters = best.TrainableParameters,
         };
     }
 
@@ -275,10 +280,15 @@ internal static class Chart
         var plt = new ScottPlot.Plot();
         double end = 0, best = double.NegativeInfinity;
         var (ends, metrics, bests, prunedEnds, prunedMetrics) = (new List<double>(), new List<double>(), new List<double>(), new List<double>(), new List<double>());
+        var (refitEnds, refitMetrics) = (new List<double>(), new List<double>());
         foreach (var t in result.Trials)
         {
             end += t.Duration.TotalSeconds / 60;
-            if (t.Status == TrialStatus.Succeeded)
+            if (t.Refit)
+            {
+                if (t.Status == TrialStatus.Succeeded) { refitEnds.Add(end); refitMetrics.Add(t.Metric); }
+            }
+            else if (t.Status == TrialStatus.Succeeded)
             {
                 best = Math.Max(best, t.Metric);
                 ends.Add(end); metrics.Add(t.Metric); bests.Add(best);
@@ -296,6 +306,13 @@ internal static class Chart
             var pruned = plt.Add.ScatterPoints(prunedEnds.ToArray(), prunedMetrics.ToArray());
             pruned.MarkerShape = ScottPlot.MarkerShape.Cross;
             pruned.LegendText = "pruned by successive halving (drawn at the best so far)";
+        }
+        if (refitEnds.Count > 0)
+        {
+            var refit = plt.Add.ScatterPoints(refitEnds.ToArray(), refitMetrics.ToArray());
+            refit.MarkerShape = ScottPlot.MarkerShape.FilledDiamond;
+            refit.MarkerSize = 12;
+            refit.LegendText = "refit of the best configuration";
         }
         plt.XLabel("minutes into the sweep");
         plt.YLabel("validation accuracy");
