@@ -47,6 +47,8 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
 {
     public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--data folder] [--out folder] [--quick]";
     public const string ResultPrefix = "RESULT ";
+    // A failed arm reports NaN accuracies.
+    public static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public static Options? Parse(string[] args)
     {
@@ -130,7 +132,7 @@ internal static class Arms
             result = new ArmResult { Arm = arm, Error = $"{e.GetType().Name}: {e.Message}" };
         }
         result = result with { Seconds = clock.Elapsed.TotalSeconds, PeakRssBytes = PeakRss() };
-        Console.WriteLine(Options.ResultPrefix + JsonSerializer.Serialize(result));
+        Console.WriteLine(Options.ResultPrefix + JsonSerializer.Serialize(result, Options.Json));
         return result.Error is null ? 0 : 1;
     }
 
@@ -257,7 +259,7 @@ internal static class Parent
         string? line;
         while ((line = child.StandardOutput.ReadLine()) is not null)
         {
-            if (line.StartsWith(Options.ResultPrefix, StringComparison.Ordinal)) result = JsonSerializer.Deserialize<ArmResult>(line[Options.ResultPrefix.Length..]);
+            if (line.StartsWith(Options.ResultPrefix, StringComparison.Ordinal)) result = JsonSerializer.Deserialize<ArmResult>(line[Options.ResultPrefix.Length..], Options.Json);
             else if (line.Contains("Trial ", StringComparison.Ordinal) || line.Contains("Stopped at the time limit", StringComparison.Ordinal)) Console.WriteLine($"[{arm}] {line}");
         }
         child.WaitForExit();
