@@ -35,6 +35,7 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Peft;
+using Microsoft.ML.Peft.Benchmarks;
 using Microsoft.ML.Peft.Methods;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Transforms.Text;
@@ -197,23 +198,6 @@ internal sealed record Options
     internal static string Rate(double? lr) => lr?.ToString("0.#e0", CultureInfo.InvariantCulture) ?? "default";
 }
 
-/// <summary>Finds shared/data/&lt;name&gt; next to (above) the repository.</summary>
-internal static class DataLocator
-{
-    public static string? Find(string name)
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "shared", "data", name);
-                if (File.Exists(Path.Combine(candidate, "train.tsv"))) return candidate;
-            }
-        }
-        return null;
-    }
-}
-
 /// <summary>A classification row (SST-2: Label, Text; pair tasks: Label, Sentence1, Sentence2).</summary>
 internal sealed class ClassRow
 {
@@ -337,7 +321,7 @@ internal static class Child
                 o.LabelColumnName = "Label"; o.Sentence1ColumnName = "Sentence1"; o.Sentence2ColumnName = pair ? "Sentence2" : null;
                 o.Method = config; o.Epochs = opt.Epochs; o.BatchSize = opt.BatchSize; o.LearningRate = lr; o.MaxSequenceLength = opt.MaxLength;
                 o.LogEverySteps = 25;
-                o.Progress = p => Console.Error.WriteLine($"  [{method}] {p} RSS {ProcStatus("VmRSS:") / (1024 * 1024)} MiB");
+                o.Progress = p => Console.Error.WriteLine($"  [{method}] {p} RSS {ProcStatus.Read("VmRSS:") / (1024 * 1024)} MiB");
             }
             // Fit draws new weights (adapters, head) from libtorch's global generator; seed it so runs repeat.
             TorchSharp.torch.manual_seed(opt.Seed);
@@ -418,21 +402,7 @@ internal static class Child
     }
 
     /// <summary>Peak resident set size of this process (VmHWM), in bytes; 0 where /proc is absent.</summary>
-    private static long PeakRss() => ProcStatus("VmHWM:");
-
-    /// <summary>A size field of /proc/self/status (e.g. <c>VmRSS:</c>), in bytes; 0 where /proc is absent.</summary>
-    private static long ProcStatus(string field)
-    {
-        const string status = "/proc/self/status";
-        if (!File.Exists(status)) return 0;
-        foreach (var line in File.ReadLines(status))
-        {
-            if (!line.StartsWith(field, StringComparison.Ordinal)) continue;
-            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            return long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
-        }
-        return 0;
-    }
+    private static long PeakRss() => ProcStatus.Read("VmHWM:");
 }
 
 /// <summary>A headed TSV (no quoting, the shared data's format): Label plus Text or Sentence1, optionally Sentence2.</summary>
@@ -536,54 +506,11 @@ internal static class Parent
 
     private static RunResult Launch(Options opt, string dataDir, string method, double? lr)
     {
-        var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (opt.Threads > 0)
-        {
-            // libtorch reads these when it loads, before any code of ours could call torch.set_num_threads.
-            psi.Environment["OMP_NUM_THREADS"] = Options.Inv(opt.Threads);
-            psi.Environment["MKL_NUM_THREADS"] = Options.Inv(opt.Threads);
-        }
-        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's executable.");
-        psi.FileName = self;
-        // Under 'dotnet MethodComparison.dll' the process is the dotnet host: hand it the assembly again.
-        if (Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
-            psi.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in opt.SharedArgs(dataDir)) psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add("--method");
-        psi.ArgumentList.Add(method);
-        if (lr is { } r)
-        {
-            psi.ArgumentList.Add("--child-lr");
-            psi.ArgumentList.Add(r.ToString("R", CultureInfo.InvariantCulture));
-        }
-        var lastErrors = new Queue<string>();
-        using var child = new Process { StartInfo = psi };
-        child.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            Console.Error.WriteLine("  " + e.Data);
-            lock (lastErrors)
-            {
-                lastErrors.Enqueue(e.Data);
-                if (lastErrors.Count > 5) lastErrors.Dequeue();
-            }
-        };
-        if (!child.Start()) throw new InvalidOperationException($"Cannot start '{self}'.");
-        child.BeginErrorReadLine();
-        RunResult? result = null;
-        string? line;
-        while ((line = child.StandardOutput.ReadLine()) is not null)
-        {
-            if (line.StartsWith(Child.ResultPrefix, StringComparison.Ordinal))
-                result = JsonSerializer.Deserialize<RunResult>(line[Child.ResultPrefix.Length..]);
-            else
-                Console.Error.WriteLine("  " + line);
-        }
-        child.WaitForExit();
-        if (result is not null) return result;
-        string tail;
-        lock (lastErrors) tail = string.Join(" / ", lastErrors);
-        return new RunResult { Method = method, LearningRate = lr, Error = $"child exited with code {child.ExitCode} and no result: {tail}" };
+        var args = opt.SharedArgs(dataDir).Concat(["--method", method]);
+        if (lr is { } r) args = args.Concat(["--child-lr", r.ToString("R", CultureInfo.InvariantCulture)]);
+        var (json, exitCode, tail) = ChildProcess.Run(args, opt.Threads, Child.ResultPrefix, line => Console.Error.WriteLine("  " + line));
+        return json is not null ? JsonSerializer.Deserialize<RunResult>(json)!
+            : new RunResult { Method = method, LearningRate = lr, Error = $"child exited with code {exitCode} and no result: {tail}" };
     }
 
     /// <summary>The reference for "vs full": full fine-tuning at its default rate, else the first full run.</summary>

@@ -203,23 +203,6 @@ internal sealed record Options
     internal static string Inv(IFormattable v) => v.ToString(null, CultureInfo.InvariantCulture);
 }
 
-/// <summary>Finds shared/data/&lt;name&gt; next to (above) the repository.</summary>
-internal static class DataLocator
-{
-    public static string? Find(string name)
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "shared", "data", name);
-                if (File.Exists(Path.Combine(candidate, "train.tsv"))) return candidate;
-            }
-        }
-        return null;
-    }
-}
-
 /// <summary>What one child measured; one JSON line on its stdout.</summary>
 internal sealed record PointResult
 {
@@ -269,7 +252,7 @@ internal static class Child
             result = new PointResult
             {
                 Kind = point.Kind, Value = point.Value, Checkpointing = point.Checkpointing,
-                Error = $"{inner.GetType().Name}: {inner.Message}", PeakRssBytes = ProcStatus("VmHWM:"),
+                Error = $"{inner.GetType().Name}: {inner.Message}", PeakRssBytes = ProcStatus.Read("VmHWM:"),
             };
             code = 1;
         }
@@ -307,21 +290,21 @@ internal static class Child
             maxLength = opt.MaxLength;
         }
         var train = ml.Data.LoadFromEnumerable(rows);
-        long rssBeforeFit = ProcStatus("VmHWM:");
+        long rssBeforeFit = ProcStatus.Read("VmHWM:");
 
         var options = new PeftTextClassificationOptions
         {
             LabelColumnName = "Label", Sentence1ColumnName = "Sentence1", BaseModel = baseModel,
             Epochs = 1, BatchSize = batch, MaxSequenceLength = maxLength, Precision = opt.PeftPrecision,
             GradientCheckpointing = point.Checkpointing, AttentionDropout = opt.AttentionDropout, LogEverySteps = 50,
-            Progress = p => Console.Error.WriteLine($"  [{point}] {p} RSS {ProcStatus("VmRSS:") / (1024 * 1024)} MiB"),
+            Progress = p => Console.Error.WriteLine($"  [{point}] {p} RSS {ProcStatus.Read("VmRSS:") / (1024 * 1024)} MiB"),
         };
         // Fit draws new weights (adapters, head) from libtorch's global generator; seed it so runs repeat.
         TorchSharp.torch.manual_seed(opt.Seed);
         var clock = Stopwatch.StartNew();
         var fitted = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().LoraTextClassification(options)).Fit(train);
         double fitSeconds = clock.Elapsed.TotalSeconds;
-        long peak = ProcStatus("VmHWM:");
+        long peak = ProcStatus.Read("VmHWM:");
         using var stage = fitted.LastTransformer;
         var report = stage.TrainingReport ?? throw new InvalidOperationException("The fitted stage has no TrainingReport.");
         return new PointResult
@@ -358,18 +341,6 @@ internal static class Child
     }
 
     /// <summary>A size field of /proc/self/status (e.g. <c>VmHWM:</c>), in bytes; 0 where /proc is absent.</summary>
-    internal static long ProcStatus(string field)
-    {
-        const string status = "/proc/self/status";
-        if (!File.Exists(status)) return 0;
-        foreach (var line in File.ReadLines(status))
-        {
-            if (!line.StartsWith(field, StringComparison.Ordinal)) continue;
-            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            return long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
-        }
-        return 0;
-    }
 }
 
 /// <summary>Launches one child per point, prints and writes the tables, draws the charts.</summary>
@@ -455,49 +426,10 @@ internal static class Parent
 
     private static PointResult Launch(Options opt, string? dataDir, Point point)
     {
-        var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (opt.Threads > 0)
-        {
-            // libtorch reads these when it loads, before any code of ours could call torch.set_num_threads.
-            psi.Environment["OMP_NUM_THREADS"] = Options.Inv(opt.Threads);
-            psi.Environment["MKL_NUM_THREADS"] = Options.Inv(opt.Threads);
-        }
-        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's executable.");
-        psi.FileName = self;
-        // Under 'dotnet ScalingBenchmark.dll' the process is the dotnet host: hand it the assembly again.
-        if (Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
-            psi.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in opt.ChildArgs(dataDir)) psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add("--child");
-        psi.ArgumentList.Add(point.ToString());
-        var lastErrors = new Queue<string>();
-        using var child = new Process { StartInfo = psi };
-        child.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            Console.Error.WriteLine("  " + e.Data);
-            lock (lastErrors)
-            {
-                lastErrors.Enqueue(e.Data);
-                if (lastErrors.Count > 5) lastErrors.Dequeue();
-            }
-        };
-        if (!child.Start()) throw new InvalidOperationException($"Cannot start '{self}'.");
-        child.BeginErrorReadLine();
-        PointResult? result = null;
-        string? line;
-        while ((line = child.StandardOutput.ReadLine()) is not null)
-        {
-            if (line.StartsWith(Child.ResultPrefix, StringComparison.Ordinal))
-                result = JsonSerializer.Deserialize<PointResult>(line[Child.ResultPrefix.Length..]);
-            else
-                Console.Error.WriteLine("  " + line);
-        }
-        child.WaitForExit();
-        if (result is not null) return result;
-        string tail;
-        lock (lastErrors) tail = string.Join(" / ", lastErrors);
-        return new PointResult { Kind = point.Kind, Value = point.Value, Checkpointing = point.Checkpointing, Error = $"child exited with code {child.ExitCode} and no result: {tail}" };
+        var (json, exitCode, tail) = ChildProcess.Run(opt.ChildArgs(dataDir).Concat(["--child", point.ToString()]), opt.Threads,
+            Child.ResultPrefix, line => Console.Error.WriteLine("  " + line));
+        return json is not null ? JsonSerializer.Deserialize<PointResult>(json)!
+            : new PointResult { Kind = point.Kind, Value = point.Value, Checkpointing = point.Checkpointing, Error = $"child exited with code {exitCode} and no result: {tail}" };
     }
 
     private static string Tables(List<PointResult> results, string? skipped)

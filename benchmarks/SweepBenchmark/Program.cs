@@ -29,12 +29,13 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Peft;
+using Microsoft.ML.Peft.Benchmarks;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Sweep;
 
 var opt = Options.Parse(args);
 if (opt is null) { Console.WriteLine(Options.Usage); return 2; }
-string? data = opt.Data ?? Options.FindSst2();
+string? data = opt.Data ?? DataLocator.Find("sst2");
 if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exists(Path.Combine(data, "dev.tsv")))
 {
     Console.WriteLine("Data not found: no shared/data/sst2 folder above the current directory or the program's folder. Pass --data <folder with train.tsv and dev.tsv>. Nothing to benchmark.");
@@ -87,17 +88,6 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
     ];
 
     public static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
-
-    public static string? FindSst2()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "shared", "data", "sst2");
-                if (Directory.Exists(candidate)) return candidate;
-            }
-        return null;
-    }
 }
 
 /// <summary>What one arm reports.</summary>
@@ -131,7 +121,7 @@ internal static class Arms
         {
             result = new ArmResult { Arm = arm, Error = $"{e.GetType().Name}: {e.Message}" };
         }
-        result = result with { Seconds = clock.Elapsed.TotalSeconds, PeakRssBytes = PeakRss() };
+        result = result with { Seconds = clock.Elapsed.TotalSeconds, PeakRssBytes = ProcStatus.Read("VmHWM:") };
         Console.WriteLine(Options.ResultPrefix + JsonSerializer.Serialize(result, Options.Json));
         return result.Error is null ? 0 : 1;
     }
@@ -195,14 +185,6 @@ internal static class Arms
             Configuration = $"defaults (LoRA r=8, lr {stage.Method.DefaultLearningRate:G3}, batch {options.BatchSize}, max length {options.MaxSequenceLength}), {stage.TrainingReport?.EpochsRun} epoch(s) in the time limit",
         };
     }
-
-    private static long PeakRss()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-        return 0;
-    }
 }
 
 internal static class Parent
@@ -243,27 +225,14 @@ internal static class Parent
 
     private static ArmResult Launch(Options opt, string data, string arm)
     {
-        var psi = new ProcessStartInfo { RedirectStandardOutput = true, UseShellExecute = false };
-        // libtorch reads these when it loads, before any code of ours runs.
-        psi.Environment["OMP_NUM_THREADS"] = Options.Inv(opt.Threads);
-        psi.Environment["MKL_NUM_THREADS"] = Options.Inv(opt.Threads);
-        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's executable.");
-        psi.FileName = self;
-        if (Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
-            psi.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in opt.ChildArgs(data)) psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add("--arm");
-        psi.ArgumentList.Add(arm);
-        using var child = Process.Start(psi) ?? throw new InvalidOperationException($"Cannot start '{self}'.");
-        ArmResult? result = null;
-        string? line;
-        while ((line = child.StandardOutput.ReadLine()) is not null)
+        var (json, exitCode, tail) = ChildProcess.Run(opt.ChildArgs(data).Concat(["--arm", arm]), opt.Threads, Options.ResultPrefix, line =>
         {
-            if (line.StartsWith(Options.ResultPrefix, StringComparison.Ordinal)) result = JsonSerializer.Deserialize<ArmResult>(line[Options.ResultPrefix.Length..], Options.Json);
+            // The sweep's monitor lines, the trials' log lines and the LoRA arm's time-limit line; not every progress report.
+            if (line.StartsWith("[sweep]", StringComparison.Ordinal)) Console.WriteLine(line);
             else if (line.Contains("Trial ", StringComparison.Ordinal) || line.Contains("Stopped at the time limit", StringComparison.Ordinal)) Console.WriteLine($"[{arm}] {line}");
-        }
-        child.WaitForExit();
-        return result ?? new ArmResult { Arm = arm, Error = $"the arm's process exited with code {child.ExitCode} and no result" };
+        });
+        return json is not null ? JsonSerializer.Deserialize<ArmResult>(json, Options.Json)!
+            : new ArmResult { Arm = arm, Error = $"the arm's process exited with code {exitCode} and no result: {tail}" };
     }
 }
 
