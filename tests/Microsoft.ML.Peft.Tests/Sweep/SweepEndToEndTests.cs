@@ -10,25 +10,33 @@ namespace Microsoft.ML.Peft.Tests.Sweep;
 [TestClass]
 public sealed class SweepEndToEndTests
 {
+    /// <summary>The tiny ONNX base written into <paramref name="temp"/>, and small negation training and validation sets.</summary>
+    private static (MLContext Ml, IDataView Train, IDataView Validation, BaseModel Base) Setup(EmbeddedOnnx.TempFolder temp)
+    {
+        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
+        var ml = new MLContext(1);
+        return (ml, StageTestData.Load(ml, StageTestData.Negation(48, 1)), StageTestData.Load(ml, StageTestData.Negation(24, 2)),
+                BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")));
+    }
+
+    /// <summary>One epoch of LoRA at a small length and batch; learning rate and rank vary.</summary>
+    private static PeftSearchSpace SmallSpace() => new PeftSearchSpace()
+        .SetShared(new RangeParameter("LearningRate", 5e-3, 2e-2, logScale: true))
+        .SetShared(new ChoiceParameter("Epochs", 1))
+        .SetShared(new ChoiceParameter("BatchSize", 16))
+        .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+        .AddMethod("lora", new ChoiceParameter("Rank", 4, 8));
+
     [TestMethod]
     public async Task TwoRealTrialsAndTheBestModelRoundTrips()
     {
         using var temp = new EmbeddedOnnx.TempFolder();
-        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
-        var ml = new MLContext(1);
-        var train = StageTestData.Load(ml, StageTestData.Negation(48, 1));
-        var validation = StageTestData.Load(ml, StageTestData.Negation(24, 2));
-        var space = new PeftSearchSpace()
-            .SetShared(new RangeParameter("LearningRate", 5e-3, 2e-2, logScale: true))
-            .SetShared(new ChoiceParameter("Epochs", 1))
-            .SetShared(new ChoiceParameter("BatchSize", 16))
-            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
-            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8))
-            .AddMethod("bitfit");
+        var (ml, train, validation, baseModel) = Setup(temp);
+        var space = SmallSpace().AddMethod("bitfit");
         PeftSweep NewSweep() => ml.Peft().CreateSweep()
             .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.MacroAccuracy)
             .SetSearchSpace(space).SetTuner(PeftTuner.Random(1)).SetMaxTrials(2).SetTrainingTimeInSeconds(120)
-            .SetBaseModel(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")))
+            .SetBaseModel(baseModel)
             .SetCheckpointFolder(Path.Combine(temp.Path, "sweep"));
         var result = await NewSweep().RunAsync();
 
@@ -85,22 +93,14 @@ public sealed class SweepEndToEndTests
     public async Task RefitRetrainsTheBestConfigurationWithinTheReservedTime()
     {
         using var temp = new EmbeddedOnnx.TempFolder();
-        var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
-        var ml = new MLContext(1);
-        var train = StageTestData.Load(ml, StageTestData.Negation(48, 1));
-        var validation = StageTestData.Load(ml, StageTestData.Negation(24, 2));
-        var space = new PeftSearchSpace()
-            .SetShared(new RangeParameter("LearningRate", 5e-3, 2e-2, logScale: true))
-            .SetShared(new ChoiceParameter("Epochs", 1))
-            .SetShared(new ChoiceParameter("BatchSize", 16))
-            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
-            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8));
+        var (ml, train, validation, baseModel) = Setup(temp);
+        var space = SmallSpace();
         const double budget = 16, share = 0.25;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var result = await ml.Peft().CreateSweep()
             .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.Accuracy)
             .SetSearchSpace(space).SetTuner(PeftTuner.Random(1)).SetMaxTrials(2).SetTrainingTimeInSeconds(budget).SetRefit(share)
-            .SetBaseModel(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")))
+            .SetBaseModel(baseModel)
             .RunAsync();
         double elapsed = clock.Elapsed.TotalSeconds;
 
