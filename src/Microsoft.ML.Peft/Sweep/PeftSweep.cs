@@ -243,17 +243,8 @@ public sealed class PeftSweep
             if (result.Status != TrialStatus.Cancelled)
                 _tuner.Report(parameters, result.Status == TrialStatus.Succeeded ? _metric.ToLoss(result.Metric) : double.PositiveInfinity, result.Duration);
             bool improved = result.Status == TrialStatus.Succeeded && (best is null || IsBetter(result, best));
-            if (improved)
-            {
-                var previous = bestModel;
-                best = result;
-                bestModel = model;
-                if (model is not null && checkpoint is not null && _train is not null)
-                    _ml.Model.Save(model, _train.Schema, Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName));
-                if (!ReferenceEquals(previous, model)) DisposeModel(previous);
-            }
-            // A model that is not the best is never returned: free its native tensors now rather than when the GC gets to
-            // them, so a long sweep's memory stays at about one model plus the running trial.
+            if (improved) Adopt(result, model);
+            // A model that is not the best is never returned: free its native tensors now rather than when the GC gets to them.
             else DisposeModel(model);
             if (!result.FromCheckpoint && result.Status != TrialStatus.Cancelled) checkpoint?.Append(result);
             ch.Info(string.Format(CultureInfo.InvariantCulture, "Trial {0} {1}: {2} {3:F4} in {4:F1} s{5}; best so far: {6}",
@@ -280,14 +271,7 @@ public sealed class PeftSweep
                 var (result, model) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
                 result = result with { Refit = true };
                 trials.Add(result);
-                if (result.Status == TrialStatus.Succeeded && _metric.ToLoss(result.Metric) <= _metric.ToLoss(best.Metric))
-                {
-                    DisposeModel(bestModel);
-                    best = result;
-                    bestModel = model;
-                    if (model is not null && checkpoint is not null && _train is not null)
-                        _ml.Model.Save(model, _train.Schema, Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName));
-                }
+                if (result.Status == TrialStatus.Succeeded && _metric.ToLoss(result.Metric) <= _metric.ToLoss(best.Metric)) Adopt(result, model);
                 else DisposeModel(model);
                 ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4} in {4:F1} s{5}; best: {6}",
                     id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
@@ -306,6 +290,17 @@ public sealed class PeftSweep
         }
         ch.Info($"Sweep done: {trials.Count} trial(s) in {clock.Elapsed.TotalSeconds:F1} s; best trial {best.Id} ({_metric} {best.Metric:F4}): {best.Parameters.ToJson()}");
         return new PeftSweepResult(_metric, best, bestModel, trials);
+
+        // Makes a result the best: its model replaces (and frees) the previous best and is saved to the checkpoint folder.
+        void Adopt(TrialResult result, ITransformer? model)
+        {
+            var previous = bestModel;
+            best = result;
+            bestModel = model;
+            if (model is not null && checkpoint is not null && _train is not null)
+                _ml.Model.Save(model, _train.Schema, Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName));
+            if (!ReferenceEquals(previous, model)) DisposeModel(previous);
+        }
     }
 
     private static void DisposeModel(ITransformer? model)
