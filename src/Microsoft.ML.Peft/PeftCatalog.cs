@@ -32,6 +32,13 @@ public sealed class PeftCatalog
     /// <summary>An AutoML-style sweep over PEFT methods and hyper-parameters (see <see cref="Sweep.PeftSweep"/>).</summary>
     public Sweep.PeftSweep CreateSweep() => new(_env as MLContext ?? throw new InvalidOperationException("CreateSweep needs the catalog of an MLContext."));
 
+    /// <summary>
+    /// A weighted average of trained stages with the same task, label values and text columns (see
+    /// <see cref="PeftEnsembleTransformer"/>); equal weights when <paramref name="weights"/> is null. The ensemble owns the stages.
+    /// </summary>
+    public PeftEnsembleTransformer Ensemble(IEnumerable<PeftTextTransformer> members, IEnumerable<double>? weights = null) =>
+        new(_env, [.. members ?? throw new ArgumentNullException(nameof(members))], weights?.ToArray());
+
     /// <summary>Text regression (one float per row) with any PEFT method.</summary>
     public PeftTextEstimator TextRegression(PeftTextRegressionOptions options) =>
         new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Regression);

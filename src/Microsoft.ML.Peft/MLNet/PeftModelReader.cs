@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Peft.MLNet;
 
@@ -24,6 +25,14 @@ public sealed class PeftModelReader
         BatchSize = batchSize;
         _optionsJson = optionsJson;
         _streams = streams;
+    }
+
+    /// <summary>Loads a nested model that <see cref="PeftModelWriter.WriteModel"/> saved under <paramref name="name"/>.</summary>
+    internal T ReadModel<T>(IHostEnvironment env, string name) where T : class
+    {
+        if (!_ctx.LoadModelOrNull<T, SignatureLoadModel>(env, out var model, name) || model is null)
+            throw new PeftModelFormatException($"{_owner}: nested model '{name}' is missing or is not a {typeof(T).Name}.");
+        return model;
     }
 
     /// <summary>The format version the model was written with (see <see cref="PeftModelSignature.FormatVersion"/>).</summary>

@@ -64,6 +64,13 @@ public sealed class PeftModelWriter
         _streams.Add(new PeftStreamRecord(name, length, hash!));
     }
 
+    /// <summary>Saves a nested model (e.g. an ensemble member) in a sub-folder <paramref name="name"/> of this model's folder.</summary>
+    internal void WriteModel(string name, ICanSaveModel model)
+    {
+        CheckStreamName(name);
+        _ctx.SaveModel(model, name);
+    }
+
     internal static void CheckStreamName(string name)
     {
         ArgumentNullException.ThrowIfNull(name);

@@ -130,7 +130,16 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         b.Add(AnnotationUtils.Kinds.ScoreValueKind, TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = valueKind.AsMemory());
     }
 
-    private protected override void ScoreBatch(PeftBatch batch)
+    private protected override void ScoreBatch(PeftBatch batch) => WriteOutputs(batch, Predict(batch), _saved.Task, _saved.NumOutputs);
+
+    internal PeftSavedModel Saved => _saved;
+
+    internal IReadOnlyList<PeftOutputColumn> OutputColumns(DataViewSchema inputSchema) => GetOutputColumns(inputSchema);
+
+    /// <summary>
+    /// One output row per batch row: class probabilities (classification) or the score in label units (regression, one value).
+    /// </summary>
+    internal float[][] Predict(PeftBatch batch)
     {
         int rows = batch.Count;
         var first = batch.GetInput<ReadOnlyMemory<char>>(0);
@@ -142,14 +151,21 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         float[][] outputs;
         using (Runtime.TorchThreads.Use(_saved.NumberOfThreads))
             outputs = Predictor.Predict(_model, examples, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
-
         if (_saved.Task == PeftTask.Regression)
+            foreach (var o in outputs) o[0] = (float)(o[0] * _saved.LabelScale + _saved.LabelShift);
+        return outputs;
+    }
+
+    /// <summary>Fills the batch's Score (and PredictedLabel: the most probable class) from <see cref="Predict"/>'s rows.</summary>
+    internal static void WriteOutputs(PeftBatch batch, float[][] outputs, PeftTask task, int classes)
+    {
+        int rows = batch.Count;
+        if (task == PeftTask.Regression)
         {
             var score = batch.GetOutput<float>(0);
-            for (int i = 0; i < rows; i++) score[i] = (float)(outputs[i][0] * _saved.LabelScale + _saved.LabelShift);
+            for (int i = 0; i < rows; i++) score[i] = outputs[i][0];
             return;
         }
-        int classes = _saved.NumOutputs;
         if (batch.IsOutputActive(0))
         {
             var scores = batch.GetOutput<VBuffer<float>>(0);

@@ -1,0 +1,154 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Runtime;
+
+[assembly: LoadableClass(typeof(PeftEnsembleTransformer), null, typeof(SignatureLoadModel), "PEFT ensemble transformer", PeftEnsembleTransformer.LoaderSignature)]
+
+namespace Microsoft.ML.Peft.MLNet;
+
+/// <summary>
+/// A weighted average of fine-tuned stages that were trained for the same task on the same label values and text
+/// columns (for example the ensemble a sweep selects with <c>PeftSweep.SetEnsemble</c>). It adds the same columns as
+/// its members: classification averages the class probabilities into <c>Score</c> and predicts the most probable class
+/// as <c>PredictedLabel</c>; regression averages the scores. Every member scores every batch, so scoring costs the sum of
+/// the members' costs. Saved with <c>mlContext.Model.Save</c>, each member is a nested model inside the zip.
+/// The ensemble owns its members: disposing it disposes them.
+/// </summary>
+public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
+{
+    internal const string LoaderSignature = "PeftEnsembleTransformer";
+    private static readonly PeftModelSignature Signature = new(LoaderSignature, "PEFTENSM", formatVersion: 0x00010001);
+    private const int MaxMembers = 256;
+
+    private readonly PeftTextTransformer[] _members;
+    private readonly double[] _weights;
+
+    internal PeftEnsembleTransformer(IHostEnvironment env, IReadOnlyList<PeftTextTransformer> members, IReadOnlyList<double>? weights)
+        : base(env, nameof(PeftEnsembleTransformer), CheckMembers(members), members[0].BatchSize)
+    {
+        _members = [.. members];
+        _weights = Normalize(weights, _members.Length);
+    }
+
+    /// <summary>The stages whose outputs are averaged.</summary>
+    public IReadOnlyList<PeftTextTransformer> Members => _members;
+
+    /// <summary>Each member's weight in the average (the same order as <see cref="Members"/>; they sum to 1).</summary>
+    public IReadOnlyList<double> Weights => _weights;
+
+    /// <summary>Trainable parameters of all members together.</summary>
+    public long TrainableParameterCount => _members.Sum(m => m.TrainableParameterCount);
+
+    private protected override PeftModelSignature ModelSignature => Signature;
+
+    private protected override bool CanScoreConcurrently => true;
+
+    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column)
+    {
+        if (column.Type is not TextDataViewType)
+            throw new ArgumentOutOfRangeException(nameof(column), $"Input column '{column.Name}' must be Text (string), but is {column.Type}.");
+    }
+
+    private protected override IReadOnlyList<PeftOutputColumn> GetOutputColumns(DataViewSchema inputSchema) => _members[0].OutputColumns(inputSchema);
+
+    private protected override void ScoreBatch(PeftBatch batch)
+    {
+        var first = _members[0].Saved;
+        PeftTextTransformer.WriteOutputs(batch, Combine(_members.Select(m => m.Predict(batch)).ToList(), _weights), first.Task, first.NumOutputs);
+    }
+
+    /// <summary>
+    /// The weighted sum of the members' output rows, in float as scoring computes it (the first member's arrays are reused).
+    /// The sweep uses it to report exactly the metric the saved ensemble will reproduce.
+    /// </summary>
+    internal static float[][] Combine(IReadOnlyList<float[][]> outputs, IReadOnlyList<double> weights)
+    {
+        var sum = outputs[0];
+        float w0 = (float)weights[0];
+        foreach (var row in sum) for (int c = 0; c < row.Length; c++) row[c] *= w0;
+        for (int m = 1; m < outputs.Count; m++)
+        {
+            float w = (float)weights[m];
+            for (int i = 0; i < sum.Length; i++)
+                for (int c = 0; c < sum[i].Length; c++) sum[i][c] += w * outputs[m][i][c];
+        }
+        return sum;
+    }
+
+    private protected override void SaveContents(PeftModelWriter writer)
+    {
+        writer.WriteOptions(new SavedEnsemble { Weights = _weights });
+        for (int m = 0; m < _members.Length; m++)
+            writer.WriteModel(MemberName(m), _members[m]);
+    }
+
+    private static string MemberName(int index) => $"Member{index:D3}";
+
+    // Found by ML.NET through the LoadableClass attribute above.
+    private static PeftEnsembleTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        var reader = ReadModel(env, ctx, Signature);
+        var saved = reader.ReadOptions<SavedEnsemble>();
+        if (saved.FormatVersion != 1) throw new PeftModelFormatException($"PEFT ensemble format {saved.FormatVersion} is newer than this library understands (1).");
+        if (saved.Weights is not { Length: > 0 and <= MaxMembers })
+            throw new PeftModelFormatException($"{LoaderSignature}: invalid member count {saved.Weights?.Length ?? 0}.");
+        var members = new List<PeftTextTransformer>();
+        try
+        {
+            for (int m = 0; m < saved.Weights.Length; m++)
+                members.Add(reader.ReadModel<PeftTextTransformer>(env, MemberName(m)));
+            return new PeftEnsembleTransformer(env, members, saved.Weights);
+        }
+        catch
+        {
+            foreach (var member in members) member.Dispose();
+            throw;
+        }
+    }
+
+    private static string[] CheckMembers(IReadOnlyList<PeftTextTransformer> members)
+    {
+        ArgumentNullException.ThrowIfNull(members);
+        if (members.Count == 0) throw new ArgumentException("An ensemble needs at least one member.", nameof(members));
+        if (members.Count > MaxMembers) throw new ArgumentException($"An ensemble takes at most {MaxMembers} members, got {members.Count}.", nameof(members));
+        if (members.Any(m => m is null)) throw new ArgumentException("An ensemble member is null.", nameof(members));
+        if (members.Distinct().Count() != members.Count) throw new ArgumentException("A stage appears twice among the members; give it a larger weight instead.", nameof(members));
+        var first = members[0].Saved;
+        for (int i = 1; i < members.Count; i++)
+        {
+            var s = members[i].Saved;
+            string? why =
+                s.Task != first.Task ? $"its task is {s.Task}, member 0's is {first.Task}" :
+                !members[i].InputColumnNames.SequenceEqual(members[0].InputColumnNames) ? $"it reads columns ({string.Join(", ", members[i].InputColumnNames)}), member 0 reads ({string.Join(", ", members[0].InputColumnNames)})" :
+                s.ScoreColumn != first.ScoreColumn || s.PredictedLabelColumn != first.PredictedLabelColumn ? $"its output columns are '{s.ScoreColumn}'/'{s.PredictedLabelColumn}', member 0's are '{first.ScoreColumn}'/'{first.PredictedLabelColumn}'" :
+                s.NumOutputs != first.NumOutputs || !(s.Labels?.Values ?? []).SequenceEqual(first.Labels?.Values ?? []) ? $"its label values ({string.Join(", ", s.Labels?.Values ?? [])}) differ from member 0's ({string.Join(", ", first.Labels?.Values ?? [])})" :
+                null;
+            if (why is not null) throw new ArgumentException($"Ensemble member {i} does not fit member 0: {why}.", nameof(members));
+        }
+        return [.. members[0].InputColumnNames];
+    }
+
+    private static double[] Normalize(IReadOnlyList<double>? weights, int count)
+    {
+        if (weights is null) return Enumerable.Repeat(1.0 / count, count).ToArray();
+        if (weights.Count != count) throw new ArgumentException($"{weights.Count} weight(s) for {count} member(s).", nameof(weights));
+        if (weights.Any(w => !double.IsFinite(w) || w < 0)) throw new ArgumentOutOfRangeException(nameof(weights), "Weights must be finite and non-negative.");
+        double total = weights.Sum();
+        if (!(total > 0)) throw new ArgumentOutOfRangeException(nameof(weights), "At least one weight must be positive.");
+        return weights.Select(w => w / total).ToArray();
+    }
+
+    /// <summary>Releases every member's tensors.</summary>
+    public void Dispose()
+    {
+        foreach (var member in _members) member.Dispose();
+    }
+
+    /// <summary>What the zip stores besides the members.</summary>
+    internal sealed class SavedEnsemble
+    {
+        public int FormatVersion { get; set; } = 1;
+        public double[] Weights { get; set; } = [];
+    }
+}
