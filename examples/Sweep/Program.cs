@@ -1,7 +1,7 @@
 // Sweep: an AutoML-style search over PEFT methods and hyper-parameters on the embedded MiniLM.
 //   dotnet run -c Release --project examples/Sweep [-- data.tsv [seconds]]   (TSV with a header: Label<TAB>Text)
-// Runs the cost-frugal tuner for a few minutes, prints the leaderboard as trials finish, saves the best model,
-// reloads it and scores the held-out test rows.
+// Runs the cost-frugal tuner for a few minutes, prints the leaderboard as trials finish, averages the best three models
+// when that validates better, saves the best model, reloads it and scores the held-out test rows.
 using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -35,13 +35,16 @@ var sweep = ml.Peft().CreateSweep()
     .SetSearchSpace(PeftSearchSpace.CreateDefault())
     .SetTuner(PeftTuner.CostFrugal(seed: 1))
     .SetTrainingTimeInSeconds(seconds).SetMaxTrials(12)
+    .SetEnsemble(candidates: 3)
     .SetCheckpointFolder(Path.GetFullPath("sweep-checkpoint"))
     .SetMonitor(e =>
     {
         if (e.Kind != SweepEventKind.TrialEnded || e.Result is not { } r) return;
-        string parameters = string.Join(", ", r.Parameters.Values.Select(kv =>
-            $"{kv.Key}={(kv.Value is double d ? d.ToString("G3", CultureInfo.InvariantCulture) : kv.Value)}"));
-        table.AddRow(r.Id.ToString(CultureInfo.InvariantCulture), r.Parameters.Method, Markup.Escape(parameters), r.Status.ToString(),
+        bool ensemble = r.Ensemble.Count > 0;
+        string parameters = ensemble
+            ? string.Join(", ", r.Ensemble.Select(m => $"#{m.TrialId} × {m.Weight.ToString("F2", CultureInfo.InvariantCulture)}"))
+            : string.Join(", ", r.Parameters.Values.Select(kv => $"{kv.Key}={(kv.Value is double d ? d.ToString("G3", CultureInfo.InvariantCulture) : kv.Value)}"));
+        table.AddRow(r.Id.ToString(CultureInfo.InvariantCulture), ensemble ? "ensemble" : r.Parameters.Method, Markup.Escape(parameters), r.Status.ToString(),
             double.IsNaN(r.Metric) ? "-" : r.Metric.ToString("F3", CultureInfo.InvariantCulture),
             r.Duration.TotalSeconds.ToString("F0", CultureInfo.InvariantCulture),
             e.BestSoFar is { } b ? $"#{b.Id} {b.Metric:F3}" : "-");
@@ -58,7 +61,7 @@ await AnsiConsole.Live(table).StartAsync(async ctx =>
 });
 result.WriteCsv(Path.GetFullPath("sweep-leaderboard.csv"));
 SaveChart(result, Path.GetFullPath("sweep-progress.png"));
-AnsiConsole.MarkupLine($"Best: trial {result.BestTrial.Id} ({result.BestTrial.Parameters.Method}), validation accuracy {result.BestTrial.Metric:F3}; leaderboard in sweep-leaderboard.csv, chart in sweep-progress.png");
+AnsiConsole.MarkupLine($"Best: {(result.BestTrial.Ensemble.Count > 0 ? "ensemble" : "trial")} {result.BestTrial.Id} ({(result.BestTrial.Ensemble.Count > 0 ? $"{result.BestTrial.Ensemble.Count} models" : result.BestTrial.Parameters.Method)}), validation accuracy {result.BestTrial.Metric:F3}; leaderboard in sweep-leaderboard.csv, chart in sweep-progress.png");
 
 string modelPath = Path.GetFullPath("sweep-best.zip");
 PeftModelIO.SaveAtomic(ml, result.BestModel!, train.Schema, modelPath);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.ML.Data;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Runtime;
@@ -31,6 +32,7 @@ public sealed class PeftSweep
     private Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome>? _evaluate;
     private (int ReductionFactor, int MinEpochs)? _halving;
     private double? _refitFraction;
+    private int? _ensembleCandidates;
 
     internal PeftSweep(MLContext ml)
     {
@@ -188,6 +190,25 @@ public sealed class PeftSweep
     }
 
     /// <summary>
+    /// After the search (and the refit), combines the best models into a weighted ensemble when that validates better
+    /// than the best single model: greedy ensemble selection with replacement (Caruana et al. 2004, as the weighted
+    /// ensembles of AutoGluon and auto-sklearn). The <paramref name="candidates"/> best succeeded models of this run, the
+    /// refit included, are kept in memory as the sweep goes; selection adds one of them at a time (4 × candidates
+    /// additions at most) to an average of class probabilities, or of regression scores, on the validation set, and keeps
+    /// the best average seen. The result is a <see cref="MLNet.PeftEnsembleTransformer"/> (behind the label's key mapping,
+    /// as a trial's model), a leaderboard row with <see cref="TrialResult.Ensemble"/> set, and the best model; it scores
+    /// as many times slower as it has members. Trials replayed from a checkpoint are not candidates (their models were not
+    /// kept). Needs the default trial evaluation.
+    /// </summary>
+    /// <param name="candidates">How many of the best models to keep and select from, 2 to 32. Default 5.</param>
+    public PeftSweep SetEnsemble(int candidates = 5)
+    {
+        if (candidates is < 2 or > 32) throw new ArgumentOutOfRangeException(nameof(candidates), $"must be 2 to 32, got {candidates}.");
+        _ensembleCandidates = candidates;
+        return this;
+    }
+
+    /// <summary>
     /// Runs trials until the budget, the tuner or <paramref name="cancellationToken"/> ends the sweep, and returns the best so far.
     /// Throws <see cref="InvalidOperationException"/> when no trial succeeded.
     /// </summary>
@@ -198,6 +219,7 @@ public sealed class PeftSweep
         _space.Validate();
         if (_refitFraction is not null && _seconds is null) throw new InvalidOperationException("SetRefit needs a time budget: call SetTrainingTimeInSeconds.");
         if (_refitFraction is not null && _evaluate is not null) throw new InvalidOperationException("SetRefit needs the default trial evaluation (it retrains a stage); remove SetTrialEvaluation or SetRefit.");
+        if (_ensembleCandidates is not null && _evaluate is not null) throw new InvalidOperationException("SetEnsemble needs the default trial evaluation (it averages trained stages); remove SetTrialEvaluation or SetEnsemble.");
         var evaluator = _evaluate is null ? new TrialEvaluator(_ml, _train!, _validation!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null) : null;
         var evaluate = _evaluate ?? evaluator!.Evaluate;
         // With a refit, the search stops early enough to leave the refit its share of the budget.
@@ -212,6 +234,8 @@ public sealed class PeftSweep
         var trials = new List<TrialResult>();
         TrialResult? best = null;
         ITransformer? bestModel = null;
+        // Ensemble candidates: the best models so far with their validation scores (only with SetEnsemble).
+        var pool = new List<(TrialResult Result, ITransformer Model, ValidationScores Scores)>();
         var clock = Stopwatch.StartNew();
         for (int id = 0; ; id++)
         {
@@ -224,6 +248,7 @@ public sealed class PeftSweep
 
             TrialResult result;
             ITransformer? model = null;
+            ValidationScores? scores = null;
             if (checkpoint?.TryTake(parameters, out var recorded) == true)
             {
                 result = recorded with { Id = id };
@@ -236,7 +261,7 @@ public sealed class PeftSweep
                 _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, id, parameters, null, best));
                 using var trialCancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 if (left is { } l) trialCancel.CancelAfter(TimeSpan.FromSeconds(l));
-                (result, model) = await RunTrial(id, parameters, evaluate, new TrialReporter(id, halving), trialCancel.Token).ConfigureAwait(false);
+                (result, model, scores) = await RunTrial(id, parameters, evaluate, new TrialReporter(id, halving), trialCancel.Token).ConfigureAwait(false);
             }
 
             trials.Add(result);
@@ -244,8 +269,10 @@ public sealed class PeftSweep
                 _tuner.Report(parameters, result.Status == TrialStatus.Succeeded ? _metric.ToLoss(result.Metric) : double.PositiveInfinity, result.Duration);
             bool improved = result.Status == TrialStatus.Succeeded && (best is null || IsBetter(result, best));
             if (improved) Adopt(result, model);
-            // A model that is not the best is never returned: free its native tensors now rather than when the GC gets to them.
-            else DisposeModel(model);
+            Offer(result, model, scores);
+            // A model that is neither the best nor an ensemble candidate is never returned: free its native tensors now
+            // rather than when the GC gets to them.
+            Release(model);
             if (!result.FromCheckpoint && result.Status != TrialStatus.Cancelled) checkpoint?.Append(result);
             ch.Info(string.Format(CultureInfo.InvariantCulture, "Trial {0} {1}: {2} {3:F4} in {4:F1} s{5}; best so far: {6}",
                 id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
@@ -268,16 +295,26 @@ public sealed class PeftSweep
                 refitCancel.CancelAfter(TimeSpan.FromSeconds(left));
                 // Most of the time trains; the rest covers per-epoch and final validation scoring.
                 var trainTime = TimeSpan.FromSeconds(refitSeconds * 0.9);
-                var (result, model) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
+                var (result, model, scores) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
                 result = result with { Refit = true };
                 trials.Add(result);
                 if (result.Status == TrialStatus.Succeeded && _metric.ToLoss(result.Metric) <= _metric.ToLoss(best.Metric)) Adopt(result, model);
-                else DisposeModel(model);
+                Offer(result, model, scores);
+                Release(model);
                 ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4} in {4:F1} s{5}; best: {6}",
                     id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
                     best.Refit ? "the refit" : $"trial {best.Id} ({best.Metric:F4})"));
                 _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, id, parameters, result, best));
             }
+        }
+
+        if (best is not null && pool.Count >= 2 && !cancellationToken.IsCancellationRequested)
+            SelectEnsemble();
+        // Candidates that did not join the best model are freed (the best model's own stages are kept).
+        foreach (var entry in pool.ToList())
+        {
+            pool.Remove(entry);
+            Release(entry.Model);
         }
 
         if (best is null)
@@ -291,7 +328,8 @@ public sealed class PeftSweep
         ch.Info($"Sweep done: {trials.Count} trial(s) in {clock.Elapsed.TotalSeconds:F1} s; best trial {best.Id} ({_metric} {best.Metric:F4}): {best.Parameters.ToJson()}");
         return new PeftSweepResult(_metric, best, bestModel, trials);
 
-        // Makes a result the best: its model replaces (and frees) the previous best and is saved to the checkpoint folder.
+        // Makes a result the best: its model replaces (and frees, unless it is a candidate) the previous best and is saved
+        // to the checkpoint folder.
         void Adopt(TrialResult result, ITransformer? model)
         {
             var previous = bestModel;
@@ -299,9 +337,75 @@ public sealed class PeftSweep
             bestModel = model;
             if (model is not null && checkpoint is not null && _train is not null)
                 _ml.Model.Save(model, _train.Schema, Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName));
-            if (!ReferenceEquals(previous, model)) DisposeModel(previous);
+            Release(previous);
+        }
+
+        // Keeps a succeeded model as an ensemble candidate while it is among the best; the one it pushes out is released.
+        void Offer(TrialResult result, ITransformer? model, ValidationScores? scores)
+        {
+            if (_ensembleCandidates is not { } size || result.Status != TrialStatus.Succeeded || model is null || scores is null) return;
+            pool.Add((result, model, scores));
+            if (pool.Count <= size) return;
+            var worst = pool.OrderByDescending(p => _metric.ToLoss(p.Result.Metric)).ThenByDescending(p => p.Result.Id).First();
+            pool.Remove(worst);
+            Release(worst.Model);
+        }
+
+        // Frees a model unless it is the best or a candidate.
+        void Release(ITransformer? model)
+        {
+            if (model is null || ReferenceEquals(model, bestModel) || pool.Any(p => ReferenceEquals(p.Model, model))) return;
+            DisposeModel(model);
+        }
+
+        void SelectEnsemble()
+        {
+            var selectionClock = Stopwatch.StartNew();
+            var (counts, _) = EnsembleSelection.Select(_metric, pool.Select(p => p.Scores).ToList(), 4 * _ensembleCandidates!.Value);
+            var chosen = Enumerable.Range(0, pool.Count).Where(i => counts[i] > 0).OrderByDescending(i => counts[i]).ThenBy(i => pool[i].Result.Id).ToList();
+            if (chosen.Count < 2)
+            {
+                ch.Info("Ensemble selection kept a single model; the best trial stays the best model.");
+                return;
+            }
+            var stages = chosen.Select(i => Stage(pool[i].Model)).ToList();
+            var ensemble = new PeftEnsembleTransformer(_host, stages, chosen.Select(i => (double)counts[i]).ToList());
+            // The metric of exactly what the ensemble computes (Combine works in place, so on copies of the scores).
+            var reference = pool[chosen[0]].Scores;
+            var combined = PeftEnsembleTransformer.Combine(chosen.Select(i => pool[i].Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), ensemble.Weights);
+            double value = reference.Compute(_metric, combined);
+            var ensembleMembers = chosen.Select((i, m) => new EnsembleMember(pool[i].Result.Id, ensemble.Weights[m])).ToList();
+            string members = string.Join(", ", ensembleMembers.Select(e => string.Create(CultureInfo.InvariantCulture, $"{(trials[e.TrialId].Refit ? "refit" : "trial")} {e.TrialId} × {e.Weight:F2}")));
+            var previous = best!;
+            if (!(_metric.ToLoss(value) < _metric.ToLoss(previous.Metric)))
+            {
+                // Not adopted: the stages stay candidates (released below); the ensemble object holds nothing else.
+                ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble of {members}: {_metric} {value:F4}, no better than {(previous.Refit ? "the refit" : $"trial {previous.Id}")} ({previous.Metric:F4}); the best model stays."));
+                return;
+            }
+            var result = new TrialResult
+            {
+                Id = trials.Count, Parameters = pool[chosen[0]].Result.Parameters, Status = TrialStatus.Succeeded, Metric = value,
+                TrainableParameters = ensemble.TrainableParameterCount, Duration = selectionClock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(),
+                Ensemble = ensembleMembers,
+            };
+            trials.Add(result);
+            // The trials' key mapping (fitted on the same training set in every trial) goes in front, as in a trial's model.
+            ITransformer model = pool[chosen[0]].Model is TransformerChain<ITransformer> chain
+                ? new TransformerChain<ITransformer>([.. chain.Where(t => t is not PeftTextTransformer), ensemble])
+                : ensemble;
+            Adopt(result, model);
+            // The chosen stages now belong to the ensemble.
+            foreach (int i in chosen.OrderByDescending(i => i)) pool.RemoveAt(i);
+            ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble {result.Id} of {members}: {_metric} {value:F4}, better than {(previous.Refit ? "the refit" : $"trial {previous.Id}")} ({previous.Metric:F4}); it is the best model."));
+            _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, result.Id, result.Parameters, null, previous));
+            _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, result.Id, result.Parameters, result, best));
         }
     }
+
+    // The stage of a trial's model (the model itself, or the last step behind the key mapping).
+    private static PeftTextTransformer Stage(ITransformer model) =>
+        (model is IEnumerable<ITransformer> chain ? chain : [model]).OfType<PeftTextTransformer>().Single();
 
     private static void DisposeModel(ITransformer? model)
     {
@@ -316,7 +420,7 @@ public sealed class PeftSweep
         return la < lb || (la == lb && a.Duration < b.Duration);
     }
 
-    private static async Task<(TrialResult, ITransformer?)> RunTrial(int id, TrialParameters parameters,
+    private static async Task<(TrialResult, ITransformer?, ValidationScores?)> RunTrial(int id, TrialParameters parameters,
         Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome> evaluate, TrialReporter reporter, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
@@ -331,20 +435,21 @@ public sealed class PeftSweep
                 Status = double.IsFinite(outcome.Metric) ? TrialStatus.Succeeded : TrialStatus.Failed,
                 Error = double.IsFinite(outcome.Metric) ? null : $"The metric is {outcome.Metric}.",
             };
-            return (result, result.Status == TrialStatus.Succeeded ? outcome.Model : null);
+            bool ok = result.Status == TrialStatus.Succeeded;
+            return (result, ok ? outcome.Model : null, ok ? outcome.Validation : null);
         }
         catch (Exception e) when (reporter.PrunedAtEpoch is not null)
         {
             var pruned = e as TrialPrunedException ?? FindPruned(e);
-            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Pruned, Error = pruned?.Message ?? e.Message, EpochLosses = [.. reporter.EpochLosses] }, null);
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Pruned, Error = pruned?.Message ?? e.Message, EpochLosses = [.. reporter.EpochLosses] }, null, null);
         }
         catch (Exception e) when (cancel.IsCancellationRequested)
         {
-            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Cancelled, Error = e.Message }, null);
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Cancelled, Error = e.Message }, null, null);
         }
         catch (Exception e)
         {
-            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Failed, Error = $"{e.GetType().Name}: {e.Message}", EpochLosses = [.. reporter.EpochLosses] }, null);
+            return (new TrialResult { Id = id, Parameters = parameters, Duration = clock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(), Status = TrialStatus.Failed, Error = $"{e.GetType().Name}: {e.Message}", EpochLosses = [.. reporter.EpochLosses] }, null, null);
         }
     }
 

@@ -17,12 +17,16 @@ public sealed class PeftSweepResult
     /// <summary>The metric the sweep optimised.</summary>
     public PeftMetric Metric { get; }
 
-    /// <summary>The succeeded trial with the best metric (the cheaper one on ties).</summary>
+    /// <summary>
+    /// The succeeded trial with the best metric (the cheaper one on ties); with <see cref="PeftSweep.SetEnsemble"/>, the
+    /// ensemble row when the ensemble validated better than every single model.
+    /// </summary>
     public TrialResult BestTrial { get; }
 
     /// <summary>
     /// The best trial's model, trained on the training set; for a best trial replayed from a checkpoint it is loaded from
-    /// the folder's <c>best-model.zip</c>. Null when a custom trial evaluation returned no model.
+    /// the folder's <c>best-model.zip</c>. With <see cref="PeftSweep.SetEnsemble"/>, the ensemble when it validated better
+    /// (its stage is then a <see cref="MLNet.PeftEnsembleTransformer"/>). Null when a custom trial evaluation returned no model.
     /// </summary>
     public ITransformer? BestModel { get; }
 
@@ -39,12 +43,12 @@ public sealed class PeftSweepResult
     /// <summary>Writes the leaderboard (best first) as CSV with a header row.</summary>
     public void WriteCsv(string path)
     {
-        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit\n");
+        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit,Ensemble\n");
         foreach (var r in Leaderboard().Select(ToRow))
             sb.Append(string.Join(',', r.Id.ToString(CultureInfo.InvariantCulture), Quote(r.Method), Quote(r.Parameters),
                 r.Metric.ToString("R", CultureInfo.InvariantCulture), r.TrainableParameters.ToString(CultureInfo.InvariantCulture),
                 r.DurationSeconds.ToString("R", CultureInfo.InvariantCulture), r.PeakWorkingSetBytes.ToString(CultureInfo.InvariantCulture),
-                r.Status, Quote(r.Error), r.Refit ? "true" : "false")).Append('\n');
+                r.Status, Quote(r.Error), r.Refit ? "true" : "false", Quote(r.Ensemble))).Append('\n');
         File.WriteAllText(path, sb.ToString());
     }
 
@@ -57,9 +61,10 @@ public sealed class PeftSweepResult
 
     private static PeftTrialRow ToRow(TrialResult t) => new()
     {
-        Id = t.Id, Method = t.Parameters.Method, Parameters = t.Parameters.ToJson(), Metric = t.Metric,
+        Id = t.Id, Method = t.Ensemble.Count > 0 ? "ensemble" : t.Parameters.Method, Parameters = t.Parameters.ToJson(), Metric = t.Metric,
         TrainableParameters = t.TrainableParameters, DurationSeconds = t.Duration.TotalSeconds,
         PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "", Refit = t.Refit,
+        Ensemble = string.Join(';', t.Ensemble.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.TrialId}:{e.Weight:R}"))),
     };
 
     private static string Quote(string? s) => "\"" + (s ?? "").Replace("\"", "\"\"") + "\"";
@@ -88,4 +93,6 @@ public sealed class PeftTrialRow
     public string Error { get; set; } = "";
     /// <summary>True for the final retraining of the best configuration.</summary>
     public bool Refit { get; set; }
+    /// <summary>For the ensemble row: its members as <c>trialId:weight</c> separated by ';'; empty otherwise.</summary>
+    public string Ensemble { get; set; } = "";
 }

@@ -69,39 +69,9 @@ internal sealed class TrialEvaluator(
         }
         cancel.ThrowIfCancellationRequested();
         var scored = model.Transform(new CancellableDataView(validation, cancel));
-        double value = Score(scored, options);
-        long trainable = (model is IEnumerable<ITransformer> chain ? chain : [model]).OfType<PeftTextTransformer>().Sum(t => t.TrainableParameterCount);
-        return new TrialOutcome(value, model, trainable);
-    }
-
-    private double Score(IDataView scored, PeftTextOptions options)
-    {
         string score = options.OutputColumnPrefix + (options is PeftTextRegressionOptions r ? r.ScoreColumnName : ((PeftTextClassificationOptions)options).ScoreColumnName);
-        switch (metric)
-        {
-            case PeftMetric.Accuracy: return ml.MulticlassClassification.Evaluate(scored, label, score).MicroAccuracy;
-            case PeftMetric.MacroAccuracy: return ml.MulticlassClassification.Evaluate(scored, label, score).MacroAccuracy;
-            case PeftMetric.LogLoss: return ml.MulticlassClassification.Evaluate(scored, label, score).LogLoss;
-            case PeftMetric.F1:
-            {
-                var cm = ml.MulticlassClassification.Evaluate(scored, label, score).ConfusionMatrix;
-                if (cm.NumberOfClasses != 2) throw new InvalidOperationException($"Metric F1 needs two classes, the validation set has {cm.NumberOfClasses}.");
-                double tp = cm.Counts[1][1], fp = cm.Counts[0][1], fn = cm.Counts[1][0];
-                return tp == 0 ? 0 : 2 * tp / (2 * tp + fp + fn);
-            }
-            case PeftMetric.Rmse: return ml.Regression.Evaluate(scored, label, score).RootMeanSquaredError;
-            case PeftMetric.Mae: return ml.Regression.Evaluate(scored, label, score).MeanAbsoluteError;
-            case PeftMetric.RSquared: return ml.Regression.Evaluate(scored, label, score).RSquared;
-            case PeftMetric.Pearson:
-            {
-                var y = scored.GetColumn<float>(label).Select(v => (double)v).ToArray();
-                var s = scored.GetColumn<float>(score).Select(v => (double)v).ToArray();
-                double my = y.Average(), ms = s.Average();
-                double cov = y.Zip(s, (a, b) => (a - my) * (b - ms)).Sum();
-                double vy = y.Sum(a => (a - my) * (a - my)), vs = s.Sum(b => (b - ms) * (b - ms));
-                return vy == 0 || vs == 0 ? double.NaN : cov / Math.Sqrt(vy * vs);
-            }
-            default: throw new ArgumentOutOfRangeException(nameof(metric));
-        }
+        var scores = ValidationScores.Read(scored, label, score, regression);
+        long trainable = (model is IEnumerable<ITransformer> chain ? chain : [model]).OfType<PeftTextTransformer>().Sum(t => t.TrainableParameterCount);
+        return new TrialOutcome(scores.Compute(metric), model, trainable) { Validation = scores };
     }
 }

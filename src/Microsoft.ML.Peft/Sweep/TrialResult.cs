@@ -49,15 +49,30 @@ public sealed record TrialResult
     /// <summary>True for the final retraining of the best configuration (<see cref="PeftSweep.SetRefit"/>).</summary>
     public bool Refit { get; init; }
 
+    /// <summary>
+    /// For the ensemble row (<see cref="PeftSweep.SetEnsemble"/>): the trials it averages and their weights, heaviest first
+    /// (<see cref="Parameters"/> are then the heaviest member's); empty for every other row.
+    /// </summary>
+    public IReadOnlyList<EnsembleMember> Ensemble { get; init; } = [];
+
     /// <summary>True when this result was read from the checkpoint folder rather than run again.</summary>
     public bool FromCheckpoint { get; init; }
 }
+
+/// <summary>A member of a sweep's ensemble.</summary>
+/// <param name="TrialId">The trial (or refit) whose model is averaged.</param>
+/// <param name="Weight">Its weight in the average (the weights sum to 1).</param>
+public sealed record EnsembleMember(int TrialId, double Weight);
 
 /// <summary>What a trial evaluation returns to the sweep.</summary>
 /// <param name="Metric">The validation metric.</param>
 /// <param name="Model">The trained model (null for synthetic evaluations).</param>
 /// <param name="TrainableParameters">Trainable parameters of the stage (0 when unknown).</param>
-public sealed record TrialOutcome(double Metric, ITransformer? Model = null, long TrainableParameters = 0);
+public sealed record TrialOutcome(double Metric, ITransformer? Model = null, long TrainableParameters = 0)
+{
+    /// <summary>The model's validation scores, which ensemble selection averages (null for custom evaluations).</summary>
+    internal ValidationScores? Validation { get; init; }
+}
 
 /// <summary>What a sweep reports to its monitor.</summary>
 public enum SweepEventKind

@@ -1,4 +1,5 @@
 using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Sweep;
 using Microsoft.ML.Peft.Testing;
 using Microsoft.ML.Peft.Tests.BaseModels;
@@ -11,7 +12,7 @@ namespace Microsoft.ML.Peft.Tests.Sweep;
 public sealed class SweepEndToEndTests
 {
     /// <summary>The tiny ONNX base written into <paramref name="temp"/>, and small negation training and validation sets.</summary>
-    private static (MLContext Ml, IDataView Train, IDataView Validation, BaseModel Base) Setup(EmbeddedOnnx.TempFolder temp)
+    internal static (MLContext Ml, IDataView Train, IDataView Validation, BaseModel Base) Setup(EmbeddedOnnx.TempFolder temp)
     {
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
         var ml = new MLContext(1);
@@ -123,6 +124,58 @@ public sealed class SweepEndToEndTests
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().CreateSweep().SetRefit(1.0));
         await Assert.ThrowsExactlyAsync<InvalidOperationException>(() =>
             ml.Peft().CreateSweep().SetDataset(train, validation).SetMaxTrials(1).SetRefit().RunAsync());
+    }
+    [TestMethod]
+    public async Task EnsembleOfTheBestTrialsIsTheBestModelWhenItValidatesBetter()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (ml, _, _, baseModel) = Setup(temp);
+        // Without negations the label is the verb's sentiment, which the tiny base learns in a few epochs.
+        IDataView Plain(int n, int seed) => StageTestData.Load(ml, StageTestData.Negation(4 * n, seed).Where(r => !r.Text!.Contains(" not ")).Take(n));
+        var (train, validation) = (Plain(64, 1), Plain(32, 2));
+        var events = new List<SweepEvent>();
+        var result = await ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.LogLoss)
+            .SetSearchSpace(SmallSpace().SetShared(new ChoiceParameter("Epochs", 15)).SetShared(new RangeParameter("LearningRate", 2e-2, 1e-1, logScale: true))).SetTuner(PeftTuner.Random(1)).SetMaxTrials(4).SetEnsemble(3)
+            .SetBaseModel(baseModel).SetCheckpointFolder(Path.Combine(temp.Path, "sweep")).SetMonitor(events.Add)
+            .RunAsync();
+
+        var trials = result.Trials.Where(t => t.Ensemble.Count == 0).ToList();
+        Console.WriteLine(string.Join("\n", result.Trials.Select(t => $"{t.Id} {t.Status} {t.Metric} {t.Parameters.ToJson()} {string.Join(",", t.Ensemble)}")));
+        Assert.AreEqual(4, trials.Count);
+        Assert.IsTrue(trials.All(t => t.Status == TrialStatus.Succeeded), string.Join("; ", trials.Select(t => t.Error)));
+        // Log-loss is continuous, so averaging the probabilities of differently trained models lowers it here (seeded).
+        var ensembleRow = result.Trials.Single(t => t.Ensemble.Count > 0);
+        Assert.AreSame(ensembleRow, result.BestTrial);
+        Assert.AreSame(ensembleRow, result.Leaderboard().First());
+        Assert.IsLessThan(trials.Min(t => t.Metric), ensembleRow.Metric);
+        Assert.IsGreaterThanOrEqualTo(2, ensembleRow.Ensemble.Count);
+        Assert.AreEqual(1.0, ensembleRow.Ensemble.Sum(m => m.Weight), 1e-9);
+        // Members are among the three best trials, heaviest first.
+        var best3 = trials.OrderBy(t => t.Metric).Take(3).Select(t => t.Id).ToList();
+        Assert.IsTrue(ensembleRow.Ensemble.All(m => best3.Contains(m.TrialId)), string.Join(", ", ensembleRow.Ensemble));
+        CollectionAssert.AreEqual(ensembleRow.Ensemble.OrderByDescending(m => m.Weight).ToList(), ensembleRow.Ensemble.ToList());
+        Assert.AreEqual(ensembleRow.Id, events.Last().TrialId);
+
+        // The reported metric is what ML.NET's evaluator says of the returned model on the validation set.
+        var model = result.BestModel!;
+        var ensemble = ((IEnumerable<ITransformer>)model).OfType<PeftEnsembleTransformer>().Single();
+        CollectionAssert.AreEqual(ensembleRow.Ensemble.Select(m => m.Weight).ToList(), ensemble.Weights.ToList());
+        Assert.AreEqual(ml.MulticlassClassification.Evaluate(model.Transform(validation), "Label").LogLoss, ensembleRow.Metric, 1e-6);
+
+        // The ensemble is the checkpoint's best model and round-trips; the leaderboard names its members.
+        var expected = RowFormatter.Format(model.Transform(validation), ["Score"]);
+        var saved = new MLContext(2).Model.Load(Path.Combine(temp.Path, "sweep", "best-model.zip"), out _);
+        CollectionAssert.AreEqual(expected, RowFormatter.Format(saved.Transform(validation), ["Score"]));
+        string csv = Path.Combine(temp.Path, "leaderboard.csv");
+        result.WriteCsv(csv);
+        var first = File.ReadLines(csv).Skip(1).First();
+        StringAssert.StartsWith(first, $"{ensembleRow.Id},\"ensemble\"");
+        StringAssert.Contains(first, string.Join(';', ensembleRow.Ensemble.Select(m => $"{m.TrialId}:")).Split(';')[0]);
+
+        await Assert.ThrowsExactlyAsync<InvalidOperationException>(() =>
+            ml.Peft().CreateSweep().SetTrialEvaluation((_, _) => new TrialOutcome(1)).SetMaxTrials(1).SetEnsemble().RunAsync());
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().CreateSweep().SetEnsemble(1));
     }
 }
 
