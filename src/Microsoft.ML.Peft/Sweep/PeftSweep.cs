@@ -18,6 +18,7 @@ public sealed class PeftSweep
     private readonly MLContext _ml;
     private readonly IHost _host;
     private IDataView? _train, _validation;
+    private (int Folds, string? SamplingKeyColumn)? _crossValidation;
     private string _label = "Label", _text = "Sentence1";
     private string? _text2;
     private PeftMetric _metric = PeftMetric.Accuracy;
@@ -45,6 +46,29 @@ public sealed class PeftSweep
     {
         _train = train ?? throw new ArgumentNullException(nameof(train));
         _validation = validation ?? throw new ArgumentNullException(nameof(validation));
+        _crossValidation = null;
+        return this;
+    }
+
+    /// <summary>
+    /// Cross-validation, as ML.NET AutoML's <c>SetDataset(data, fold)</c>: the rows are split once into
+    /// <paramref name="folds"/> folds (<c>mlContext.Data.CrossValidationSplit</c> with a fixed seed, so a resumed sweep sees
+    /// the same folds); every trial trains one stage per fold and is scored on the out-of-fold predictions of all rows.
+    /// The trial's model averages its fold stages (a <see cref="PeftEnsembleTransformer"/>, bagging), so it costs
+    /// <paramref name="folds"/> times the training, memory and scoring of one stage. Successive halving judges a trial on
+    /// its first fold; <see cref="SetRefit"/> needs a validation set and is refused.
+    /// </summary>
+    /// <param name="data">All labelled rows.</param>
+    /// <param name="folds">Number of folds, 2 to 20. Default 5.</param>
+    /// <param name="samplingKeyColumnName">Rows with equal values in this column stay in one fold (e.g. a document id); null for a random split.</param>
+    public PeftSweep SetDataset(IDataView data, int folds = 5, string? samplingKeyColumnName = null)
+    {
+        _train = data ?? throw new ArgumentNullException(nameof(data));
+        if (folds is < 2 or > 20) throw new ArgumentOutOfRangeException(nameof(folds), $"must be 2 to 20, got {folds}.");
+        if (samplingKeyColumnName is not null && data.Schema.GetColumnOrNull(samplingKeyColumnName) is null)
+            throw new ArgumentException($"Sampling key column '{samplingKeyColumnName}' is not in the data.", nameof(samplingKeyColumnName));
+        _validation = null;
+        _crossValidation = (folds, samplingKeyColumnName);
         return this;
     }
 
@@ -136,7 +160,7 @@ public sealed class PeftSweep
 
     /// <summary>
     /// Replaces training with a custom evaluation of a point (for tests, or to train something else); it must honour
-    /// the token. <see cref="SetDataset"/> is then optional.
+    /// the token. <c>SetDataset</c> is then optional.
     /// </summary>
     public PeftSweep SetTrialEvaluation(Func<TrialParameters, CancellationToken, TrialOutcome> evaluate)
     {
@@ -215,12 +239,13 @@ public sealed class PeftSweep
     public async Task<PeftSweepResult> RunAsync(CancellationToken cancellationToken = default)
     {
         if (_seconds is null && _maxTrials is null) throw new InvalidOperationException("Set a budget: SetTrainingTimeInSeconds and/or SetMaxTrials.");
-        if (_evaluate is null && (_train is null || _validation is null)) throw new InvalidOperationException("Call SetDataset first.");
+        if (_evaluate is null && (_train is null || (_validation is null && _crossValidation is null))) throw new InvalidOperationException("Call SetDataset first.");
         _space.Validate();
         if (_refitFraction is not null && _seconds is null) throw new InvalidOperationException("SetRefit needs a time budget: call SetTrainingTimeInSeconds.");
         if (_refitFraction is not null && _evaluate is not null) throw new InvalidOperationException("SetRefit needs the default trial evaluation (it retrains a stage); remove SetTrialEvaluation or SetRefit.");
         if (_ensembleCandidates is not null && _evaluate is not null) throw new InvalidOperationException("SetEnsemble needs the default trial evaluation (it averages trained stages); remove SetTrialEvaluation or SetEnsemble.");
-        var evaluator = _evaluate is null ? new TrialEvaluator(_ml, _train!, _validation!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null) : null;
+        if (_refitFraction is not null && _crossValidation is not null) throw new InvalidOperationException("SetRefit needs a validation set, and cross-validation has none: each trial's model already averages its fold models. Use SetDataset(train, validation) or remove SetRefit.");
+        var evaluator = _evaluate is null ? new TrialEvaluator(_ml, Splits(), _train!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null) : null;
         var evaluate = _evaluate ?? evaluator!.Evaluate;
         // With a refit, the search stops early enough to leave the refit its share of the budget.
         double? searchSeconds = _seconds is { } total && _refitFraction is { } share ? total * (1 - share) : _seconds;
@@ -368,13 +393,15 @@ public sealed class PeftSweep
                 ch.Info("Ensemble selection kept a single model; the best trial stays the best model.");
                 return;
             }
-            var stages = chosen.Select(i => Stage(pool[i].Model)).ToList();
-            var ensemble = new PeftEnsembleTransformer(_host, stages, chosen.Select(i => (double)counts[i]).ToList());
+            // Cross-validated candidates contribute their fold stages, each with its share of the candidate's weight.
+            var parts = chosen.SelectMany(i => Stages(pool[i].Model).Select(p => (p.Stage, Weight: counts[i] * p.Weight))).ToList();
+            var ensemble = new PeftEnsembleTransformer(_host, parts.Select(p => p.Stage).ToList(), parts.Select(p => p.Weight).ToList());
             // The metric of exactly what the ensemble computes (Combine works in place, so on copies of the scores).
             var reference = pool[chosen[0]].Scores;
-            var combined = PeftEnsembleTransformer.Combine(chosen.Select(i => pool[i].Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), ensemble.Weights);
+            double total = chosen.Sum(i => counts[i]);
+            var combined = PeftEnsembleTransformer.Combine(chosen.Select(i => pool[i].Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), chosen.Select(i => counts[i] / total).ToList());
             double value = reference.Compute(_metric, combined);
-            var ensembleMembers = chosen.Select((i, m) => new EnsembleMember(pool[i].Result.Id, ensemble.Weights[m])).ToList();
+            var ensembleMembers = chosen.Select(i => new EnsembleMember(pool[i].Result.Id, counts[i] / total)).ToList();
             string members = string.Join(", ", ensembleMembers.Select(e => string.Create(CultureInfo.InvariantCulture, $"{(trials[e.TrialId].Refit ? "refit" : "trial")} {e.TrialId} × {e.Weight:F2}")));
             var previous = best!;
             if (!(_metric.ToLoss(value) < _metric.ToLoss(previous.Metric)))
@@ -403,9 +430,21 @@ public sealed class PeftSweep
         }
     }
 
-    // The stage of a trial's model (the model itself, or the last step behind the key mapping).
-    private static PeftTextTransformer Stage(ITransformer model) =>
-        (model is IEnumerable<ITransformer> chain ? chain : [model]).OfType<PeftTextTransformer>().Single();
+    private IReadOnlyList<(IDataView Train, IDataView Validation)> Splits() => _crossValidation is { } cv
+        ? _ml.Data.CrossValidationSplit(_train!, cv.Folds, cv.SamplingKeyColumn, seed: 0).Select(s => (s.TrainSet, s.TestSet)).ToList()
+        : [(_train!, _validation!)];
+
+    // The stages of a trial's model with their weights: one stage, or a cross-validated trial's fold stages.
+    private static IEnumerable<(PeftTextTransformer Stage, double Weight)> Stages(ITransformer model)
+    {
+        var last = (model is IEnumerable<ITransformer> chain ? chain : [model]).Last();
+        return last switch
+        {
+            PeftTextTransformer stage => [(stage, 1.0)],
+            PeftEnsembleTransformer bag => bag.Members.Zip(bag.Weights),
+            _ => throw new InvalidOperationException($"A trial's model ends with {last.GetType().Name}, not a PEFT stage."),
+        };
+    }
 
     private static void DisposeModel(ITransformer? model)
     {

@@ -8,39 +8,87 @@ namespace Microsoft.ML.Peft.Sweep;
 /// The default trial: builds the stage options from the point, fits on the training set and scores the validation set.
 /// Classification: when the label column is not already a key, the pipeline is <c>MapValueToKey(label) → stage</c>, so the
 /// best model takes raw labels; when it is a key, the stage alone. Regression: the stage alone on a float label.
+/// With several splits (cross-validation) a trial trains one stage per fold, its metric is computed on the out-of-fold
+/// scores of all rows, and its model is the equal-weight <see cref="PeftEnsembleTransformer"/> of the fold stages (bagging).
 /// </summary>
-internal sealed class TrialEvaluator(
-    MLContext ml, IDataView train, IDataView validation, string label, string text, string? text2, PeftMetric metric,
-    BaseModel? baseModel, Action<PeftTextOptions>? configure, bool reportEpochs)
+internal sealed class TrialEvaluator
 {
-    public TrialOutcome Evaluate(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel) =>
-        Run(parameters, reporter, cancel, refitTime: null);
+    private readonly MLContext _ml;
+    private readonly IReadOnlyList<(IDataView Train, IDataView Validation)> _splits;
+    private readonly string _label, _text;
+    private readonly string? _text2;
+    private readonly PeftMetric _metric;
+    private readonly BaseModel? _baseModel;
+    private readonly Action<PeftTextOptions>? _configure;
+    private readonly bool _reportEpochs;
+    // One key mapping for every trial and fold (fitted on all rows), so that all stages order the classes alike and can be averaged.
+    private readonly ITransformer? _keys;
+
+    public TrialEvaluator(MLContext ml, IReadOnlyList<(IDataView Train, IDataView Validation)> splits, IDataView keySource, string label, string text,
+        string? text2, PeftMetric metric, BaseModel? baseModel, Action<PeftTextOptions>? configure, bool reportEpochs)
+    {
+        (_ml, _splits, _label, _text, _text2, _metric, _baseModel, _configure, _reportEpochs) = (ml, splits, label, text, text2, metric, baseModel, configure, reportEpochs);
+        if (!metric.IsRegression() && keySource.Schema.GetColumnOrNull(label) is { } column && column.Type is not KeyDataViewType)
+            _keys = ml.Transforms.Conversion.MapValueToKey(label).Fit(keySource);
+    }
+
+    public TrialOutcome Evaluate(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel)
+    {
+        if (_splits.Count == 1) return Run(parameters, _splits[0].Train, _splits[0].Validation, reporter, cancel, refitTime: null);
+        var folds = new List<TrialOutcome>();
+        try
+        {
+            for (int f = 0; f < _splits.Count; f++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                // Successive halving judges a trial on its first fold's epochs; later folds restart the epoch count.
+                folds.Add(Run(parameters, _splits[f].Train, _splits[f].Validation, f == 0 ? reporter : new TrialReporter(-1, null), cancel, refitTime: null));
+            }
+        }
+        catch
+        {
+            foreach (var fold in folds) (fold.Model as IDisposable)?.Dispose();
+            throw;
+        }
+        var scores = ValidationScores.Concat(folds.Select(f => f.Validation!).ToList());
+        var bag = new PeftEnsembleTransformer(_ml, folds.Select(f => f.Model).OfType<PeftTextTransformer>().ToList(), null);
+        ITransformer model = _keys is null ? bag : new TransformerChain<ITransformer>(_keys, bag);
+        return new TrialOutcome(scores.Compute(_metric), model, bag.TrainableParameterCount) { Validation = scores };
+    }
 
     /// <summary>
     /// Trains <paramref name="parameters"/> again for <paramref name="time"/>: epochs unbounded, the schedule decaying by the
-    /// clock, each epoch scored on the validation set and the best epoch kept.
+    /// clock, each epoch scored on the validation set and the best epoch kept. Needs a single train/validation split.
     /// </summary>
     public TrialOutcome Refit(TrialParameters parameters, TimeSpan time, CancellationToken cancel) =>
-        Run(parameters, new TrialReporter(-1, null), cancel, time);
+        _splits.Count == 1 ? Run(parameters, _splits[0].Train, _splits[0].Validation, new TrialReporter(-1, null), cancel, time)
+                           : throw new InvalidOperationException("A refit needs a validation set; with cross-validation each trial's model already averages its fold models.");
 
-    private TrialOutcome Run(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel, TimeSpan? refitTime)
+    /// <summary>Trains a stage on <paramref name="train"/> and scores <paramref name="validation"/>. With several folds the model is the bare stage.</summary>
+    private TrialOutcome Run(TrialParameters parameters, IDataView train, IDataView validation, TrialReporter reporter, CancellationToken cancel, TimeSpan? refitTime)
     {
-        bool regression = metric.IsRegression();
+        bool regression = _metric.IsRegression();
         PeftTextOptions options = regression ? new PeftTextRegressionOptions() : new PeftTextClassificationOptions();
-        options.LabelColumnName = label;
-        options.Sentence1ColumnName = text;
-        options.Sentence2ColumnName = text2;
-        options.BaseModel = baseModel;
-        configure?.Invoke(options);
+        options.LabelColumnName = _label;
+        options.Sentence1ColumnName = _text;
+        options.Sentence2ColumnName = _text2;
+        options.BaseModel = _baseModel;
+        _configure?.Invoke(options);
         parameters.ApplyTo(options);
         options.CancellationToken = cancel;
+        if (_keys is not null)
+        {
+            // The stage trains and validates on keys; the validation set gets them too, for per-epoch scoring.
+            train = _keys.Transform(train);
+            validation = _keys.Transform(validation);
+        }
         if (refitTime is { } time)
         {
             options.Epochs = 100_000;
             options.MaxTrainingTime = time;
             options.ValidationSet = validation;
         }
-        else if (reportEpochs)
+        else if (_reportEpochs)
         {
             // Per-epoch validation scores feed successive halving: accuracy (higher is better) or RMSE (lower is better).
             options.ValidationSet = validation;
@@ -53,25 +101,22 @@ internal sealed class TrialEvaluator(
         }
         options.Validate();
 
-        ITransformer model;
-        if (regression) model = ml.Peft().TextRegression((PeftTextRegressionOptions)options).Fit(train);
-        else
+        PeftTextTransformer stage = regression
+            ? _ml.Peft().TextRegression((PeftTextRegressionOptions)options).Fit(train)
+            : _ml.Peft().TextClassification((PeftTextClassificationOptions)options).Fit(train);
+        try
         {
-            var classification = (PeftTextClassificationOptions)options;
-            if (train.Schema[label].Type is KeyDataViewType) model = ml.Peft().TextClassification(classification).Fit(train);
-            else
-            {
-                // The key mapping is fitted first so that the stage's per-epoch validation set gets keys too.
-                var keys = ml.Transforms.Conversion.MapValueToKey(label).Fit(train);
-                if (classification.ValidationSet is not null) classification.ValidationSet = keys.Transform(validation);
-                model = new TransformerChain<ITransformer>(keys, ml.Peft().TextClassification(classification).Fit(keys.Transform(train)));
-            }
+            cancel.ThrowIfCancellationRequested();
+            var scored = stage.Transform(new CancellableDataView(validation, cancel));
+            string score = options.OutputColumnPrefix + (options is PeftTextRegressionOptions r ? r.ScoreColumnName : ((PeftTextClassificationOptions)options).ScoreColumnName);
+            var scores = ValidationScores.Read(scored, _label, score, regression);
+            ITransformer model = _keys is null || _splits.Count > 1 ? stage : new TransformerChain<ITransformer>(_keys, stage);
+            return new TrialOutcome(scores.Compute(_metric), model, stage.TrainableParameterCount) { Validation = scores };
         }
-        cancel.ThrowIfCancellationRequested();
-        var scored = model.Transform(new CancellableDataView(validation, cancel));
-        string score = options.OutputColumnPrefix + (options is PeftTextRegressionOptions r ? r.ScoreColumnName : ((PeftTextClassificationOptions)options).ScoreColumnName);
-        var scores = ValidationScores.Read(scored, label, score, regression);
-        long trainable = (model is IEnumerable<ITransformer> chain ? chain : [model]).OfType<PeftTextTransformer>().Sum(t => t.TrainableParameterCount);
-        return new TrialOutcome(scores.Compute(metric), model, trainable) { Validation = scores };
+        catch
+        {
+            stage.Dispose();
+            throw;
+        }
     }
 }

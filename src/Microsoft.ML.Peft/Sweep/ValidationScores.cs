@@ -56,6 +56,10 @@ internal sealed class ValidationScores
         return new ValidationScores([.. labels], [.. scores], regression);
     }
 
+    /// <summary>The rows of <paramref name="parts"/> one after another (the out-of-fold scores of a cross-validated trial).</summary>
+    public static ValidationScores Concat(IReadOnlyList<ValidationScores> parts) =>
+        new([.. parts.SelectMany(p => p.Labels)], [.. parts.SelectMany(p => p.Scores)], parts[0].Regression);
+
     /// <summary><paramref name="metric"/> of these scores.</summary>
     public double Compute(PeftMetric metric) => Compute(metric, Scores);
 
