@@ -8,7 +8,8 @@
 //          rows and are ranked on held-out validation rows.
 //   lora   ml.Peft().LoraTextClassification with every default except MaxTrainingTime = --minutes (and epochs unbounded):
 //          "train for N minutes", with the learning rate decaying by the clock.
-// Both final models are scored on SST-2's dev set, which neither arm saw.
+// Both final models are scored on SST-2's dev set, which neither arm saw. Another single-text folder of shared/data
+// (Label<TAB>Text train.tsv and dev.tsv, e.g. cola) can stand in with --data; the tables then name that folder.
 //
 // Options:
 //   --minutes <m>          budget of each arm (default 20)
@@ -17,6 +18,7 @@
 //   --threads <n>          libtorch threads in each arm's process (default 1: the two arms share 2 cores)
 //   --seed <n>             subsample, MLContext and tuner seed (default 1)
 //   --refit <f>            share of the sweep's budget kept to retrain its best configuration (PeftSweep.SetRefit; default 0.25)
+//   --ensemble <n>         ensemble candidates (PeftSweep.SetEnsemble; default 5; 0 = no ensemble, the best single model)
 //   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
 //   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
 //   --quick                smoke run: 1 minute, 400 training rows, 200 validation rows
@@ -44,9 +46,9 @@ if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exist
 if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
 return Parent.Run(opt, data);
 
-internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.25)
+internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.25, int Ensemble = 5)
 {
-    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--data folder] [--out folder] [--quick]";
+    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--ensemble n] [--data folder] [--out folder] [--quick]";
     public const string ResultPrefix = "RESULT ";
     // A failed arm reports NaN accuracies.
     public static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
@@ -70,12 +72,14 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
                 case "--quick": o = o with { Minutes = 1, TrainRows = 400, ValidationRows = 200 }; break;
                 case "--arm": o = o with { Arm = Next() }; break;
                 case "--refit": o = o with { Refit = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
+                case "--ensemble": o = o with { Ensemble = NextInt(0) }; break;
                 case "-h" or "--help": return null;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
         if (!(o.Minutes > 0)) throw new ArgumentException("--minutes must be positive");
         if (!(o.Refit > 0 && o.Refit < 1)) throw new ArgumentException("--refit must be in (0, 1)");
+        if (o.Ensemble == 1) throw new ArgumentException("--ensemble must be 0 (off) or at least 2");
         if (o.Arm is not (null or "sweep" or "lora")) throw new ArgumentException("--arm must be sweep or lora");
         return o;
     }
@@ -84,7 +88,7 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
     public IEnumerable<string> ChildArgs(string data) =>
     [
         "--minutes", Inv(Minutes), "--train-rows", Inv(TrainRows), "--validation-rows", Inv(ValidationRows),
-        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit),
+        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit), "--ensemble", Inv(Ensemble),
     ];
 
     public static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
@@ -103,6 +107,8 @@ internal sealed record ArmResult
     public long TrainableParameters { get; init; }
     public long PeakRssBytes { get; init; }
     public string? Error { get; init; }
+    /// <summary>One character per dev row: '1' where the arm's prediction is right (for the paired test).</summary>
+    public string DevCorrect { get; init; } = "";
 }
 
 internal static class Arms
@@ -115,7 +121,7 @@ internal static class Arms
         {
             var ml = new MLContext(opt.Seed);
             var (train, validation, dev) = Load(ml, opt, data);
-            result = arm == "sweep" ? Sweep(ml, opt, train, validation, dev) : Lora(ml, opt, train, validation, dev);
+            result = arm == "sweep" ? Sweep(ml, opt, Parent.DataName(data), train, validation, dev) : Lora(ml, opt, train, validation, dev);
         }
         catch (Exception e)
         {
@@ -142,7 +148,13 @@ internal static class Arms
     private static double Accuracy(MLContext ml, ITransformer model, IDataView data) =>
         ml.MulticlassClassification.Evaluate(model.Transform(data)).MicroAccuracy;
 
-    private static ArmResult Sweep(MLContext ml, Options opt, IDataView train, IDataView validation, IDataView dev)
+    private static string Correct(ITransformer model, IDataView data)
+    {
+        var scored = model.Transform(data);
+        return string.Concat(scored.GetColumn<uint>("Label").Zip(scored.GetColumn<uint>("PredictedLabel"), (y, p) => y == p ? '1' : '0'));
+    }
+
+    private static ArmResult Sweep(MLContext ml, Options opt, string name, IDataView train, IDataView validation, IDataView dev)
     {
         var sweep = ml.Peft().CreateSweep()
             .SetDataset(train, validation)
@@ -155,17 +167,33 @@ internal static class Arms
             .SetMonitor(e =>
             {
                 if (e.Kind == SweepEventKind.TrialEnded && e.Result is { } r)
-                    Console.Error.WriteLine($"[sweep] {(r.Refit ? "refit" : "trial")} {r.Id} {r.Parameters.Method} {r.Status} {r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
+                    Console.Error.WriteLine(r.Ensemble.Count > 0
+                        ? $"[sweep] ensemble {r.Id} {r.Status} {r.Metric:F4}: {string.Join(", ", r.Ensemble.Select(m => $"{m.TrialId} × {m.Weight:F2}"))}"
+                        : $"[sweep] {(r.Refit ? "refit" : "trial")} {r.Id} {r.Parameters.Method} {r.Status} {r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
             });
+        if (opt.Ensemble >= 2) sweep.SetEnsemble(opt.Ensemble);
         var result = sweep.RunAsync().GetAwaiter().GetResult();
         Directory.CreateDirectory(opt.Out);
         result.WriteCsv(Path.Combine(opt.Out, "sweep-leaderboard.csv"));
-        Chart.Draw(result, Path.Combine(opt.Out, "sweep-vs-default-lora.png"));
+        Chart.Draw(result, Path.Combine(opt.Out, "sweep-vs-default-lora.png"), name);
         var best = result.BestTrial;
+        string configuration = (best.Refit ? "refit of " : "trial ") + best.Parameters.ToJson();
+        if (result.BestModel is TransformerChain<ITransformer> chain && chain.LastTransformer is PeftEnsembleTransformer ensemble)
+        {
+            // Each member alone on dev as well, to show what the averaging adds.
+            var keys = chain.Take(chain.Count() - 1).ToArray();
+            configuration = "ensemble of " + string.Join("; ", ensemble.Members.Select((m, i) =>
+            {
+                var trial = result.Trials.First(t => t.Id == best.Ensemble[i].TrialId);
+                double alone = Accuracy(ml, new TransformerChain<ITransformer>([.. keys, m]), dev);
+                return string.Create(CultureInfo.InvariantCulture,
+                    $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} (validation {trial.Metric:F4}, dev alone {alone:F4}) {trial.Parameters.ToJson()}");
+            }));
+        }
         return new ArmResult
         {
-            Arm = "sweep", DevAccuracy = Accuracy(ml, result.BestModel!, dev), ValidationAccuracy = best.Metric, Trials = result.Trials.Count,
-            Configuration = (best.Refit ? "refit of " : "trial ") + best.Parameters.ToJson(), TrainableParameters = best.TrainableParameters,
+            Arm = "sweep", DevAccuracy = Accuracy(ml, result.BestModel!, dev), DevCorrect = Correct(result.BestModel!, dev), ValidationAccuracy = best.Metric, Trials = result.Trials.Count,
+            Configuration = configuration, TrainableParameters = best.TrainableParameters,
         };
     }
 
@@ -180,7 +208,7 @@ internal static class Arms
         var stage = model.LastTransformer;
         return new ArmResult
         {
-            Arm = "lora", DevAccuracy = Accuracy(ml, model, dev), ValidationAccuracy = Accuracy(ml, model, validation), Trials = 1,
+            Arm = "lora", DevAccuracy = Accuracy(ml, model, dev), DevCorrect = Correct(model, dev), ValidationAccuracy = Accuracy(ml, model, validation), Trials = 1,
             Epochs = stage.TrainingReport?.EpochsRun ?? 0, TrainableParameters = stage.TrainableParameterCount,
             Configuration = $"defaults (LoRA r=8, lr {stage.Method.DefaultLearningRate:G3}, batch {options.BatchSize}, max length {options.MaxSequenceLength}), {stage.TrainingReport?.EpochsRun} epoch(s) in the time limit",
         };
@@ -192,10 +220,10 @@ internal static class Parent
     public static int Run(Options opt, string data)
     {
         Console.WriteLine($"Sweep vs default LoRA: {opt.Minutes:G} minute(s) each, {opt.TrainRows} training rows, {opt.ValidationRows} validation rows (sweep only), "
-            + $"SST-2 dev for both; {opt.Threads} libtorch thread(s) per arm, both arms at once on {Environment.ProcessorCount} logical cores.");
+            + $"{DataName(data)} dev for both; {opt.Threads} libtorch thread(s) per arm, both arms at once on {Environment.ProcessorCount} logical cores.");
         var arms = new[] { "sweep", "lora" }.Select(a => Task.Run(() => Launch(opt, data, a))).ToArray();
         var results = arms.Select(t => t.GetAwaiter().GetResult()).ToList();
-        string table = Table(opt, results);
+        string table = Table(opt, DataName(data), results);
         Console.WriteLine(table);
         Directory.CreateDirectory(opt.Out);
         File.WriteAllText(Path.Combine(opt.Out, "sweep-vs-default-lora.md"), table);
@@ -203,12 +231,15 @@ internal static class Parent
         return results.All(r => r.Error is null) ? 0 : 1;
     }
 
-    private static string Table(Options opt, List<ArmResult> results)
+    /// <summary>"SST-2" for the default data, else the data folder's name.</summary>
+    public static string DataName(string data) => Path.GetFileName(Path.TrimEndingDirectorySeparator(data)) is var name && name != "sst2" ? name : "SST-2";
+
+    private static string Table(Options opt, string name, List<ArmResult> results)
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"SST-2, {opt.TrainRows} training rows, {opt.Minutes:G} min per arm, {opt.Threads} thread(s) per arm, seed {opt.Seed}");
+        sb.AppendLine($"{name}, {opt.TrainRows} training rows, {opt.Minutes:G} min per arm, {opt.Threads} thread(s) per arm, seed {opt.Seed}");
         sb.AppendLine();
-        sb.AppendLine("| arm | SST-2 dev accuracy | held-out validation accuracy | wall s | trials | trainable params | peak RSS MB | configuration |");
+        sb.AppendLine($"| arm | {name} dev accuracy | held-out validation accuracy | wall s | trials | trainable params | peak RSS MB | configuration |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
         foreach (var r in results)
             sb.AppendLine(r.Error is not null
@@ -219,8 +250,34 @@ internal static class Parent
         var lora = results.FirstOrDefault(r => r.Arm == "lora" && r.Error is null);
         if (sweep is not null && lora is not null)
             sb.AppendLine().AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"Sweep best minus default LoRA on SST-2 dev: {100 * (sweep.DevAccuracy - lora.DevAccuracy):+0.0;-0.0} points ({(sweep.DevAccuracy > lora.DevAccuracy ? "the sweep wins" : "the sweep does not win")})."));
+                $"Sweep best minus default LoRA on {name} dev: {100 * (sweep.DevAccuracy - lora.DevAccuracy):+0.0;-0.0} points ({(sweep.DevAccuracy > lora.DevAccuracy ? "the sweep wins" : "the sweep does not win")})."))
+              .AppendLine(McNemar(sweep.DevCorrect, lora.DevCorrect));
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The paired test on the same dev rows: only rows where exactly one arm is right carry information; under "no
+    /// difference" each of them is the sweep's with probability 1/2 (exact two-sided binomial p-value).
+    /// </summary>
+    private static string McNemar(string sweep, string lora)
+    {
+        if (sweep.Length != lora.Length || sweep.Length == 0) return "Paired test: the arms scored different row counts.";
+        int onlySweep = sweep.Zip(lora).Count(p => p.First == '1' && p.Second == '0');
+        int onlyLora = sweep.Zip(lora).Count(p => p.First == '0' && p.Second == '1');
+        int n = onlySweep + onlyLora, k = Math.Min(onlySweep, onlyLora);
+        // P(X <= k) for X ~ Binomial(n, 1/2), summed in log space.
+        double tail = 0;
+        for (int i = 0; i <= k; i++) tail += Math.Exp(LogChoose(n, i) - n * Math.Log(2));
+        double p = Math.Min(1, 2 * tail);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"Paired on the {sweep.Length} dev rows: only the sweep right on {onlySweep}, only default LoRA right on {onlyLora}; exact McNemar p = {p:G3}.");
+    }
+
+    private static double LogChoose(int n, int k)
+    {
+        double r = 0;
+        for (int i = 1; i <= k; i++) r += Math.Log(n - k + i) - Math.Log(i);
+        return r;
     }
 
     private static ArmResult Launch(Options opt, string data, string arm)
@@ -236,7 +293,7 @@ internal static class Parent
     }
 }
 
-/// <summary>One SST-2 row as the TSV holds it.</summary>
+/// <summary>One row of a single-text TSV (SST-2's layout).</summary>
 internal sealed class Row
 {
     public string Label { get; set; } = "";
@@ -246,16 +303,18 @@ internal sealed class Row
 /// <summary>Each trial's validation accuracy at the wall-clock time it ended, the best so far as a step line.</summary>
 internal static class Chart
 {
-    public static void Draw(PeftSweepResult result, string path)
+    public static void Draw(PeftSweepResult result, string path, string name)
     {
         var plt = new ScottPlot.Plot();
         double end = 0, best = double.NegativeInfinity;
         var (ends, metrics, bests, prunedEnds, prunedMetrics) = (new List<double>(), new List<double>(), new List<double>(), new List<double>(), new List<double>());
         var (refitEnds, refitMetrics) = (new List<double>(), new List<double>());
+        var (ensembleEnds, ensembleMetrics) = (new List<double>(), new List<double>());
         foreach (var t in result.Trials)
         {
             end += t.Duration.TotalSeconds / 60;
-            if (t.Refit)
+            if (t.Ensemble.Count > 0) { ensembleEnds.Add(end); ensembleMetrics.Add(t.Metric); }
+            else if (t.Refit)
             {
                 if (t.Status == TrialStatus.Succeeded) { refitEnds.Add(end); refitMetrics.Add(t.Metric); }
             }
@@ -285,9 +344,16 @@ internal static class Chart
             refit.MarkerSize = 12;
             refit.LegendText = "refit of the best configuration";
         }
+        if (ensembleEnds.Count > 0)
+        {
+            var ensemble = plt.Add.ScatterPoints(ensembleEnds.ToArray(), ensembleMetrics.ToArray());
+            ensemble.MarkerShape = ScottPlot.MarkerShape.FilledTriangleUp;
+            ensemble.MarkerSize = 12;
+            ensemble.LegendText = "ensemble of the best models";
+        }
         plt.XLabel("minutes into the sweep");
         plt.YLabel("validation accuracy");
-        plt.Title("Sweep progress on SST-2");
+        plt.Title($"Sweep progress on {name}");
         plt.ShowLegend();
         plt.SavePng(path, 900, 520);
     }
