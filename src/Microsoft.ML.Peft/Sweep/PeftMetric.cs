@@ -11,6 +11,8 @@ public enum PeftMetric
     LogLoss,
     /// <summary>F1 of class key 2 (the second label value) against the first (binary classification; maximised).</summary>
     F1,
+    /// <summary>Area under the ROC curve of class key 2's probability (binary classification; maximised).</summary>
+    Auc,
     /// <summary>Root mean squared error (regression; minimised).</summary>
     Rmse,
     /// <summary>Mean absolute error (regression; minimised).</summary>

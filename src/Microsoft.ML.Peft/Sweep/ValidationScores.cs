@@ -77,6 +77,7 @@ internal sealed class ValidationScores
             PeftMetric.MacroAccuracy => MacroAccuracy(scores),
             PeftMetric.LogLoss => LogLoss(scores),
             PeftMetric.F1 => F1(scores),
+            PeftMetric.Auc => Auc(scores),
             PeftMetric.Rmse => Math.Sqrt(Mean(scores, (y, s) => (s[0] - y) * (double)(s[0] - y))),
             PeftMetric.Mae => Mean(scores, (y, s) => Math.Abs(s[0] - (double)y)),
             PeftMetric.RSquared => RSquared(scores),
@@ -141,6 +142,30 @@ internal sealed class ValidationScores
             else if (actual) fn++;
         }
         return tp == 0 ? 0 : 2 * tp / (2 * tp + fp + fn);
+    }
+
+    // The Mann-Whitney form: the chance that a random positive row outranks a random negative one, ties counting half.
+    private double Auc(float[][] scores)
+    {
+        var rows = new List<(float Score, bool Positive)>();
+        for (int i = 0; i < Labels.Length; i++)
+        {
+            if (!Present(i)) continue;
+            if (scores[i].Length != 2) throw new InvalidOperationException($"Metric Auc needs two classes, the model scores {scores[i].Length}.");
+            rows.Add((scores[i][1], Labels[i] == 2));
+        }
+        rows.Sort((a, b) => a.Score.CompareTo(b.Score));
+        double positives = rows.Count(r => r.Positive), negatives = rows.Count - positives, rankSum = 0;
+        if (positives == 0 || negatives == 0) return double.NaN;
+        for (int i = 0; i < rows.Count;)
+        {
+            int j = i;
+            while (j < rows.Count && rows[j].Score == rows[i].Score) j++;
+            double rank = (i + 1 + j) / 2.0; // mean 1-based rank of the tied run
+            for (int k = i; k < j; k++) if (rows[k].Positive) rankSum += rank;
+            i = j;
+        }
+        return (rankSum - positives * (positives + 1) / 2) / (positives * negatives);
     }
 
     private double RSquared(float[][] scores)

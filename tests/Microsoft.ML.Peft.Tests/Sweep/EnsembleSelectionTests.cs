@@ -22,6 +22,13 @@ public sealed class EnsembleSelectionTests
         [KeyType(2)] public uint PredictedLabel { get; set; }
     }
 
+    public sealed class AucRow
+    {
+        public bool Label { get; set; }
+        public float Score { get; set; }
+        public bool PredictedLabel { get; set; }
+    }
+
     public sealed class RegressionRow
     {
         public float Label { get; set; }
@@ -68,6 +75,12 @@ public sealed class EnsembleSelectionTests
         double tp = cm.Counts[1][1], fp = cm.Counts[0][1], fn = cm.Counts[1][0];
         var binaryScores = ValidationScores.Read(binaryView, "Label", "Score", regression: false);
         Assert.AreEqual(2 * tp / (2 * tp + fp + fn), binaryScores.Compute(PeftMetric.F1), 1e-9);
+        // AUC as ML.NET's binary evaluator computes it on the positive class's probability (some scores tied).
+        var auc = ml.BinaryClassification.EvaluateNonCalibrated(ml.Data.LoadFromEnumerable(binary.Select((r, i) =>
+            new AucRow { Label = r.Label == 1, Score = i % 5 == 0 ? 0.5f : r.Score[1], PredictedLabel = (i % 5 == 0 ? 0.5f : r.Score[1]) > 0.5f })));
+        var tied = new ValidationScores(binaryScores.Labels, binary.Select((r, i) => i % 5 == 0 ? new[] { 0.5f, 0.5f } : r.Score).ToArray(), regression: false);
+        Assert.AreEqual(auc.AreaUnderRocCurve, tied.Compute(PeftMetric.Auc), 1e-9);
+        Assert.ThrowsExactly<InvalidOperationException>(() => scores.Compute(PeftMetric.Auc));
         Assert.ThrowsExactly<InvalidOperationException>(() => scores.Compute(PeftMetric.F1));
         Assert.ThrowsExactly<InvalidOperationException>(() => scores.Compute(PeftMetric.Rmse));
     }
