@@ -291,7 +291,7 @@ public sealed class PeftSweep
 
             trials.Add(result);
             if (result.Status != TrialStatus.Cancelled)
-                _tuner.Report(parameters, result.Status == TrialStatus.Succeeded ? _metric.ToLoss(result.Metric) : double.PositiveInfinity, result.Duration);
+                _tuner.Report(parameters, result.Status == TrialStatus.Succeeded ? TunerLoss(result) : double.PositiveInfinity, result.Duration);
             bool improved = result.Status == TrialStatus.Succeeded && (best is null || IsBetter(result, best));
             if (improved) Adopt(result, model);
             Offer(result, model, scores);
@@ -323,7 +323,7 @@ public sealed class PeftSweep
                 var (result, model, scores) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
                 result = result with { Refit = true };
                 trials.Add(result);
-                if (result.Status == TrialStatus.Succeeded && _metric.ToLoss(result.Metric) <= _metric.ToLoss(best.Metric)) Adopt(result, model);
+                if (result.Status == TrialStatus.Succeeded && Rank(result).CompareTo(Rank(best)) <= 0) Adopt(result, model);
                 Offer(result, model, scores);
                 Release(model);
                 ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4} in {4:F1} s{5}; best: {6}",
@@ -371,7 +371,7 @@ public sealed class PeftSweep
             if (_ensembleCandidates is not { } size || result.Status != TrialStatus.Succeeded || model is null || scores is null) return;
             pool.Add((result, model, scores));
             if (pool.Count <= size) return;
-            var worst = pool.OrderByDescending(p => _metric.ToLoss(p.Result.Metric)).ThenByDescending(p => p.Result.Id).First();
+            var worst = pool.OrderByDescending(p => Rank(p.Result)).ThenByDescending(p => p.Result.Id).First();
             pool.Remove(worst);
             Release(worst.Model);
         }
@@ -400,11 +400,12 @@ public sealed class PeftSweep
             var reference = pool[chosen[0]].Scores;
             double total = chosen.Sum(i => counts[i]);
             var combined = PeftEnsembleTransformer.Combine(chosen.Select(i => pool[i].Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), chosen.Select(i => counts[i] / total).ToList());
-            double value = reference.Compute(_metric, combined);
+            double value = reference.Compute(_metric, combined), validationLoss = reference.TieBreakLoss(combined);
             var ensembleMembers = chosen.Select(i => new EnsembleMember(pool[i].Result.Id, counts[i] / total)).ToList();
             string members = string.Join(", ", ensembleMembers.Select(e => string.Create(CultureInfo.InvariantCulture, $"{(trials[e.TrialId].Refit ? "refit" : "trial")} {e.TrialId} × {e.Weight:F2}")));
             var previous = best!;
-            if (!(_metric.ToLoss(value) < _metric.ToLoss(previous.Metric)))
+            if (!(_metric.ToLoss(value) < _metric.ToLoss(previous.Metric)
+                  || (_metric.ToLoss(value) == _metric.ToLoss(previous.Metric) && validationLoss < Rank(previous).Loss)))
             {
                 // Not adopted: the stages stay candidates (released below); the ensemble object holds nothing else.
                 ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble of {members}: {_metric} {value:F4}, no better than {(previous.Refit ? "the refit" : $"trial {previous.Id}")} ({previous.Metric:F4}); the best model stays."));
@@ -412,7 +413,7 @@ public sealed class PeftSweep
             }
             var result = new TrialResult
             {
-                Id = trials.Count, Parameters = pool[chosen[0]].Result.Parameters, Status = TrialStatus.Succeeded, Metric = value,
+                Id = trials.Count, Parameters = pool[chosen[0]].Result.Parameters, Status = TrialStatus.Succeeded, Metric = value, ValidationLoss = validationLoss,
                 TrainableParameters = ensemble.TrainableParameterCount, Duration = selectionClock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(),
                 Ensemble = ensembleMembers,
             };
@@ -455,9 +456,18 @@ public sealed class PeftSweep
 
     private bool IsBetter(TrialResult a, TrialResult b)
     {
-        double la = _metric.ToLoss(a.Metric), lb = _metric.ToLoss(b.Metric);
-        return la < lb || (la == lb && a.Duration < b.Duration);
+        int order = Rank(a).CompareTo(Rank(b));
+        return order < 0 || (order == 0 && a.Duration < b.Duration);
     }
+
+    // The metric, then the validation loss where metrics tie (unknown counts as worst).
+    private (double Metric, double Loss) Rank(TrialResult t) =>
+        (_metric.ToLoss(t.Metric), double.IsNaN(t.ValidationLoss) ? double.PositiveInfinity : t.ValidationLoss);
+
+    // What the tuner minimises: the metric, nudged by a millionth of the validation loss so that equal metrics (accuracy at
+    // the majority class, say) still order the trials by how much they learned.
+    private double TunerLoss(TrialResult t) =>
+        _metric.ToLoss(t.Metric) + (double.IsFinite(t.ValidationLoss) ? 1e-6 * t.ValidationLoss : 0);
 
     private static async Task<(TrialResult, ITransformer?, ValidationScores?)> RunTrial(int id, TrialParameters parameters,
         Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome> evaluate, TrialReporter reporter, CancellationToken cancel)
@@ -471,6 +481,7 @@ public sealed class PeftSweep
             {
                 Id = id, Parameters = parameters, Duration = clock.Elapsed, TrainableParameters = outcome.TrainableParameters,
                 PeakWorkingSetBytes = PeakWorkingSet(), Metric = outcome.Metric, EpochLosses = [.. reporter.EpochLosses],
+                ValidationLoss = outcome.Validation?.TieBreakLoss() ?? double.NaN,
                 Status = double.IsFinite(outcome.Metric) ? TrialStatus.Succeeded : TrialStatus.Failed,
                 Error = double.IsFinite(outcome.Metric) ? null : $"The metric is {outcome.Metric}.",
             };

@@ -18,8 +18,9 @@ public sealed class PeftSweepResult
     public PeftMetric Metric { get; }
 
     /// <summary>
-    /// The succeeded trial with the best metric (the cheaper one on ties); with <see cref="PeftSweep.SetEnsemble"/>, the
-    /// ensemble row when the ensemble validated better than every single model.
+    /// The succeeded trial with the best metric (on ties, the lower <see cref="TrialResult.ValidationLoss"/>, then the
+    /// cheaper); with <see cref="PeftSweep.SetEnsemble"/>, the ensemble row when the ensemble validated better than every
+    /// single model.
     /// </summary>
     public TrialResult BestTrial { get; }
 
@@ -43,12 +44,12 @@ public sealed class PeftSweepResult
     /// <summary>Writes the leaderboard (best first) as CSV with a header row.</summary>
     public void WriteCsv(string path)
     {
-        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit,Ensemble\n");
+        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit,Ensemble,ValidationLoss\n");
         foreach (var r in Leaderboard().Select(ToRow))
             sb.Append(string.Join(',', r.Id.ToString(CultureInfo.InvariantCulture), Quote(r.Method), Quote(r.Parameters),
                 r.Metric.ToString("R", CultureInfo.InvariantCulture), r.TrainableParameters.ToString(CultureInfo.InvariantCulture),
                 r.DurationSeconds.ToString("R", CultureInfo.InvariantCulture), r.PeakWorkingSetBytes.ToString(CultureInfo.InvariantCulture),
-                r.Status, Quote(r.Error), r.Refit ? "true" : "false", Quote(r.Ensemble))).Append('\n');
+                r.Status, Quote(r.Error), r.Refit ? "true" : "false", Quote(r.Ensemble), r.ValidationLoss.ToString("R", CultureInfo.InvariantCulture))).Append('\n');
         File.WriteAllText(path, sb.ToString());
     }
 
@@ -56,6 +57,7 @@ public sealed class PeftSweepResult
     public IEnumerable<TrialResult> Leaderboard() => Trials
         .OrderBy(t => t.Status)
         .ThenBy(t => t.Status == TrialStatus.Succeeded ? Metric.ToLoss(t.Metric) : 0)
+        .ThenBy(t => t.Status == TrialStatus.Succeeded && !double.IsNaN(t.ValidationLoss) ? t.ValidationLoss : double.PositiveInfinity)
         .ThenBy(t => t.Duration)
         .ThenBy(t => t.Id);
 
@@ -64,6 +66,7 @@ public sealed class PeftSweepResult
         Id = t.Id, Method = t.Ensemble.Count > 0 ? "ensemble" : t.Parameters.Method, Parameters = t.Parameters.ToJson(), Metric = t.Metric,
         TrainableParameters = t.TrainableParameters, DurationSeconds = t.Duration.TotalSeconds,
         PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "", Refit = t.Refit,
+        ValidationLoss = t.ValidationLoss,
         Ensemble = string.Join(';', t.Ensemble.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.TrialId}:{e.Weight:R}"))),
     };
 
@@ -95,4 +98,6 @@ public sealed class PeftTrialRow
     public bool Refit { get; set; }
     /// <summary>For the ensemble row: its members as <c>trialId:weight</c> separated by ';'; empty otherwise.</summary>
     public string Ensemble { get; set; } = "";
+    /// <summary>Validation log-loss (classification) or mean squared error (regression), the tie-break of the metric; NaN when unknown.</summary>
+    public double ValidationLoss { get; set; }
 }

@@ -28,6 +28,13 @@ public sealed record TrialResult
     /// <summary>The validation metric (NaN unless <see cref="Status"/> is <see cref="TrialStatus.Succeeded"/>).</summary>
     public double Metric { get; init; } = double.NaN;
 
+    /// <summary>
+    /// Log-loss (classification) or mean squared error (regression) on the validation set; NaN when unknown (custom
+    /// evaluations, failed trials). It breaks ties of <see cref="Metric"/>: accuracy on an imbalanced or hard task often
+    /// ties at the majority class, and log-loss still tells which trial learned more.
+    /// </summary>
+    public double ValidationLoss { get; init; } = double.NaN;
+
     /// <summary>Trainable parameters of the stage (0 when unknown).</summary>
     public long TrainableParameters { get; init; }
 

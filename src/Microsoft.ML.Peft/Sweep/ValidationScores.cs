@@ -87,6 +87,9 @@ internal sealed class ValidationScores
     }
 
     /// <summary>A smooth companion of the metric for breaking ties: log-loss for classification, mean squared error for regression.</summary>
+    public double TieBreakLoss() => TieBreakLoss(Scores);
+
+    /// <summary>The tie-break loss of <paramref name="scores"/> (rows aligned with <see cref="Labels"/>).</summary>
     public double TieBreakLoss(float[][] scores) =>
         Regression ? Mean(scores, (y, s) => (s[0] - y) * (double)(s[0] - y)) : LogLoss(scores);
 

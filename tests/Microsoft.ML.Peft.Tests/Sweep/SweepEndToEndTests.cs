@@ -21,6 +21,25 @@ public sealed class SweepEndToEndTests
                 BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")));
     }
 
+    /// <summary>Training rows 90% positive, validation rows 70% positive: on the tiny base a stage learns about the prior only.</summary>
+    private static (IDataView Train, IDataView Validation) PriorOnly(MLContext ml)
+    {
+        IDataView Rows(int positives, int negatives, int seed)
+        {
+            var all = StageTestData.Negation(8 * (positives + negatives), seed);
+            return StageTestData.Load(ml, all.Where(r => r.Label == "positive").Take(positives).Concat(all.Where(r => r.Label == "negative").Take(negatives)).OrderBy(r => r.Text));
+        }
+        return (Rows(58, 6, 1), Rows(28, 12, 2));
+    }
+
+    /// <summary>Untrained (learning rate 1e-6) and trained (5e-2) LoRA stages of rank 4 and 8.</summary>
+    private static PeftSearchSpace PriorSpace() => new PeftSearchSpace()
+        .SetShared(new ChoiceParameter("LearningRate", 1e-6, 5e-2))
+        .SetShared(new ChoiceParameter("Epochs", 10))
+        .SetShared(new ChoiceParameter("BatchSize", 16))
+        .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+        .AddMethod("lora", new ChoiceParameter("Rank", 4, 8));
+
     /// <summary>One epoch of LoRA at a small length and batch; learning rate and rank vary.</summary>
     private static PeftSearchSpace SmallSpace() => new PeftSearchSpace()
         .SetShared(new RangeParameter("LearningRate", 5e-3, 2e-2, logScale: true))
@@ -111,13 +130,14 @@ public sealed class SweepEndToEndTests
         Assert.IsTrue(refit.Refit);
         Assert.IsTrue(result.Trials.Take(2).All(t => !t.Refit));
         Assert.AreEqual(TrialStatus.Succeeded, refit.Status, refit.Error);
-        var bestSearched = result.Trials.Take(2).Where(t => t.Status == TrialStatus.Succeeded).OrderByDescending(t => t.Metric).ThenBy(t => t.Duration).First();
+        var bestSearched = result.Trials.Take(2).Where(t => t.Status == TrialStatus.Succeeded).OrderByDescending(t => t.Metric).ThenBy(t => t.ValidationLoss).ThenBy(t => t.Duration).First();
         Assert.AreEqual(bestSearched.Parameters.ToJson(), refit.Parameters.ToJson(), "the refit retrains the best searched configuration");
         // The refit ran (several epochs) for about its share of the budget, and the whole sweep kept to the budget.
         Assert.IsGreaterThan(share * budget * 0.5, refit.Duration.TotalSeconds);
         Assert.IsLessThan(budget * 1.1 + 5, elapsed, "budget plus the time to build the base model");
-        // The best is the refit exactly when it scored at least as well as the best searched trial.
-        Assert.AreEqual(refit.Metric >= bestSearched.Metric, result.BestTrial.Refit);
+        // The best is the refit exactly when it scored better than the best searched trial, or as well with a lower log-loss.
+        bool refitWins = refit.Metric > bestSearched.Metric || (refit.Metric == bestSearched.Metric && refit.ValidationLoss <= bestSearched.ValidationLoss);
+        Assert.AreEqual(refitWins, result.BestTrial.Refit);
         Assert.AreEqual(Math.Max(refit.Metric, bestSearched.Metric), result.BestTrial.Metric);
         Assert.IsNotNull(result.BestModel);
         Assert.AreEqual(24, Microsoft.ML.Data.ColumnCursorExtensions.GetColumn<float[]>(result.BestModel.Transform(validation), "Score").Count());
@@ -135,18 +155,8 @@ public sealed class SweepEndToEndTests
         // prior: with 90% positive training rows a well-trained stage says ~0.9 everywhere, an untrained one ~0.5. On
         // validation rows that are 70% positive, a mix of the two has a lower log-loss than either (0.61 against 0.69 and
         // 0.76 for the exact priors), a margin training noise does not close.
-        IDataView Rows(int positives, int negatives, int seed)
-        {
-            var all = StageTestData.Negation(8 * (positives + negatives), seed);
-            return StageTestData.Load(ml, all.Where(r => r.Label == "positive").Take(positives).Concat(all.Where(r => r.Label == "negative").Take(negatives)).OrderBy(r => r.Text));
-        }
-        var (train, validation) = (Rows(58, 6, 1), Rows(28, 12, 2));
-        var space = new PeftSearchSpace()
-            .SetShared(new ChoiceParameter("LearningRate", 1e-6, 5e-2))
-            .SetShared(new ChoiceParameter("Epochs", 10))
-            .SetShared(new ChoiceParameter("BatchSize", 16))
-            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
-            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8));
+        var (train, validation) = PriorOnly(ml);
+        var space = PriorSpace();
         var events = new List<SweepEvent>();
         var result = await ml.Peft().CreateSweep()
             .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.LogLoss)
@@ -190,6 +200,27 @@ public sealed class SweepEndToEndTests
             ml.Peft().CreateSweep().SetTrialEvaluation((_, _) => new TrialOutcome(1)).SetMaxTrials(1).SetEnsemble().RunAsync());
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().CreateSweep().SetEnsemble(1));
     }
+    [TestMethod]
+    public async Task EqualAccuraciesAreRankedByValidationLogLoss()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (ml, _, _, baseModel) = Setup(temp);
+        // Every stage answers 'positive' for every row, so every trial's accuracy is 0.7; their log-losses differ.
+        var (train, validation) = PriorOnly(ml);
+        var result = await ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.Accuracy)
+            .SetSearchSpace(PriorSpace()).SetTuner(PeftTuner.Grid()).SetMaxTrials(4)
+            .SetBaseModel(baseModel)
+            .RunAsync();
+
+        Assert.AreEqual(4, result.Trials.Count);
+        Assert.IsTrue(result.Trials.All(t => t.Metric == 0.7), string.Join(", ", result.Trials.Select(t => t.Metric)));
+        Assert.IsTrue(result.Trials.Select(t => t.ValidationLoss).Distinct().Count() > 1);
+        Assert.AreEqual(result.Trials.Min(t => t.ValidationLoss), result.BestTrial.ValidationLoss);
+        Assert.AreSame(result.BestTrial, result.Leaderboard().First());
+        Assert.AreEqual(ml.MulticlassClassification.Evaluate(result.BestModel!.Transform(validation)).LogLoss, result.BestTrial.ValidationLoss, 1e-6);
+    }
+
     [TestMethod]
     public async Task CrossValidationTrainsAStagePerFoldAndScoresOutOfFold()
     {
