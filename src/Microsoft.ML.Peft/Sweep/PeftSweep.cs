@@ -404,8 +404,7 @@ public sealed class PeftSweep
             var ensembleMembers = chosen.Select(i => new EnsembleMember(pool[i].Result.Id, counts[i] / total)).ToList();
             string members = string.Join(", ", ensembleMembers.Select(e => string.Create(CultureInfo.InvariantCulture, $"{(trials[e.TrialId].Refit ? "refit" : "trial")} {e.TrialId} × {e.Weight:F2}")));
             var previous = best!;
-            if (!(_metric.ToLoss(value) < _metric.ToLoss(previous.Metric)
-                  || (_metric.ToLoss(value) == _metric.ToLoss(previous.Metric) && validationLoss < Rank(previous).Loss)))
+            if ((_metric.ToLoss(value), validationLoss).CompareTo(Rank(previous)) >= 0)
             {
                 // Not adopted: the stages stay candidates (released below); the ensemble object holds nothing else.
                 ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble of {members}: {_metric} {value:F4}, no better than {(previous.Refit ? "the refit" : $"trial {previous.Id}")} ({previous.Metric:F4}); the best model stays."));
