@@ -44,18 +44,21 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
 
     private protected override bool CanScoreConcurrently => true;
 
-    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column)
-    {
-        if (column.Type is not TextDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(column), $"Input column '{column.Name}' must be Text (string), but is {column.Type}.");
-    }
+    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column) => PeftTextTransformer.CheckTextColumn(column);
 
     private protected override IReadOnlyList<PeftOutputColumn> GetOutputColumns(DataViewSchema inputSchema) => _members[0].OutputColumns(inputSchema);
 
     private protected override void ScoreBatch(PeftBatch batch)
     {
+        // Members on the same base and length (a sweep's usually are) tokenize a row alike: encode the batch once for them.
+        var encoded = new Dictionary<(string, Tokenization.TextTokenizerKind, int), Training.Example[]>();
+        var outputs = _members.Select(m =>
+        {
+            if (!encoded.TryGetValue(m.EncodingKey, out var examples)) encoded[m.EncodingKey] = examples = m.Encode(batch);
+            return m.Predict(examples);
+        }).ToList();
         var first = _members[0].Saved;
-        PeftTextTransformer.WriteOutputs(batch, Combine(_members.Select(m => m.Predict(batch)).ToList(), _weights), first.Task, first.NumOutputs);
+        PeftTextTransformer.WriteOutputs(batch, Combine(outputs, _weights), first.Task, first.NumOutputs);
     }
 
     /// <summary>

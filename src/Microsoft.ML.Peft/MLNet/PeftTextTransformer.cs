@@ -96,7 +96,10 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     // Inference under no_grad on a module that is no longer modified is safe from several threads.
     private protected override bool CanScoreConcurrently => true;
 
-    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column)
+    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column) => CheckTextColumn(column);
+
+    /// <summary>The input check of every stage that reads text (this one, and ensembles of it).</summary>
+    internal static void CheckTextColumn(DataViewSchema.Column column)
     {
         if (column.Type is not TextDataViewType)
             throw new ArgumentOutOfRangeException(nameof(column), $"Input column '{column.Name}' must be Text (string), but is {column.Type}.");
@@ -139,7 +142,13 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// <summary>
     /// One output row per batch row: class probabilities (classification) or the score in label units (regression, one value).
     /// </summary>
-    internal float[][] Predict(PeftBatch batch)
+    internal float[][] Predict(PeftBatch batch) => Predict(Encode(batch));
+
+    /// <summary>What decides <see cref="Encode"/>'s token ids: stages with equal keys encode a row alike (the tokenizer comes from the base).</summary>
+    internal (string BaseSha256, TextTokenizerKind Tokenizer, int MaxLength) EncodingKey => (_saved.Base.Sha256, _saved.TokenizerKind, _saved.MaxSequenceLength);
+
+    /// <summary>The token ids of the batch's rows.</summary>
+    internal Example[] Encode(PeftBatch batch)
     {
         int rows = batch.Count;
         var first = batch.GetInput<ReadOnlyMemory<char>>(0);
@@ -148,6 +157,12 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         var examples = new Example[rows];
         for (int i = 0; i < rows; i++)
             examples[i] = Training.Encoding.Encode(_tokenizer, first[i].ToString(), pair ? second[i].ToString() : null, pair, _saved.MaxSequenceLength, 0);
+        return examples;
+    }
+
+    /// <summary><see cref="Predict(PeftBatch)"/> on rows <see cref="Encode"/> made.</summary>
+    internal float[][] Predict(Example[] examples)
+    {
         float[][] outputs;
         using (Runtime.TorchThreads.Use(_saved.NumberOfThreads))
             outputs = Predictor.Predict(_model, examples, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
@@ -156,7 +171,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         return outputs;
     }
 
-    /// <summary>Fills the batch's Score (and PredictedLabel: the most probable class) from <see cref="Predict"/>'s rows.</summary>
+    /// <summary>Fills the batch's Score (and PredictedLabel: the most probable class) from <see cref="Predict(PeftBatch)"/>'s rows.</summary>
     internal static void WriteOutputs(PeftBatch batch, float[][] outputs, PeftTask task, int classes)
     {
         int rows = batch.Count;
