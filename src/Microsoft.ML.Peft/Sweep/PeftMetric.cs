@@ -34,4 +34,11 @@ public static class PeftMetricExtensions
 
     /// <summary>The value tuners minimise: the metric, negated when larger is better.</summary>
     internal static double ToLoss(this PeftMetric metric, double value) => metric.IsMaximized() ? -value : value;
+
+    /// <summary>
+    /// How a succeeded result ranks (smaller is better): the metric as a loss, then its validation loss where metrics tie
+    /// (unknown counts as worst). The sweep and the leaderboard both order by it.
+    /// </summary>
+    internal static (double Metric, double Loss) Rank(this PeftMetric metric, TrialResult t) =>
+        (metric.ToLoss(t.Metric), double.IsNaN(t.ValidationLoss) ? double.PositiveInfinity : t.ValidationLoss);
 }

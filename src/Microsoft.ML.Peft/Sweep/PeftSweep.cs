@@ -394,14 +394,16 @@ public sealed class PeftSweep
                 return;
             }
             // Cross-validated candidates contribute their fold stages, each with its share of the candidate's weight.
+            double total = chosen.Sum(i => counts[i]);
+            var weights = chosen.Select(i => counts[i] / total).ToList();
+            // Counts, not the weights: the ensemble normalises them to exactly counts / total, the weights reported here.
             var parts = chosen.SelectMany(i => Stages(pool[i].Model).Select(p => (p.Stage, Weight: counts[i] * p.Weight))).ToList();
             var ensemble = new PeftEnsembleTransformer(_host, parts.Select(p => p.Stage).ToList(), parts.Select(p => p.Weight).ToList());
             // The metric of exactly what the ensemble computes (Combine works in place, so on copies of the scores).
             var reference = pool[chosen[0]].Scores;
-            double total = chosen.Sum(i => counts[i]);
-            var combined = PeftEnsembleTransformer.Combine(chosen.Select(i => pool[i].Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), chosen.Select(i => counts[i] / total).ToList());
+            var combined = PeftEnsembleTransformer.Combine(chosen.Select(i => pool[i].Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), weights);
             double value = reference.Compute(_metric, combined), validationLoss = reference.TieBreakLoss(combined);
-            var ensembleMembers = chosen.Select(i => new EnsembleMember(pool[i].Result.Id, counts[i] / total)).ToList();
+            var ensembleMembers = chosen.Select((i, m) => new EnsembleMember(pool[i].Result.Id, weights[m])).ToList();
             string members = string.Join(", ", ensembleMembers.Select(e => string.Create(CultureInfo.InvariantCulture, $"{(trials[e.TrialId].Refit ? "refit" : "trial")} {e.TrialId} × {e.Weight:F2}")));
             var previous = best!;
             if ((_metric.ToLoss(value), validationLoss).CompareTo(Rank(previous)) >= 0)
@@ -459,9 +461,7 @@ public sealed class PeftSweep
         return order < 0 || (order == 0 && a.Duration < b.Duration);
     }
 
-    // The metric, then the validation loss where metrics tie (unknown counts as worst).
-    private (double Metric, double Loss) Rank(TrialResult t) =>
-        (_metric.ToLoss(t.Metric), double.IsNaN(t.ValidationLoss) ? double.PositiveInfinity : t.ValidationLoss);
+    private (double Metric, double Loss) Rank(TrialResult t) => _metric.Rank(t);
 
     // What the tuner minimises: the metric, nudged by a millionth of the validation loss so that equal metrics (accuracy at
     // the majority class, say) still order the trials by how much they learned.

@@ -56,8 +56,7 @@ public sealed class PeftSweepResult
     /// <summary>Trials ordered best first: succeeded by metric, then failed, then cancelled.</summary>
     public IEnumerable<TrialResult> Leaderboard() => Trials
         .OrderBy(t => t.Status)
-        .ThenBy(t => t.Status == TrialStatus.Succeeded ? Metric.ToLoss(t.Metric) : 0)
-        .ThenBy(t => t.Status == TrialStatus.Succeeded && !double.IsNaN(t.ValidationLoss) ? t.ValidationLoss : double.PositiveInfinity)
+        .ThenBy(t => t.Status == TrialStatus.Succeeded ? Metric.Rank(t) : default)
         .ThenBy(t => t.Duration)
         .ThenBy(t => t.Id);
 
