@@ -154,6 +154,9 @@ internal static class Arms
         return string.Concat(scored.GetColumn<uint>("Label").Zip(scored.GetColumn<uint>("PredictedLabel"), (y, p) => y == p ? '1' : '0'));
     }
 
+    // Every dev row has a label, so accuracy is the share of right rows (one scoring pass serves both).
+    private static double Share(string correct) => correct.Count(c => c == '1') / (double)correct.Length;
+
     private static ArmResult Sweep(MLContext ml, Options opt, string name, IDataView train, IDataView validation, IDataView dev)
     {
         var sweep = ml.Peft().CreateSweep()
@@ -190,9 +193,10 @@ internal static class Arms
                     $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} (validation {trial.Metric:F4}, dev alone {alone:F4}) {trial.Parameters.ToJson()}");
             }));
         }
+        string correct = Correct(result.BestModel!, dev);
         return new ArmResult
         {
-            Arm = "sweep", DevAccuracy = Accuracy(ml, result.BestModel!, dev), DevCorrect = Correct(result.BestModel!, dev), ValidationAccuracy = best.Metric, Trials = result.Trials.Count,
+            Arm = "sweep", DevAccuracy = Share(correct), DevCorrect = correct, ValidationAccuracy = best.Metric, Trials = result.Trials.Count,
             Configuration = configuration, TrainableParameters = best.TrainableParameters,
         };
     }
@@ -206,9 +210,10 @@ internal static class Arms
         };
         var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(options)).Fit(train);
         var stage = model.LastTransformer;
+        string correct = Correct(model, dev);
         return new ArmResult
         {
-            Arm = "lora", DevAccuracy = Accuracy(ml, model, dev), DevCorrect = Correct(model, dev), ValidationAccuracy = Accuracy(ml, model, validation), Trials = 1,
+            Arm = "lora", DevAccuracy = Share(correct), DevCorrect = correct, ValidationAccuracy = Accuracy(ml, model, validation), Trials = 1,
             Epochs = stage.TrainingReport?.EpochsRun ?? 0, TrainableParameters = stage.TrainableParameterCount,
             Configuration = $"defaults (LoRA r=8, lr {stage.Method.DefaultLearningRate:G3}, batch {options.BatchSize}, max length {options.MaxSequenceLength}), {stage.TrainingReport?.EpochsRun} epoch(s) in the time limit",
         };
