@@ -17,7 +17,10 @@
 //   --validation-rows <n>  further rows from train.tsv the sweep ranks trials on (default 1000)
 //   --threads <n>          libtorch threads in each arm's process (default 1: the two arms share 2 cores)
 //   --seed <n>             subsample, MLContext and tuner seed (default 1)
-//   --refit <f>            share of the sweep's budget kept to retrain its best configuration (PeftSweep.SetRefit; default 0.25)
+//   --refit <f>            share of the sweep's budget kept to retrain its best configurations (PeftSweep.SetRefit; default 0.25)
+//   --refit-configurations <n>  how many of the best configurations share that reserve (default 1)
+//   --refit-all-data       refit on the training and validation rows together (SetRefit onAllData; the ensemble is then
+//                          the equal-weight average of the refits and --ensemble is ignored)
 //   --ensemble <n>         ensemble candidates (PeftSweep.SetEnsemble; default 5; 0 = no ensemble, the best single model)
 //   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
 //   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
@@ -46,9 +49,9 @@ if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exist
 if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
 return Parent.Run(opt, data);
 
-internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.25, int Ensemble = 5)
+internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.25, int Ensemble = 5, int RefitConfigurations = 1, bool RefitAllData = false)
 {
-    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--ensemble n] [--data folder] [--out folder] [--quick]";
+    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-all-data] [--ensemble n] [--data folder] [--out folder] [--quick]";
     public const string ResultPrefix = "RESULT ";
     // A failed arm reports NaN accuracies.
     public static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
@@ -73,6 +76,8 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
                 case "--arm": o = o with { Arm = Next() }; break;
                 case "--refit": o = o with { Refit = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 case "--ensemble": o = o with { Ensemble = NextInt(0) }; break;
+                case "--refit-configurations": o = o with { RefitConfigurations = NextInt(1) }; break;
+                case "--refit-all-data": o = o with { RefitAllData = true }; break;
                 case "-h" or "--help": return null;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
@@ -88,7 +93,8 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
     public IEnumerable<string> ChildArgs(string data) =>
     [
         "--minutes", Inv(Minutes), "--train-rows", Inv(TrainRows), "--validation-rows", Inv(ValidationRows),
-        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit), "--ensemble", Inv(Ensemble),
+        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit), "--refit-configurations", Inv(RefitConfigurations), "--ensemble", Inv(Ensemble),
+        .. (RefitAllData ? new[] { "--refit-all-data" } : []),
     ];
 
     public static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
@@ -166,7 +172,7 @@ internal static class Arms
             .SetTuner(PeftTuner.CostFrugal(opt.Seed))
             .SetEarlyStopping(reductionFactor: 3, minEpochs: 1)
             .SetTrainingTimeInSeconds(opt.Minutes * 60)
-            .SetRefit(opt.Refit)
+            .SetRefit(opt.Refit, opt.RefitConfigurations, opt.RefitAllData)
             .SetMonitor(e =>
             {
                 if (e.Kind == SweepEventKind.TrialEnded && e.Result is { } r)
@@ -174,7 +180,7 @@ internal static class Arms
                         ? $"[sweep] ensemble {r.Id} {r.Status} {r.Metric:F4}: {string.Join(", ", r.Ensemble.Select(m => $"{m.TrialId} × {m.Weight:F2}"))}"
                         : $"[sweep] {(r.Refit ? "refit" : "trial")} {r.Id} {r.Parameters.Method} {r.Status} {r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
             });
-        if (opt.Ensemble >= 2) sweep.SetEnsemble(opt.Ensemble);
+        if (opt.Ensemble >= 2 && !opt.RefitAllData) sweep.SetEnsemble(opt.Ensemble);
         var result = sweep.RunAsync().GetAwaiter().GetResult();
         Directory.CreateDirectory(opt.Out);
         result.WriteCsv(Path.Combine(opt.Out, "sweep-leaderboard.csv"));

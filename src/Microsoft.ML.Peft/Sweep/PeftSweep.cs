@@ -33,6 +33,8 @@ public sealed class PeftSweep
     private Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome>? _evaluate;
     private (int ReductionFactor, int MinEpochs)? _halving;
     private double? _refitFraction;
+    private int _refitCount = 1;
+    private bool _refitOnAllData;
     private int? _ensembleCandidates;
 
     internal PeftSweep(MLContext ml)
@@ -197,19 +199,36 @@ public sealed class PeftSweep
     }
 
     /// <summary>
-    /// Reserves <paramref name="budgetFraction"/> of the time budget to retrain the best configuration once the search
+    /// Reserves <paramref name="budgetFraction"/> of the time budget to retrain the best configurations once the search
     /// ends (as FLAML's retraining of the best config): epochs unbounded, <see cref="PeftTextOptions.MaxTrainingTime"/> =
-    /// the reserved time so the learning rate decays by the clock, every epoch scored on the validation set and the best
-    /// epoch kept. Search trials are short; this gives the winner the long training a fixed configuration would get. The
-    /// refit becomes the best model when its validation metric is at least the best trial's; it is a leaderboard row with
-    /// <see cref="TrialResult.Refit"/> set and is not checkpointed (a resumed sweep refits again). Needs
-    /// <see cref="SetTrainingTimeInSeconds"/> and the default trial evaluation.
+    /// the refit's share of the reserve so the learning rate decays by the clock, every epoch scored on the validation set
+    /// and the best epoch kept. Search trials are short; this gives the winners the long training a fixed configuration
+    /// would get. With <paramref name="configurations"/> &gt; 1 the reserve is split equally among the best distinct
+    /// configurations (trials that differ only in epochs count as one, since a refit sets its own), each trained from a
+    /// new seed; when the search found fewer, the best are trained again. Together with <see cref="SetEnsemble"/> this
+    /// gives the ensemble several well-trained, differently initialised members, which average better than one model
+    /// trained for the whole reserve. A refit becomes the best model when its validation metric is at least the best so
+    /// far; it is a leaderboard row with <see cref="TrialResult.Refit"/> set and is not checkpointed (a resumed sweep
+    /// refits again). Needs <see cref="SetTrainingTimeInSeconds"/> and the default trial evaluation.
+    /// <para>With <paramref name="onAllData"/> (as FLAML's <c>retrain_full</c> and AutoGluon's <c>refit_full</c>) the refits
+    /// train on the training and validation rows together and keep their last epoch, since no epoch can be chosen on rows
+    /// a model trained on. They become the best model without being compared with the trials (their validation metric is
+    /// in-sample, flagged by <see cref="TrialResult.TrainedOnValidation"/>); several are averaged with equal weights, for
+    /// the same reason. One check remains: a refit that scores worse on those rows, which it trained on, than its trial did
+    /// with them held out has trained badly (a learning rate that suits one epoch and not ten, say) and is dropped,
+    /// recorded as failed; when all are dropped the best trial stays the best model. Use it when the validation rows are too valuable to leave out of the final model; it cannot be
+    /// combined with <see cref="SetEnsemble"/>, whose weights are chosen on the validation rows.</para>
     /// </summary>
-    /// <param name="budgetFraction">Share of the time budget kept for the refit, in (0, 1). Default 0.25.</param>
-    public PeftSweep SetRefit(double budgetFraction = 0.25)
+    /// <param name="budgetFraction">Share of the time budget kept for the refits, in (0, 1). Default 0.25.</param>
+    /// <param name="configurations">How many of the best configurations to retrain, 1 to 16. Default 1.</param>
+    /// <param name="onAllData">Train the refits on the training and validation rows together. Default false.</param>
+    public PeftSweep SetRefit(double budgetFraction = 0.25, int configurations = 1, bool onAllData = false)
     {
         if (!(budgetFraction > 0 && budgetFraction < 1)) throw new ArgumentOutOfRangeException(nameof(budgetFraction), "must be in (0, 1).");
+        if (configurations is < 1 or > 16) throw new ArgumentOutOfRangeException(nameof(configurations), $"must be 1 to 16, got {configurations}.");
         _refitFraction = budgetFraction;
+        _refitCount = configurations;
+        _refitOnAllData = onAllData;
         return this;
     }
 
@@ -244,6 +263,7 @@ public sealed class PeftSweep
         if (_refitFraction is not null && _seconds is null) throw new InvalidOperationException("SetRefit needs a time budget: call SetTrainingTimeInSeconds.");
         if (_refitFraction is not null && _evaluate is not null) throw new InvalidOperationException("SetRefit needs the default trial evaluation (it retrains a stage); remove SetTrialEvaluation or SetRefit.");
         if (_ensembleCandidates is not null && _evaluate is not null) throw new InvalidOperationException("SetEnsemble needs the default trial evaluation (it averages trained stages); remove SetTrialEvaluation or SetEnsemble.");
+        if (_refitOnAllData && _refitFraction is not null && _ensembleCandidates is not null) throw new InvalidOperationException("SetEnsemble chooses its weights on the validation rows, which SetRefit(onAllData: true) trains on; use one of them (several refit configurations on all the data are averaged with equal weights).");
         if (_refitFraction is not null && _crossValidation is not null) throw new InvalidOperationException("SetRefit needs a validation set, and cross-validation has none: each trial's model already averages its fold models. Use SetDataset(train, validation) or remove SetRefit.");
         var evaluator = _evaluate is null ? new TrialEvaluator(_ml, Splits(), _train!, _label, _text, _text2, _metric, _baseModel, _configure, _halving is not null) : null;
         var evaluate = _evaluate ?? evaluator!.Evaluate;
@@ -308,28 +328,64 @@ public sealed class PeftSweep
 
         if (best is not null && evaluator is not null && _refitFraction is { } fraction && !cancellationToken.IsCancellationRequested)
         {
-            double left = _seconds!.Value - clock.Elapsed.TotalSeconds;
-            double refitSeconds = Math.Min(left, fraction * _seconds.Value);
-            if (refitSeconds >= 1)
+            var configurations = RefitConfigurations(trials, _refitCount);
+            // Refits on all the data cannot be ranked on validation rows they trained on: they are kept aside and become the best model together.
+            var onAllData = new List<(TrialResult Result, ITransformer Model, ValidationScores Scores)>();
+            // The reserve runs from now (earlier than planned when the search ran out of trials) to the end of the budget.
+            double reserveEnd = Math.Min(_seconds!.Value, clock.Elapsed.TotalSeconds + fraction * _seconds.Value);
+            for (int k = 0; k < configurations.Count && !cancellationToken.IsCancellationRequested; k++)
             {
+                // An equal share of what is left of the reserve, so that a refit that runs over shortens the next ones.
+                double left = _seconds.Value - clock.Elapsed.TotalSeconds;
+                double refitSeconds = (reserveEnd - clock.Elapsed.TotalSeconds) / (configurations.Count - k);
+                if (refitSeconds < 1) break;
                 int id = trials.Count;
-                var parameters = best.Parameters;
-                ch.Info($"Refit {id}: trial {best.Id}'s configuration for {refitSeconds:F0} s, keeping its best validation epoch.");
+                var source = configurations[k];
+                var parameters = source.Parameters;
+                ch.Info($"Refit {id}: trial {source.Id}'s configuration for {refitSeconds:F0} s, "
+                    + (_refitOnAllData ? "on the training and validation rows, keeping its last epoch." : "keeping its best validation epoch."));
                 _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, id, parameters, null, best));
                 using var refitCancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 refitCancel.CancelAfter(TimeSpan.FromSeconds(left));
                 // Most of the time trains; the rest covers per-epoch and final validation scoring.
                 var trainTime = TimeSpan.FromSeconds(refitSeconds * 0.9);
-                var (result, model, scores) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
-                result = result with { Refit = true };
+                var (result, model, scores) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, _refitOnAllData, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
+                result = result with { Refit = true, TrainedOnValidation = _refitOnAllData };
+                if (_refitOnAllData && result.Status == TrialStatus.Succeeded && TrainedWorseThanItsTrial(_metric, result, source))
+                    result = result with
+                    {
+                        Status = TrialStatus.Failed,
+                        Error = string.Create(CultureInfo.InvariantCulture, $"Dropped: {_metric} {result.Metric:F4} on validation rows it trained on, worse than trial {source.Id}'s {source.Metric:F4} with them held out, so its longer training went wrong."),
+                    };
                 trials.Add(result);
-                if (result.Status == TrialStatus.Succeeded && Rank(result).CompareTo(Rank(best)) <= 0) Adopt(result, model);
-                Offer(result, model, scores);
-                Release(model);
-                ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4} in {4:F1} s{5}; best: {6}",
-                    id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
-                    best.Refit ? "the refit" : $"trial {best.Id} ({best.Metric:F4})"));
+                if (_refitOnAllData)
+                {
+                    if (result.Status == TrialStatus.Succeeded) onAllData.Add((result, model!, scores!));
+                    else Release(model);
+                }
+                else
+                {
+                    if (result.Status == TrialStatus.Succeeded && Rank(result).CompareTo(Rank(best)) <= 0) Adopt(result, model);
+                    Offer(result, model, scores);
+                    Release(model);
+                }
+                ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4}{4} in {5:F1} s{6}; best: {7}",
+                    id, result.Status, _metric, result.Metric, _refitOnAllData ? " (in-sample)" : "", result.Duration.TotalSeconds,
+                    result.Error is null ? "" : $" ({result.Error})", Describe(best)));
                 _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, id, parameters, result, best));
+            }
+            if (onAllData.Count == 1) Adopt(onAllData[0].Result, onAllData[0].Model);
+            else if (onAllData.Count > 1)
+            {
+                // Equal weights: there are no held-out rows left to choose them on.
+                var previous = best;
+                var (result, model, members) = BuildEnsemble(onAllData, [.. onAllData.Select(_ => 1.0)], TimeSpan.Zero);
+                result = result with { TrainedOnValidation = true };
+                trials.Add(result);
+                Adopt(result, model);
+                ch.Info($"Ensemble {result.Id} of the refits on all the data ({members}) is the best model.");
+                _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, result.Id, result.Parameters, null, previous));
+                _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, result.Id, result.Parameters, result, best));
             }
         }
 
@@ -393,43 +449,74 @@ public sealed class PeftSweep
                 ch.Info("Ensemble selection kept a single model; the best trial stays the best model.");
                 return;
             }
-            // Cross-validated candidates contribute their fold stages, each with its share of the candidate's weight.
-            double total = chosen.Sum(i => counts[i]);
-            var weights = chosen.Select(i => counts[i] / total).ToList();
-            // Counts, not the weights: the ensemble normalises them to exactly counts / total, the weights reported here.
-            var parts = chosen.SelectMany(i => Stages(pool[i].Model).Select(p => (p.Stage, Weight: counts[i] * p.Weight))).ToList();
-            var ensemble = new PeftEnsembleTransformer(_host, parts.Select(p => p.Stage).ToList(), parts.Select(p => p.Weight).ToList());
-            // The metric of exactly what the ensemble computes (Combine works in place, so on copies of the scores).
-            var reference = pool[chosen[0]].Scores;
-            var combined = PeftEnsembleTransformer.Combine(chosen.Select(i => pool[i].Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), weights);
-            double value = reference.Compute(_metric, combined), validationLoss = reference.TieBreakLoss(combined);
-            var ensembleMembers = chosen.Select((i, m) => new EnsembleMember(pool[i].Result.Id, weights[m])).ToList();
-            string members = string.Join(", ", ensembleMembers.Select(e => string.Create(CultureInfo.InvariantCulture, $"{(trials[e.TrialId].Refit ? "refit" : "trial")} {e.TrialId} × {e.Weight:F2}")));
+            var (result, model, members) = BuildEnsemble(chosen.Select(i => pool[i]).ToList(), chosen.Select(i => (double)counts[i]).ToList(), selectionClock.Elapsed);
             var previous = best!;
-            if ((_metric.ToLoss(value), validationLoss).CompareTo(Rank(previous)) >= 0)
+            if (Rank(result).CompareTo(Rank(previous)) >= 0)
             {
                 // Not adopted: the stages stay candidates (released below); the ensemble object holds nothing else.
-                ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble of {members}: {_metric} {value:F4}, no better than {(previous.Refit ? "the refit" : $"trial {previous.Id}")} ({previous.Metric:F4}); the best model stays."));
+                ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble of {members}: {_metric} {result.Metric:F4}, no better than {Describe(previous)}; the best model stays."));
                 return;
             }
-            var result = new TrialResult
-            {
-                Id = trials.Count, Parameters = pool[chosen[0]].Result.Parameters, Status = TrialStatus.Succeeded, Metric = value, ValidationLoss = validationLoss,
-                TrainableParameters = ensemble.TrainableParameterCount, Duration = selectionClock.Elapsed, PeakWorkingSetBytes = PeakWorkingSet(),
-                Ensemble = ensembleMembers,
-            };
             trials.Add(result);
-            // The trials' key mapping (fitted on the same training set in every trial) goes in front, as in a trial's model.
-            ITransformer model = pool[chosen[0]].Model is TransformerChain<ITransformer> chain
-                ? new TransformerChain<ITransformer>([.. chain.Where(t => t is not PeftTextTransformer), ensemble])
-                : ensemble;
             Adopt(result, model);
             // The chosen stages now belong to the ensemble.
             foreach (int i in chosen.OrderByDescending(i => i)) pool.RemoveAt(i);
-            ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble {result.Id} of {members}: {_metric} {value:F4}, better than {(previous.Refit ? "the refit" : $"trial {previous.Id}")} ({previous.Metric:F4}); it is the best model."));
+            ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble {result.Id} of {members}: {_metric} {result.Metric:F4}, better than {Describe(previous)}; it is the best model."));
             _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, result.Id, result.Parameters, null, previous));
             _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, result.Id, result.Parameters, result, best));
         }
+
+        // The weighted average of the members' stages as a trial's model, its leaderboard row (next id, not yet added) and a
+        // description of the members. Its metric is that of exactly what the ensemble computes.
+        (TrialResult Result, ITransformer Model, string Members) BuildEnsemble(
+            IReadOnlyList<(TrialResult Result, ITransformer Model, ValidationScores Scores)> members, IReadOnlyList<double> counts, TimeSpan duration)
+        {
+            double total = counts.Sum();
+            var weights = counts.Select(c => c / total).ToList();
+            // Cross-validated members contribute their fold stages, each with its share of the member's weight. Counts, not
+            // the weights: the ensemble normalises them to exactly counts / total, the weights reported here.
+            var parts = members.SelectMany((m, i) => Stages(m.Model).Select(p => (p.Stage, Weight: counts[i] * p.Weight))).ToList();
+            var ensemble = new PeftEnsembleTransformer(_host, parts.Select(p => p.Stage).ToList(), parts.Select(p => p.Weight).ToList());
+            // Combine works in place, so on copies of the scores.
+            var combined = PeftEnsembleTransformer.Combine(members.Select(m => m.Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), weights);
+            var reference = members[0].Scores;
+            var ensembleMembers = members.Select((m, i) => new EnsembleMember(m.Result.Id, weights[i])).ToList();
+            var result = new TrialResult
+            {
+                Id = trials.Count, Parameters = members[0].Result.Parameters, Status = TrialStatus.Succeeded,
+                Metric = reference.Compute(_metric, combined), ValidationLoss = reference.TieBreakLoss(combined),
+                TrainableParameters = ensemble.TrainableParameterCount, Duration = duration, PeakWorkingSetBytes = PeakWorkingSet(),
+                Ensemble = ensembleMembers,
+            };
+            // The trials' key mapping (fitted on the same training set in every trial) goes in front, as in a trial's model.
+            ITransformer model = members[0].Model is TransformerChain<ITransformer> chain
+                ? new TransformerChain<ITransformer>([.. chain.Where(t => t is not PeftTextTransformer), ensemble])
+                : ensemble;
+            string description = string.Join(", ", ensembleMembers.Select(e => string.Create(CultureInfo.InvariantCulture, $"{(trials[e.TrialId].Refit ? "refit" : "trial")} {e.TrialId} × {e.Weight:F2}")));
+            return (result, model, description);
+        }
+
+        string Describe(TrialResult t) => string.Create(CultureInfo.InvariantCulture,
+            $"{(t.Ensemble.Count > 0 ? "ensemble" : t.Refit ? "refit" : "trial")} {t.Id} ({t.Metric:F4})");
+    }
+
+    /// <summary>
+    /// A refit on all the data scores rows it trained on, so it should do at least as well on them as the trial it repeats
+    /// did with them held out. Doing worse means its longer training went wrong (a learning rate that suits one epoch and
+    /// not ten, say), and no held-out rows are left to catch it otherwise.
+    /// </summary>
+    internal static bool TrainedWorseThanItsTrial(PeftMetric metric, TrialResult refit, TrialResult trial) =>
+        !(metric.ToLoss(refit.Metric) <= metric.ToLoss(trial.Metric));
+
+    // The best succeeded trials with distinct configurations (epochs aside: a refit sets its own), best first, repeated
+    // in order when there are fewer than count.
+    private IReadOnlyList<TrialResult> RefitConfigurations(IReadOnlyList<TrialResult> trials, int count)
+    {
+        var distinct = trials.Where(t => t.Status == TrialStatus.Succeeded && !t.Refit && t.Ensemble.Count == 0)
+            .OrderBy(Rank).ThenBy(t => t.Duration).ThenBy(t => t.Id)
+            .DistinctBy(t => new TrialParameters(t.Parameters.Method, t.Parameters.Values.Where(v => v.Key != nameof(PeftTextOptions.Epochs)).ToDictionary()).ToJson())
+            .ToList();
+        return distinct.Count == 0 ? [] : Enumerable.Range(0, count).Select(i => distinct[i % distinct.Count]).ToList();
     }
 
     private IReadOnlyList<(IDataView Train, IDataView Validation)> Splits() => _crossValidation is { } cv

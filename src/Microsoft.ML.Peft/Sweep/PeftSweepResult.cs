@@ -44,12 +44,13 @@ public sealed class PeftSweepResult
     /// <summary>Writes the leaderboard (best first) as CSV with a header row.</summary>
     public void WriteCsv(string path)
     {
-        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit,Ensemble,ValidationLoss\n");
+        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit,Ensemble,ValidationLoss,TrainedOnValidation\n");
         foreach (var r in Leaderboard().Select(ToRow))
             sb.Append(string.Join(',', r.Id.ToString(CultureInfo.InvariantCulture), Quote(r.Method), Quote(r.Parameters),
                 r.Metric.ToString("R", CultureInfo.InvariantCulture), r.TrainableParameters.ToString(CultureInfo.InvariantCulture),
                 r.DurationSeconds.ToString("R", CultureInfo.InvariantCulture), r.PeakWorkingSetBytes.ToString(CultureInfo.InvariantCulture),
-                r.Status, Quote(r.Error), r.Refit ? "true" : "false", Quote(r.Ensemble), r.ValidationLoss.ToString("R", CultureInfo.InvariantCulture))).Append('\n');
+                r.Status, Quote(r.Error), r.Refit ? "true" : "false", Quote(r.Ensemble), r.ValidationLoss.ToString("R", CultureInfo.InvariantCulture),
+                r.TrainedOnValidation ? "true" : "false")).Append('\n');
         File.WriteAllText(path, sb.ToString());
     }
 
@@ -65,7 +66,7 @@ public sealed class PeftSweepResult
         Id = t.Id, Method = t.Ensemble.Count > 0 ? "ensemble" : t.Parameters.Method, Parameters = t.Parameters.ToJson(), Metric = t.Metric,
         TrainableParameters = t.TrainableParameters, DurationSeconds = t.Duration.TotalSeconds,
         PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "", Refit = t.Refit,
-        ValidationLoss = t.ValidationLoss,
+        ValidationLoss = t.ValidationLoss, TrainedOnValidation = t.TrainedOnValidation,
         Ensemble = string.Join(';', t.Ensemble.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.TrialId}:{e.Weight:R}"))),
     };
 
@@ -93,10 +94,12 @@ public sealed class PeftTrialRow
     public string Status { get; set; } = "";
     /// <summary>Error message; empty when none.</summary>
     public string Error { get; set; } = "";
-    /// <summary>True for the final retraining of the best configuration.</summary>
+    /// <summary>True for a final retraining of one of the best configurations.</summary>
     public bool Refit { get; set; }
     /// <summary>For the ensemble row: its members as <c>trialId:weight</c> separated by ';'; empty otherwise.</summary>
     public string Ensemble { get; set; } = "";
     /// <summary>Validation log-loss (classification) or mean squared error (regression), the tie-break of the metric; NaN when unknown.</summary>
     public double ValidationLoss { get; set; }
+    /// <summary>True when the validation rows were in this model's training data: its metric is in-sample.</summary>
+    public bool TrainedOnValidation { get; set; }
 }

@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Peft.Sweep;
 
@@ -34,7 +35,7 @@ internal sealed class TrialEvaluator
 
     public TrialOutcome Evaluate(TrialParameters parameters, TrialReporter reporter, CancellationToken cancel)
     {
-        if (_splits.Count == 1) return Run(parameters, _splits[0].Train, _splits[0].Validation, reporter, cancel, refitTime: null);
+        if (_splits.Count == 1) return Run(parameters, _splits[0].Train, _splits[0].Validation, reporter, cancel, refit: null);
         var folds = new List<TrialOutcome>();
         try
         {
@@ -42,7 +43,7 @@ internal sealed class TrialEvaluator
             {
                 cancel.ThrowIfCancellationRequested();
                 // Successive halving judges a trial on its first fold's epochs; later folds restart the epoch count.
-                folds.Add(Run(parameters, _splits[f].Train, _splits[f].Validation, f == 0 ? reporter : new TrialReporter(-1, null), cancel, refitTime: null));
+                folds.Add(Run(parameters, _splits[f].Train, _splits[f].Validation, f == 0 ? reporter : new TrialReporter(-1, null), cancel, refit: null));
             }
         }
         catch
@@ -59,13 +60,16 @@ internal sealed class TrialEvaluator
     /// <summary>
     /// Trains <paramref name="parameters"/> again for <paramref name="time"/>: epochs unbounded, the schedule decaying by the
     /// clock, each epoch scored on the validation set and the best epoch kept. Needs a single train/validation split.
+    /// With <paramref name="onAllData"/> it trains on the training and validation rows together and keeps the last epoch
+    /// (no epoch can be chosen on rows the model trained on); the returned metric is then in-sample.
     /// </summary>
-    public TrialOutcome Refit(TrialParameters parameters, TimeSpan time, CancellationToken cancel) =>
-        _splits.Count == 1 ? Run(parameters, _splits[0].Train, _splits[0].Validation, new TrialReporter(-1, null), cancel, time)
+    public TrialOutcome Refit(TrialParameters parameters, TimeSpan time, bool onAllData, CancellationToken cancel) =>
+        _splits.Count == 1 ? Run(parameters, _splits[0].Train, _splits[0].Validation, new TrialReporter(-1, null), cancel, (time, onAllData))
                            : throw new InvalidOperationException("A refit needs a validation set; with cross-validation each trial's model already averages its fold models.");
 
     /// <summary>Trains a stage on <paramref name="train"/> and scores <paramref name="validation"/>. With several folds the model is the bare stage.</summary>
-    private TrialOutcome Run(TrialParameters parameters, IDataView train, IDataView validation, TrialReporter reporter, CancellationToken cancel, TimeSpan? refitTime)
+    private TrialOutcome Run(TrialParameters parameters, IDataView train, IDataView validation, TrialReporter reporter, CancellationToken cancel,
+        (TimeSpan Time, bool OnAllData)? refit)
     {
         bool regression = _metric.IsRegression();
         PeftTextOptions options = regression ? new PeftTextRegressionOptions() : new PeftTextClassificationOptions();
@@ -82,11 +86,12 @@ internal sealed class TrialEvaluator
             train = _keys.Transform(train);
             validation = _keys.Transform(validation);
         }
-        if (refitTime is { } time)
+        if (refit is { } again)
         {
             options.Epochs = 100_000;
-            options.MaxTrainingTime = time;
-            options.ValidationSet = validation;
+            options.MaxTrainingTime = again.Time;
+            if (again.OnAllData) train = Append(train, validation, options);
+            else options.ValidationSet = validation;
         }
         else if (_reportEpochs)
         {
@@ -118,5 +123,20 @@ internal sealed class TrialEvaluator
             stage.Dispose();
             throw;
         }
+    }
+    // The training rows followed by the validation rows, both cut to the columns the stage reads (so that other columns
+    // may differ); the columns it reads must have the same types in both.
+    private IDataView Append(IDataView train, IDataView validation, PeftTextOptions options)
+    {
+        string[] columns = [.. new[] { options.LabelColumnName, options.Sentence1ColumnName, options.Sentence2ColumnName }.OfType<string>()];
+        foreach (var name in columns)
+        {
+            var a = train.Schema.GetColumnOrNull(name)?.Type;
+            var b = validation.Schema.GetColumnOrNull(name)?.Type;
+            if (a is null || b is null || !a.Equals(b))
+                throw new InvalidOperationException($"Refitting on the training and validation rows together needs column '{name}' with one type in both; training has {a?.ToString() ?? "no such column"}, validation {b?.ToString() ?? "no such column"}.");
+        }
+        var select = _ml.Transforms.SelectColumns(columns);
+        return AppendRowsDataView.Create((IHostEnvironment)_ml, null, select.Fit(train).Transform(train), select.Fit(validation).Transform(validation));
     }
 }

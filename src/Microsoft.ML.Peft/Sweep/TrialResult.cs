@@ -53,8 +53,15 @@ public sealed record TrialResult
     /// </summary>
     public IReadOnlyList<double> EpochLosses { get; init; } = [];
 
-    /// <summary>True for the final retraining of the best configuration (<see cref="PeftSweep.SetRefit"/>).</summary>
+    /// <summary>True for a final retraining of one of the best configurations (<see cref="PeftSweep.SetRefit"/>).</summary>
     public bool Refit { get; init; }
+
+    /// <summary>
+    /// True when the validation rows were part of this model's training data (<see cref="PeftSweep.SetRefit"/> with
+    /// <c>onAllData</c>, and the ensemble of such refits): its <see cref="Metric"/> is in-sample, not comparable with the
+    /// other rows'.
+    /// </summary>
+    public bool TrainedOnValidation { get; init; }
 
     /// <summary>
     /// For the ensemble row (<see cref="PeftSweep.SetEnsemble"/>): the trials it averages and their weights, heaviest first

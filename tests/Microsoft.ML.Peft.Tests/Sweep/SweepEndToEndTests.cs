@@ -146,6 +146,84 @@ public sealed class SweepEndToEndTests
         await Assert.ThrowsExactlyAsync<InvalidOperationException>(() =>
             ml.Peft().CreateSweep().SetDataset(train, validation).SetMaxTrials(1).SetRefit().RunAsync());
     }
+
+    [TestMethod]
+    public async Task RefitOfSeveralConfigurationsRetrainsTheBestDistinctOnesInEqualShares()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (ml, train, validation, baseModel) = Setup(temp);
+        const double budget = 24, share = 0.5;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var result = await ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.Accuracy)
+            .SetSearchSpace(SmallSpace()).SetTuner(PeftTuner.Random(1)).SetMaxTrials(3).SetTrainingTimeInSeconds(budget).SetRefit(share, configurations: 2)
+            .SetBaseModel(baseModel)
+            .RunAsync();
+        double elapsed = clock.Elapsed.TotalSeconds;
+
+        Assert.AreEqual(5, result.Trials.Count);
+        var searched = result.Trials.Take(3).ToList();
+        var refits = result.Trials.Skip(3).ToList();
+        Assert.IsTrue(searched.All(t => !t.Refit) && refits.All(t => t.Refit));
+        Assert.IsTrue(refits.All(t => t.Status == TrialStatus.Succeeded), string.Join("; ", refits.Select(t => t.Error)));
+        // The two best searched configurations, best first, each retrained once (the random points are all distinct).
+        var ranked = searched.Where(t => t.Status == TrialStatus.Succeeded).OrderByDescending(t => t.Metric).ThenBy(t => t.ValidationLoss).ThenBy(t => t.Duration).ToList();
+        Assert.AreEqual(3, searched.Select(t => t.Parameters.ToJson()).Distinct().Count());
+        CollectionAssert.AreEqual(ranked.Take(2).Select(t => t.Parameters.ToJson()).ToList(), refits.Select(t => t.Parameters.ToJson()).ToList());
+        // The search ended after three short trials, so the reserve (half the budget) began then and was split in two.
+        foreach (var refit in refits)
+        {
+            Assert.IsGreaterThan(share * budget / 2 * 0.5, refit.Duration.TotalSeconds, "each refit trains for about half the reserve");
+            Assert.IsLessThan(share * budget / 2 * 1.3 + 2, refit.Duration.TotalSeconds, "and not much more");
+        }
+        Assert.IsLessThan(budget * 1.1 + 5, elapsed, "budget plus the time to build the base model");
+        var bestSoFar = result.Trials.Where(t => t.Status == TrialStatus.Succeeded).OrderByDescending(t => t.Metric).ThenBy(t => t.ValidationLoss).First();
+        Assert.AreEqual(bestSoFar.Metric, result.BestTrial.Metric);
+
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().CreateSweep().SetRefit(0.5, configurations: 0));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().CreateSweep().SetRefit(0.5, configurations: 17));
+    }
+
+    [TestMethod]
+    public async Task RefitOnAllDataLearnsFromTheValidationRowsAndAveragesTheRefits()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (ml, _, _, baseModel) = Setup(temp);
+        // On the tiny base a stage learns the class prior of what it trains on (see PriorOnly): 58 of 64 training rows
+        // are positive (0.906), 86 of 104 training and validation rows (0.827).
+        var (train, validation) = PriorOnly(ml);
+        var space = new PeftSearchSpace()
+            .SetShared(new ChoiceParameter("LearningRate", 5e-2))
+            .SetShared(new ChoiceParameter("Epochs", 10))
+            .SetShared(new ChoiceParameter("BatchSize", 16))
+            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8));
+        PeftSweep NewSweep() => ml.Peft().CreateSweep()
+            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.LogLoss)
+            .SetSearchSpace(space).SetTuner(PeftTuner.Grid()).SetMaxTrials(2).SetTrainingTimeInSeconds(30)
+            .SetBaseModel(baseModel);
+        var result = await NewSweep().SetRefit(0.5, configurations: 2, onAllData: true).RunAsync();
+
+        Assert.AreEqual(5, result.Trials.Count, string.Join("; ", result.Trials.Select(t => $"{t.Id} {t.Status} {t.Error}")));
+        Assert.IsTrue(result.Trials.Take(2).All(t => !t.Refit && !t.TrainedOnValidation));
+        var refits = result.Trials.Skip(2).Take(2).ToList();
+        Assert.IsTrue(refits.All(t => t.Refit && t.TrainedOnValidation && t.Status == TrialStatus.Succeeded), string.Join("; ", refits.Select(t => t.Error)));
+        // The best model is the equal-weight ensemble of both refits, whatever the trials scored.
+        var ensemble = result.BestTrial;
+        Assert.AreEqual(4, ensemble.Id);
+        Assert.IsTrue(ensemble.TrainedOnValidation);
+        CollectionAssert.AreEqual(refits.Select(t => t.Id).ToList(), ensemble.Ensemble.Select(m => m.TrialId).ToList());
+        Assert.IsTrue(ensemble.Ensemble.All(m => m.Weight == 0.5));
+        // It learned the prior of the training and validation rows together, not that of the training rows alone.
+        double majority = result.BestModel!.Transform(validation).GetColumn<float[]>("Score").Average(s => (double)s.Max());
+        Assert.IsLessThan(Math.Abs(majority - 58.0 / 64), Math.Abs(majority - 86.0 / 104), $"mean majority-class probability {majority:F3}");
+        string csv = Path.Combine(temp.Path, "leaderboard.csv");
+        result.WriteCsv(csv);
+        Assert.AreEqual(3, File.ReadLines(csv).Skip(1).Count(l => l.EndsWith(",true", StringComparison.Ordinal)), "three rows trained on the validation rows");
+
+        await Assert.ThrowsExactlyAsync<InvalidOperationException>(() => NewSweep().SetRefit(0.5, onAllData: true).SetEnsemble(3).RunAsync());
+    }
+
     [TestMethod]
     public async Task EnsembleOfTheBestTrialsIsTheBestModelWhenItValidatesBetter()
     {

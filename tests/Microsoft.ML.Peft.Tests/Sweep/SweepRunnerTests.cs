@@ -121,6 +121,19 @@ public sealed class SweepRunnerTests
     }
 
     [TestMethod]
+    public void AnAllDataRefitIsDroppedWhenItScoresWorseOnRowsItTrainedOnThanItsTrialDidWithThemHeldOut()
+    {
+        static TrialResult Row(double metric) => new() { Parameters = new TrialParameters("lora", new Dictionary<string, object>()), Metric = metric };
+        // Higher is better for accuracy, lower for log-loss and RMSE; a tie keeps the refit, NaN drops it.
+        Assert.IsTrue(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Accuracy, Row(0.775), Row(0.838)));
+        Assert.IsFalse(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Accuracy, Row(0.910), Row(0.834)));
+        Assert.IsFalse(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Accuracy, Row(0.834), Row(0.834)));
+        Assert.IsTrue(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.LogLoss, Row(0.50), Row(0.40)));
+        Assert.IsFalse(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.LogLoss, Row(0.30), Row(0.40)));
+        Assert.IsTrue(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Rmse, Row(double.NaN), Row(0.40)));
+    }
+
+    [TestMethod]
     public async Task LeaderboardAsDataViewAndCsv()
     {
         int i = 0;
