@@ -4,8 +4,9 @@
 //
 // Two arms run at the same time, each in its own process with the same number of libtorch threads, on the same rows:
 //   sweep  ml.Peft().CreateSweep(): cost-frugal tuner over the default search space, successive halving, a wall-clock
-//          budget of --minutes of which --refit is kept to retrain the best configuration; trials train on the training
-//          rows and are ranked on held-out validation rows.
+//          budget of --minutes of which --refit is kept to retrain the --refit-configurations best configurations; trials
+//          train on the training rows and are ranked on held-out validation rows; by default the refits then train on
+//          the training and validation rows together and the sweep returns their average.
 //   lora   ml.Peft().LoraTextClassification with every default except MaxTrainingTime = --minutes (and epochs unbounded):
 //          "train for N minutes", with the learning rate decaying by the clock.
 // Both final models are scored on SST-2's dev set, which neither arm saw. Another single-text folder of shared/data
@@ -17,11 +18,12 @@
 //   --validation-rows <n>  further rows from train.tsv the sweep ranks trials on (default 1000)
 //   --threads <n>          libtorch threads in each arm's process (default 1: the two arms share 2 cores)
 //   --seed <n>             subsample, MLContext and tuner seed (default 1)
-//   --refit <f>            share of the sweep's budget kept to retrain its best configurations (PeftSweep.SetRefit; default 0.25)
-//   --refit-configurations <n>  how many of the best configurations share that reserve (default 1)
-//   --refit-all-data       refit on the training and validation rows together (SetRefit onAllData; the ensemble is then
-//                          the equal-weight average of the refits and --ensemble is ignored)
-//   --ensemble <n>         ensemble candidates (PeftSweep.SetEnsemble; default 5; 0 = no ensemble, the best single model)
+//   --refit <f>            share of the sweep's budget kept to retrain its best configurations (PeftSweep.SetRefit; default 0.5)
+//   --refit-configurations <n>  how many of the best configurations share that reserve (default 2)
+//   --refit-data <all|train>    all (default): the refits train on the training and validation rows together
+//                          (SetRefit onAllData) and the best model is their equal-weight average; train: they train on the
+//                          training rows, keep their best validation epoch, and --ensemble averages the best models
+//   --ensemble <n>         with --refit-data train: ensemble candidates (PeftSweep.SetEnsemble; default 5; 0 = none)
 //   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
 //   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
 //   --quick                smoke run: 1 minute, 400 training rows, 200 validation rows
@@ -49,9 +51,9 @@ if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exist
 if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
 return Parent.Run(opt, data);
 
-internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.25, int Ensemble = 5, int RefitConfigurations = 1, bool RefitAllData = false)
+internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.5, int Ensemble = 5, int RefitConfigurations = 2, bool RefitAllData = true)
 {
-    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-all-data] [--ensemble n] [--data folder] [--out folder] [--quick]";
+    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-data all|train] [--ensemble n] [--data folder] [--out folder] [--quick]";
     public const string ResultPrefix = "RESULT ";
     // A failed arm reports NaN accuracies.
     public static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
@@ -77,7 +79,7 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
                 case "--refit": o = o with { Refit = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 case "--ensemble": o = o with { Ensemble = NextInt(0) }; break;
                 case "--refit-configurations": o = o with { RefitConfigurations = NextInt(1) }; break;
-                case "--refit-all-data": o = o with { RefitAllData = true }; break;
+                case "--refit-data": o = o with { RefitAllData = Next() switch { "all" => true, "train" => false, var v => throw new ArgumentException($"--refit-data must be all or train, got '{v}'") } }; break;
                 case "-h" or "--help": return null;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
@@ -94,7 +96,7 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
     [
         "--minutes", Inv(Minutes), "--train-rows", Inv(TrainRows), "--validation-rows", Inv(ValidationRows),
         "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit), "--refit-configurations", Inv(RefitConfigurations), "--ensemble", Inv(Ensemble),
-        .. (RefitAllData ? new[] { "--refit-all-data" } : []),
+        "--refit-data", RefitAllData ? "all" : "train",
     ];
 
     public static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
@@ -196,13 +198,14 @@ internal static class Arms
                 var trial = result.Trials.First(t => t.Id == best.Ensemble[i].TrialId);
                 double alone = Accuracy(ml, new TransformerChain<ITransformer>([.. keys, m]), dev);
                 return string.Create(CultureInfo.InvariantCulture,
-                    $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} (validation {trial.Metric:F4}, dev alone {alone:F4}) {trial.Parameters.ToJson()}");
+                    $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} ({(trial.TrainedOnValidation ? "in-sample " : "")}validation {trial.Metric:F4}, dev alone {alone:F4}) {trial.Parameters.ToJson()}");
             }));
         }
         string correct = Correct(result.BestModel!, dev);
         return new ArmResult
         {
-            Arm = "sweep", DevAccuracy = Share(correct), DevCorrect = correct, ValidationAccuracy = best.Metric, Trials = result.Trials.Count,
+            // A model trained on the validation rows has no held-out validation accuracy.
+            Arm = "sweep", DevAccuracy = Share(correct), DevCorrect = correct, ValidationAccuracy = best.TrainedOnValidation ? double.NaN : best.Metric, Trials = result.Trials.Count,
             Configuration = configuration, TrainableParameters = best.TrainableParameters,
         };
     }
@@ -256,7 +259,7 @@ internal static class Parent
             sb.AppendLine(r.Error is not null
                 ? $"| {r.Arm} | failed: {r.Error} | | {r.Seconds:F0} | | | | |"
                 : string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Arm} | {r.DevAccuracy:F4} | {r.ValidationAccuracy:F4} | {r.Seconds:F0} | {r.Trials} | {r.TrainableParameters:N0} | {r.PeakRssBytes / 1048576.0:F0} | {r.Configuration.Replace("|", "/")} |"));
+                    $"| {r.Arm} | {r.DevAccuracy:F4} | {(double.IsNaN(r.ValidationAccuracy) ? "– (trained on it)" : r.ValidationAccuracy.ToString("F4", CultureInfo.InvariantCulture))} | {r.Seconds:F0} | {r.Trials} | {r.TrainableParameters:N0} | {r.PeakRssBytes / 1048576.0:F0} | {r.Configuration.Replace("|", "/")} |"));
         var sweep = results.FirstOrDefault(r => r.Arm == "sweep" && r.Error is null);
         var lora = results.FirstOrDefault(r => r.Arm == "lora" && r.Error is null);
         if (sweep is not null && lora is not null)
@@ -321,6 +324,8 @@ internal static class Chart
         var (ends, metrics, bests, prunedEnds, prunedMetrics) = (new List<double>(), new List<double>(), new List<double>(), new List<double>(), new List<double>());
         var (refitEnds, refitMetrics) = (new List<double>(), new List<double>());
         var (ensembleEnds, ensembleMetrics) = (new List<double>(), new List<double>());
+        // Refits on all the data score rows they trained on: their points are drawn, but named as in-sample.
+        bool inSample = result.Trials.Any(t => t.TrainedOnValidation);
         foreach (var t in result.Trials)
         {
             end += t.Duration.TotalSeconds / 60;
@@ -353,14 +358,14 @@ internal static class Chart
             var refit = plt.Add.ScatterPoints(refitEnds.ToArray(), refitMetrics.ToArray());
             refit.MarkerShape = ScottPlot.MarkerShape.FilledDiamond;
             refit.MarkerSize = 12;
-            refit.LegendText = "refit of the best configuration";
+            refit.LegendText = inSample ? "refit on training + validation rows (in-sample)" : "refit of a best configuration";
         }
         if (ensembleEnds.Count > 0)
         {
             var ensemble = plt.Add.ScatterPoints(ensembleEnds.ToArray(), ensembleMetrics.ToArray());
             ensemble.MarkerShape = ScottPlot.MarkerShape.FilledTriangleUp;
             ensemble.MarkerSize = 12;
-            ensemble.LegendText = "ensemble of the best models";
+            ensemble.LegendText = inSample ? "average of those refits (in-sample)" : "ensemble of the best models";
         }
         plt.XLabel("minutes into the sweep");
         plt.YLabel("validation accuracy");
