@@ -216,8 +216,9 @@ public sealed class PeftSweep
     /// in-sample, flagged by <see cref="TrialResult.TrainedOnValidation"/>); several are averaged with equal weights, for
     /// the same reason. One check remains: a refit that scores worse on those rows, which it trained on, than its trial did
     /// with them held out has trained badly (a learning rate that suits one epoch and not ten, say) and is dropped,
-    /// recorded as failed; when all are dropped the best trial stays the best model. Use it when the validation rows are too valuable to leave out of the final model; it cannot be
-    /// combined with <see cref="SetEnsemble"/>, whose weights are chosen on the validation rows.</para>
+    /// recorded as failed; when all are dropped the best trial stays the best model. Use it when the validation rows are
+    /// too valuable to leave out of the final model; it cannot be combined with <see cref="SetEnsemble"/>, whose weights
+    /// are chosen on the validation rows.</para>
     /// </summary>
     /// <param name="budgetFraction">Share of the time budget kept for the refits, in (0, 1). Default 0.25.</param>
     /// <param name="configurations">How many of the best configurations to retrain, 1 to 16. Default 1.</param>
@@ -378,14 +379,9 @@ public sealed class PeftSweep
             else if (onAllData.Count > 1)
             {
                 // Equal weights: there are no held-out rows left to choose them on.
-                var previous = best;
                 var (result, model, members) = BuildEnsemble(onAllData, [.. onAllData.Select(_ => 1.0)], TimeSpan.Zero);
-                result = result with { TrainedOnValidation = true };
-                trials.Add(result);
-                Adopt(result, model);
-                ch.Info($"Ensemble {result.Id} of the refits on all the data ({members}) is the best model.");
-                _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, result.Id, result.Parameters, null, previous));
-                _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, result.Id, result.Parameters, result, best));
+                AddEnsemble(result with { TrainedOnValidation = true }, model);
+                ch.Info($"Ensemble {trials[^1].Id} of the refits on all the data ({members}) is the best model.");
             }
         }
 
@@ -457,11 +453,18 @@ public sealed class PeftSweep
                 ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble of {members}: {_metric} {result.Metric:F4}, no better than {Describe(previous)}; the best model stays."));
                 return;
             }
-            trials.Add(result);
-            Adopt(result, model);
+            AddEnsemble(result, model);
             // The chosen stages now belong to the ensemble.
             foreach (int i in chosen.OrderByDescending(i => i)) pool.RemoveAt(i);
             ch.Info(string.Create(CultureInfo.InvariantCulture, $"Ensemble {result.Id} of {members}: {_metric} {result.Metric:F4}, better than {Describe(previous)}; it is the best model."));
+        }
+
+        // Records an ensemble as a leaderboard row, makes it the best model and reports it as a trial that started and ended.
+        void AddEnsemble(TrialResult result, ITransformer model)
+        {
+            var previous = best;
+            trials.Add(result);
+            Adopt(result, model);
             _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, result.Id, result.Parameters, null, previous));
             _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, result.Id, result.Parameters, result, best));
         }

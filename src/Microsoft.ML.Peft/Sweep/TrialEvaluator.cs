@@ -136,7 +136,7 @@ internal sealed class TrialEvaluator
             if (a is null || b is null || !a.Equals(b))
                 throw new InvalidOperationException($"Refitting on the training and validation rows together needs column '{name}' with one type in both; training has {a?.ToString() ?? "no such column"}, validation {b?.ToString() ?? "no such column"}.");
         }
-        var select = _ml.Transforms.SelectColumns(columns);
-        return AppendRowsDataView.Create((IHostEnvironment)_ml, null, select.Fit(train).Transform(train), select.Fit(validation).Transform(validation));
+        var select = _ml.Transforms.SelectColumns(columns).Fit(train);
+        return AppendRowsDataView.Create((IHostEnvironment)_ml, null, select.Transform(train), select.Transform(validation));
     }
 }
