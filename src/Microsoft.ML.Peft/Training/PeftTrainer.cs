@@ -67,6 +67,7 @@ internal sealed class PeftTrainer : ITrainingProbe
         int step = 0, bestEpoch = 0, epochsRun = 0, sinceBest = 0;
         bool outOfTime = false;
         double? bestMetric = null;
+        double bestLoss = double.PositiveInfinity;
         double runningLoss = double.NaN;
         Dictionary<string, Tensor>? best = null;
         try
@@ -114,12 +115,15 @@ internal sealed class PeftTrainer : ITrainingProbe
                 epochsRun = epoch;
                 if (validation is { Count: > 0 })
                 {
-                    double metric = Evaluate(validation);
+                    var (metric, validationLoss) = Score(validation);
                     progress?.Invoke(Report(epoch, step, totalSteps, runningLoss, 0, tokens, watch.Elapsed, metric));
-                    bool better = bestMetric is null || (_s.Task == PeftTask.Classification ? metric > bestMetric : metric < bestMetric);
+                    // Equal accuracy (at the majority class, say) goes to the epoch with the lower cross-entropy: the one that learned more.
+                    bool better = bestMetric is null || (_s.Task == PeftTask.Classification
+                        ? metric > bestMetric || (metric == bestMetric && validationLoss < bestLoss)
+                        : metric < bestMetric);
                     if (better)
                     {
-                        bestMetric = metric; bestEpoch = epoch; sinceBest = 0;
+                        bestMetric = metric; bestLoss = validationLoss; bestEpoch = epoch; sinceBest = 0;
                         DisposeAll(best);
                         best = Snapshot(optimized);
                     }
@@ -211,24 +215,32 @@ internal sealed class PeftTrainer : ITrainingProbe
     }
 
     /// <summary>Accuracy (classification) or RMSE (regression) on <paramref name="rows"/>.</summary>
-    public double Evaluate(IReadOnlyList<Example> rows)
+    public double Evaluate(IReadOnlyList<Example> rows) => Score(rows).Metric;
+
+    /// <summary>Accuracy with the mean cross-entropy (classification), or RMSE with NaN (regression), on <paramref name="rows"/>.</summary>
+    private (double Metric, double Loss) Score(IReadOnlyList<Example> rows)
     {
         var outputs = Predictor.Predict(_model, rows, _s.BatchSize, _s.TokenBudget, _padId, _device, softmax: false);
         if (_s.Task == PeftTask.Classification)
         {
             int correct = 0;
+            double crossEntropy = 0;
             for (int i = 0; i < rows.Count; i++)
             {
                 var o = outputs[i];
                 int arg = 0;
                 for (int k = 1; k < o.Length; k++) if (o[k] > o[arg]) arg = k;
                 if (arg == (int)rows[i].Label) correct++;
+                // -log softmax(o)[label], shifted by the largest logit so that exp cannot overflow.
+                double sum = 0;
+                for (int k = 0; k < o.Length; k++) sum += Math.Exp(o[k] - o[arg]);
+                crossEntropy += o[arg] + Math.Log(sum) - o[(int)rows[i].Label];
             }
-            return correct / (double)rows.Count;
+            return (correct / (double)rows.Count, crossEntropy / rows.Count);
         }
         double se = 0;
         for (int i = 0; i < rows.Count; i++) se += Math.Pow(outputs[i][0] - rows[i].Label, 2);
-        return Math.Sqrt(se / rows.Count) * _s.RegressionScale;
+        return (Math.Sqrt(se / rows.Count) * _s.RegressionScale, double.NaN);
     }
 
     // Best-epoch snapshots hold the optimizer's weights (the float32 masters in bf16 mode), then flow down to the model.

@@ -102,6 +102,25 @@ public sealed class TrainerTests
     }
 
     [TestMethod]
+    public void EqualValidationAccuracyKeepsTheEpochWithTheLowerCrossEntropy()
+    {
+        torch.manual_seed(13);
+        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig { Rank = 4 }, 2, Pooling.Cls, 0);
+        var trainer = new PeftTrainer(model, new LoraConfig(), new TrainingSettings { BatchSize = 16, Epochs = 6, LearningRate = 2e-3, Seed = 1, Task = PeftTask.Classification }, 0, torch.CPU);
+        // One text with a 90% prior for class 1: every epoch that predicts class 1 is right on all the validation rows,
+        // and each one moves the probability closer to the prior, lowering the cross-entropy.
+        static Example Row(int label) => new([2, 10, 11, 3], new long[4], label);
+        var train = Enumerable.Range(0, 200).Select(i => Row(i % 10 == 0 ? 0 : 1)).ToList();
+        var valid = Enumerable.Range(0, 40).Select(_ => Row(1)).ToList();
+        var reports = new List<TrainingProgress>();
+        var report = trainer.Train(train, valid, reports.Add, () => { }, CancellationToken.None);
+        var accuracies = reports.Where(r => r.ValidationMetric is not null).Select(r => r.ValidationMetric!.Value).ToList();
+        Assert.AreEqual(6, accuracies.Count);
+        Assert.IsTrue(accuracies[^1] == 1.0 && accuracies[^2] == 1.0, $"the last epochs tie: {string.Join(", ", accuracies)}");
+        Assert.AreEqual(6, report.BestEpoch, "the later of tied epochs learned more of the prior");
+    }
+
+    [TestMethod]
     public void CancellationStopsTraining()
     {
         torch.manual_seed(12);
