@@ -282,6 +282,8 @@ public sealed class PeftSweep
         ITransformer? bestModel = null;
         // Ensemble candidates: the best models so far with their validation scores (only with SetEnsemble).
         var pool = new List<(TrialResult Result, ITransformer Model, ValidationScores Scores)>();
+        // Every succeeded trial's validation scores, so that a cross-fitted refit can be checked on its fold (a few floats a row).
+        var trialScores = new Dictionary<int, ValidationScores>();
         var clock = Stopwatch.StartNew();
         for (int id = 0; ; id++)
         {
@@ -313,6 +315,7 @@ public sealed class PeftSweep
             trials.Add(result);
             if (result.Status != TrialStatus.Cancelled)
                 _tuner.Report(parameters, result.Status == TrialStatus.Succeeded ? TunerLoss(result) : double.PositiveInfinity, result.Duration);
+            if (scores is not null) trialScores[id] = scores;
             bool improved = result.Status == TrialStatus.Succeeded && (best is null || IsBetter(result, best));
             if (improved) Adopt(result, model);
             Offer(result, model, scores);
@@ -332,6 +335,8 @@ public sealed class PeftSweep
             var configurations = RefitConfigurations(trials, _refitCount);
             // Refits on all the data cannot be ranked on validation rows they trained on: they are kept aside and become the best model together.
             var onAllData = new List<(TrialResult Result, ITransformer Model, ValidationScores Scores)>();
+            // Several refits on all the data are cross-fitted: refit k holds out the k-th fold of the validation rows.
+            int[]? folds = _refitOnAllData ? CrossFitFolds(RowMaskDataView.CountRows(_validation!), configurations.Count) : null;
             // The reserve runs from now (earlier than planned when the search ran out of trials) to the end of the budget.
             double reserveEnd = Math.Min(_seconds!.Value, clock.Elapsed.TotalSeconds + fraction * _seconds.Value);
             for (int k = 0; k < configurations.Count && !cancellationToken.IsCancellationRequested; k++)
@@ -343,21 +348,30 @@ public sealed class PeftSweep
                 int id = trials.Count;
                 var source = configurations[k];
                 var parameters = source.Parameters;
-                ch.Info($"Refit {id}: trial {source.Id}'s configuration for {refitSeconds:F0} s, "
-                    + (_refitOnAllData ? "on the training and validation rows, keeping its last epoch." : "keeping its best validation epoch."));
+                bool[]? heldOut = folds?.Select(f => f == k).ToArray();
+                ch.Info($"Refit {id}: trial {source.Id}'s configuration for {refitSeconds:F0} s, " + (!_refitOnAllData ? "keeping its best validation epoch."
+                    : heldOut is null ? "on the training and validation rows, keeping its last epoch."
+                    : $"on the training rows and validation folds other than {k + 1} of {configurations.Count}, keeping its best epoch on fold {k + 1}."));
                 _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialStarted, id, parameters, null, best));
                 using var refitCancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 refitCancel.CancelAfter(TimeSpan.FromSeconds(left));
                 // Most of the time trains; the rest covers per-epoch and final validation scoring.
                 var trainTime = TimeSpan.FromSeconds(refitSeconds * 0.9);
-                var (result, model, scores) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, _refitOnAllData, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
-                result = result with { Refit = true, TrainedOnValidation = _refitOnAllData };
-                if (_refitOnAllData && result.Status == TrialStatus.Succeeded && TrainedWorseThanItsTrial(_metric, result, source))
-                    result = result with
-                    {
-                        Status = TrialStatus.Failed,
-                        Error = string.Create(CultureInfo.InvariantCulture, $"Dropped: {_metric} {result.Metric:F4} on validation rows it trained on, worse than trial {source.Id}'s {source.Metric:F4} with them held out, so its longer training went wrong."),
-                    };
+                var (result, model, scores) = await RunTrial(id, parameters, (p, _, ct) => evaluator.Refit(p, trainTime, _refitOnAllData, heldOut, ct), new TrialReporter(id, null), refitCancel.Token).ConfigureAwait(false);
+                result = result with { Refit = true, TrainedOnValidation = _refitOnAllData && heldOut is null };
+                if (_refitOnAllData && result.Status == TrialStatus.Succeeded)
+                {
+                    // The trial's metric on the same rows: its fold when cross-fitted (all rows when replayed from a checkpoint, whose scores were not kept).
+                    double trialMetric = heldOut is not null && trialScores.TryGetValue(source.Id, out var sourceScores) ? sourceScores.Where(heldOut).Compute(_metric) : source.Metric;
+                    if (TrainedWorse(_metric, result.Metric, trialMetric))
+                        result = result with
+                        {
+                            Status = TrialStatus.Failed,
+                            Error = heldOut is null
+                                ? string.Create(CultureInfo.InvariantCulture, $"Dropped: {_metric} {result.Metric:F4} on validation rows it trained on, worse than trial {source.Id}'s {trialMetric:F4} with them held out, so its longer training went wrong.")
+                                : string.Create(CultureInfo.InvariantCulture, $"Dropped: {_metric} {result.Metric:F4} on its held-out fold of the validation rows, worse than trial {source.Id}'s {trialMetric:F4} on the same rows, so its longer training went wrong."),
+                        };
+                }
                 trials.Add(result);
                 if (_refitOnAllData)
                 {
@@ -371,17 +385,21 @@ public sealed class PeftSweep
                     Release(model);
                 }
                 ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4}{4} in {5:F1} s{6}; best: {7}",
-                    id, result.Status, _metric, result.Metric, _refitOnAllData ? " (in-sample)" : "", result.Duration.TotalSeconds,
+                    id, result.Status, _metric, result.Metric, result.TrainedOnValidation ? " (in-sample)" : heldOut is null ? "" : " (held-out fold)", result.Duration.TotalSeconds,
                     result.Error is null ? "" : $" ({result.Error})", Describe(best)));
                 _monitor?.Invoke(new SweepEvent(SweepEventKind.TrialEnded, id, parameters, result, best));
             }
             if (onAllData.Count == 1) Adopt(onAllData[0].Result, onAllData[0].Model);
             else if (onAllData.Count > 1)
             {
-                // Equal weights: there are no held-out rows left to choose them on.
-                var (result, model, members) = BuildEnsemble(onAllData, [.. onAllData.Select(_ => 1.0)], TimeSpan.Zero);
-                AddEnsemble(result with { TrainedOnValidation = true }, model);
-                ch.Info($"Ensemble {trials[^1].Id} of the refits on all the data ({members}) is the best model.");
+                // Equal weights: no rows are held out from all of them to choose weights on. Cross-fitted, the ensemble's
+                // metric is that of the out-of-fold scores (each validation row scored by the refit that held it out), as
+                // a cross-validated trial's; otherwise it is in-sample.
+                var outOfFold = folds is null ? null : ValidationScores.Concat([.. onAllData.Select(m => m.Scores)]);
+                var (result, model, members) = BuildEnsemble(onAllData, [.. onAllData.Select(_ => 1.0)], TimeSpan.Zero, outOfFold);
+                AddEnsemble(result with { TrainedOnValidation = folds is null }, model);
+                ch.Info($"Ensemble {trials[^1].Id} of the refits on all the data ({members}) is the best model"
+                    + (folds is null ? "." : string.Create(CultureInfo.InvariantCulture, $"; {_metric} of their out-of-fold scores {result.Metric:F4}.")));
             }
         }
 
@@ -470,9 +488,10 @@ public sealed class PeftSweep
         }
 
         // The weighted average of the members' stages as a trial's model, its leaderboard row (next id, not yet added) and a
-        // description of the members. Its metric is that of exactly what the ensemble computes.
+        // description of the members. Its metric is that of exactly what the ensemble computes, or of outOfFold when given.
         (TrialResult Result, ITransformer Model, string Members) BuildEnsemble(
-            IReadOnlyList<(TrialResult Result, ITransformer Model, ValidationScores Scores)> members, IReadOnlyList<double> counts, TimeSpan duration)
+            IReadOnlyList<(TrialResult Result, ITransformer Model, ValidationScores Scores)> members, IReadOnlyList<double> counts, TimeSpan duration,
+            ValidationScores? outOfFold = null)
         {
             double total = counts.Sum();
             var weights = counts.Select(c => c / total).ToList();
@@ -481,8 +500,8 @@ public sealed class PeftSweep
             var parts = members.SelectMany((m, i) => Stages(m.Model).Select(p => (p.Stage, Weight: counts[i] * p.Weight))).ToList();
             var ensemble = new PeftEnsembleTransformer(_host, parts.Select(p => p.Stage).ToList(), parts.Select(p => p.Weight).ToList());
             // Combine works in place, so on copies of the scores.
-            var combined = PeftEnsembleTransformer.Combine(members.Select(m => m.Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), weights);
-            var reference = members[0].Scores;
+            var combined = outOfFold?.Scores ?? PeftEnsembleTransformer.Combine(members.Select(m => m.Scores.Scores.Select(r => (float[])r.Clone()).ToArray()).ToList(), weights);
+            var reference = outOfFold ?? members[0].Scores;
             var ensembleMembers = members.Select((m, i) => new EnsembleMember(m.Result.Id, weights[i])).ToList();
             var result = new TrialResult
             {
@@ -504,12 +523,27 @@ public sealed class PeftSweep
     }
 
     /// <summary>
-    /// A refit on all the data scores rows it trained on, so it should do at least as well on them as the trial it repeats
-    /// did with them held out. Doing worse means its longer training went wrong (a learning rate that suits one epoch and
-    /// not ten, say), and no held-out rows are left to catch it otherwise.
+    /// A refit on all the data trained longer, on more rows, than the trial it repeats, so on the same validation rows it
+    /// should do at least as well: on its held-out fold when cross-fitted, and on rows it trained on otherwise. Doing worse
+    /// means its longer training went wrong (a learning rate that suits one epoch and not ten, say).
     /// </summary>
-    internal static bool TrainedWorseThanItsTrial(PeftMetric metric, TrialResult refit, TrialResult trial) =>
-        !(metric.ToLoss(refit.Metric) <= metric.ToLoss(trial.Metric));
+    internal static bool TrainedWorse(PeftMetric metric, double refitMetric, double trialMetric) =>
+        !(metric.ToLoss(refitMetric) <= metric.ToLoss(trialMetric));
+
+    /// <summary>
+    /// The cross-fitting folds of <paramref name="rows"/> validation rows for <paramref name="refits"/> refits on all the
+    /// data (row → fold, from a fixed seed, fold sizes differing by at most one); null for a single refit or fewer than two
+    /// rows a fold, when the refits train on all the validation rows instead.
+    /// </summary>
+    internal static int[]? CrossFitFolds(int rows, int refits)
+    {
+        if (refits < 2 || rows < 2 * refits) return null;
+        var order = Enumerable.Range(0, rows).ToArray();
+        new Random(0).Shuffle(order);
+        var folds = new int[rows];
+        for (int i = 0; i < rows; i++) folds[order[i]] = i % refits;
+        return folds;
+    }
 
     // The best succeeded trials with distinct configurations (epochs aside: a refit sets its own), best first, repeated
     // in order when there are fewer than count.

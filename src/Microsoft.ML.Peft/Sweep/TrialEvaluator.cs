@@ -61,15 +61,17 @@ internal sealed class TrialEvaluator
     /// Trains <paramref name="parameters"/> again for <paramref name="time"/>: epochs unbounded, the schedule decaying by the
     /// clock, each epoch scored on the validation set and the best epoch kept. Needs a single train/validation split.
     /// With <paramref name="onAllData"/> it trains on the training and validation rows together and keeps the last epoch
-    /// (no epoch can be chosen on rows the model trained on); the returned metric is then in-sample.
+    /// (no epoch can be chosen on rows the model trained on); the returned metric is then in-sample. With
+    /// <paramref name="heldOut"/> as well (a mask over the validation rows) it trains on the training rows and the unmasked
+    /// validation rows, and scores, and chooses the epoch on, the masked ones: a metric on rows it did not train on.
     /// </summary>
-    public TrialOutcome Refit(TrialParameters parameters, TimeSpan time, bool onAllData, CancellationToken cancel) =>
-        _splits.Count == 1 ? Run(parameters, _splits[0].Train, _splits[0].Validation, new TrialReporter(-1, null), cancel, (time, onAllData))
+    public TrialOutcome Refit(TrialParameters parameters, TimeSpan time, bool onAllData, bool[]? heldOut, CancellationToken cancel) =>
+        _splits.Count == 1 ? Run(parameters, _splits[0].Train, _splits[0].Validation, new TrialReporter(-1, null), cancel, (time, onAllData, heldOut))
                            : throw new InvalidOperationException("A refit needs a validation set; with cross-validation each trial's model already averages its fold models.");
 
     /// <summary>Trains a stage on <paramref name="train"/> and scores <paramref name="validation"/>. With several folds the model is the bare stage.</summary>
     private TrialOutcome Run(TrialParameters parameters, IDataView train, IDataView validation, TrialReporter reporter, CancellationToken cancel,
-        (TimeSpan Time, bool OnAllData)? refit)
+        (TimeSpan Time, bool OnAllData, bool[]? HeldOut)? refit)
     {
         bool regression = _metric.IsRegression();
         PeftTextOptions options = regression ? new PeftTextRegressionOptions() : new PeftTextClassificationOptions();
@@ -90,7 +92,12 @@ internal sealed class TrialEvaluator
         {
             options.Epochs = 100_000;
             options.MaxTrainingTime = again.Time;
-            if (again.OnAllData) train = Append(train, validation, options);
+            if (again.OnAllData && again.HeldOut is { } mask)
+            {
+                train = Append(train, new RowMaskDataView(validation, mask, keep: false), options);
+                validation = options.ValidationSet = new RowMaskDataView(validation, mask, keep: true);
+            }
+            else if (again.OnAllData) train = Append(train, validation, options);
             else options.ValidationSet = validation;
         }
         else if (_reportEpochs)

@@ -60,6 +60,14 @@ internal sealed class ValidationScores
     public static ValidationScores Concat(IReadOnlyList<ValidationScores> parts) =>
         new([.. parts.SelectMany(p => p.Labels)], [.. parts.SelectMany(p => p.Scores)], parts[0].Regression);
 
+    /// <summary>The rows whose <paramref name="mask"/> entry is true (one fold of the validation rows).</summary>
+    public ValidationScores Where(bool[] mask)
+    {
+        if (mask.Length != Labels.Length) throw new ArgumentException($"A mask of {mask.Length} rows for {Labels.Length} scored rows.", nameof(mask));
+        var rows = Enumerable.Range(0, mask.Length).Where(i => mask[i]).ToList();
+        return new([.. rows.Select(i => Labels[i])], [.. rows.Select(i => Scores[i])], Regression);
+    }
+
     /// <summary><paramref name="metric"/> of these scores.</summary>
     public double Compute(PeftMetric metric) => Compute(metric, Scores);
 

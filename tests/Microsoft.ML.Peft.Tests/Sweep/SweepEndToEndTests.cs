@@ -184,44 +184,90 @@ public sealed class SweepEndToEndTests
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().CreateSweep().SetRefit(0.5, configurations: 17));
     }
 
+    /// <summary>A sweep of two trials (LoRA rank 4 and 8 at learning rate 5e-2, 10 epochs) on the prior-only data.</summary>
+    private static PeftSweep PriorSweep(MLContext ml, IDataView train, IDataView validation, BaseModel baseModel) => ml.Peft().CreateSweep()
+        .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.LogLoss)
+        .SetSearchSpace(new PeftSearchSpace()
+            .SetShared(new ChoiceParameter("LearningRate", 5e-2))
+            .SetShared(new ChoiceParameter("Epochs", 10))
+            .SetShared(new ChoiceParameter("BatchSize", 16))
+            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
+            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8)))
+        .SetTuner(PeftTuner.Grid()).SetMaxTrials(2).SetTrainingTimeInSeconds(30)
+        .SetBaseModel(baseModel);
+
+    /// <summary>Mean probability of the most likely class: on the tiny base, the positive-class prior a stage learned.</summary>
+    private static double LearnedPrior(ITransformer model, IDataView data) => model.Transform(data).GetColumn<float[]>("Score").Average(s => (double)s.Max());
+
     [TestMethod]
-    public async Task RefitOnAllDataLearnsFromTheValidationRowsAndAveragesTheRefits()
+    public async Task ARefitOnAllDataLearnsFromTheValidationRows()
     {
         using var temp = new EmbeddedOnnx.TempFolder();
         var (ml, _, _, baseModel) = Setup(temp);
         // On the tiny base a stage learns the class prior of what it trains on (see PriorOnly): 58 of 64 training rows
         // are positive (0.906), 86 of 104 training and validation rows (0.827).
         var (train, validation) = PriorOnly(ml);
-        var space = new PeftSearchSpace()
-            .SetShared(new ChoiceParameter("LearningRate", 5e-2))
-            .SetShared(new ChoiceParameter("Epochs", 10))
-            .SetShared(new ChoiceParameter("BatchSize", 16))
-            .SetShared(new ChoiceParameter("MaxSequenceLength", 16))
-            .AddMethod("lora", new ChoiceParameter("Rank", 4, 8));
-        PeftSweep NewSweep() => ml.Peft().CreateSweep()
-            .SetDataset(train, validation).SetLabel("Label").SetText("Text").SetMetric(PeftMetric.LogLoss)
-            .SetSearchSpace(space).SetTuner(PeftTuner.Grid()).SetMaxTrials(2).SetTrainingTimeInSeconds(30)
-            .SetBaseModel(baseModel);
-        var result = await NewSweep().SetRefit(0.5, configurations: 2, onAllData: true).RunAsync();
+        var result = await PriorSweep(ml, train, validation, baseModel).SetRefit(0.5, onAllData: true).RunAsync();
 
-        Assert.AreEqual(5, result.Trials.Count, string.Join("; ", result.Trials.Select(t => $"{t.Id} {t.Status} {t.Error}")));
+        Assert.AreEqual(3, result.Trials.Count, string.Join("; ", result.Trials.Select(t => $"{t.Id} {t.Status} {t.Error}")));
         Assert.IsTrue(result.Trials.Take(2).All(t => !t.Refit && !t.TrainedOnValidation));
-        var refits = result.Trials.Skip(2).Take(2).ToList();
-        Assert.IsTrue(refits.All(t => t.Refit && t.TrainedOnValidation && t.Status == TrialStatus.Succeeded), string.Join("; ", refits.Select(t => t.Error)));
-        // The best model is the equal-weight ensemble of both refits, whatever the trials scored.
-        var ensemble = result.BestTrial;
-        Assert.AreEqual(4, ensemble.Id);
-        Assert.IsTrue(ensemble.TrainedOnValidation);
-        CollectionAssert.AreEqual(refits.Select(t => t.Id).ToList(), ensemble.Ensemble.Select(m => m.TrialId).ToList());
-        Assert.IsTrue(ensemble.Ensemble.All(m => m.Weight == 0.5));
-        // It learned the prior of the training and validation rows together, not that of the training rows alone.
-        double majority = result.BestModel!.Transform(validation).GetColumn<float[]>("Score").Average(s => (double)s.Max());
-        Assert.IsLessThan(Math.Abs(majority - 58.0 / 64), Math.Abs(majority - 86.0 / 104), $"mean majority-class probability {majority:F3}");
+        var refit = result.Trials[2];
+        Assert.IsTrue(refit.Refit && refit.TrainedOnValidation && refit.Status == TrialStatus.Succeeded, refit.Error);
+        // The refit is the best model whatever the trials scored, and it learned the prior of all the rows, not that of the training rows.
+        Assert.AreEqual(2, result.BestTrial.Id);
+        double prior = LearnedPrior(result.BestModel!, validation);
+        Assert.IsLessThan(Math.Abs(prior - 58.0 / 64), Math.Abs(prior - 86.0 / 104), $"learned prior {prior:F3}");
         string csv = Path.Combine(temp.Path, "leaderboard.csv");
         result.WriteCsv(csv);
-        Assert.AreEqual(3, File.ReadLines(csv).Skip(1).Count(l => l.EndsWith(",true", StringComparison.Ordinal)), "three rows trained on the validation rows");
+        Assert.AreEqual(1, File.ReadLines(csv).Skip(1).Count(l => l.EndsWith(",true", StringComparison.Ordinal)), "one row trained on the validation rows");
 
-        await Assert.ThrowsExactlyAsync<InvalidOperationException>(() => NewSweep().SetRefit(0.5, onAllData: true).SetEnsemble(3).RunAsync());
+        await Assert.ThrowsExactlyAsync<InvalidOperationException>(() => PriorSweep(ml, train, validation, baseModel).SetRefit(0.5, onAllData: true).SetEnsemble(3).RunAsync());
+    }
+
+    [TestMethod]
+    public async Task SeveralRefitsOnAllDataAreCrossFittedOnFoldsOfTheValidationRowsAndAveraged()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (ml, _, _, baseModel) = Setup(temp);
+        var (train, validation) = PriorOnly(ml);
+        var result = await PriorSweep(ml, train, validation, baseModel).SetRefit(0.5, configurations: 2, onAllData: true).RunAsync();
+
+        Assert.AreEqual(5, result.Trials.Count, string.Join("; ", result.Trials.Select(t => $"{t.Id} {t.Status} {t.Error}")));
+        var refits = result.Trials.Skip(2).Take(2).ToList();
+        Assert.IsTrue(refits.All(t => t.Refit && !t.TrainedOnValidation && t.Status == TrialStatus.Succeeded), string.Join("; ", refits.Select(t => t.Error)));
+        // The best model is the equal-weight ensemble of both refits.
+        var ensemble = result.BestTrial;
+        Assert.AreEqual(4, ensemble.Id);
+        Assert.IsFalse(ensemble.TrainedOnValidation);
+        CollectionAssert.AreEqual(refits.Select(t => t.Id).ToList(), ensemble.Ensemble.Select(m => m.TrialId).ToList());
+        Assert.IsTrue(ensemble.Ensemble.All(m => m.Weight == 0.5));
+        var chain = (TransformerChain<ITransformer>)result.BestModel!;
+        var members = ((PeftEnsembleTransformer)chain.Last()).Members;
+        var keys = chain.First();
+
+        // Refit k held out fold k of the validation rows and trained on the rest of them with the training rows.
+        var rows = ml.Data.CreateEnumerable<TextRow>(validation, reuseRowObject: false).ToList();
+        var folds = PeftSweep.CrossFitFolds(rows.Count, 2)!;
+        double outOfFoldLoss = 0;
+        for (int k = 0; k < 2; k++)
+        {
+            var heldOut = rows.Where((_, i) => folds[i] == k).ToList();
+            var trainedOn = rows.Where((_, i) => folds[i] != k).ToList();
+            var member = new TransformerChain<ITransformer>(keys, members[k]);
+            // Its metric is ML.NET's log-loss of it on the fold it held out.
+            var metrics = ml.MulticlassClassification.Evaluate(member.Transform(StageTestData.Load(ml, heldOut)));
+            Assert.AreEqual(metrics.LogLoss, refits[k].Metric, 1e-4, $"refit {k} on its held-out fold");
+            outOfFoldLoss += metrics.LogLoss * heldOut.Count / rows.Count;
+            // It learned the prior of the training rows and the validation rows it trained on, not that of the training rows alone.
+            double trainedPrior = (58.0 + trainedOn.Count(r => r.Label == "positive")) / (64 + trainedOn.Count);
+            double prior = LearnedPrior(member, validation);
+            Assert.IsLessThan(Math.Abs(prior - 58.0 / 64), Math.Abs(prior - trainedPrior), $"refit {k}: learned prior {prior:F3}, trained on a prior of {trainedPrior:F3}");
+        }
+        // The ensemble's metric is that of the out-of-fold scores, each row scored by the refit that held it out.
+        Assert.AreEqual(outOfFoldLoss, ensemble.Metric, 1e-4);
+        string csv = Path.Combine(temp.Path, "leaderboard.csv");
+        result.WriteCsv(csv);
+        Assert.AreEqual(0, File.ReadLines(csv).Skip(1).Count(l => l.EndsWith(",true", StringComparison.Ordinal)), "no in-sample metrics");
     }
 
     [TestMethod]

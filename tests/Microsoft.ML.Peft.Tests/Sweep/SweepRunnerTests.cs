@@ -121,16 +121,29 @@ public sealed class SweepRunnerTests
     }
 
     [TestMethod]
-    public void AnAllDataRefitIsDroppedWhenItScoresWorseOnRowsItTrainedOnThanItsTrialDidWithThemHeldOut()
+    public void AnAllDataRefitIsDroppedWhenItScoresWorseThanItsTrialOnTheSameRows()
     {
-        static TrialResult Row(double metric) => new() { Parameters = new TrialParameters("lora", new Dictionary<string, object>()), Metric = metric };
         // Higher is better for accuracy, lower for log-loss and RMSE; a tie keeps the refit, NaN drops it.
-        Assert.IsTrue(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Accuracy, Row(0.775), Row(0.838)));
-        Assert.IsFalse(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Accuracy, Row(0.910), Row(0.834)));
-        Assert.IsFalse(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Accuracy, Row(0.834), Row(0.834)));
-        Assert.IsTrue(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.LogLoss, Row(0.50), Row(0.40)));
-        Assert.IsFalse(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.LogLoss, Row(0.30), Row(0.40)));
-        Assert.IsTrue(PeftSweep.TrainedWorseThanItsTrial(PeftMetric.Rmse, Row(double.NaN), Row(0.40)));
+        Assert.IsTrue(PeftSweep.TrainedWorse(PeftMetric.Accuracy, 0.775, 0.838));
+        Assert.IsFalse(PeftSweep.TrainedWorse(PeftMetric.Accuracy, 0.910, 0.834));
+        Assert.IsFalse(PeftSweep.TrainedWorse(PeftMetric.Accuracy, 0.834, 0.834));
+        Assert.IsTrue(PeftSweep.TrainedWorse(PeftMetric.LogLoss, 0.50, 0.40));
+        Assert.IsFalse(PeftSweep.TrainedWorse(PeftMetric.LogLoss, 0.30, 0.40));
+        Assert.IsTrue(PeftSweep.TrainedWorse(PeftMetric.Rmse, double.NaN, 0.40));
+    }
+
+    [TestMethod]
+    public void CrossFitFoldsPartitionTheValidationRowsIntoEqualRandomFolds()
+    {
+        var folds = PeftSweep.CrossFitFolds(1001, 3)!;
+        Assert.AreEqual(1001, folds.Length);
+        CollectionAssert.AreEqual(new[] { 334, 334, 333 }, Enumerable.Range(0, 3).Select(k => folds.Count(f => f == k)).ToArray());
+        // Shuffled, not blocks or stripes: a sorted validation file still gives every fold rows from all of it.
+        Assert.IsTrue(Enumerable.Range(0, 3).All(k => folds.Take(500).Count(f => f == k) is > 100 and < 230));
+        Assert.IsFalse(folds.Take(30).Select((f, i) => f == i % 3).All(x => x), "not row index modulo folds");
+        CollectionAssert.AreEqual(folds, PeftSweep.CrossFitFolds(1001, 3), "the same folds every time");
+        Assert.IsNull(PeftSweep.CrossFitFolds(1001, 1), "a single refit trains on all the validation rows");
+        Assert.IsNull(PeftSweep.CrossFitFolds(5, 3), "folds of fewer than two rows are not drawn");
     }
 
     [TestMethod]
