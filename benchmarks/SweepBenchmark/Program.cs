@@ -20,9 +20,11 @@
 //   --seed <n>             subsample, MLContext and tuner seed (default 1)
 //   --refit <f>            share of the sweep's budget kept to retrain its best configurations (PeftSweep.SetRefit; default 0.5)
 //   --refit-configurations <n>  how many of the best configurations share that reserve (default 2)
-//   --refit-data <all|train>    all (default): the refits train on the training and validation rows together
-//                          (SetRefit onAllData) and the best model is their equal-weight average; train: they train on the
-//                          training rows, keep their best validation epoch, and --ensemble averages the best models
+//   --refit-data <all|train>    all (default): the refits also learn from the validation rows (SetRefit onAllData),
+//                          cross-fitted when there are several (refit k holds out the k-th fold of the validation rows,
+//                          trains on the rest and is scored on it), and the best model is their equal-weight average;
+//                          train: they train on the training rows, keep their best validation epoch, and --ensemble
+//                          averages the best models
 //   --ensemble <n>         with --refit-data train: ensemble candidates (PeftSweep.SetEnsemble; default 5; 0 = none)
 //   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
 //   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
@@ -186,7 +188,7 @@ internal static class Arms
         var result = sweep.RunAsync().GetAwaiter().GetResult();
         Directory.CreateDirectory(opt.Out);
         result.WriteCsv(Path.Combine(opt.Out, "sweep-leaderboard.csv"));
-        Chart.Draw(result, Path.Combine(opt.Out, "sweep-vs-default-lora.png"), name);
+        Chart.Draw(result, Path.Combine(opt.Out, "sweep-vs-default-lora.png"), name, opt.RefitAllData);
         var best = result.BestTrial;
         string configuration = (best.Refit ? "refit of " : "trial ") + best.Parameters.ToJson();
         if (result.BestModel is TransformerChain<ITransformer> chain && chain.LastTransformer is PeftEnsembleTransformer ensemble)
@@ -198,7 +200,7 @@ internal static class Arms
                 var trial = result.Trials.First(t => t.Id == best.Ensemble[i].TrialId);
                 double alone = Accuracy(ml, new TransformerChain<ITransformer>([.. keys, m]), dev);
                 return string.Create(CultureInfo.InvariantCulture,
-                    $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} ({(trial.TrainedOnValidation ? "in-sample " : "")}validation {trial.Metric:F4}, dev alone {alone:F4}) {trial.Parameters.ToJson()}");
+                    $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} ({(trial.TrainedOnValidation ? "in-sample " : opt.RefitAllData && trial.Refit ? "held-out fold " : "")}validation {trial.Metric:F4}, dev alone {alone:F4}) {trial.Parameters.ToJson()}");
             }));
         }
         string correct = Correct(result.BestModel!, dev);
@@ -317,14 +319,15 @@ internal sealed class Row
 /// <summary>Each trial's validation accuracy at the wall-clock time it ended, the best so far as a step line.</summary>
 internal static class Chart
 {
-    public static void Draw(PeftSweepResult result, string path, string name)
+    public static void Draw(PeftSweepResult result, string path, string name, bool refitOnAllData)
     {
         var plt = new ScottPlot.Plot();
         double end = 0, best = double.NegativeInfinity;
         var (ends, metrics, bests, prunedEnds, prunedMetrics) = (new List<double>(), new List<double>(), new List<double>(), new List<double>(), new List<double>());
         var (refitEnds, refitMetrics) = (new List<double>(), new List<double>());
         var (ensembleEnds, ensembleMetrics) = (new List<double>(), new List<double>());
-        // Refits on all the data score rows they trained on: their points are drawn, but named as in-sample.
+        // A single refit on all the data scores rows it trained on: its point is drawn, but named as in-sample. Cross-fitted
+        // refits are scored on the fold they held out, and their average on the out-of-fold scores.
         bool inSample = result.Trials.Any(t => t.TrainedOnValidation);
         foreach (var t in result.Trials)
         {
@@ -358,14 +361,16 @@ internal static class Chart
             var refit = plt.Add.ScatterPoints(refitEnds.ToArray(), refitMetrics.ToArray());
             refit.MarkerShape = ScottPlot.MarkerShape.FilledDiamond;
             refit.MarkerSize = 12;
-            refit.LegendText = inSample ? "refit on training + validation rows (in-sample)" : "refit of a best configuration";
+            refit.LegendText = inSample ? "refit on training + validation rows (in-sample)"
+                : refitOnAllData ? "refit on training + other validation folds (on its fold)" : "refit of a best configuration";
         }
         if (ensembleEnds.Count > 0)
         {
             var ensemble = plt.Add.ScatterPoints(ensembleEnds.ToArray(), ensembleMetrics.ToArray());
             ensemble.MarkerShape = ScottPlot.MarkerShape.FilledTriangleUp;
             ensemble.MarkerSize = 12;
-            ensemble.LegendText = inSample ? "average of those refits (in-sample)" : "ensemble of the best models";
+            ensemble.LegendText = inSample ? "average of those refits (in-sample)"
+                : refitOnAllData ? "average of those refits (out-of-fold)" : "ensemble of the best models";
         }
         plt.XLabel("minutes into the sweep");
         plt.YLabel("validation accuracy");

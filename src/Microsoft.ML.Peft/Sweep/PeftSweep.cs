@@ -209,15 +209,22 @@ public sealed class PeftSweep
     /// gives the ensemble several well-trained, differently initialised members, which average better than one model
     /// trained for the whole reserve. A refit becomes the best model when its validation metric is at least the best so
     /// far; it is a leaderboard row with <see cref="TrialResult.Refit"/> set and is not checkpointed (a resumed sweep
-    /// refits again). Needs <see cref="SetTrainingTimeInSeconds"/> and the default trial evaluation.
+    /// refits again). The search does not start a trial it expects to outlast its share of the budget (the median
+    /// seconds per epoch of its trials so far times the trial's epochs), since the trial would be cancelled and its time
+    /// lost: the refits start then and get that time. Needs <see cref="SetTrainingTimeInSeconds"/> and the default trial
+    /// evaluation.
     /// <para>With <paramref name="onAllData"/> (as FLAML's <c>retrain_full</c> and AutoGluon's <c>refit_full</c>) the refits
-    /// train on the training and validation rows together and keep their last epoch, since no epoch can be chosen on rows
-    /// a model trained on. They become the best model without being compared with the trials (their validation metric is
-    /// in-sample, flagged by <see cref="TrialResult.TrainedOnValidation"/>); several are averaged with equal weights, for
-    /// the same reason. One check remains: a refit that scores worse on those rows, which it trained on, than its trial did
-    /// with them held out has trained badly (a learning rate that suits one epoch and not ten, say) and is dropped,
-    /// recorded as failed; when all are dropped the best trial stays the best model. Use it when the validation rows are
-    /// too valuable to leave out of the final model; it cannot be combined with <see cref="SetEnsemble"/>, whose weights
+    /// also learn from the validation rows, and become the best model without being compared with the trials (a trial's
+    /// metric is the best of many short runs on those rows, so it is biased upwards and would win unfairly). Several
+    /// refits are cross-fitted: the validation rows are split into as many random folds (a fixed seed), and refit k trains
+    /// on the training rows and every fold but the k-th, keeps its best epoch on fold k and reports its metric there. The
+    /// best model is their equal-weight average, so every validation row trains all but one of its members; its metric is
+    /// that of the out-of-fold scores (each row scored by the refit that held it out), as a cross-validated trial's. A refit
+    /// that does worse on its fold than its trial did on the same rows has trained badly (a learning rate that suits one
+    /// epoch and not ten, say) and is dropped, recorded as failed. A single refit trains on all the validation rows and
+    /// keeps its last epoch; its metric is in-sample (flagged by <see cref="TrialResult.TrainedOnValidation"/>), and the
+    /// same check compares it with its trial on rows it trained on, which catches only a collapse. When all refits are
+    /// dropped the best trial stays the best model. This cannot be combined with <see cref="SetEnsemble"/>, whose weights
     /// are chosen on the validation rows.</para>
     /// </summary>
     /// <param name="budgetFraction">Share of the time budget kept for the refits, in (0, 1). Default 0.25.</param>
@@ -285,6 +292,8 @@ public sealed class PeftSweep
         // Every succeeded trial's validation scores, so that a cross-fitted refit can be checked on its fold (a few floats a row).
         var trialScores = new Dictionary<int, ValidationScores>();
         var clock = Stopwatch.StartNew();
+        // Set when the search ends because its next trial would not finish in time: the refits then get that time too.
+        bool searchCutShort = false;
         for (int id = 0; ; id++)
         {
             if (_maxTrials is { } max && id >= max) break;
@@ -302,6 +311,13 @@ public sealed class PeftSweep
                 result = recorded with { Id = id };
                 halving?.Replay(result.EpochLosses);
                 ch.Info($"Trial {id}: replayed from the checkpoint ({result.Status}, {_metric} {result.Metric:F4}).");
+            }
+            else if (_refitFraction is not null && left is { } searchLeft && ExpectedSeconds(trials, parameters) is { } expected && expected > searchLeft)
+            {
+                // It would be cancelled at the end of the search, its time lost; with a refit to come, that time is better spent there.
+                ch.Info(string.Create(CultureInfo.InvariantCulture, $"Trial {id} not started: it would take about {expected:F0} s and the search has {searchLeft:F0} s left; the refits start now."));
+                searchCutShort = true;
+                break;
             }
             else
             {
@@ -337,8 +353,9 @@ public sealed class PeftSweep
             var onAllData = new List<(TrialResult Result, ITransformer Model, ValidationScores Scores)>();
             // Several refits on all the data are cross-fitted: refit k holds out the k-th fold of the validation rows.
             int[]? folds = _refitOnAllData ? CrossFitFolds(RowMaskDataView.CountRows(_validation!), configurations.Count) : null;
-            // The reserve runs from now (earlier than planned when the search ran out of trials) to the end of the budget.
-            double reserveEnd = Math.Min(_seconds!.Value, clock.Elapsed.TotalSeconds + fraction * _seconds.Value);
+            // The reserve starts now. It is its planned share of the budget when the search ran out of trials early, and all
+            // the rest of the budget when the search ended on time or skipped a trial that would not have finished.
+            double reserveEnd = searchCutShort ? _seconds!.Value : Math.Min(_seconds!.Value, clock.Elapsed.TotalSeconds + fraction * _seconds.Value);
             for (int k = 0; k < configurations.Count && !cancellationToken.IsCancellationRequested; k++)
             {
                 // An equal share of what is left of the reserve, so that a refit that runs over shortens the next ones.
@@ -529,6 +546,22 @@ public sealed class PeftSweep
     /// </summary>
     internal static bool TrainedWorse(PeftMetric metric, double refitMetric, double trialMetric) =>
         !(metric.ToLoss(refitMetric) <= metric.ToLoss(trialMetric));
+
+    /// <summary>
+    /// How long a search trial of <paramref name="next"/> should take: the median seconds per epoch of the succeeded
+    /// search trials so far times its epochs (a point without <c>Epochs</c> counts as one); null before any succeeded.
+    /// </summary>
+    internal static double? ExpectedSeconds(IReadOnlyList<TrialResult> trials, TrialParameters next)
+    {
+        var perEpoch = trials.Where(t => t.Status == TrialStatus.Succeeded && !t.Refit && t.Ensemble.Count == 0)
+            .Select(t => t.Duration.TotalSeconds / Epochs(t.Parameters)).Order().ToList();
+        if (perEpoch.Count == 0) return null;
+        double median = perEpoch.Count % 2 == 1 ? perEpoch[perEpoch.Count / 2] : (perEpoch[perEpoch.Count / 2 - 1] + perEpoch[perEpoch.Count / 2]) / 2;
+        return median * Epochs(next);
+
+        static double Epochs(TrialParameters p) =>
+            p.Values.TryGetValue(nameof(PeftTextOptions.Epochs), out var e) ? Math.Max(1, Convert.ToDouble(e, CultureInfo.InvariantCulture)) : 1;
+    }
 
     /// <summary>
     /// The cross-fitting folds of <paramref name="rows"/> validation rows for <paramref name="refits"/> refits on all the

@@ -100,6 +100,6 @@ public sealed class PeftTrialRow
     public string Ensemble { get; set; } = "";
     /// <summary>Validation log-loss (classification) or mean squared error (regression), the tie-break of the metric; NaN when unknown.</summary>
     public double ValidationLoss { get; set; }
-    /// <summary>True when the validation rows were in this model's training data: its metric is in-sample.</summary>
+    /// <summary>True when this model trained on the validation rows its metric is computed on: the metric is in-sample.</summary>
     public bool TrainedOnValidation { get; set; }
 }

@@ -57,9 +57,10 @@ public sealed record TrialResult
     public bool Refit { get; init; }
 
     /// <summary>
-    /// True when the validation rows were part of this model's training data (<see cref="PeftSweep.SetRefit"/> with
-    /// <c>onAllData</c>, and the ensemble of such refits): its <see cref="Metric"/> is in-sample, not comparable with the
-    /// other rows'.
+    /// True when the validation rows its <see cref="Metric"/> is computed on were part of this model's training data (a
+    /// single <see cref="PeftSweep.SetRefit"/> with <c>onAllData</c>): the metric is in-sample, not comparable with the
+    /// other rows'. Cross-fitted refits (several with <c>onAllData</c>) train on validation rows too, but are scored on
+    /// the fold they held out, as their ensemble is on the out-of-fold scores: false for them.
     /// </summary>
     public bool TrainedOnValidation { get; init; }
 

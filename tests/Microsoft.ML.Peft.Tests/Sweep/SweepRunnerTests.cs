@@ -133,6 +133,25 @@ public sealed class SweepRunnerTests
     }
 
     [TestMethod]
+    public void ATrialIsExpectedToTakeTheMedianSecondsPerEpochOfTheSucceededSearchTrialsTimesItsEpochs()
+    {
+        static TrialParameters Point(int? epochs) => new("lora", epochs is { } e ? new Dictionary<string, object> { ["Epochs"] = e } : new Dictionary<string, object>());
+        static TrialResult Done(double seconds, int? epochs, TrialStatus status = TrialStatus.Succeeded, bool refit = false) =>
+            new() { Parameters = Point(epochs), Duration = TimeSpan.FromSeconds(seconds), Status = status, Refit = refit };
+        Assert.IsNull(PeftSweep.ExpectedSeconds([], Point(1)), "nothing to go on");
+        Assert.IsNull(PeftSweep.ExpectedSeconds([Done(5, 1, TrialStatus.Failed)], Point(1)), "failed trials do not count");
+        // 90, 100 and 110 s an epoch; the failed trial, the pruned one and the refit are left out.
+        var trials = new List<TrialResult>
+        {
+            Done(100, 1), Done(220, 2), Done(5, 1, TrialStatus.Failed), Done(90, null), Done(20, 3, TrialStatus.Pruned), Done(600, 1, refit: true),
+        };
+        Assert.AreEqual(300, PeftSweep.ExpectedSeconds(trials, Point(3))!.Value, 1e-9);
+        Assert.AreEqual(100, PeftSweep.ExpectedSeconds(trials, Point(null))!.Value, 1e-9, "no epochs counts as one");
+        trials.Add(Done(250, 2));
+        Assert.AreEqual(2 * (100 + 110) / 2.0, PeftSweep.ExpectedSeconds(trials, Point(2))!.Value, 1e-9, "an even count takes the middle two");
+    }
+
+    [TestMethod]
     public void CrossFitFoldsPartitionTheValidationRowsIntoEqualRandomFolds()
     {
         var folds = PeftSweep.CrossFitFolds(1001, 3)!;
