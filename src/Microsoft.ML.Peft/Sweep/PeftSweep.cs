@@ -384,9 +384,7 @@ public sealed class PeftSweep
                         result = result with
                         {
                             Status = TrialStatus.Failed,
-                            Error = heldOut is null
-                                ? string.Create(CultureInfo.InvariantCulture, $"Dropped: {_metric} {result.Metric:F4} on validation rows it trained on, worse than trial {source.Id}'s {trialMetric:F4} with them held out, so its longer training went wrong.")
-                                : string.Create(CultureInfo.InvariantCulture, $"Dropped: {_metric} {result.Metric:F4} on its held-out fold of the validation rows, worse than trial {source.Id}'s {trialMetric:F4} on the same rows, so its longer training went wrong."),
+                            Error = string.Create(CultureInfo.InvariantCulture, $"Dropped: {_metric} {result.Metric:F4} on {(heldOut is null ? "validation rows it trained on" : "its held-out fold of the validation rows")}, worse than trial {source.Id}'s {trialMetric:F4} {(heldOut is null ? "with them held out" : "on the same rows")}, so its longer training went wrong."),
                         };
                 }
                 trials.Add(result);
