@@ -338,6 +338,8 @@ public sealed class PeftSweep
             // A model that is neither the best nor an ensemble candidate is never returned: free its native tensors now
             // rather than when the GC gets to them.
             Release(model);
+            // What the trial freed goes back to the OS, or the sweep's memory grows with every trial (see NativeHeap).
+            Runtime.NativeHeap.Release();
             if (!result.FromCheckpoint && result.Status != TrialStatus.Cancelled) checkpoint?.Append(result);
             ch.Info(string.Format(CultureInfo.InvariantCulture, "Trial {0} {1}: {2} {3:F4} in {4:F1} s{5}; best so far: {6}",
                 id, result.Status, _metric, result.Metric, result.Duration.TotalSeconds, result.Error is null ? "" : $" ({result.Error})",
@@ -399,6 +401,7 @@ public sealed class PeftSweep
                     Offer(result, model, scores);
                     Release(model);
                 }
+                Runtime.NativeHeap.Release();
                 ch.Info(string.Format(CultureInfo.InvariantCulture, "Refit {0} {1}: {2} {3:F4}{4} in {5:F1} s{6}; best: {7}",
                     id, result.Status, _metric, result.Metric, result.TrainedOnValidation ? " (in-sample)" : heldOut is null ? "" : " (held-out fold)", result.Duration.TotalSeconds,
                     result.Error is null ? "" : $" ({result.Error})", Describe(best)));
