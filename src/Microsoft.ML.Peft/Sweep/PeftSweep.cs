@@ -35,6 +35,7 @@ public sealed class PeftSweep
     private double? _refitFraction;
     private int _refitCount = 1;
     private bool _refitOnAllData;
+    private bool _refitKeepsDefault = true;
     private int? _ensembleCandidates;
 
     internal PeftSweep(MLContext ml)
@@ -226,17 +227,25 @@ public sealed class PeftSweep
     /// same check compares it with its trial on rows it trained on, which catches only a collapse. When all refits are
     /// dropped the best trial stays the best model. This cannot be combined with <see cref="SetEnsemble"/>, whose weights
     /// are chosen on the validation rows.</para>
+    /// <para>With several configurations and <paramref name="keepDefault"/>, the search space's default configuration
+    /// (its first method with every declared default, where the cost-frugal tuner starts) is one of them whenever the
+    /// search ran it: it takes the last place when it is not among the best. Short trials tell the best configurations
+    /// apart by less than the noise of a validation set, and they favour high learning rates that learn fast in one epoch
+    /// and degrade over the refit's many (short-horizon bias); the default, chosen across tasks, is the hedge.</para>
     /// </summary>
     /// <param name="budgetFraction">Share of the time budget kept for the refits, in (0, 1). Default 0.25.</param>
     /// <param name="configurations">How many of the best configurations to retrain, 1 to 16. Default 1.</param>
     /// <param name="onAllData">Train the refits on the training and validation rows together. Default false.</param>
-    public PeftSweep SetRefit(double budgetFraction = 0.25, int configurations = 1, bool onAllData = false)
+    /// <param name="keepDefault">With several configurations, refit the default configuration too when the search ran
+    /// it. Default true.</param>
+    public PeftSweep SetRefit(double budgetFraction = 0.25, int configurations = 1, bool onAllData = false, bool keepDefault = true)
     {
         if (!(budgetFraction > 0 && budgetFraction < 1)) throw new ArgumentOutOfRangeException(nameof(budgetFraction), "must be in (0, 1).");
         if (configurations is < 1 or > 16) throw new ArgumentOutOfRangeException(nameof(configurations), $"must be 1 to 16, got {configurations}.");
         _refitFraction = budgetFraction;
         _refitCount = configurations;
         _refitOnAllData = onAllData;
+        _refitKeepsDefault = keepDefault;
         return this;
     }
 
@@ -581,13 +590,25 @@ public sealed class PeftSweep
 
     // The best succeeded trials with distinct configurations (epochs aside: a refit sets its own), best first, repeated
     // in order when there are fewer than count.
-    private IReadOnlyList<TrialResult> RefitConfigurations(IReadOnlyList<TrialResult> trials, int count)
+    internal IReadOnlyList<TrialResult> RefitConfigurations(IReadOnlyList<TrialResult> trials, int count)
     {
         var distinct = trials.Where(t => t.Status == TrialStatus.Succeeded && !t.Refit && t.Ensemble.Count == 0)
             .OrderBy(Rank).ThenBy(t => t.Duration).ThenBy(t => t.Id)
-            .DistinctBy(t => new TrialParameters(t.Parameters.Method, t.Parameters.Values.Where(v => v.Key != nameof(PeftTextOptions.Epochs)).ToDictionary()).ToJson())
+            .DistinctBy(t => WithoutEpochs(t.Parameters))
             .ToList();
-        return distinct.Count == 0 ? [] : Enumerable.Range(0, count).Select(i => distinct[i % distinct.Count]).ToList();
+        if (distinct.Count == 0) return [];
+        var chosen = Enumerable.Range(0, count).Select(i => distinct[i % distinct.Count]).ToList();
+        if (_refitKeepsDefault && count >= 2 && _space.Methods.Count > 0)
+        {
+            string start = WithoutEpochs(PeftTuner.Defaults(_space, _space.Methods[0]));
+            if (distinct.FirstOrDefault(t => WithoutEpochs(t.Parameters) == start) is { } defaults && !chosen.Contains(defaults))
+                chosen[count - 1] = defaults;
+        }
+        return chosen;
+
+        // A refit sets its own epochs, so trials that differ only in epochs are one configuration.
+        static string WithoutEpochs(TrialParameters p) =>
+            new TrialParameters(p.Method, p.Values.Where(v => v.Key != nameof(PeftTextOptions.Epochs)).ToDictionary()).ToJson();
     }
 
     private IReadOnlyList<(IDataView Train, IDataView Validation)> Splits() => _crossValidation is { } cv

@@ -121,6 +121,34 @@ public sealed class SweepRunnerTests
     }
 
     [TestMethod]
+    public void SeveralRefitsKeepTheDefaultConfigurationInTheLastPlaceWhenTheSearchRanIt()
+    {
+        static TrialParameters Lora(double lr, int rank, int epochs = 1) => new("lora", new Dictionary<string, object> { ["LearningRate"] = lr, ["Epochs"] = epochs, ["Rank"] = rank });
+        static TrialResult Ran(int id, TrialParameters p, double accuracy) => new() { Id = id, Parameters = p, Metric = accuracy, Status = TrialStatus.Succeeded };
+        // The space's defaults: lr 2e-3, rank 8 (epochs aside: a refit sets its own). Trial 0 ran them at two epochs.
+        var trials = new List<TrialResult>
+        {
+            Ran(0, Lora(2e-3, 8, epochs: 2), 0.855), Ran(1, Lora(1e-2, 4), 0.871), Ran(2, Lora(5e-3, 16), 0.865),
+            Ran(3, Lora(3e-3, 16), 0.860), new() { Id = 4, Parameters = Lora(1e-4, 4), Status = TrialStatus.Failed },
+        };
+        int[] Ids(PeftSweep sweep, int count) => [.. sweep.RefitConfigurations(trials, count).Select(t => t.Id)];
+        var sweep = new MLContext(1).Peft().CreateSweep().SetSearchSpace(SmallSpace()).SetMetric(PeftMetric.Accuracy);
+
+        CollectionAssert.AreEqual(new[] { 1 }, Ids(sweep.SetRefit(0.5, 1), 1), "one refit is the best configuration alone");
+        CollectionAssert.AreEqual(new[] { 1, 0 }, Ids(sweep.SetRefit(0.5, 2), 2), "the default takes the second place from trial 2");
+        CollectionAssert.AreEqual(new[] { 1, 2, 0 }, Ids(sweep.SetRefit(0.5, 3), 3));
+        CollectionAssert.AreEqual(new[] { 1, 2 }, Ids(sweep.SetRefit(0.5, 2, keepDefault: false), 2), "or the two best without it");
+        // Already among the best: nothing moves. Never run (here: the fourth trial ran ia3's defaults): nothing to keep.
+        trials[0] = Ran(0, Lora(2e-3, 8), 0.880);
+        CollectionAssert.AreEqual(new[] { 0, 1 }, Ids(sweep.SetRefit(0.5, 2), 2));
+        trials[0] = Ran(0, Lora(2e-3, 4), 0.855);
+        CollectionAssert.AreEqual(new[] { 1, 2 }, Ids(sweep.SetRefit(0.5, 2), 2));
+        // Fewer distinct configurations than refits: the best are trained again, the default among them.
+        trials = [Ran(0, Lora(2e-3, 8), 0.850), Ran(1, Lora(1e-2, 4), 0.871)];
+        CollectionAssert.AreEqual(new[] { 1, 0, 1 }, Ids(sweep.SetRefit(0.5, 3), 3));
+    }
+
+    [TestMethod]
     public void AnAllDataRefitIsDroppedWhenItScoresWorseThanItsTrialOnTheSameRows()
     {
         // Higher is better for accuracy, lower for log-loss and RMSE; a tie keeps the refit, NaN drops it.
