@@ -25,6 +25,8 @@
 //                          trains on the rest and is scored on it), and the best model is their equal-weight average;
 //                          train: they train on the training rows, keep their best validation epoch, and --ensemble
 //                          averages the best models
+//   --keep-default <yes|no>     yes (default): with several refits, the default configuration is one of them when the
+//                          search ran it (SetRefit keepDefault); no: the best configurations alone
 //   --ensemble <n>         with --refit-data train: ensemble candidates (PeftSweep.SetEnsemble; default 5; 0 = none)
 //   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
 //   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
@@ -53,9 +55,9 @@ if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exist
 if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
 return Parent.Run(opt, data);
 
-internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.5, int Ensemble = 5, int RefitConfigurations = 2, bool RefitAllData = true)
+internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.5, int Ensemble = 5, int RefitConfigurations = 2, bool RefitAllData = true, bool KeepDefault = true)
 {
-    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-data all|train] [--ensemble n] [--data folder] [--out folder] [--quick]";
+    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-data all|train] [--keep-default yes|no] [--ensemble n] [--data folder] [--out folder] [--quick]";
     public const string ResultPrefix = "RESULT ";
     // A failed arm reports NaN accuracies.
     public static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
@@ -80,6 +82,7 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
                 case "--arm": o = o with { Arm = Next() }; break;
                 case "--refit": o = o with { Refit = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 case "--ensemble": o = o with { Ensemble = NextInt(0) }; break;
+                case "--keep-default": o = o with { KeepDefault = Next() switch { "yes" => true, "no" => false, var v => throw new ArgumentException($"--keep-default must be yes or no, got '{v}'") } }; break;
                 case "--refit-configurations": o = o with { RefitConfigurations = NextInt(1) }; break;
                 case "--refit-data": o = o with { RefitAllData = Next() switch { "all" => true, "train" => false, var v => throw new ArgumentException($"--refit-data must be all or train, got '{v}'") } }; break;
                 case "-h" or "--help": return null;
@@ -98,7 +101,7 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
     [
         "--minutes", Inv(Minutes), "--train-rows", Inv(TrainRows), "--validation-rows", Inv(ValidationRows),
         "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit), "--refit-configurations", Inv(RefitConfigurations), "--ensemble", Inv(Ensemble),
-        "--refit-data", RefitAllData ? "all" : "train",
+        "--refit-data", RefitAllData ? "all" : "train", "--keep-default", KeepDefault ? "yes" : "no",
     ];
 
     public static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
@@ -176,7 +179,7 @@ internal static class Arms
             .SetTuner(PeftTuner.CostFrugal(opt.Seed))
             .SetEarlyStopping(reductionFactor: 3, minEpochs: 1)
             .SetTrainingTimeInSeconds(opt.Minutes * 60)
-            .SetRefit(opt.Refit, opt.RefitConfigurations, opt.RefitAllData)
+            .SetRefit(opt.Refit, opt.RefitConfigurations, opt.RefitAllData, opt.KeepDefault)
             .SetMonitor(e =>
             {
                 if (e.Kind == SweepEventKind.TrialEnded && e.Result is { } r)
