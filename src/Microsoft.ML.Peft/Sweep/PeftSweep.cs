@@ -589,7 +589,8 @@ public sealed class PeftSweep
     }
 
     // The best succeeded trials with distinct configurations (epochs aside: a refit sets its own), best first, repeated
-    // in order when there are fewer than count.
+    // in order when there are fewer than count; with keepDefault and count >= 2 the default configuration, when it ran,
+    // takes the last place unless it is already chosen.
     internal IReadOnlyList<TrialResult> RefitConfigurations(IReadOnlyList<TrialResult> trials, int count)
     {
         var distinct = trials.Where(t => t.Status == TrialStatus.Succeeded && !t.Refit && t.Ensemble.Count == 0)
