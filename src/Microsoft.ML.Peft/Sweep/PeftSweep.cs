@@ -599,7 +599,7 @@ public sealed class PeftSweep
             .ToList();
         if (distinct.Count == 0) return [];
         var chosen = Enumerable.Range(0, count).Select(i => distinct[i % distinct.Count]).ToList();
-        if (_refitKeepsDefault && count >= 2 && _space.Methods.Count > 0)
+        if (_refitKeepsDefault && count >= 2)
         {
             string start = WithoutEpochs(PeftTuner.Defaults(_space, _space.Methods[0]));
             if (distinct.FirstOrDefault(t => WithoutEpochs(t.Parameters) == start) is { } defaults && !chosen.Contains(defaults))
