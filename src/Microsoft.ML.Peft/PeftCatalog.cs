@@ -51,14 +51,16 @@ public sealed class PeftCatalog
     /// <param name="sentence2ColumnName">Optional second text column for sentence pairs.</param>
     /// <param name="rank">LoRA rank r.</param>
     /// <param name="alpha">LoRA alpha; the update is scaled by alpha / r.</param>
-    /// <param name="epochs">Passes over the data.</param>
-    /// <param name="batchSize">Rows per batch.</param>
+    /// <param name="epochs">Passes over the data; null (default) chooses them from the row count
+    /// (<see cref="PeftTextOptions.Epochs"/>).</param>
+    /// <param name="batchSize">Rows per batch; null (default) chooses it from the row count
+    /// (<see cref="PeftTextOptions.BatchSize"/>).</param>
     /// <param name="learningRate">Peak learning rate; null for LoRA's default (2e-3).</param>
     /// <param name="maxSequenceLength">Longest input in tokens.</param>
     /// <param name="baseModel">Pretrained encoder; null for the embedded all-MiniLM-L6-v2.</param>
     public PeftTextEstimator LoraTextClassification(string labelColumnName = "Label", string sentence1ColumnName = "Sentence1",
-        string? sentence2ColumnName = null, int rank = 8, double alpha = 16, int epochs = 3, int batchSize = 32, double? learningRate = null,
-        int maxSequenceLength = 128, BaseModel? baseModel = null) =>
+        string? sentence2ColumnName = null, int rank = 8, double alpha = 16, int? epochs = null, int? batchSize = null,
+        double? learningRate = null, int maxSequenceLength = 128, BaseModel? baseModel = null) =>
         TextClassification(new PeftTextClassificationOptions
         {
             LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName, Sentence2ColumnName = sentence2ColumnName,
@@ -80,10 +82,11 @@ public sealed class PeftCatalog
     /// <param name="sentence1ColumnName">Text column.</param>
     /// <param name="sentence2ColumnName">Optional second text column for sentence pairs.</param>
     /// <param name="rank">LoRA rank r.</param>
-    /// <param name="epochs">Passes over the data.</param>
+    /// <param name="epochs">Passes over the data; null (default) chooses them from the row count
+    /// (<see cref="PeftTextOptions.Epochs"/>).</param>
     /// <param name="baseModel">Pretrained encoder; null for the embedded all-MiniLM-L6-v2.</param>
     public PeftTextEstimator LoraTextRegression(string labelColumnName = "Label", string sentence1ColumnName = "Sentence1",
-        string? sentence2ColumnName = null, int rank = 8, int epochs = 3, BaseModel? baseModel = null) =>
+        string? sentence2ColumnName = null, int rank = 8, int? epochs = null, BaseModel? baseModel = null) =>
         TextRegression(new PeftTextRegressionOptions
         {
             LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName, Sentence2ColumnName = sentence2ColumnName,

@@ -104,56 +104,53 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         var baseModel = o.BaseModel ?? BaseModel.Default;
         var tokenizer = baseModel.CreateTokenizer();
         int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
-        var train = Training.Encoding.EncodeAll(tokenizer, data.First, data.Second, data.Labels, maxLength);
-        var validation = valid is null ? null : Training.Encoding.EncodeAll(tokenizer, valid.First, valid.Second, valid.Labels, maxLength);
+        var rows = Training.Encoding.EncodeAll(tokenizer, data.First, data.Second, data.Labels, maxLength);
+        IReadOnlyList<Example>? validation = valid is null ? null
+            : Training.Encoding.EncodeAll(tokenizer, valid.First, valid.Second, valid.Labels, maxLength);
 
         var method = o.Method!;
         var device = PeftDevice.Resolve(_host, ch);
         // Method weights (e.g. LoRA's A) and the head are drawn from libtorch's global generator: seed it from the
         // MLContext first, so a given seed always gives the same model.
         int seed = _host.Rand.Next();
-        torch.manual_seed(seed);
-        var encoder = baseModel.CreateEncoder(withPooler: o.Pooling == Pooling.Pooler || (o.Pooling == Pooling.Auto && baseModel.HasPooler));
-        if (o.AttentionDropout is { } attentionDropout)
-            foreach (var attention in encoder.modules().OfType<BertSelfAttention>()) attention.AttentionDropout = attentionDropout;
-        var model = PeftModel.Create(encoder, method, numOutputs, o.Pooling, o.HeadDropout);
+        var plan = Plan(rows, data.Labels, seed, out var train, out var heldOut);
+        validation ??= heldOut;
+        ch.Info($"Training plan: {plan}");
+        var model = Build();
         bool handedOver = false;
         try
         {
-            model.to(device);
             var computeType = PrecisionPolicy.Resolve(o.Precision, device);
             ch.Info($"Precision: {(computeType == TorchSharp.torch.ScalarType.BFloat16 ? "bfloat16 (float32 master weights, loss and softmax)" : "float32")} (requested {o.Precision}).");
             var (trainable, total) = model.CountParameters();
             ch.Info(string.Format(CultureInfo.InvariantCulture, "trainable params: {0:N0} || all params: {1:N0} || trainable%: {2:F4}", trainable, total, 100.0 * trainable / total));
-            ch.Info($"Fine-tuning {baseModel.Name} with {method.MethodName} on {train.Length} rows ({data.Count} read), {numOutputs} output(s), max length {maxLength}.");
+            ch.Info($"Fine-tuning {baseModel.Name} with {method.MethodName} on {train.Count} rows ({data.Count} read), {numOutputs} output(s), max length {maxLength}.");
 
+            double learningRate = o.LearningRate ?? method.DefaultLearningRate;
             var settings = new TrainingSettings
             {
-                BatchSize = o.BatchSize, TokenBudget = o.TokenBudget, Epochs = o.Epochs, LearningRate = o.LearningRate ?? method.DefaultLearningRate,
+                BatchSize = plan.BatchSize, TokenBudget = o.TokenBudget, Epochs = plan.Epochs, LearningRate = learningRate,
+                HeadLearningRate = o.HeadLearningRate ?? Math.Max(learningRate, DefaultMinimumHeadLearningRate),
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
-                EarlyStoppingPatience = o.EarlyStoppingPatience, TimeLimit = o.MaxTrainingTime, Seed = seed, LogEverySteps = o.LogEverySteps, Task = _task,
-                RegressionScale = scale, ComputeType = computeType,
+                EarlyStoppingPatience = plan.EarlyStoppingPatience, TimeLimit = o.MaxTrainingTime, Seed = seed,
+                LogEverySteps = o.LogEverySteps, Task = _task, RegressionScale = scale, ComputeType = computeType,
             };
-            var trainer = new PeftTrainer(model, method, settings, tokenizer.PadTokenId, device);
-            // Training only: scoring runs without autograd and never checkpoints.
-            model.Encoder.encoder.GradientCheckpointing = o.GradientCheckpointing;
-            if (o.GradientCheckpointing) ch.Info("Gradient checkpointing: on (encoder layers are recomputed in the backward pass).");
-            TrainingReport report;
-            try
+            var report = Train(model, settings, train, validation);
+            if (plan.RefitOnAllRows)
             {
-                using (Runtime.TorchThreads.Use(o.NumberOfThreads))
-                    report = trainer.Train(train, validation, p =>
-                    {
-                        ch.Info(p.ToString());
-                        o.Progress?.Invoke(p);
-                    }, _host.CheckAlive, o.CancellationToken);
+                // The held-out rows chose the epoch count; now every row trains, from the same start, for that many epochs.
+                var validated = report;
+                model.Dispose();
+                model = Build();
+                ch.Info($"Refit on all {rows.Length} rows for {validated.BestEpoch} epoch(s), the best on the held-out rows.");
+                report = Train(model, settings with { Epochs = validated.BestEpoch, EarlyStoppingPatience = 0 }, rows, null);
+                report = report with
+                {
+                    BestEpoch = validated.BestEpoch, BestValidationMetric = validated.BestValidationMetric,
+                    Duration = validated.Duration + report.Duration,
+                };
             }
-            finally
-            {
-                model.Encoder.encoder.GradientCheckpointing = false;
-                LayerCheckpoint.ReleaseHandedOver();
-            }
-            report = report with { SkippedRows = data.SkippedMissingLabel };
+            report = report with { SkippedRows = data.SkippedMissingLabel, Plan = plan };
             if (report.StoppedAtTimeLimit) ch.Info($"Stopped at the time limit ({o.MaxTrainingTime}) in epoch {report.EpochsRun}.");
             ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +
                     (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));
@@ -179,7 +176,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget, NumberOfThreads = o.NumberOfThreads,
             };
             string[] inputs = o.Sentence2ColumnName is null ? [o.Sentence1ColumnName] : [o.Sentence1ColumnName, o.Sentence2ColumnName];
-            var result = new PeftTextTransformer(_host, inputs, saved, model, method, tokenizer, baseModel, device, o.BatchSize, report, trainedCopy);
+            var result = new PeftTextTransformer(_host, inputs, saved, model, method, tokenizer, baseModel, device,
+                o.BatchSize ?? PeftTransformerBase.DefaultBatchSize, report, trainedCopy);
             handedOver = true;
             return result;
         }
@@ -187,6 +185,68 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         {
             if (!handedOver) model.Dispose();
         }
+
+        PeftModel Build()
+        {
+            torch.manual_seed(seed);
+            bool pooler = o.Pooling == Pooling.Pooler || (o.Pooling == Pooling.Auto && baseModel.HasPooler);
+            var encoder = baseModel.CreateEncoder(withPooler: pooler);
+            if (o.AttentionDropout is { } attentionDropout)
+                foreach (var attention in encoder.modules().OfType<BertSelfAttention>())
+                    attention.AttentionDropout = attentionDropout;
+            var built = PeftModel.Create(encoder, method, numOutputs, o.Pooling, o.HeadDropout);
+            built.to(device);
+            return built;
+        }
+
+        TrainingReport Train(PeftModel target, TrainingSettings settings, IReadOnlyList<Example> trainRows,
+            IReadOnlyList<Example>? validationRows)
+        {
+            var trainer = new PeftTrainer(target, method, settings, tokenizer.PadTokenId, device);
+            // Training only: scoring runs without autograd and never checkpoints.
+            target.Encoder.encoder.GradientCheckpointing = o.GradientCheckpointing;
+            if (o.GradientCheckpointing) ch.Info("Gradient checkpointing: on (encoder layers are recomputed in the backward pass).");
+            try
+            {
+                using (Runtime.TorchThreads.Use(o.NumberOfThreads))
+                    return trainer.Train(trainRows, validationRows, p =>
+                    {
+                        ch.Info(p.ToString());
+                        o.Progress?.Invoke(p);
+                    }, _host.CheckAlive, o.CancellationToken);
+            }
+            finally
+            {
+                target.Encoder.encoder.GradientCheckpointing = false;
+                LayerCheckpoint.ReleaseHandedOver();
+            }
+        }
+    }
+
+    /// <summary>The head's learning rate never goes below this unless set (<see cref="PeftTextOptions.HeadLearningRate"/>).</summary>
+    internal const double DefaultMinimumHeadLearningRate = 1e-3;
+
+    /// <summary>
+    /// Decides batch size, epochs and the held-out rows (options the user set are kept) and splits the encoded rows.
+    /// </summary>
+    private TrainingPlan Plan(Example[] rows, IReadOnlyList<float> labels, int seed,
+        out List<Example> train, out List<Example>? heldOut)
+    {
+        var o = _options;
+        bool classification = _task == PeftTask.Classification;
+        double fraction = TrainingPlanner.ChooseValidationFraction(rows.Length, o.ValidationFraction, o.Epochs is not null,
+            o.ValidationSet is not null);
+        var mask = TrainingPlanner.StratifiedHoldOut(labels, fraction, classification, seed ^ 0x5EED);
+        train = rows.Where((_, i) => !mask[i]).ToList();
+        heldOut = fraction > 0 ? rows.Where((_, i) => mask[i]).ToList() : null;
+        int batchSize = o.BatchSize ?? TrainingPlanner.ChooseBatchSize(rows.Length);
+        int stepsPerEpoch = BatchPlanner.ForTraining(train.Select(e => e.Length).ToArray(), batchSize, o.TokenBudget,
+            new Random(seed)).Count;
+        int epochs = o.Epochs ?? TrainingPlanner.ChooseEpochs(stepsPerEpoch);
+        int held = heldOut?.Count ?? 0;
+        int patience = o.EarlyStoppingPatience ?? (held > 0 ? TrainingPlanner.ChoosePatience(epochs) : 0);
+        return new TrainingPlan(rows.Length, train.Count, held, batchSize, stepsPerEpoch, epochs,
+            o.BatchSize is null, o.Epochs is null, patience, o.RefitOnAllRows && held > 0);
     }
 
     private static void Standardise(List<float> labels, double shift, double scale)

@@ -42,9 +42,12 @@ public abstract class PeftTextOptions
     [Choice(new object[] { 128, 64 })]
     public int MaxSequenceLength { get; set; } = 128;
 
-    /// <summary>Rows per training and scoring batch. Default 32. Sweep range: {32, 16}.</summary>
+    /// <summary>
+    /// Rows per optimizer step (and per scoring batch). Default null: 16 below 1,000 training rows, else 32, so that small
+    /// data gets more optimizer steps per epoch; scoring then uses 32. Sweep range: {32, 16}.
+    /// </summary>
     [Choice(new object[] { 32, 16 })]
-    public int BatchSize { get; set; } = 32;
+    public int? BatchSize { get; set; }
 
     /// <summary>
     /// Upper bound on padded tokens (rows × longest row) per training and scoring batch, on top of <see cref="BatchSize"/>;
@@ -52,13 +55,28 @@ public abstract class PeftTextOptions
     /// </summary>
     public int TokenBudget { get; set; }
 
-    /// <summary>Passes over the training data. Default 3. Sweep range: 1 to 5, starting at 1 (the cheap end).</summary>
+    /// <summary>
+    /// Passes over the training data. Default null: chosen from the data size, because a learning-rate schedule needs
+    /// optimizer steps, not epochs: enough epochs for 300 steps (at least 3, at most 40; on large data no more than
+    /// 20,000 steps, at least one epoch). 300 rows at batch 16 train for 16 epochs of 19 steps; 3,000 rows at batch 32
+    /// for 4 epochs, 5,000 rows for 3.
+    /// Left unset with no <see cref="ValidationSet"/>, data of 50 to 10,000 rows also gets an automatic validation split
+    /// (<see cref="ValidationFraction"/>). The chosen plan is logged and kept in
+    /// <see cref="PeftTextTransformer.TrainingReport"/>. Sweep range: 1 to 5, starting at 1 (the cheap end).
+    /// </summary>
     [Range(1, 5, 1, false)]
-    public int Epochs { get; set; } = 3;
+    public int? Epochs { get; set; }
 
     /// <summary>Peak learning rate of AdamW. Default null: the method's own default (<see cref="PeftMethodConfig.DefaultLearningRate"/>: 2e-3 for LoRA, 3e-5 for full fine-tuning). Sweep range: 1e-4 to 1e-2, log scale, starting at 2e-3.</summary>
     [Range(1e-4, 1e-2, 2e-3, true)]
     public double? LearningRate { get; set; }
+
+    /// <summary>
+    /// Peak learning rate of the task head (<c>classifier</c>). Default null: the larger of the learning rate and 1e-3.
+    /// A new head starts from nothing while the method only adjusts a pretrained encoder, so methods with small rates
+    /// (full fine-tuning's 3e-5) would otherwise starve it on small data, many classes most of all.
+    /// </summary>
+    public double? HeadLearningRate { get; set; }
 
     /// <summary>AdamW weight decay (not applied to biases and LayerNorm). Default 0.01.</summary>
     public double WeightDecay { get; set; } = 0.01;
@@ -72,8 +90,26 @@ public abstract class PeftTextOptions
     /// <summary>Optional validation data (same columns); with it, each epoch is scored and the best epoch's weights are kept. Default null.</summary>
     public IDataView? ValidationSet { get; set; }
 
-    /// <summary>With a validation set: stop after this many epochs without improvement; 0 never stops early. Default 0.</summary>
-    public int EarlyStoppingPatience { get; set; }
+    /// <summary>
+    /// Share of the training rows held out for validation when no <see cref="ValidationSet"/> is given: each epoch is scored
+    /// on them, the best epoch is kept and training stops early. Classes are held out in proportion (at least one row of
+    /// each class with two or more). Default null: 0.15 when <see cref="Epochs"/> is unset and the data has 50 to 10,000
+    /// rows, else none. 0 turns it off; a value in (0, 0.5] holds out that share whatever the epochs.
+    /// </summary>
+    public double? ValidationFraction { get; set; }
+
+    /// <summary>
+    /// After a run validated on held-out rows (<see cref="ValidationFraction"/>), train again from the start on all rows
+    /// for the best epoch count, so that the held-out rows are learned from too. Doubles the training time. Default false:
+    /// the model of the validated run is kept.
+    /// </summary>
+    public bool RefitOnAllRows { get; set; }
+
+    /// <summary>
+    /// With validation: stop after this many epochs without improvement; 0 never stops early. Default null: a quarter of
+    /// the planned epochs (at least 2) when the rows were held out automatically, else 0.
+    /// </summary>
+    public int? EarlyStoppingPatience { get; set; }
 
     /// <summary>How token states become the row vector for the head. Default <see cref="Pooling.Auto"/> (pooler if the checkpoint has one, else mean).</summary>
     public Pooling Pooling { get; set; } = Pooling.Auto;
@@ -147,15 +183,26 @@ public abstract class PeftTextOptions
         Check(!string.IsNullOrWhiteSpace(Sentence1ColumnName), nameof(Sentence1ColumnName), "must name a column.");
         Check(Sentence2ColumnName is null || Sentence2ColumnName != Sentence1ColumnName, nameof(Sentence2ColumnName), "must differ from Sentence1ColumnName.");
         Check(MaxSequenceLength >= 8, nameof(MaxSequenceLength), $"must be at least 8, got {MaxSequenceLength}.");
-        Check(BatchSize >= 1, nameof(BatchSize), $"must be at least 1, got {BatchSize}.");
-        Check(Epochs >= 1, nameof(Epochs), $"must be at least 1, got {Epochs}.");
+        Check(BatchSize is null or >= 1, nameof(BatchSize), $"must be at least 1, got {BatchSize}.");
+        Check(Epochs is null or >= 1, nameof(Epochs), $"must be at least 1, got {Epochs}.");
         Check(TokenBudget == 0 || TokenBudget >= MaxSequenceLength, nameof(TokenBudget), $"must be 0 or at least MaxSequenceLength ({MaxSequenceLength}), got {TokenBudget}.");
         Check(LearningRate is null || (LearningRate > 0 && double.IsFinite(LearningRate.Value)), nameof(LearningRate), $"must be positive, got {LearningRate}.");
         Check(WeightDecay >= 0, nameof(WeightDecay), $"must not be negative, got {WeightDecay}.");
         Check(WarmupRatio is >= 0 and < 1, nameof(WarmupRatio), $"must be in [0, 1), got {WarmupRatio}.");
         Check(MaxGradNorm >= 0, nameof(MaxGradNorm), $"must not be negative, got {MaxGradNorm}.");
-        Check(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), $"must not be negative, got {EarlyStoppingPatience}.");
-        Check(EarlyStoppingPatience == 0 || ValidationSet is not null, nameof(EarlyStoppingPatience), "needs a ValidationSet.");
+        Check(HeadLearningRate is null || (HeadLearningRate > 0 && double.IsFinite(HeadLearningRate.Value)),
+            nameof(HeadLearningRate), $"must be positive, got {HeadLearningRate}.");
+        Check(EarlyStoppingPatience is null or >= 0, nameof(EarlyStoppingPatience),
+            $"must not be negative, got {EarlyStoppingPatience}.");
+        Check(ValidationFraction is null or (>= 0 and <= 0.5), nameof(ValidationFraction),
+            $"must be in [0, 0.5], got {ValidationFraction}.");
+        Check(ValidationFraction is null or 0 || ValidationSet is null, nameof(ValidationFraction),
+            "must be unset or 0 when a ValidationSet is given.");
+        Check(EarlyStoppingPatience is null or 0 || ValidationSet is not null || ValidationFraction > 0
+            || (ValidationFraction is null && Epochs is null), nameof(EarlyStoppingPatience),
+            "needs a ValidationSet or a ValidationFraction.");
+        Check(!RefitOnAllRows || ValidationSet is null, nameof(RefitOnAllRows),
+            "refits after a held-out split (ValidationFraction); it cannot be used with a ValidationSet.");
         Check(HeadDropout is >= 0 and < 1, nameof(HeadDropout), $"must be in [0, 1), got {HeadDropout}.");
         Check(AttentionDropout is null or (>= 0 and < 1), nameof(AttentionDropout), $"must be in [0, 1), got {AttentionDropout}.");
         Check(LogEverySteps >= 1, nameof(LogEverySteps), $"must be at least 1, got {LogEverySteps}.");

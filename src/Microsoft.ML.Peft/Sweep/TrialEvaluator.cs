@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.MLNet;
+using Microsoft.ML.Peft.Training;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Peft.Sweep;
@@ -79,8 +80,14 @@ internal sealed class TrialEvaluator
         options.Sentence1ColumnName = _text;
         options.Sentence2ColumnName = _text2;
         options.BaseModel = _baseModel;
+        // The sweep validates on its own rows; a trial that left Epochs unset must not hold out more of its training rows.
+        options.ValidationFraction = 0;
         _configure?.Invoke(options);
         parameters.ApplyTo(options);
+        // Trials are short probes that the tuner compares by their cost: a space without epochs or batch size keeps the
+        // fixed 3 epochs of 32 rather than the stage's data-size plan (which could run 40 epochs of a small set).
+        options.Epochs ??= TrainingPlanner.DefaultEpochs;
+        options.BatchSize ??= TrainingPlanner.LargeBatchSize;
         options.CancellationToken = cancel;
         if (_keys is not null)
         {

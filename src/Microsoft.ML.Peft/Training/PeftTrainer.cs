@@ -48,12 +48,20 @@ internal sealed class PeftTrainer : ITrainingProbe
             masters.Bind(trainable.Select(p => p.Parameter).ToList());
         }
         var optimized = trainable.Select((p, i) => (p.Name, Parameter: masters.Optimized[i])).ToList();
-        // As Hugging Face's Trainer: no weight decay on biases and LayerNorm weights.
-        var decay = optimized.Where(p => !NoDecay(p.Name)).Select(p => p.Parameter).ToList();
-        var noDecay = optimized.Where(p => NoDecay(p.Name)).Select(p => p.Parameter).ToList();
+        // As Hugging Face's Trainer: no weight decay on biases and LayerNorm weights. The head has its own peak rate.
+        double headRate = _s.HeadLearningRate ?? _s.LearningRate;
         var groups = new List<AdamW.ParamGroup>();
-        if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, _s.LearningRate, 0.9, 0.999, 1e-8, _s.WeightDecay, false, false));
-        if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, _s.LearningRate, 0.9, 0.999, 1e-8, 0.0, false, false));
+        var peakRates = new List<double>();
+        foreach (bool head in new[] { false, true })
+            foreach (bool decays in new[] { true, false })
+            {
+                var members = optimized.Where(p => IsHead(p.Name) == head && NoDecay(p.Name) != decays)
+                    .Select(p => p.Parameter).ToList();
+                if (members.Count == 0) continue;
+                double rate = head ? headRate : _s.LearningRate;
+                groups.Add(new AdamW.ParamGroup(members, rate, 0.9, 0.999, 1e-8, decays ? _s.WeightDecay : 0.0, false, false));
+                peakRates.Add(rate);
+            }
         using var optimizer = optim.AdamW(groups);
 
         _probeRows = train;
@@ -81,10 +89,12 @@ internal sealed class PeftTrainer : ITrainingProbe
                     cancel.ThrowIfCancellationRequested();
                     checkAlive();
                     if (_s.TimeLimit is { } limit && watch.Elapsed >= limit) { outOfTime = true; break; }
-                    double lr = _s.LearningRate * (_s.TimeLimit is { } timeLimit
+                    double factor = _s.TimeLimit is { } timeLimit
                         ? TimedSchedule(step, warmup, totalSteps, watch.Elapsed / timeLimit, _s.WarmupRatio)
-                        : Schedule(step, warmup, totalSteps));
-                    foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                        : Schedule(step, warmup, totalSteps);
+                    double lr = _s.LearningRate * factor;
+                    int group = 0;
+                    foreach (var g in optimizer.ParamGroups) g.LearningRate = peakRates[group++] * factor;
                     using (var scope = NewDisposeScope())
                     {
                         var (ids, mask, types, real) = Collator.Collate(train, batch, _padId, _device);
@@ -181,6 +191,8 @@ internal sealed class PeftTrainer : ITrainingProbe
         return new TrainingProgress(epoch, _s.Epochs, step, total, loss, lr, tokens / Math.Max(elapsed.TotalSeconds, 1e-9), elapsed,
             remaining, metric, metric is null ? null : MetricName);
     }
+
+    private static bool IsHead(string name) => name.StartsWith("classifier.", StringComparison.Ordinal);
 
     private static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
 

@@ -16,6 +16,8 @@ internal sealed record TrainingSettings
     public int TokenBudget { get; init; }
     public int Epochs { get; init; } = 3;
     public double LearningRate { get; init; } = 5e-4;
+    /// <summary>Peak learning rate of the head (<c>classifier.*</c>); null: <see cref="LearningRate"/>.</summary>
+    public double? HeadLearningRate { get; init; }
     public double WeightDecay { get; init; } = 0.01;
     public double WarmupRatio { get; init; } = 0.06;
     public double MaxGradNorm { get; init; } = 1.0;
@@ -45,4 +47,11 @@ public sealed record TrainingProgress(
 /// <summary>What training did.</summary>
 public sealed record TrainingReport(
     int EpochsRun, int BestEpoch, double? BestValidationMetric, string MetricName, double FinalTrainLoss,
-    double TokensPerSecond, TimeSpan Duration, int SkippedRows, bool StoppedAtTimeLimit = false);
+    double TokensPerSecond, TimeSpan Duration, int SkippedRows, bool StoppedAtTimeLimit = false)
+{
+    /// <summary>
+    /// What the stage decided before training: batch size, epochs, steps and held-out rows (null when the trainer ran
+    /// outside a stage).
+    /// </summary>
+    public TrainingPlan? Plan { get; init; }
+}

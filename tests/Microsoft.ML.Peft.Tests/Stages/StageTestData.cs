@@ -44,5 +44,42 @@ internal static class StageTestData
         return rows;
     }
 
+    // Six topics, ten words each: the first six words are for training, the last four only for testing.
+    private static readonly (string Name, string[] Words)[] Topics =
+    [
+        ("food", ["pizza", "pasta", "salad", "soup", "burger", "sandwich", "sushi", "noodles", "steak", "pancakes"]),
+        ("tech", ["laptop", "smartphone", "keyboard", "monitor", "printer", "router", "tablet", "processor", "software", "webcam"]),
+        ("travel", ["airport", "passport", "luggage", "hotel", "cruise", "flight", "suitcase", "airline", "hostel", "itinerary"]),
+        ("sport", ["football", "tennis", "basketball", "soccer", "golf", "hockey", "baseball", "volleyball", "cricket", "rugby"]),
+        ("music", ["guitar", "piano", "violin", "drums", "concert", "singer", "orchestra", "trumpet", "album", "melody"]),
+        ("weather", ["rain", "snow", "storm", "thunder", "wind", "fog", "hurricane", "drizzle", "blizzard", "tornado"]),
+    ];
+    private static readonly string[] Templates =
+    [
+        "{0} kept talking about the {1} all day", "I read an article about the {1} yesterday",
+        "{0} asked me about the {1} again", "Nobody expected the {1} to be like that",
+        "Tell me more about the {1} please", "{0} could not stop thinking about the {1}",
+    ];
+
+    /// <summary>
+    /// Six balanced topic classes, written with the topic's training words (<paramref name="unseenWords"/> false) or
+    /// with four other words of each topic that training never shows (true). The templates are shared by every class,
+    /// so a bag-of-words model trained on the first kind has nothing to go on in the second; a pretrained encoder knows
+    /// that a hurricane is weather. The majority class is 1/6.
+    /// </summary>
+    public static List<TextRow> SixTopics(int n, int seed, bool unseenWords)
+    {
+        var rng = new Random(seed);
+        var rows = new List<TextRow>();
+        for (int i = 0; i < n; i++)
+        {
+            var (name, words) = Topics[i % Topics.Length];
+            string word = unseenWords ? words[6 + rng.Next(4)] : words[rng.Next(6)];
+            string text = string.Format(Templates[rng.Next(Templates.Length)], Subjects[rng.Next(Subjects.Length)], word);
+            rows.Add(new TextRow { Label = name, Text = text });
+        }
+        return rows;
+    }
+
     public static IDataView Load(MLContext ml, IEnumerable<TextRow> rows) => ml.Data.LoadFromEnumerable(rows);
 }
