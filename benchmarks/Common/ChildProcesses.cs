@@ -79,7 +79,8 @@ internal static class ProcStatus
         foreach (var line in File.ReadLines(status))
         {
             if (!line.StartsWith(field, StringComparison.Ordinal)) continue;
-            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            // "VmHWM:\t12345678 kB": an 8-digit value follows the tab with no space, so split on any whitespace.
+            var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
             return long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
         }
         return 0;

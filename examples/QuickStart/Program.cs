@@ -6,7 +6,6 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Peft;
-using Microsoft.ML.Peft.Methods.Lora;
 using Microsoft.ML.Peft.MLNet;
 using Spectre.Console;
 
@@ -36,12 +35,9 @@ var baselineMetrics = ml.MulticlassClassification.Evaluate(baseline.Transform(sp
 var baselineTime = clock.Elapsed;
 
 // 2. LoRA on the embedded MiniLM: one pipeline stage.
-var options = new PeftTextClassificationOptions
-{
-    LabelColumnName = "Label", Sentence1ColumnName = "Text",
-    Method = new LoraConfig { Rank = 8, Alpha = 16, TargetModules = ["query", "value"] },
-    Epochs = 6, BatchSize = 16, LearningRate = 2e-3, MaxSequenceLength = 64, LogEverySteps = 5,
-};
+// Defaults throughout: the stage picks batch size and epochs from the row count (enough optimizer steps for a few
+// hundred rows), holds out a stratified share to keep the best epoch, and logs its plan.
+var options = new PeftTextClassificationOptions { LabelColumnName = "Label", Sentence1ColumnName = "Text" };
 ITransformer model = null!;
 clock.Restart();
 AnsiConsole.Progress()
@@ -63,6 +59,7 @@ AnsiConsole.Progress()
 var loraTime = clock.Elapsed;
 var metrics = ml.MulticlassClassification.Evaluate(model.Transform(split.TestSet));
 var stage = ((IEnumerable<ITransformer>)model).OfType<PeftTextTransformer>().Single();
+AnsiConsole.MarkupLineInterpolated($"[bold]Training plan[/]: {stage.TrainingReport?.Plan}");
 
 var table = new Table().AddColumns("model", "accuracy", "macro accuracy", "log-loss", "trainable parameters", "training time");
 table.AddRow("FeaturizeText + SdcaMaximumEntropy", $"{baselineMetrics.MicroAccuracy:F3}", $"{baselineMetrics.MacroAccuracy:F3}", $"{baselineMetrics.LogLoss:F3}", "-", $"{baselineTime.TotalSeconds:F1} s");
