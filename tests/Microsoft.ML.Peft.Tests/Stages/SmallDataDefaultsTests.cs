@@ -51,6 +51,28 @@ public sealed class SmallDataDefaultsTests
     }
 
     [TestMethod]
+    public void DefaultsDoNotStarveAManyClassHead()
+    {
+        // 24 classes with 20 rows each: the head has 24 × 385 weights to learn from 480 rows.
+        var toKey = _ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(_ml, StageTestData.TwentyFourClasses(480, seed: 1, unseenWords: false)));
+        var train = toKey.Transform(
+            StageTestData.Load(_ml, StageTestData.TwentyFourClasses(480, 1, unseenWords: false)));
+        var test = toKey.Transform(StageTestData.Load(_ml, StageTestData.TwentyFourClasses(240, 2, unseenWords: true)));
+        using var stage = _ml.Peft().LoraTextClassification(labelColumnName: "Label", sentence1ColumnName: "Text")
+            .Fit(train);
+        var metrics = _ml.MulticlassClassification.Evaluate(stage.Transform(test));
+        var bagOfWords = _ml.Transforms.Text.FeaturizeText("Features", "Text")
+            .Append(_ml.MulticlassClassification.Trainers.SdcaMaximumEntropy()).Fit(train);
+        var baseline = _ml.MulticlassClassification.Evaluate(bagOfWords.Transform(test));
+        Console.WriteLine($"24 classes: defaults {metrics.MicroAccuracy:F3}, "
+            + $"FeaturizeText + SDCA {baseline.MicroAccuracy:F3}; "
+            + $"plan: {stage.TrainingReport!.Plan}");
+        Assert.IsGreaterThan(0.6, metrics.MicroAccuracy, "majority class is 1/24");
+        Assert.IsGreaterThan(baseline.MicroAccuracy + 0.2, metrics.MicroAccuracy);
+    }
+
+    [TestMethod]
     public void ThePlanFollowsTheDataSizeAndIsLoggedAndReported()
     {
         var report = _stage.TrainingReport!;

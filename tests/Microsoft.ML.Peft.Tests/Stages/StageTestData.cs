@@ -47,11 +47,16 @@ internal static class StageTestData
     // Six topics, ten words each: the first six words are for training, the last four only for testing.
     private static readonly (string Name, string[] Words)[] Topics =
     [
-        ("food", ["pizza", "pasta", "salad", "soup", "burger", "sandwich", "sushi", "noodles", "steak", "pancakes"]),
-        ("tech", ["laptop", "smartphone", "keyboard", "monitor", "printer", "router", "tablet", "processor", "software", "webcam"]),
-        ("travel", ["airport", "passport", "luggage", "hotel", "cruise", "flight", "suitcase", "airline", "hostel", "itinerary"]),
-        ("sport", ["football", "tennis", "basketball", "soccer", "golf", "hockey", "baseball", "volleyball", "cricket", "rugby"]),
-        ("music", ["guitar", "piano", "violin", "drums", "concert", "singer", "orchestra", "trumpet", "album", "melody"]),
+        ("food", ["pizza", "pasta", "salad", "soup", "burger", "sandwich",
+            "sushi", "noodles", "steak", "pancakes"]),
+        ("tech", ["laptop", "smartphone", "keyboard", "monitor", "printer", "router",
+            "tablet", "processor", "software", "webcam"]),
+        ("travel", ["airport", "passport", "luggage", "hotel", "cruise", "flight",
+            "suitcase", "airline", "hostel", "itinerary"]),
+        ("sport", ["football", "tennis", "basketball", "soccer", "golf", "hockey",
+            "baseball", "volleyball", "cricket", "rugby"]),
+        ("music", ["guitar", "piano", "violin", "drums", "concert", "singer",
+            "orchestra", "trumpet", "album", "melody"]),
         ("weather", ["rain", "snow", "storm", "thunder", "wind", "fog", "hurricane", "drizzle", "blizzard", "tornado"]),
     ];
     private static readonly string[] Templates =
@@ -75,8 +80,34 @@ internal static class StageTestData
         {
             var (name, words) = Topics[i % Topics.Length];
             string word = unseenWords ? words[6 + rng.Next(4)] : words[rng.Next(6)];
-            string text = string.Format(Templates[rng.Next(Templates.Length)], Subjects[rng.Next(Subjects.Length)], word);
+            string template = Templates[rng.Next(Templates.Length)];
+            string text = string.Format(template, Subjects[rng.Next(Subjects.Length)], word);
             rows.Add(new TextRow { Label = name, Text = text });
+        }
+        return rows;
+    }
+
+    private static readonly (string Name, string Template)[] Intents =
+    [
+        ("ask", "Can you tell me where to find the {0}"), ("praise", "I absolutely love the {0} here"),
+        ("complain", "I am fed up with the broken {0}"), ("buy", "I want to order a new {0} today"),
+    ];
+
+    /// <summary>
+    /// Twenty-four balanced classes: an intent (ask, praise, complain, buy; each with its own sentence) crossed with
+    /// the six topics of <see cref="SixTopics"/>, written with the training words or with the unseen ones. Bag-of-words
+    /// gets the intent from the sentence but the topic of an unseen word only by chance; the majority class is 1/24.
+    /// </summary>
+    public static List<TextRow> TwentyFourClasses(int n, int seed, bool unseenWords)
+    {
+        var rng = new Random(seed);
+        var rows = new List<TextRow>();
+        for (int i = 0; i < n; i++)
+        {
+            var (topic, words) = Topics[i % Topics.Length];
+            var (intent, template) = Intents[i / Topics.Length % Intents.Length];
+            string word = unseenWords ? words[6 + rng.Next(4)] : words[rng.Next(6)];
+            rows.Add(new TextRow { Label = $"{intent}-{topic}", Text = string.Format(template, word) });
         }
         return rows;
     }
