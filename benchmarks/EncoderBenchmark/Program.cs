@@ -369,7 +369,7 @@ internal static class Program
         Console.WriteLine();
         Console.WriteLine($"- model: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, {c.NumAttentionHeads} heads, " +
                           $"ONNX {onnxBytes / 1e6:F1} MB, sha256 {model.Sha256[..12]}");
-        Console.WriteLine($"- machine: {CpuName()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}");
+        Console.WriteLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}");
         Console.WriteLine($"- threads: torch.set_num_threads({options.Threads}) (get_num_threads = {torch.get_num_threads()}), " +
                           $"ORT intra-op {options.Threads}, inter-op 1, ORT_ENABLE_ALL");
         Console.WriteLine($"- versions: {RuntimeInformation.FrameworkDescription}, TorchSharp {Version(typeof(torch).Assembly)}, " +
@@ -377,7 +377,7 @@ internal static class Program
         Console.WriteLine("- ours: BertModel.forward in eval mode under torch.no_grad(), float32, CPU; " +
                           "inputs: varied generated English text, WordPiece-tokenized with the model's vocabulary");
         Console.WriteLine($"- torch float32 GEMM 2048x2048x2048: {GemmGflops():F0} GFLOPS (libtorch's BLAS on this machine, for context)");
-        if (CpuVendor() == "AuthenticAMD")
+        if (CpuInfo.Vendor() == "AuthenticAMD")
             Console.WriteLine("- note: libtorch's CPU build calls Intel oneMKL for float32 GEMM, which takes a slower (non-AVX-512) path on " +
                               "AMD processors; ONNX Runtime uses its own MLAS kernels. See benchmarks/README.md.");
         if (loadAtStart is { } load)
@@ -443,23 +443,6 @@ internal static class Program
         {
             return null;
         }
-    }
-
-    internal static string? CpuVendor() => CpuInfo("vendor_id");
-
-    internal static string CpuName() => CpuInfo("model name") ?? RuntimeInformation.ProcessArchitecture.ToString();
-
-    private static string? CpuInfo(string key)
-    {
-        try
-        {
-            if (File.Exists("/proc/cpuinfo"))
-                foreach (var line in File.ReadLines("/proc/cpuinfo"))
-                    if (line.StartsWith(key, StringComparison.Ordinal))
-                        return line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException) { }
-        return null;
     }
 
     /// <summary>Prints a Markdown table with padded columns (readable as plain text, pastable into a README).</summary>

@@ -236,7 +236,7 @@ internal static class StageBenchmark
         Console.WriteLine($"# Scoring benchmark: trained LoRA stage vs ONNX Runtime, {model.Name}{(options.Quick ? " (--quick)" : "")}");
         Console.WriteLine();
         Console.WriteLine($"- model: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, {c.NumAttentionHeads} heads");
-        Console.WriteLine($"- machine: {Program.CpuName()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}; " +
+        Console.WriteLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}; " +
                           $"bf16 in hardware (AVX512-BF16/AMX): {(PrecisionPolicy.CpuSupportsBFloat16() ? "yes" : "no: bf16 figures are emulated and slow")}");
         Console.WriteLine($"- threads: torch.set_num_threads({options.Threads}) (get_num_threads = {torch.get_num_threads()}), " +
                           $"ORT intra-op {options.Threads}, inter-op 1, ORT_ENABLE_ALL");

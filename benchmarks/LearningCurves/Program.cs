@@ -272,18 +272,6 @@ internal static class Results
 /// <summary>The CPU this ran on and its relevant flags, for every report.</summary>
 internal static class Machine
 {
-    public static string Describe()
-    {
-        string model = "unknown CPU", flags = "";
-        if (File.Exists("/proc/cpuinfo"))
-        {
-            var lines = File.ReadAllLines("/proc/cpuinfo");
-            model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))
-                ?.Split(':', 2)[1].Trim() ?? model;
-            var all = lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1]
-                .Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
-            flags = string.Join(' ', all.Where(f => f is "avx2" or "fma" or "avx512f" or "avx512_bf16" or "amx_bf16"));
-        }
-        return $"CPU: {model} ({Environment.ProcessorCount} logical cores; flags: {flags})";
-    }
+    public static string Describe() =>
+        $"CPU: {CpuInfo.Name()} ({Environment.ProcessorCount} logical cores; flags: {CpuInfo.RelevantFlags()})";
 }

@@ -375,7 +375,7 @@ internal static class Parent
         var header = new StringBuilder();
         header.AppendLine($"# ScalingBenchmark: LoRA training (r = 8, alpha = 16 on query and value) on all-MiniLM-L6-v2{(opt.Quick ? " (--quick smoke run: the figures mean little)" : "")}");
         header.AppendLine();
-        header.AppendLine($"- machine: {CpuName()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}; {RuntimeInformation.FrameworkDescription}");
+        header.AppendLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}; {RuntimeInformation.FrameworkDescription}");
         header.AppendLine($"- precision: {opt.Precision} (bf16 in hardware: {(PrecisionPolicy.CpuSupportsBFloat16() ? "yes" : "no")}); libtorch threads per child: " +
                           $"{(opt.Threads > 0 ? Options.Inv(opt.Threads) : "libtorch's default")}; seed {opt.Seed}; {points.Count} points, each in its own process");
         if (opt.RunLengths)
@@ -514,19 +514,6 @@ internal static class Parent
         {
             return null;
         }
-    }
-
-    private static string CpuName()
-    {
-        try
-        {
-            if (File.Exists("/proc/cpuinfo"))
-                foreach (var line in File.ReadLines("/proc/cpuinfo"))
-                    if (line.StartsWith("model name", StringComparison.Ordinal))
-                        return line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException) { }
-        return RuntimeInformation.ProcessArchitecture.ToString();
     }
 }
 

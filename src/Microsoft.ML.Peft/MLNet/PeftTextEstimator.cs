@@ -238,7 +238,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             o.ValidationSet is not null);
         var mask = TrainingPlanner.StratifiedHoldOut(labels, fraction, classification, seed ^ 0x5EED);
         train = rows.Where((_, i) => !mask[i]).ToList();
-        heldOut = fraction > 0 ? rows.Where((_, i) => mask[i]).ToList() : null;
+        heldOut = train.Count < rows.Length ? rows.Where((_, i) => mask[i]).ToList() : null;
         int batchSize = o.BatchSize ?? TrainingPlanner.ChooseBatchSize(rows.Length);
         int stepsPerEpoch = BatchPlanner.ForTraining(train.Select(e => e.Length).ToArray(), batchSize, o.TokenBudget,
             new Random(seed)).Count;

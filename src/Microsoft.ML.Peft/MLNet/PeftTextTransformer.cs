@@ -226,7 +226,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     {
         using var _ = no_grad();
         return model.named_parameters()
-            .Where(p => p.name.StartsWith("classifier.", StringComparison.Ordinal) || method.IsTrainable(p.name))
+            .Where(p => PeftModel.IsHeadParameter(p.name) || method.IsTrainable(p.name))
             .ToDictionary(p => p.name, p => p.parameter.detach().cpu().to(ScalarType.Float32).clone());
     }
 

@@ -131,8 +131,11 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     internal void ApplyTrainability(PeftMethodConfig method)
     {
         foreach (var (name, p) in named_parameters())
-            p.requires_grad = name.StartsWith("classifier.", StringComparison.Ordinal) || method.IsTrainable(name);
+            p.requires_grad = IsHeadParameter(name) || method.IsTrainable(name);
     }
+
+    /// <summary>True for the task head's parameters (<c>classifier.*</c>), which always train.</summary>
+    internal static bool IsHeadParameter(string name) => name.StartsWith("classifier.", StringComparison.Ordinal);
 }
 
 /// <summary>A module whose frozen weights are stored packed in buffers (e.g. quantized), so they are not parameters.</summary>

@@ -80,12 +80,11 @@ internal sealed class TrialEvaluator
         options.Sentence1ColumnName = _text;
         options.Sentence2ColumnName = _text2;
         options.BaseModel = _baseModel;
-        // The sweep validates on its own rows; a trial that left Epochs unset must not hold out more of its training rows.
-        options.ValidationFraction = 0;
         _configure?.Invoke(options);
         parameters.ApplyTo(options);
         // Trials are short probes that the tuner compares by their cost: a space without epochs or batch size keeps the
-        // fixed 3 epochs of 32 rather than the stage's data-size plan (which could run 40 epochs of a small set).
+        // fixed 3 epochs of 32 rather than the stage's data-size plan (which could run 40 epochs of a small set). With
+        // Epochs set, the stage holds no rows out either: the sweep validates on its own rows.
         options.Epochs ??= TrainingPlanner.DefaultEpochs;
         options.BatchSize ??= TrainingPlanner.LargeBatchSize;
         options.CancellationToken = cancel;

@@ -51,16 +51,14 @@ internal sealed class PeftTrainer : ITrainingProbe
         // As Hugging Face's Trainer: no weight decay on biases and LayerNorm weights. The head has its own peak rate.
         double headRate = _s.HeadLearningRate ?? _s.LearningRate;
         var groups = new List<AdamW.ParamGroup>();
-        var peakRates = new List<double>();
         foreach (bool head in new[] { false, true })
             foreach (bool decays in new[] { true, false })
             {
-                var members = optimized.Where(p => IsHead(p.Name) == head && NoDecay(p.Name) != decays)
+                var members = optimized.Where(p => PeftModel.IsHeadParameter(p.Name) == head && NoDecay(p.Name) != decays)
                     .Select(p => p.Parameter).ToList();
                 if (members.Count == 0) continue;
-                double rate = head ? headRate : _s.LearningRate;
-                groups.Add(new AdamW.ParamGroup(members, rate, 0.9, 0.999, 1e-8, decays ? _s.WeightDecay : 0.0, false, false));
-                peakRates.Add(rate);
+                groups.Add(new AdamW.ParamGroup(members, head ? headRate : _s.LearningRate, 0.9, 0.999, 1e-8,
+                    decays ? _s.WeightDecay : 0.0, false, false));
             }
         using var optimizer = optim.AdamW(groups);
 
@@ -93,8 +91,8 @@ internal sealed class PeftTrainer : ITrainingProbe
                         ? TimedSchedule(step, warmup, totalSteps, watch.Elapsed / timeLimit, _s.WarmupRatio)
                         : Schedule(step, warmup, totalSteps);
                     double lr = _s.LearningRate * factor;
-                    int group = 0;
-                    foreach (var g in optimizer.ParamGroups) g.LearningRate = peakRates[group++] * factor;
+                    // Each group keeps its peak rate as its initial one: the body's and the head's.
+                    foreach (var g in optimizer.ParamGroups) g.LearningRate = g.InitialLearningRate * factor;
                     using (var scope = NewDisposeScope())
                     {
                         var (ids, mask, types, real) = Collator.Collate(train, batch, _padId, _device);
@@ -191,8 +189,6 @@ internal sealed class PeftTrainer : ITrainingProbe
         return new TrainingProgress(epoch, _s.Epochs, step, total, loss, lr, tokens / Math.Max(elapsed.TotalSeconds, 1e-9), elapsed,
             remaining, metric, metric is null ? null : MetricName);
     }
-
-    private static bool IsHead(string name) => name.StartsWith("classifier.", StringComparison.Ordinal);
 
     private static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
 
