@@ -11,13 +11,16 @@
 //   --data <folder>       folder holding train.tsv and dev.tsv (default: shared/data/<dataset> found by walking up from here)
 //   --methods <list>      method names from PeftMethodConfig.KnownMethods plus sdca (default: all of them)
 //   --preset lora-vs-full the former LoraVsFull benchmark: lora, full and sdca, LoRA at 5e-4 and 2e-3, full at 3e-5 and 5e-5
+//   --method-options <m=json>  options for one method as the JSON object PeftMethodConfig.FromJson reads (repeatable),
+//                         e.g. --method-options 'adalora={"OrthRegWeight":0.1}'; the method's defaults otherwise
 //   --lr <a,b,...>        learning rates for every neural method, one run each (default: each method's DefaultLearningRate)
 //   --method-lr <m=a/b>   learning rates for one method (repeatable; overrides --lr for it), e.g. --method-lr lora=5e-4/2e-3
 //   --train-rows <n>      training rows drawn (seeded shuffle) from train.tsv (default 16000)
 //   --dev-rows <n>        dev rows scored, seeded sample (default 0: all)
-//   --epochs <n>          passes over the training rows (default 2); rows x epochs is the token budget every neural run gets
+//   --epochs <n>          passes over the training rows (default: unset, the stage's own plan from the row count, with
+//                         its held-out validation and early stopping, as a user gets it)
 //   --max-length <n>      longest input in tokens (default 64)
-//   --batch-size <n>      rows per batch (default 32)
+//   --batch-size <n>      rows per batch (default: unset, the stage's plan: 16 below 1,000 rows, else 32)
 //   --threads <n>         libtorch threads in each child (OMP_NUM_THREADS; default 1; 0 keeps libtorch's default).
 //                         On cores shared with other work, libtorch's default (one OpenMP thread per core) ran 5x
 //                         slower than one thread here: OpenMP threads spin waiting for each other.
@@ -82,11 +85,12 @@ internal sealed record Options
     public string? DataDir { get; init; }
     public int TrainRows { get; init; } = 16000;
     public int DevRows { get; init; }
-    public int Epochs { get; init; } = 2;
+    public int? Epochs { get; init; }
     public int MaxLength { get; init; } = 64;
-    public int BatchSize { get; init; } = 32;
+    public int? BatchSize { get; init; }
     public double[]? LearningRates { get; init; }
     public Dictionary<string, double[]> MethodLearningRates { get; init; } = [];
+    public Dictionary<string, string> MethodOptions { get; init; } = [];
     public int Threads { get; init; } = 1;
     public string[] Methods { get; init; } = DefaultMethods();
     public int Seed { get; init; } = 1;
@@ -120,6 +124,11 @@ internal sealed record Options
                 return int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min
                     ? v : throw new ArgumentException($"Option '{name}' needs an integer >= {min}, got '{s}'.");
             }
+            int? NextIntOrDefault(int min)
+            {
+                if (i + 1 < args.Length && args[i + 1] == "default") { i++; return null; }
+                return NextInt(min);
+            }
             double[] Rates(string name, string s, char sep) =>
                 s.Split(sep, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x =>
                     double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v > 0
@@ -139,9 +148,9 @@ internal sealed record Options
                 case "--data": o = o with { DataDir = Path.GetFullPath(Next()) }; break;
                 case "--train-rows": o = o with { TrainRows = NextInt(10) }; rowsSet = true; break;
                 case "--dev-rows": o = o with { DevRows = NextInt(0) }; devSet = true; break;
-                case "--epochs": o = o with { Epochs = NextInt(1) }; epochsSet = true; break;
+                case "--epochs": o = o with { Epochs = NextIntOrDefault(1) }; epochsSet = true; break;
                 case "--max-length": o = o with { MaxLength = NextInt(8) }; break;
-                case "--batch-size": o = o with { BatchSize = NextInt(1) }; break;
+                case "--batch-size": o = o with { BatchSize = NextIntOrDefault(1) }; break;
                 case "--lr": { string n = args[i]; o = o with { LearningRates = Rates(n, Next(), ',') }; break; }
                 case "--method-lr":
                 {
@@ -166,6 +175,15 @@ internal sealed record Options
                 case "--out": o = o with { OutDir = Next() }; break;
                 case "--quick": o = o with { Quick = true }; break;
                 case "--replot": o = o with { Replot = Path.GetFullPath(Next()) }; break;
+                case "--method-options":
+                {
+                    string s = Next();
+                    int eq = s.IndexOf('=');
+                    if (eq <= 0 || !s[(eq + 1)..].TrimStart().StartsWith('{'))
+                        throw new ArgumentException($"Option '--method-options' takes method={{json}}, got '{s}'.");
+                    o.MethodOptions[CheckMethod(s[..eq])] = s[(eq + 1)..];
+                    break;
+                }
                 case "--method": o = o with { ChildMethod = CheckMethod(Next()) }; break;
                 case "--child-lr": { string n = args[i]; o = o with { ChildLearningRate = Rates(n, Next(), ',')[0] }; break; }
                 case "-h" or "--help":
@@ -191,8 +209,12 @@ internal sealed record Options
     public IEnumerable<string> SharedArgs(string dataDir) =>
     [
         "--task", Regression ? "regression" : "classification", "--data", dataDir, "--train-rows", Inv(TrainRows), "--dev-rows", Inv(DevRows),
-        "--epochs", Inv(Epochs), "--max-length", Inv(MaxLength), "--batch-size", Inv(BatchSize), "--seed", Inv(Seed),
+        "--epochs", Epochs is { } e ? Inv(e) : "default", "--max-length", Inv(MaxLength),
+        "--batch-size", BatchSize is { } b ? Inv(b) : "default", "--seed", Inv(Seed),
     ];
+
+    /// <summary>How the budget reads in headers: "3 epoch(s)" or "the stage's plan".</summary>
+    public string EpochText => Epochs is { } e ? $"{e} epoch(s)" : "default epochs (the stage's plan)";
 
     internal static string Inv(IFormattable v) => v.ToString(null, CultureInfo.InvariantCulture);
     internal static string Rate(double? lr) => lr?.ToString("0.#e0", CultureInfo.InvariantCulture) ?? "default";
@@ -227,6 +249,12 @@ internal sealed record RunResult
     public int TrainRows { get; init; }
     public int DevRows { get; init; }
     public int Epochs { get; init; }
+    /// <summary>The epoch whose weights were kept (early stopping on the held-out rows), 0 when none was held out.</summary>
+    public int BestEpoch { get; init; }
+    /// <summary>The stage's plan as logged ("300 rows (45 held out): 19 epochs × 16 steps of 16 ..."), if any.</summary>
+    public string? Plan { get; init; }
+    /// <summary>The method's options when --method-options set them.</summary>
+    public string? MethodOptions { get; init; }
     public long TrainableParameters { get; init; }
     public long TotalParameters { get; init; }
     public double? TrainablePercent { get; init; }
@@ -240,7 +268,7 @@ internal sealed record RunResult
     public long ZipBytes { get; init; }
 
     public bool IsNeural => Method != Options.Sdca;
-    public string Label => Method == Options.Sdca ? "FeaturizeText + SDCA" : $"{Method} lr {Options.Rate(LearningRate)}";
+    public string Label => Method == Options.Sdca ? "FeaturizeText + SDCA" : $"{Method} lr {Options.Rate(LearningRate)}{(MethodOptions is { } o ? " " + o : "")}";
 }
 
 /// <summary>One benchmark run in its own process.</summary>
@@ -314,7 +342,8 @@ internal static class Child
         }
         else
         {
-            var config = PeftMethodConfig.FromJson($"{{\"method\":\"{method}\",\"options\":{{}}}}");
+            string methodOptions = opt.MethodOptions.GetValueOrDefault(method, "{}");
+            var config = PeftMethodConfig.FromJson($"{{\"method\":\"{method}\",\"options\":{methodOptions}}}");
             double? lr = opt.ChildLearningRate;
             void Fill(PeftTextOptions o)
             {
@@ -351,6 +380,8 @@ internal static class Child
                 TrainablePercent = stage.TrainablePercent, TokensPerSecond = report.TokensPerSecond,
                 TrainingTokens = (long)Math.Round(report.TokensPerSecond * report.Duration.TotalSeconds),
                 FinalTrainLoss = report.FinalTrainLoss, TrainingSeconds = report.Duration.TotalSeconds, FitSeconds = fitSeconds,
+                MethodOptions = methodOptions == "{}" ? null : methodOptions, Epochs = report.EpochsRun, BestEpoch = report.BestValidationMetric is null ? 0 : report.BestEpoch,
+                Plan = report.Plan?.ToString(),
             };
         }
         long hwmAfterFit = PeakRss();
@@ -384,7 +415,7 @@ internal static class Child
 
         return result with
         {
-            Method = method, TrainRows = trainCount, DevRows = devCount, Epochs = method == Options.Sdca ? 0 : opt.Epochs,
+            Method = method, TrainRows = trainCount, DevRows = devCount, Epochs = method == Options.Sdca ? 0 : result.Epochs,
             PeakRssAfterFitBytes = hwmAfterFit, PeakRssBytes = PeakRss(), ZipBytes = zipBytes,
         };
     }
@@ -454,8 +485,9 @@ internal static class Parent
         var header = new StringBuilder();
         header.AppendLine($"# MethodComparison: {task} on {Path.GetFileName(dataDir.TrimEnd('/'))} ({dataDir})");
         header.AppendLine();
-        header.AppendLine($"{opt.TrainRows} training rows (seed {opt.Seed}) x {opt.Epochs} epoch(s), {(opt.DevRows > 0 ? Options.Inv(opt.DevRows) : "all")} dev rows, "
-            + $"max length {opt.MaxLength}, batch {opt.BatchSize}; {Environment.ProcessorCount} logical cores, libtorch threads "
+        header.AppendLine($"{opt.TrainRows} training rows (seed {opt.Seed}) x {opt.EpochText}, "
+            + $"{(opt.DevRows > 0 ? Options.Inv(opt.DevRows) : "all")} dev rows, "
+            + $"max length {opt.MaxLength}, batch {(opt.BatchSize is { } b ? Options.Inv(b) : "default")}; {Environment.ProcessorCount} logical cores, libtorch threads "
             + $"{(opt.Threads > 0 ? Options.Inv(opt.Threads) : "default")}; {runs.Count} runs, each in its own process{(opt.Quick ? "; --quick smoke run: the metrics mean nothing" : "")}.");
         Console.Write(header);
         Console.WriteLine();
@@ -482,7 +514,7 @@ internal static class Parent
         File.WriteAllText(stem + ".json", JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
         try
         {
-            Chart.Draw(results, stem + ".png", $"{Path.GetFileName(dataDir.TrimEnd('/'))}: {opt.TrainRows} rows x {opt.Epochs} epoch(s){(opt.Quick ? " (quick smoke run)" : "")}");
+            Chart.Draw(results, stem + ".png", $"{Path.GetFileName(dataDir.TrimEnd('/'))}: {opt.TrainRows} rows x {opt.EpochText}{(opt.Quick ? " (quick smoke run)" : "")}");
             Console.WriteLine($"Wrote {stem}.md, {stem}.json and {stem}.png.");
         }
         catch (Exception ex)
@@ -499,7 +531,7 @@ internal static class Parent
         string stem = Path.ChangeExtension(json, null);
         var first = results.FirstOrDefault(r => r.IsNeural && r.Error is null);
         Console.WriteLine(Table(results));
-        Chart.Draw(results, stem + ".png", $"{Path.GetFileName(stem)}: {first?.TrainRows} rows x {first?.Epochs} epoch(s)");
+        Chart.Draw(results, stem + ".png", $"{Path.GetFileName(stem)}: {first?.TrainRows} rows");
         Console.WriteLine($"Wrote {stem}.png.");
         return 0;
     }
@@ -507,6 +539,7 @@ internal static class Parent
     private static RunResult Launch(Options opt, string dataDir, string method, double? lr)
     {
         var args = opt.SharedArgs(dataDir).Concat(["--method", method]);
+        if (opt.MethodOptions.TryGetValue(method, out var options)) args = args.Concat(["--method-options", $"{method}={options}"]);
         if (lr is { } r) args = args.Concat(["--child-lr", r.ToString("R", CultureInfo.InvariantCulture)]);
         var (json, exitCode, tail) = ChildProcess.Run(args, opt.Threads, Child.ResultPrefix, line => Console.Error.WriteLine("  " + line));
         return json is not null ? JsonSerializer.Deserialize<RunResult>(json)!
@@ -526,13 +559,13 @@ internal static class Parent
         string metric = ok?.MetricName ?? "metric";
         var reference = Reference(results);
         var sb = new StringBuilder();
-        sb.AppendLine($"| method | trainable parameters | dev {metric} | vs full (points) | {ok?.SecondMetricName ?? "second metric"} | peak RSS | training tokens/s | model zip | training time |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine($"| method | trainable parameters | dev {metric} | vs full (points) | {ok?.SecondMetricName ?? "second metric"} | epochs run (kept) | peak RSS | training tokens/s | model zip | training time |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
         {
             if (r.Error is { } e)
             {
-                sb.AppendLine($"| {r.Label} | failed: {e.Replace("|", "\\|").Replace("\n", " ").Replace("\r", "")} | | | | {Mb(r.PeakRssBytes)} | | | |");
+                sb.AppendLine($"| {r.Label} | failed: {e.Replace("|", "\\|").Replace("\n", " ").Replace("\r", "")} | | | | | {Mb(r.PeakRssBytes)} | | | |");
                 continue;
             }
             string parameters = r.TrainablePercent is { } pct
@@ -541,12 +574,13 @@ internal static class Parent
             string tokens = r.TokensPerSecond is { } t ? $"{t:N0}" : "-";
             string diff = reference is null ? "-" : r == reference ? "0 (reference)" : $"{100 * (r.Metric - reference.Metric):+0.0;-0.0;0.0}";
             string second = r.SecondMetric is { } s ? $"{s:F4}" : "-";
-            sb.AppendLine($"| {r.Label} | {parameters} | {r.Metric:F4} | {diff} | {second} | {Mb(r.PeakRssBytes)} | {tokens} | {Size(r.ZipBytes)} | {Seconds(r.TrainingSeconds)} |");
+            string epochs = !r.IsNeural ? "-" : r.BestEpoch > 0 ? $"{r.Epochs} ({r.BestEpoch})" : $"{r.Epochs}";
+            sb.AppendLine($"| {r.Label} | {parameters} | {r.Metric:F4} | {diff} | {second} | {epochs} | {Mb(r.PeakRssBytes)} | {tokens} | {Size(r.ZipBytes)} | {Seconds(r.TrainingSeconds)} |");
         }
         var first = results.FirstOrDefault(r => r.IsNeural && r.Error is null);
         if (first is not null)
-            sb.AppendLine($"\nDev: {first.DevRows} rows. Training: {first.TrainRows} rows x {first.Epochs} epoch(s) = {first.TrainingTokens:N0} real (non-padding) tokens "
-                + "for each neural run; SDCA fits the same rows. Peak RSS is the child's VmHWM after scoring dev and saving the zip; "
+            sb.AppendLine($"\nDev: {first.DevRows} rows. Training: {first.TrainRows} rows; {first.Plan ?? $"{first.Epochs} epoch(s)"}; "
+                + "each neural run's epochs are in its row (early stopping may end it sooner); SDCA fits the same rows. Peak RSS is the child's VmHWM after scoring dev and saving the zip; "
                 + "learning rates are each method's DefaultLearningRate unless --lr or --method-lr was given.");
         return sb.ToString();
     }
