@@ -43,6 +43,13 @@ public abstract class PeftMethodConfig
     internal virtual void OnStepEnd(PeftModel model, int step, int totalSteps) { }
 
     /// <summary>
+    /// The step from which the trained weights have the method's final form, for <paramref name="totalSteps"/> planned
+    /// steps: an epoch that ends earlier is neither kept as the best nor counts toward early stopping (AdaLoRA's budget
+    /// must reach its target first). Default 0: every epoch counts.
+    /// </summary>
+    internal virtual int FinalFormStep(int totalSteps) => 0;
+
+    /// <summary>
     /// Called once before the first step, with a probe that can run forward/backward passes over training batches
     /// (e.g. to estimate Fisher information for Child-Tuning). Gradients it leaves behind are cleared by the trainer.
     /// </summary>

@@ -74,8 +74,9 @@ internal sealed class PeftTrainer : ITrainingProbe
         bool outOfTime = false;
         double? bestMetric = null;
         double bestLoss = double.PositiveInfinity;
-        double runningLoss = double.NaN;
+        double runningLoss = double.NaN, lastRate = 0;
         Dictionary<string, Tensor>? best = null;
+        int finalFormStep = _method.FinalFormStep(totalSteps);
         try
         {
             for (int epoch = 1; epoch <= _s.Epochs; epoch++)
@@ -90,7 +91,7 @@ internal sealed class PeftTrainer : ITrainingProbe
                     double factor = _s.TimeLimit is { } timeLimit
                         ? TimedSchedule(step, warmup, totalSteps, watch.Elapsed / timeLimit, _s.WarmupRatio)
                         : Schedule(step, warmup, totalSteps);
-                    double lr = _s.LearningRate * factor;
+                    double lr = lastRate = _s.LearningRate * factor;
                     // Each group keeps its peak rate as its initial one: the body's and the head's.
                     foreach (var g in optimizer.ParamGroups) g.LearningRate = g.InitialLearningRate * factor;
                     using (var scope = NewDisposeScope())
@@ -124,18 +125,20 @@ internal sealed class PeftTrainer : ITrainingProbe
                 if (validation is { Count: > 0 })
                 {
                     var (metric, validationLoss) = Score(validation);
-                    progress?.Invoke(Report(epoch, step, totalSteps, runningLoss, 0, tokens, watch.Elapsed, metric));
-                    // Equal accuracy (at the majority class, say) goes to the epoch with the lower cross-entropy: the one that learned more.
-                    bool better = bestMetric is null || (_s.Task == PeftTask.Classification
+                    progress?.Invoke(Report(epoch, step, totalSteps, runningLoss, lastRate, tokens, watch.Elapsed, metric));
+                    // Epochs before the method's final form (AdaLoRA's last budget cut) are only reported. Equal accuracy
+                    // (at the majority class, say) goes to the epoch with the lower cross-entropy: the one that learned more.
+                    bool counts = step >= finalFormStep;
+                    bool better = counts && (bestMetric is null || (_s.Task == PeftTask.Classification
                         ? metric > bestMetric || (metric == bestMetric && validationLoss < bestLoss)
-                        : metric < bestMetric);
+                        : metric < bestMetric));
                     if (better)
                     {
                         bestMetric = metric; bestLoss = validationLoss; bestEpoch = epoch; sinceBest = 0;
                         DisposeAll(best);
                         best = Snapshot(optimized);
                     }
-                    else if (_s.EarlyStoppingPatience > 0 && ++sinceBest >= _s.EarlyStoppingPatience) break;
+                    else if (counts && _s.EarlyStoppingPatience > 0 && ++sinceBest >= _s.EarlyStoppingPatience) break;
                 }
                 else bestEpoch = epoch;
                 if (outOfTime) break;

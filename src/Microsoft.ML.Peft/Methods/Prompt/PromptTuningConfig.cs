@@ -24,8 +24,11 @@ public sealed class PromptTuningConfig : PeftMethodConfig
     /// <inheritdoc/>
     public override string MethodName => "prompt";
 
-    /// <summary>3e-2: the prompt is a handful of vectors and needs large steps (Lester et al. used 0.3 with Adafactor).</summary>
-    public override double DefaultLearningRate => 3e-2;
+    /// <summary>
+    /// 1e-1: the prompt is a handful of vectors and needs large steps (Lester et al. used 0.3 with Adafactor). Measured on
+    /// 3,000 SST-2 rows at the stage's default plan with AdamW: 3e-2 0.711, 1e-1 0.742, 3e-1 0.509 (collapsed).
+    /// </summary>
+    public override double DefaultLearningRate => 1e-1;
 
     /// <summary>Number P of virtual tokens. Default 20.</summary>
     public int NumVirtualTokens { get; set; } = 20;
