@@ -170,19 +170,4 @@ public sealed class AdaLoraTests
         long nonZero = Trained(stage).Where(t => t.Key.EndsWith(".lora_E")).Sum(t => t.Value.count_nonzero().item<long>());
         Assert.AreEqual(8L, nonZero);
     }
-
-    [TestMethod]
-    [TestCategory("Learning")]
-    public void LearnsNegationBeyondTheFrozenEncoder()
-    {
-        // 120 steps is a very short run for AdaLoRA: P and Q start at N(0, 0.02) and Λ at zero, so the task gradient reaching
-        // P and Q starts at zero while the orthogonality term's does not; at peft's 0.5 the regulariser then holds them near
-        // random orthonormal directions for the whole run. A lighter regulariser and a higher rate learn within it.
-        var (accuracy, stage) = LearnNegation(new AdaLoraConfig { OrthRegWeight = 0.1 }, learningRate: 1e-2, epochs: 6);
-        long nonZero = Trained(stage).Where(t => t.Key.EndsWith(".lora_E")).Sum(t => t.Value.count_nonzero().item<long>());
-        Console.WriteLine($"AdaLoRA accuracy {accuracy:F3}, head-only {HeadOnlyAccuracy:F3}, non-zero singular values {nonZero}");
-        Assert.AreEqual(8L * 12, nonZero, "the target budget: 8 per layer on average over 12 layers");
-        Assert.IsGreaterThan(0.8, accuracy);
-        Assert.IsGreaterThan(HeadOnlyAccuracy + 0.1, accuracy);
-    }
 }

@@ -53,36 +53,6 @@ internal static class AdditiveTestKit
         return model.CountParameters().Trainable;
     }
 
-    private static readonly Lazy<double> HeadOnly = new(() =>
-    {
-        // The strongest head-only run of those tried (1e-2 and 3e-2, 4 and 8 epochs): the bar the methods must clear.
-        var accuracy = LearnNegation(new Microsoft.ML.Peft.Methods.LinearProbe.LinearProbeConfig(), learningRate: 3e-2, epochs: 8);
-        Console.WriteLine($"head-only (frozen encoder) accuracy {accuracy:F3}");
-        return accuracy;
-    });
-
-    /// <summary>Accuracy of the frozen-encoder baseline on the negation task (trained once per test run).</summary>
-    public static double HeadOnlyAccuracy => HeadOnly.Value;
-
-    /// <summary>Trains the stage on the embedded MiniLM base with <paramref name="method"/> on 320 negation rows; returns test accuracy on 200.</summary>
-    public static double LearnNegation(PeftMethodConfig method, double learningRate, int epochs = 4, int seed = 1)
-    {
-        // The stage draws the head's and the method's initial weights from TorchSharp's global generator: seed it so the
-        // result does not depend on which tests ran before.
-        torch.manual_seed(seed);
-        var ml = new MLContext(seed: 1);
-        var model = ml.Transforms.Conversion.MapValueToKey("Label")
-            .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
-            {
-                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = epochs, BatchSize = 16, LearningRate = learningRate,
-                MaxSequenceLength = 32, Method = method,
-            }))
-            .Fit(StageTestData.Load(ml, StageTestData.Negation(320, seed: 1)));
-        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(StageTestData.Load(ml, StageTestData.Negation(200, seed: 2))));
-        Console.WriteLine($"{method.MethodName} (lr {learningRate}, {epochs} epochs, seed {seed}) accuracy {metrics.MicroAccuracy:F3}");
-        return metrics.MicroAccuracy;
-    }
-
     /// <summary>
     /// Trains one epoch on the tiny ONNX base, saves, reloads in a fresh context and returns (scores before, scores after,
     /// the names of the tensors the saved model holds).

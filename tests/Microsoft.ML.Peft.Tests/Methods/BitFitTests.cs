@@ -55,15 +55,4 @@ public sealed class BitFitTests
         var back = (BitFitConfig)PeftMethodConfig.FromJson(new BitFitConfig { Biases = BitFitBiases.QueryKeyValueIntermediate }.ToJson());
         Assert.AreEqual(BitFitBiases.QueryKeyValueIntermediate, back.Biases);
     }
-
-    [TestMethod]
-    public void LearnsNegationBeyondTheHeadOnlyBaseline()
-    {
-        // Above the 1e-3 default and with 8 epochs: a few vectors need more steps than the test's 320 rows give at 1e-3.
-        // (With the stage's seeded initialisation, 5e-3 and 1e-2 collapse to one class on this task; 2e-3 reaches 0.995.)
-        double accuracy = NegationAccuracy(new BitFitConfig(), 2e-3, epochs: 8);
-        double baseline = HeadOnlyAccuracy;
-        Console.WriteLine($"BitFit accuracy {accuracy:F3}; head only {baseline:F3}");
-        Assert.IsGreaterThan(baseline + 0.25, accuracy);
-    }
 }

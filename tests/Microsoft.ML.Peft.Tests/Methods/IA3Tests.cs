@@ -101,14 +101,4 @@ public sealed class IA3Tests
         CollectionAssert.AreEqual(before, after);
         Assert.IsTrue(stage.TrainedTensors().Keys.All(k => k.EndsWith(".ia3_l") || k.StartsWith("classifier.")));
     }
-
-    [TestMethod]
-    public void LearnsNegationBeyondTheHeadOnlyBaseline()
-    {
-        // Ten times the 3e-3 default, to learn in 4 epochs of 320 rows.
-        double accuracy = NegationAccuracy(new IA3Config(), 3e-2);
-        double baseline = HeadOnlyAccuracy;
-        Console.WriteLine($"(IA)3 accuracy {accuracy:F3}; head only {baseline:F3}");
-        Assert.IsGreaterThan(baseline + 0.25, accuracy);
-    }
 }

@@ -37,14 +37,4 @@ public sealed class LayerNormTuningTests
         var back = (LayerNormTuningConfig)PeftMethodConfig.FromJson(new LayerNormTuningConfig { IncludeEmbeddingLayerNorm = false }.ToJson());
         Assert.IsFalse(back.IncludeEmbeddingLayerNorm);
     }
-
-    [TestMethod]
-    public void LearnsNegationBeyondTheHeadOnlyBaseline()
-    {
-        // Above the 1e-3 default and with 6 epochs: a few vectors need more steps than the test's 320 rows give at 1e-3.
-        double accuracy = NegationAccuracy(new LayerNormTuningConfig(), 5e-3, epochs: 6);
-        double baseline = HeadOnlyAccuracy;
-        Console.WriteLine($"LayerNorm tuning accuracy {accuracy:F3}; head only {baseline:F3}");
-        Assert.IsGreaterThan(baseline + 0.25, accuracy);
-    }
 }

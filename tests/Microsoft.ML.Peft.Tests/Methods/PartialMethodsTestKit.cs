@@ -1,7 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Methods;
-using Microsoft.ML.Peft.Methods.LinearProbe;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Modeling;
 using Microsoft.ML.Peft.Testing;
@@ -14,8 +13,8 @@ namespace Microsoft.ML.Peft.Tests.Methods;
 
 /// <summary>
 /// Shared pieces of the BitFit, LayerNorm-tuning, Child-Tuning and (IA)³ tests: the MiniLM-L6 shape, a small batch, a
-/// save/load round trip through the ML.NET stage on the tiny ONNX base, and a learning run on the negation task compared
-/// with a head-only baseline (trained once per test run).
+/// save/load round trip through the ML.NET stage on the tiny ONNX base. Whether each method learns at its defaults is
+/// <see cref="DefaultsLearnTests"/>' job.
 /// </summary>
 internal static class PartialMethodsTestKit
 {
@@ -72,28 +71,4 @@ internal static class PartialMethodsTestKit
         var after = RowFormatter.Format(loaded.Transform(data), ["Score"]);
         return (before, after, ((IEnumerable<ITransformer>)model).OfType<PeftTextTransformer>().Single());
     }
-
-    private static PeftTextClassificationOptions LearningOptions(PeftMethodConfig method, double learningRate, int epochs) => new()
-    {
-        LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = epochs, BatchSize = 16, MaxSequenceLength = 32,
-        LearningRate = learningRate, Method = method,
-    };
-
-    /// <summary>Test accuracy on the negation task (320 training rows, 200 test rows) of the embedded MiniLM fine-tuned with <paramref name="method"/>.</summary>
-    public static double NegationAccuracy(PeftMethodConfig method, double learningRate, int epochs = 4)
-    {
-        var ml = new MLContext(seed: 1);
-        var model = ml.Transforms.Conversion.MapValueToKey("Label")
-            .Append(ml.Peft().TextClassification(LearningOptions(method, learningRate, epochs)))
-            .Fit(StageTestData.Load(ml, StageTestData.Negation(320, seed: 1)));
-        return ml.MulticlassClassification.Evaluate(model.Transform(StageTestData.Load(ml, StageTestData.Negation(200, seed: 2)))).MicroAccuracy;
-    }
-
-    /// <summary>
-    /// The frozen-encoder baseline: only the head trains, with a learning rate high enough for a linear probe to fit in the
-    /// same epochs. Trained once per test run and shared by the learning tests.
-    /// </summary>
-    public static double HeadOnlyAccuracy => HeadOnly.Value;
-
-    private static readonly Lazy<double> HeadOnly = new(() => NegationAccuracy(new LinearProbeConfig(), 1e-2));
 }

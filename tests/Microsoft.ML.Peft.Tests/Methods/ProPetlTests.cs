@@ -147,15 +147,4 @@ public sealed class ProPetlTests
             Assert.IsTrue(Trained(stage).Keys.Any(k => k.StartsWith("propetl_prototype.")));
         }
     }
-
-    [TestMethod]
-    [TestCategory("Learning")]
-    public void LearnsNegationBeyondTheFrozenEncoder()
-    {
-        var (accuracy, _) = LearnNegation(new ProPetlConfig(), learningRate: 2e-3, epochs: 4);
-        Console.WriteLine($"ProPETL (adapter) accuracy {accuracy:F3}, head-only {HeadOnlyAccuracy:F3}");
-        // Half of a single shared adapter per layer learns more slowly than LoRA here (≈ 0.86 after 80 steps).
-        Assert.IsGreaterThan(0.75, accuracy);
-        Assert.IsGreaterThan(HeadOnlyAccuracy + 0.15, accuracy);
-    }
 }

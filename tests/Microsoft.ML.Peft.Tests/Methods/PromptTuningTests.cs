@@ -79,18 +79,6 @@ public sealed class PromptTuningTests
     }
 
     [TestMethod]
-    public void TrainsWithoutHarmButDoesNotBeatTheFrozenEncoderInAShortRun()
-    {
-        // Known limitation (Lester et al., 2021: prompt tuning only matches fine-tuning on ~10B-parameter models). On MiniLM
-        // and this XOR task, 160 steps give ~0.6, the level the head alone reaches: the test guards against a prompt that
-        // breaks training (a collapse to one class would score 0.5 or less on this balanced set), and records the gap
-        // rather than hiding it: measured 0.535 against the head alone at 0.605.
-        double accuracy = LearnNegation(new PromptTuningConfig { NumVirtualTokens = 5 }, learningRate: 3e-2, epochs: 8);
-        Console.WriteLine($"prompt tuning {accuracy:F3}, head only {HeadOnlyAccuracy:F3}");
-        Assert.IsGreaterThan(0.5, accuracy);
-    }
-
-    [TestMethod]
     public void BadOptionsNameTheOption()
     {
         var n = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new PromptTuningConfig { NumVirtualTokens = 0 }.Validate());

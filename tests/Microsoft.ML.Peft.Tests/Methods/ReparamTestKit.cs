@@ -39,25 +39,6 @@ internal static class ReparamTestKit
             if (name.Contains(part, StringComparison.Ordinal)) p.normal_(0, std);
     }
 
-    /// <summary>Accuracy of the frozen-encoder baseline (linear probing) on the negation task, shared with the other method tests.</summary>
-    public static double HeadOnlyAccuracy => PartialMethodsTestKit.HeadOnlyAccuracy;
-
-    /// <summary>Trains the stage on the embedded MiniLM base with <paramref name="method"/> on 320 negation rows; returns test accuracy on 200.</summary>
-    public static (double Accuracy, PeftTextTransformer Stage) LearnNegation(PeftMethodConfig method, double learningRate, int epochs)
-    {
-        var ml = new MLContext(seed: 1);
-        var model = ml.Transforms.Conversion.MapValueToKey("Label")
-            .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
-            {
-                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = epochs, BatchSize = 16, LearningRate = learningRate,
-                MaxSequenceLength = 32, Method = method,
-            }))
-            .Fit(StageTestData.Load(ml, StageTestData.Negation(320, seed: 1)));
-        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(StageTestData.Load(ml, StageTestData.Negation(200, seed: 2))));
-        var stage = ((IEnumerable<ITransformer>)model).OfType<PeftTextTransformer>().Single();
-        return (metrics.MicroAccuracy, stage);
-    }
-
     /// <summary>
     /// Trains one epoch on the tiny ONNX base, saves, reloads in a fresh context and returns (scores before, scores after,
     /// the trained stage's tensors) so tests can also check what was saved.
