@@ -96,6 +96,14 @@ public sealed class BaseModel
     /// <summary>Where the weights come from: an embedded package, an ONNX file or a Hugging Face folder.</summary>
     public BaseModelKind Kind { get; private set; }
 
+    /// <summary>
+    /// Whether the base was trained to embed sentences one at a time (sentence-transformers): the embedded bases, or a
+    /// Hugging Face folder with <c>modules.json</c> or <c>config_sentence_transformers.json</c>.
+    /// </summary>
+    internal bool IsSentenceEmbedding => Kind == BaseModelKind.Embedded
+        || (Kind == BaseModelKind.Folder && (File.Exists(Path.Combine(Origin, "modules.json"))
+            || File.Exists(Path.Combine(Origin, "config_sentence_transformers.json"))));
+
     /// <summary>For <see cref="BaseModelKind.Embedded"/>: the package's model name (<c>MiniLM</c>, <c>ArcticXs</c>); for files: the path given.</summary>
     public string Origin { get; private set; } = "";
 

@@ -13,6 +13,8 @@ internal sealed class PeftSavedModel
     public string MethodJson { get; set; } = "";
     public string EncoderConfigJson { get; set; } = "";
     public Pooling Pooling { get; set; }
+    /// <summary>How pairs reach the head; absent (cross-encoder) in models saved before bi-encoders.</summary>
+    public PairEncoding PairEncoding { get; set; } = PairEncoding.CrossEncoder;
     public double HeadDropout { get; set; }
     public int NumOutputs { get; set; }
     public int MaxSequenceLength { get; set; }

@@ -4,6 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Modeling;
 using Microsoft.ML.Peft.Training;
+using Microsoft.ML.Peft.Tokenization;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Peft.MLNet;
@@ -103,6 +104,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
 
         var baseModel = o.BaseModel ?? BaseModel.Default;
         var tokenizer = baseModel.CreateTokenizer();
+        var pairEncoding = ResolvePairEncoding(o, baseModel, tokenizer.Kind);
         int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
         var rows = Training.Encoding.EncodeAll(tokenizer, data.First, data.Second, data.Labels, maxLength);
         IReadOnlyList<Example>? validation = valid is null ? null
@@ -162,7 +164,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             var saved = new PeftSavedModel
             {
                 Task = _task, MethodJson = method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(), Pooling = model.Pooling,
-                HeadDropout = o.HeadDropout, NumOutputs = numOutputs, MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
+                PairEncoding = model.PairEncoding, HeadDropout = o.HeadDropout, NumOutputs = numOutputs, MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
                 Precision = o.Precision,
                 LabelShift = shift, LabelScale = scale,
                 ScoreColumn = ScoreColumn, PredictedLabelColumn = _task == PeftTask.Classification ? PredictedLabelColumn : null,
@@ -189,12 +191,14 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         PeftModel Build()
         {
             torch.manual_seed(seed);
-            bool pooler = o.Pooling == Pooling.Pooler || (o.Pooling == Pooling.Auto && baseModel.HasPooler);
+            // A bi-encoder pools as sentence-transformers do (mean), not through a pooler trained for pairs.
+            var pooling = pairEncoding == PairEncoding.BiEncoder && o.Pooling == Pooling.Auto ? Pooling.Mean : o.Pooling;
+            bool pooler = pooling == Pooling.Pooler || (pooling == Pooling.Auto && baseModel.HasPooler);
             var encoder = baseModel.CreateEncoder(withPooler: pooler);
             if (o.AttentionDropout is { } attentionDropout)
                 foreach (var attention in encoder.modules().OfType<BertSelfAttention>())
                     attention.AttentionDropout = attentionDropout;
-            var built = PeftModel.Create(encoder, method, numOutputs, o.Pooling, o.HeadDropout);
+            var built = PeftModel.Create(encoder, method, numOutputs, pooling, o.HeadDropout, pairEncoding);
             built.to(device);
             return built;
         }
@@ -247,6 +251,24 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         int patience = o.EarlyStoppingPatience ?? (held > 0 ? TrainingPlanner.ChoosePatience(epochs) : 0);
         return new TrainingPlan(rows.Length, train.Count, held, batchSize, stepsPerEpoch, epochs,
             o.BatchSize is null, o.Epochs is null, patience, o.RefitOnAllRows && held > 0);
+    }
+
+    /// <summary>
+    /// <see cref="PairEncoding.Auto"/> becomes a bi-encoder for pairs on a sentence-embedding base (see
+    /// <see cref="BaseModel.IsSentenceEmbedding"/>) whose WordPiece tokenizer marks the second sentence with token type 1,
+    /// unless <see cref="Pooling.Pooler"/> was asked for.
+    /// </summary>
+    internal static PairEncoding ResolvePairEncoding(PeftTextOptions o, BaseModel baseModel, TextTokenizerKind tokenizer)
+    {
+        bool typed = tokenizer == TextTokenizerKind.WordPiece && baseModel.Config.TypeVocabSize >= 2;
+        if (o.PairEncoding == PairEncoding.BiEncoder && !typed)
+            throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.PairEncoding),
+                $"Option 'PairEncoding' BiEncoder needs a WordPiece tokenizer with token types to split the pair; base model "
+                + $"'{baseModel.Name}' has a {tokenizer} tokenizer. Use CrossEncoder or Auto.");
+        if (o.Sentence2ColumnName is null || o.PairEncoding == PairEncoding.CrossEncoder) return PairEncoding.CrossEncoder;
+        if (o.PairEncoding == PairEncoding.BiEncoder) return PairEncoding.BiEncoder;
+        return typed && baseModel.IsSentenceEmbedding && o.Pooling != Pooling.Pooler
+            ? PairEncoding.BiEncoder : PairEncoding.CrossEncoder;
     }
 
     private static void Standardise(List<float> labels, double shift, double scale)

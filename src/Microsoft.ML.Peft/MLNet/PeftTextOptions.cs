@@ -115,6 +115,14 @@ public abstract class PeftTextOptions
     public Pooling Pooling { get; set; } = Pooling.Auto;
 
     /// <summary>
+    /// How a sentence pair (<see cref="Sentence2ColumnName"/> set) is encoded. Default <see cref="PairEncoding.Auto"/>:
+    /// each sentence alone with a <c>[u, v, |u − v|, u ∗ v]</c> head (Sentence-BERT) on a sentence-embedding base with
+    /// WordPiece token types, such as the embedded MiniLM (pooled by mean when <see cref="Pooling"/> is Auto); one joined
+    /// sequence otherwise. Ignored for single texts.
+    /// </summary>
+    public PairEncoding PairEncoding { get; set; } = PairEncoding.Auto;
+
+    /// <summary>
     /// Dropout on the encoder's attention probabilities during training. Default null: the base model's own value (0.1 for
     /// BERT and MiniLM), as Hugging Face trains. 0 lets libtorch use its fused attention kernel while training, which
     /// on this project's CPU made a training step 3.4× faster at 512 tokens (1.1–1.2× at 64–128) and stops memory from
@@ -203,6 +211,8 @@ public abstract class PeftTextOptions
             "needs a ValidationSet or a ValidationFraction.");
         Check(!RefitOnAllRows || ValidationSet is null, nameof(RefitOnAllRows),
             "refits after a held-out split (ValidationFraction); it cannot be used with a ValidationSet.");
+        Check(PairEncoding != PairEncoding.BiEncoder || Sentence2ColumnName is not null, nameof(PairEncoding),
+            "BiEncoder encodes sentence pairs: set Sentence2ColumnName, or leave PairEncoding at Auto.");
         Check(HeadDropout is >= 0 and < 1, nameof(HeadDropout), $"must be in [0, 1), got {HeadDropout}.");
         Check(AttentionDropout is null or (>= 0 and < 1), nameof(AttentionDropout), $"must be in [0, 1), got {AttentionDropout}.");
         Check(LogEverySteps >= 1, nameof(LogEverySteps), $"must be at least 1, got {LogEverySteps}.");

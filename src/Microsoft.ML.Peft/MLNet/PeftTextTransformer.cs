@@ -266,7 +266,8 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
             reader.ReadStream(TokenizerStreamPrefix + name, r => files[name] = ReadAll(r));
         var tokenizer = TextTokenizer.Load(files, saved.TokenizerKind);
         var device = PeftDevice.Resolve(env);
-        var model = PeftModel.CreateForInference(baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler), method, saved.NumOutputs, saved.Pooling, saved.HeadDropout);
+        var model = PeftModel.CreateForInference(baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler), method, saved.NumOutputs, saved.Pooling, saved.HeadDropout,
+            saved.PairEncoding);
         var trained = ReadTensors(reader, TrainedStream);
         LoadTrained(model, trained);
         if (saved.Merged) method.Merge(model);

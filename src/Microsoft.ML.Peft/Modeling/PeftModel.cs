@@ -36,8 +36,15 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>Number of head outputs: classes, or 1 for regression.</summary>
     public int NumOutputs { get; }
 
-    /// <summary>Wraps <paramref name="encoder"/> (which this model now owns) with a fresh head.</summary>
-    public PeftModel(BertModel encoder, int numOutputs, Pooling pooling = Pooling.Auto, double headDropout = 0.1) : base("model")
+    /// <summary>How sentence pairs are encoded (never <see cref="PairEncoding.Auto"/>).</summary>
+    public PairEncoding PairEncoding { get; }
+
+    /// <summary>
+    /// Wraps <paramref name="encoder"/> (which this model now owns) with a fresh head; a
+    /// <see cref="PairEncoding.BiEncoder"/> head reads four pooled vectors per row.
+    /// </summary>
+    public PeftModel(BertModel encoder, int numOutputs, Pooling pooling = Pooling.Auto, double headDropout = 0.1,
+        PairEncoding pairEncoding = PairEncoding.CrossEncoder) : base("model")
     {
         if (numOutputs < 1) throw new ArgumentOutOfRangeException(nameof(numOutputs));
         bert = encoder;
@@ -45,8 +52,12 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         if (Pooling == Pooling.Pooler && !encoder.HasPooler)
             throw new ArgumentException("Pooling 'Pooler' needs a checkpoint with a pooler; this base model has none. Use Cls or Mean.");
         NumOutputs = numOutputs;
+        PairEncoding = pairEncoding == PairEncoding.Auto
+            ? throw new ArgumentException("Resolve PairEncoding.Auto before building the model.", nameof(pairEncoding))
+            : pairEncoding;
         dropout = nn.Dropout(headDropout);
-        classifier = nn.Linear(encoder.Config.HiddenSize, numOutputs);
+        int features = PairEncoding == PairEncoding.BiEncoder ? 4 : 1;
+        classifier = nn.Linear(features * encoder.Config.HiddenSize, numOutputs);
         using (no_grad())
         {
             // Hugging Face's initializer_range: N(0, 0.02) weights, zero bias.
@@ -60,10 +71,11 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// Wraps <paramref name="encoder"/> with a head, attaches <paramref name="method"/> and marks what trains
     /// (the method's parameters and the head).
     /// </summary>
-    public static PeftModel Create(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling = Pooling.Auto, double headDropout = 0.1)
+    public static PeftModel Create(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling = Pooling.Auto,
+        double headDropout = 0.1, PairEncoding pairEncoding = PairEncoding.CrossEncoder)
     {
         method.Validate();
-        var model = new PeftModel(encoder, numOutputs, pooling, headDropout);
+        var model = new PeftModel(encoder, numOutputs, pooling, headDropout, pairEncoding);
         method.Attach(model);
         model.ApplyTrainability(method);
         return model;
@@ -73,9 +85,10 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// Rebuilds a trained model's structure for loading saved tensors: attach, then the method's inference form
     /// (e.g. prefixes with their reparameterisation folded away).
     /// </summary>
-    internal static PeftModel CreateForInference(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling, double headDropout)
+    internal static PeftModel CreateForInference(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling,
+        double headDropout, PairEncoding pairEncoding)
     {
-        var model = Create(encoder, method, numOutputs, pooling, headDropout);
+        var model = Create(encoder, method, numOutputs, pooling, headDropout, pairEncoding);
         method.PrepareForInference(model);
         return model;
     }
@@ -87,11 +100,44 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
     {
         using var scope = NewDisposeScope();
+        var pooled = PairEncoding == PairEncoding.BiEncoder && tokenTypeIds is not null
+            ? PairFeatures(inputIds, attentionMask, tokenTypeIds)
+            : Encode(inputIds, attentionMask, tokenTypeIds);
+        return classifier.forward(dropout.forward(pooled)).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Encode(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
+    {
         var hidden = bert.forward(inputIds, attentionMask, tokenTypeIds);
         // Virtual prompt tokens are not part of the text: pool over the real positions only.
         if (bert.PromptLength > 0) hidden = hidden[.., bert.PromptLength..];
-        var pooled = Pool(hidden, attentionMask);
-        return classifier.forward(dropout.forward(pooled)).MoveToOuterDisposeScope();
+        return Pool(hidden, attentionMask);
+    }
+
+    /// <summary>
+    /// Splits the collated <c>[CLS] a [SEP] b [SEP]</c> rows into <c>[CLS] a [SEP]</c> and <c>[CLS] b [SEP]</c>, encodes
+    /// both halves in one batch (each as if alone: own positions, token type 0) and returns <c>[u, v, |u − v|, u ∗ v]</c>.
+    /// Single-sentence rows (no type-1 token) get v = the [CLS]-only encoding, so they still score.
+    /// </summary>
+    private Tensor PairFeatures(Tensor inputIds, Tensor attentionMask, Tensor tokenTypeIds)
+    {
+        long rows = inputIds.shape[0], length = inputIds.shape[1];
+        var real = attentionMask.gt(0);
+        var second = tokenTypeIds.eq(1).logical_and(real);
+        var firstMask = real.logical_and(second.logical_not());
+        // Move the second sentence's tokens to the front, in order, behind the first [CLS].
+        var positions = arange(length, device: inputIds.device).unsqueeze(0).expand(rows, length);
+        var order = where(second, positions, positions + length).argsort(1);
+        var secondIds = cat([inputIds[.., ..1], inputIds.gather(1, order)[.., ..(int)(length - 1)]], 1);
+        var secondLength = second.sum(1, keepdim: true) + 1;
+        var secondMask = positions.lt(secondLength);
+        long used = Math.Max(firstMask.sum(1).max().item<long>(), secondLength.max().item<long>());
+        var ids = cat([inputIds[.., ..(int)used], secondIds[.., ..(int)used]], 0);
+        var mask = cat([firstMask[.., ..(int)used], secondMask[.., ..(int)used]], 0).to(attentionMask.dtype);
+        var pooled = Encode(ids, mask, zeros_like(ids));
+        var u = pooled[..(int)rows];
+        var v = pooled[(int)rows..];
+        return cat([u, v, (u - v).abs(), u * v], 1);
     }
 
     private Tensor Pool(Tensor hidden, Tensor attentionMask) => Pooling switch
