@@ -15,11 +15,13 @@ public sealed class PeftModelReader
     private readonly string? _optionsJson;
     private readonly Dictionary<string, PeftStreamRecord> _streams;
 
-    internal PeftModelReader(ModelLoadContext ctx, string owner, uint formatVersion, string[] inputColumnNames, int batchSize,
-        string? optionsJson, Dictionary<string, PeftStreamRecord> streams)
+    internal PeftModelReader(ModelLoadContext ctx, string owner, string entry, uint formatVersion,
+        string[] inputColumnNames, int batchSize, string? optionsJson, Dictionary<string, PeftStreamRecord> streams)
     {
         _ctx = ctx;
-        _owner = owner;
+        // Messages name the zip entry (Transform_000/Model.key) and the stage kind, so a user can find the damage.
+        _owner = $"{entry} ({owner})";
+        EntryName = entry;
         FormatVersion = formatVersion;
         InputColumnNames = inputColumnNames;
         BatchSize = batchSize;
@@ -34,6 +36,12 @@ public sealed class PeftModelReader
             throw new PeftModelFormatException($"{_owner}: nested model '{name}' is missing or is not a {typeof(T).Name}.");
         return model;
     }
+
+    /// <summary>The zip entry of the stage's header (<c>Transform_000/Model.key</c>), for error messages.</summary>
+    public string EntryName { get; }
+
+    /// <summary>The zip entry of the stream <paramref name="name"/>, for error messages.</summary>
+    public string StreamEntryName(string name) => EntryName[..(EntryName.LastIndexOf('/') + 1)] + name;
 
     /// <summary>The format version the model was written with (see <see cref="PeftModelSignature.FormatVersion"/>).</summary>
     public uint FormatVersion { get; }
@@ -104,11 +112,12 @@ public sealed class PeftModelReader
         });
 
         if (!found)
-            throw new PeftModelFormatException($"{_owner}: stream '{name}' is listed in the model header but missing from the model file.");
+            throw new PeftModelFormatException($"{_owner}: stream '{name}' is listed in the model header but missing from the model file " +
+                $"({StreamEntryName(name)}).");
         if (length != record.Length || !hash.AsSpan().SequenceEqual(record.Sha256))
         {
             throw new PeftModelFormatException(
-                $"{_owner}: stream '{name}' is corrupted: {length} bytes with SHA-256 {Convert.ToHexString(hash!)}, " +
+                $"{_owner}: stream '{name}' is corrupted ({StreamEntryName(name)}): {length} bytes with SHA-256 {Convert.ToHexString(hash!)}, " +
                 $"expected {record.Length} bytes with SHA-256 {Convert.ToHexString(record.Sha256)}.", readError);
         }
         // Intact content that the loader could not read: the loader's own error says more than we could.

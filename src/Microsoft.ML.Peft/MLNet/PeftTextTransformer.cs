@@ -258,8 +258,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         Runtime.TorchRuntime.EnsureLoaded();
         var reader = ReadModel(env, ctx, Signature);
         var saved = reader.ReadOptions<PeftSavedModel>();
-        if (saved.FormatVersion != 1) throw new PeftModelFormatException($"PEFT model format {saved.FormatVersion} is newer than this library understands (1).");
-        var method = PeftMethodConfig.FromJson(saved.MethodJson);
+        var method = PeftSavedModelChecks.Validate(saved, reader.EntryName);
         var baseModel = ResolveBase(reader, saved.Base);
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var name in saved.TokenizerFiles)

@@ -48,10 +48,7 @@ public abstract class PeftTransformerBase : ITransformer
     /// <summary>Rows per <see cref="ScoreBatch"/> call when a subclass does not choose.</summary>
     public const int DefaultBatchSize = 32;
 
-    /// <summary>Version of the part of the header this base class writes.</summary>
-    private const int BaseFormatVersion = 1;
-
-    private const int MaxBatchSize = 1 << 16;
+    private const int MaxBatchSize = PeftStageHeader.MaxBatchSize;
 
     /// <summary>Initializes the common state.</summary>
     /// <param name="env">The ML.NET environment (an <see cref="MLContext"/>).</param>
@@ -123,31 +120,10 @@ public abstract class PeftTransformerBase : ITransformer
         ctx.CheckAtModel();
         ctx.SetVersionInfo(signature.ToVersionInfo(GetType()));
 
-        // int: base format version
-        // int: number of input columns; string ids: their names
-        // int: batch size
-        // bool, [string]: options JSON
-        // int: number of streams; for each: string id (name), long (length), 32 bytes (SHA-256)
-        var writer = ctx.Writer;
-        writer.Write(BaseFormatVersion);
-        writer.Write(InputColumnNames.Count);
-        foreach (var name in InputColumnNames)
-            ctx.SaveNonEmptyString(name);
-        writer.Write(BatchSize);
-
+        // The whole header is written by PeftStageHeader, under one SHA-256 (see there for the layout).
         var contents = new PeftModelWriter(ctx, signature.LoaderSignature);
         SaveContents(contents);
-
-        writer.Write(contents.OptionsJson is not null);
-        if (contents.OptionsJson is not null)
-            writer.Write(contents.OptionsJson);
-        writer.Write(contents.Streams.Count);
-        foreach (var stream in contents.Streams)
-        {
-            ctx.SaveNonEmptyString(stream.Name);
-            writer.Write(stream.Length);
-            writer.Write(stream.Sha256);
-        }
+        new PeftStageHeader([.. InputColumnNames], BatchSize, contents.OptionsJson, contents.Streams).Write(ctx.Writer);
     }
 
     /// <summary>
@@ -191,39 +167,43 @@ public abstract class PeftTransformerBase : ITransformer
         ArgumentNullException.ThrowIfNull(ctx);
         ArgumentNullException.ThrowIfNull(signature);
         string owner = signature.LoaderSignature;
-        ctx.CheckAtModel(signature.ToVersionInfo(typeof(PeftTransformerBase)));
+        string entry = EntryName(ctx);
+        try
+        {
+            ctx.CheckAtModel(signature.ToVersionInfo(typeof(PeftTransformerBase)));
+        }
+        catch (FormatException ex) when (ex is not PeftModelFormatException)
+        {
+            // ML.NET's message names neither the entry nor the stage; the signature or version bytes are damaged.
+            throw new PeftModelFormatException(
+                $"{entry}: the model signature or version does not match {owner} ({ex.Message}).", ex);
+        }
         uint formatVersion = ctx.Header.VerWritten;
         var reader = ctx.Reader;
         try
         {
             int baseVersion = reader.ReadInt32();
-            Check(baseVersion == BaseFormatVersion, $"{owner}: unsupported header version {baseVersion} (this code reads {BaseFormatVersion}).");
-            int inputCount = reader.ReadInt32();
-            Check(inputCount is > 0 and <= 1024, $"{owner}: invalid input column count {inputCount}.");
-            var inputs = new string[inputCount];
-            for (int i = 0; i < inputCount; i++)
-                inputs[i] = ctx.LoadNonEmptyString();
-            int batchSize = reader.ReadInt32();
-            Check(batchSize is > 0 and <= MaxBatchSize, $"{owner}: invalid batch size {batchSize}.");
-            string? options = reader.ReadBoolean() ? reader.ReadString() : null;
-            int streamCount = reader.ReadInt32();
-            Check(streamCount is >= 0 and <= 4096, $"{owner}: invalid stream count {streamCount}.");
-            var streams = new Dictionary<string, PeftStreamRecord>(StringComparer.Ordinal);
-            for (int i = 0; i < streamCount; i++)
+            var header = baseVersion switch
             {
-                string name = ctx.LoadNonEmptyString();
-                long length = reader.ReadInt64();
-                byte[] hash = reader.ReadBytes(32);
-                Check(length >= 0 && hash.Length == 32, $"{owner}: invalid entry for stream '{name}'.");
-                Check(streams.TryAdd(name, new PeftStreamRecord(name, length, hash)), $"{owner}: stream '{name}' is listed twice.");
-            }
-            return new PeftModelReader(ctx, owner, formatVersion, inputs, batchSize, options, streams);
+                PeftStageHeader.CurrentVersion => PeftStageHeader.Read(reader, entry),
+                // Format 1 has no checksum; its fields are still validated by the loaders.
+                1 => PeftStageHeader.ReadLegacy(reader, entry, ctx.LoadNonEmptyString),
+                _ => throw new PeftModelFormatException(
+                    $"{entry}: unsupported {owner} header version {baseVersion} (this code reads 1 and 2)."),
+            };
+            var streams = header.Streams.ToDictionary(s => s.Name, StringComparer.Ordinal);
+            return new PeftModelReader(ctx, owner, entry, formatVersion, header.Inputs, header.BatchSize,
+                header.OptionsJson, streams);
         }
-        catch (IOException ex)
+        catch (Exception ex) when (ex is IOException or (FormatException and not PeftModelFormatException))
         {
-            throw new PeftModelFormatException($"{owner}: the saved header is truncated or corrupted: {ex.Message}", ex);
+            throw new PeftModelFormatException($"{entry}: the {owner} header is truncated or corrupted: {ex.Message}", ex);
         }
     }
+
+    /// <summary>The zip entry of a stage's header, for error messages: <c>Transform_000/Model.key</c>.</summary>
+    internal static string EntryName(ModelLoadContext ctx)
+        => string.IsNullOrEmpty(ctx.Directory) ? "Model.key" : ctx.Directory.Replace('\\', '/') + "/Model.key";
 
     /// <summary>Runs the scoring hook on a full batch (called by the cursors and rows of this transformer).</summary>
     internal void ScoreBatchCore(PeftBatch batch) => ScoreBatch(batch);
@@ -247,11 +227,5 @@ public abstract class PeftTransformerBase : ITransformer
         if (duplicate is not null)
             throw new InvalidOperationException($"{GetType().Name} declared output column '{duplicate.Key}' twice.");
         return new PeftBindings(inputSchema, inputs, outputs);
-    }
-
-    private static void Check(bool condition, string message)
-    {
-        if (!condition)
-            throw new PeftModelFormatException(message);
     }
 }
