@@ -76,6 +76,10 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         var data = TrainingData.Read(input, o.LabelColumnName, o.Sentence1ColumnName, o.Sentence2ColumnName, _task, _host.CheckAlive);
         if (data.SkippedMissingLabel > 0)
             ch.Warning($"Skipped {data.SkippedMissingLabel} training row(s) with a missing label in column '{o.LabelColumnName}'.");
+        if (data.SkippedNonFiniteLabel > 0)
+            ch.Warning($"Skipped {data.SkippedNonFiniteLabel} training row(s) with an infinite label in column '{o.LabelColumnName}'.");
+        if (data.RepairedTextRows > 0)
+            ch.Info($"Repaired {data.RepairedTextRows} training row(s) whose text held invalid UTF-16 (lone surrogates replaced with U+FFFD).");
         if (data.Count == 0)
             throw new InvalidOperationException($"The training data has no rows with a label in column '{o.LabelColumnName}'.");
         if (_task == PeftTask.Classification && data.Labels.Distinct().Count() < 2)
@@ -152,7 +156,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                     Duration = validated.Duration + report.Duration,
                 };
             }
-            report = report with { SkippedRows = data.SkippedMissingLabel, Plan = plan };
+            report = report with { SkippedRows = data.SkippedRows, Plan = plan };
             if (report.StoppedAtTimeLimit) ch.Info($"Stopped at the time limit ({o.MaxTrainingTime}) in epoch {report.EpochsRun}.");
             ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +
                     (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));

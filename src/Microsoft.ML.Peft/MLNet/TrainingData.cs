@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Peft.Tokenization;
 using Microsoft.ML.Peft.Training;
 
 namespace Microsoft.ML.Peft.MLNet;
@@ -11,11 +12,21 @@ internal sealed class TrainingData
     public List<float> Labels { get; } = [];
     public int SkippedMissingLabel { get; set; }
 
+    /// <summary>Regression rows skipped because their label is +/-Infinity (NaN counts as missing).</summary>
+    public int SkippedNonFiniteLabel { get; set; }
+
+    /// <summary>Rows whose text held lone UTF-16 surrogates, replaced with U+FFFD.</summary>
+    public int RepairedTextRows { get; set; }
+
+    /// <summary>All rows left out of training.</summary>
+    public int SkippedRows => SkippedMissingLabel + SkippedNonFiniteLabel;
+
     public int Count => First.Count;
 
     /// <summary>
     /// Reads the text and label columns. Classification labels are keys (1-based; 0 means missing and the row is skipped);
-    /// regression labels are floats (NaN is skipped).
+    /// regression labels are floats (NaN and +/-Infinity are skipped).
+    /// Lone UTF-16 surrogates in the text are replaced with U+FFFD and the rows counted.
     /// </summary>
     public static TrainingData Read(IDataView data, string labelColumn, string textColumn, string? secondTextColumn, PeftTask task, Action checkAlive)
     {
@@ -37,13 +48,18 @@ internal sealed class TrainingData
             if ((++row & 1023) == 0) checkAlive();
             labelGetter(ref y);
             if (float.IsNaN(y)) { result.SkippedMissingLabel++; continue; }
+            // An infinite target cannot be standardised or learned; it would surface as an infinite loss instead.
+            if (float.IsInfinity(y)) { result.SkippedNonFiniteLabel++; continue; }
             textGetter(ref t);
-            result.First.Add(t.ToString());
+            bool repaired = Utf16Repair.NeedsRepair(t.Span);
+            result.First.Add(Utf16Repair.Repair(t.ToString()));
             if (secondGetter is not null)
             {
                 secondGetter(ref s);
-                result.Second!.Add(s.ToString());
+                repaired |= Utf16Repair.NeedsRepair(s.Span);
+                result.Second!.Add(Utf16Repair.Repair(s.ToString()));
             }
+            if (repaired) result.RepairedTextRows++;
             result.Labels.Add(y);
         }
         return result;

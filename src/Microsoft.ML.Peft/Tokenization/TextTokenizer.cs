@@ -92,7 +92,7 @@ public abstract partial class TextTokenizer
 
     /// <summary>Tokenizes <paramref name="text"/> without special tokens and without truncation.</summary>
     public IReadOnlyList<int> EncodeWithoutSpecialTokens(string? text)
-        => string.IsNullOrEmpty(text) ? Array.Empty<int>() : EncodeAll(text);
+        => string.IsNullOrEmpty(text) ? Array.Empty<int>() : EncodeAll(Utf16Repair.Repair(text));
 
     /// <summary>The vocabulary and settings as Hugging Face-format files (file name → bytes), enough for <see cref="Load(IReadOnlyDictionary{string, byte[]}, TextTokenizerKind)"/> to rebuild an identical tokenizer.</summary>
     public abstract IReadOnlyDictionary<string, byte[]> ExportFiles();
@@ -280,7 +280,8 @@ public abstract partial class TextTokenizer
             return Array.Empty<int>();
         }
         int cap = budget > int.MaxValue - EncodeSlack ? int.MaxValue : budget + EncodeSlack;
-        return EncodePrefix(text, cap);
+        // Lone surrogates would make the normaliser throw; repair them here, the one way every row comes in.
+        return EncodePrefix(Utf16Repair.Repair(text), cap);
     }
 
     private void WriteRow<T>(Span<T> ids, Span<T> types, IReadOnlyList<int> a, int ka, IReadOnlyList<int> b, int kb, bool pair)
