@@ -1,3 +1,6 @@
+using System.IO.Compression;
+using System.Text;
+
 namespace Microsoft.ML.Peft.MLNet;
 
 /// <summary>Saving and loading ML.NET model files safely.</summary>
@@ -61,9 +64,56 @@ public static class PeftModelIO
                 root = root.InnerException;
                 peft ??= root as PeftModelFormatException;
             }
-            string detail = (peft ?? root).Message;
+            // ML.NET reads each entry's own header before any loader runs, and its errors name no entry: find it.
+            string detail = peft?.Message ?? FindDamagedHeader(path) ?? NoLoader(root.Message) ?? root.Message;
             throw new PeftModelFormatException($"Cannot load model '{path}': the file is truncated, corrupted or was saved by an incompatible version. {detail}", ex);
         }
+    }
+
+    /// <summary>
+    /// ML.NET's "Couldn't load model: 'dir'" (no registered loader has the name in the entry's header) as a message
+    /// naming the entry; null for other messages.
+    /// </summary>
+    private static string? NoLoader(string message)
+    {
+        const string prefix = "Couldn't load model: '";
+        if (!message.StartsWith(prefix, StringComparison.Ordinal) || !message.EndsWith('\''))
+            return null;
+        string directory = message[prefix.Length..^1];
+        return $"{directory}/Model.key: no loaded assembly registers the loader its header names " +
+               "(the header is damaged, or the assembly that wrote it is not loaded).";
+    }
+
+    /// <summary>
+    /// The first <c>Model.key</c> whose ML.NET header does not read, with the reason; null when every one reads (or
+    /// the zip itself does not open).
+    /// </summary>
+    private static string? FindDamagedHeader(string path)
+    {
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            foreach (var entry in zip.Entries.Where(e => e.Name == "Model.key").OrderBy(e => e.FullName, StringComparer.Ordinal))
+            {
+                using var copy = new MemoryStream();
+                using (var s = entry.Open())
+                    s.CopyTo(copy);
+                copy.Position = 0;
+                using var reader = new BinaryReader(copy, Encoding.UTF8);
+                try
+                {
+                    ModelHeader.BeginRead(out _, out _, out _, out _, reader);
+                }
+                catch (Exception ex) when (ex is FormatException or IOException or InvalidOperationException or ArgumentException)
+                {
+                    return $"{entry.FullName}: its ML.NET header is damaged ({ex.Message}).";
+                }
+            }
+        }
+        catch (InvalidDataException)
+        {
+        }
+        return null;
     }
 
     private static void TryDelete(string path)
