@@ -102,7 +102,10 @@ public static class PeftModelIO
                 using var reader = new BinaryReader(copy, Encoding.UTF8);
                 try
                 {
-                    ModelHeader.BeginRead(out _, out _, out _, out _, reader);
+                    ModelHeader.BeginRead(out _, out _, out _, out string? assembly, reader);
+                    // ML.NET loads the assembly the header names before it looks for the loader.
+                    if (assembly is not null && !CanLoad(assembly))
+                        return $"{entry.FullName}: names assembly '{assembly}', which does not load (damaged header, or a missing assembly).";
                 }
                 catch (Exception ex) when (ex is FormatException or IOException or InvalidOperationException or ArgumentException)
                 {
@@ -114,6 +117,19 @@ public static class PeftModelIO
         {
         }
         return null;
+    }
+
+    private static bool CanLoad(string assembly)
+    {
+        try
+        {
+            System.Reflection.Assembly.Load(new System.Reflection.AssemblyName(assembly));
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or ArgumentException or BadImageFormatException)
+        {
+            return false;
+        }
     }
 
     private static void TryDelete(string path)
