@@ -95,12 +95,15 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
         var saved = reader.ReadOptions<SavedEnsemble>();
         string entry = reader.EntryName;
         if (saved.FormatVersion != 1)
-            throw new PeftModelFormatException($"{entry}: field 'FormatVersion' is {saved.FormatVersion}; this library reads PEFT ensemble format 1.");
+            throw new PeftModelFormatException($"{entry}: field 'FormatVersion' is {saved.FormatVersion}; this " +
+                $"library reads PEFT ensemble format 1.");
         if (saved.Weights is not { Length: > 0 and <= MaxMembers })
-            throw new PeftModelFormatException($"{entry}: field 'Weights' holds {saved.Weights?.Length ?? 0} member weight(s); 1 to {MaxMembers} are allowed.");
+            throw new PeftModelFormatException($"{entry}: field 'Weights' holds {saved.Weights?.Length ?? 0} " +
+                $"member weight(s); 1 to {MaxMembers} are allowed.");
         // The same rules as the constructor's, and saved weights were normalised: they sum to 1.
         if (saved.Weights.Any(w => !double.IsFinite(w) || w < 0) || Math.Abs(saved.Weights.Sum() - 1) > 1e-9)
-            throw new PeftModelFormatException($"{entry}: field 'Weights' must be finite, non-negative and sum to 1, got ({string.Join(", ", saved.Weights)}).");
+            throw new PeftModelFormatException($"{entry}: field 'Weights' must be finite, non-negative and sum to " +
+                $"1, got ({string.Join(", ", saved.Weights)}).");
         var members = new List<PeftTextTransformer>();
         try
         {

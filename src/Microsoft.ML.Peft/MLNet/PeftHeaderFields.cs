@@ -11,7 +11,8 @@ namespace Microsoft.ML.Peft.MLNet;
 /// </summary>
 internal static class PeftHeaderFields
 {
-    /// <summary>Bytes kept of each field's SHA-256: enough to tell a changed field, small enough for many fields.</summary>
+    /// <summary>Bytes kept of each field's SHA-256: enough to tell a changed field, small enough for many
+    /// fields.</summary>
     internal const int FingerprintBytes = 8;
 
     /// <summary>

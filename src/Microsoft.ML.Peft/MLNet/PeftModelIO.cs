@@ -105,7 +105,8 @@ public static class PeftModelIO
                     ModelHeader.BeginRead(out _, out _, out _, out string? assembly, reader);
                     // ML.NET loads the assembly the header names before it looks for the loader.
                     if (assembly is not null && !CanLoad(assembly))
-                        return $"{entry.FullName}: names assembly '{assembly}', which does not load (damaged header, or a missing assembly).";
+                        return $"{entry.FullName}: names assembly '{assembly}', which does not load (damaged " +
+                            $"header, or a missing assembly).";
                 }
                 catch (Exception ex) when (ex is FormatException or IOException or InvalidOperationException or ArgumentException)
                 {

@@ -15,7 +15,8 @@ namespace Microsoft.ML.Peft.MLNet;
 /// </summary>
 internal static class PeftSavedModelChecks
 {
-    /// <summary>Throws <see cref="PeftModelFormatException"/> naming <paramref name="entry"/> and the first bad field.</summary>
+    /// <summary>Throws <see cref="PeftModelFormatException"/> naming <paramref name="entry"/> and the first bad
+    /// field.</summary>
     /// <returns>The method configuration, parsed and validated.</returns>
     internal static PeftMethodConfig Validate(PeftSavedModel s, string entry)
     {
@@ -26,7 +27,8 @@ internal static class PeftSavedModelChecks
         }
 
         Check(s.FormatVersion == 1, nameof(s.FormatVersion),
-            $"is {s.FormatVersion}; this library reads PEFT model format 1 (a newer library wrote it, or it is damaged).");
+            $"is {s.FormatVersion}; this library reads PEFT model format 1 (a newer library wrote it, or it is " +
+                $"damaged).");
         Check(Enum.IsDefined(s.Task), nameof(s.Task), $"has unknown value {(int)s.Task}.");
         Check(s.Pooling is Pooling.Cls or Pooling.Mean or Pooling.Pooler, nameof(s.Pooling),
             $"must be Cls, Mean or Pooler (resolved at Fit), got {s.Pooling}.");
@@ -38,7 +40,8 @@ internal static class PeftSavedModelChecks
         Check(s.MaxSequenceLength >= 8, nameof(s.MaxSequenceLength), $"must be at least 8, got {s.MaxSequenceLength}.");
         Check(s.TokenBudget == 0 || s.TokenBudget >= s.MaxSequenceLength, nameof(s.TokenBudget),
             $"must be 0 or at least MaxSequenceLength ({s.MaxSequenceLength}), got {s.TokenBudget}.");
-        Check(s.NumberOfThreads is null or >= 1, nameof(s.NumberOfThreads), $"must be at least 1, got {s.NumberOfThreads}.");
+        Check(s.NumberOfThreads is null or >= 1, nameof(s.NumberOfThreads), $"must be at least 1, got " +
+            $"{s.NumberOfThreads}.");
         Check(double.IsFinite(s.LabelShift), nameof(s.LabelShift), $"must be finite, got {s.LabelShift}.");
         Check(double.IsFinite(s.LabelScale) && s.LabelScale > 0, nameof(s.LabelScale),
             $"must be finite and positive, got {s.LabelScale}.");

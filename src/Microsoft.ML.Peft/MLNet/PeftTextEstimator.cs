@@ -77,9 +77,11 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         if (data.SkippedMissingLabel > 0)
             ch.Warning($"Skipped {data.SkippedMissingLabel} training row(s) with a missing label in column '{o.LabelColumnName}'.");
         if (data.SkippedNonFiniteLabel > 0)
-            ch.Warning($"Skipped {data.SkippedNonFiniteLabel} training row(s) with an infinite label in column '{o.LabelColumnName}'.");
+            ch.Warning($"Skipped {data.SkippedNonFiniteLabel} training row(s) with an infinite label in column " +
+                $"'{o.LabelColumnName}'.");
         if (data.RepairedTextRows > 0)
-            ch.Info($"Repaired {data.RepairedTextRows} training row(s) whose text held invalid UTF-16 (lone surrogates replaced with U+FFFD).");
+            ch.Info($"Repaired {data.RepairedTextRows} training row(s) whose text held invalid UTF-16 (lone " +
+                $"surrogates replaced with U+FFFD).");
         if (data.Count == 0)
             throw new InvalidOperationException($"The training data has no rows with a label in column '{o.LabelColumnName}'.");
         if (_task == PeftTask.Classification && data.Labels.Distinct().Count() < 2)

@@ -197,7 +197,8 @@ public abstract class PeftTransformerBase : ITransformer
         }
         catch (Exception ex) when (ex is IOException or (FormatException and not PeftModelFormatException))
         {
-            throw new PeftModelFormatException($"{entry}: the {owner} header is truncated or corrupted: {ex.Message}", ex);
+            throw new PeftModelFormatException($"{entry}: the {owner} header is truncated or corrupted: " +
+                $"{ex.Message}", ex);
         }
     }
 
