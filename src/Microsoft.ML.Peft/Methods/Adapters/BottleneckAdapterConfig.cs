@@ -17,6 +17,12 @@ public sealed class BottleneckAdapterConfig : PeftMethodConfig
     /// <inheritdoc/>
     public override string MethodName => "adapter";
 
+    /// <summary>
+    /// 1e-3 (the shared default is 5e-4). Measured on 3,000 SST-2 rows at the stage's plan: 5e-4 0.814, 1e-3 0.835,
+    /// 2e-3 0.834. The parallel and MAM adapters keep 5e-4 (MAM fell to 0.643 at 2e-3).
+    /// </summary>
+    public override double DefaultLearningRate => 1e-3;
+
     /// <summary>Where the adapters go: after attention and feed-forward (Houlsby) or after feed-forward only (Pfeiffer). Default <see cref="BottleneckAdapterPlacement.Houlsby"/>.</summary>
     public BottleneckAdapterPlacement Placement { get; set; } = BottleneckAdapterPlacement.Houlsby;
 

@@ -18,10 +18,12 @@ public sealed class BitFitConfig : PeftMethodConfig
     public override string MethodName => "bitfit";
 
     /// <summary>
-    /// 1e-3. Biases only shift activations and are few, so they need far larger steps than full fine-tuning's 3e-5 to
-    /// move the model within a few epochs; the paper tuned the rate over 1e-4 to 1e-3, and 1e-3 is its top.
+    /// 3e-3. Biases only shift activations and are few, so they need far larger steps than full fine-tuning's 3e-5 to
+    /// move the model within the few hundred steps the stage plans (the paper tuned 1e-4 to 1e-3 over many more epochs).
+    /// Measured on 3,000 SST-2 rows at the stage's plan: 1e-3 0.780, 3e-3 0.799, 1e-2 0.815; but at 1e-2 the CI guard's
+    /// negation task collapsed to one class (0.535), so the default stays a step below.
     /// </summary>
-    public override double DefaultLearningRate => 1e-3;
+    public override double DefaultLearningRate => 3e-3;
 
     /// <summary>Which biases train. Default <see cref="BitFitBiases.All"/>.</summary>
     public BitFitBiases Biases { get; set; } = BitFitBiases.All;

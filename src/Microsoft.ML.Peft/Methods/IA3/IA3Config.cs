@@ -26,10 +26,11 @@ public sealed class IA3Config : PeftMethodConfig
     public override string MethodName => "ia3";
 
     /// <summary>
-    /// 3e-3. The vectors multiply activations around 1, and there are very few of them; the paper trains them with 3e-3
-    /// (T0-3B, Adafactor), an order above what LoRA uses.
+    /// 3e-2. The vectors multiply activations around 1, and there are very few of them; the paper trains them with 3e-3
+    /// (T0-3B, Adafactor, thousands of steps). Measured on 3,000 SST-2 rows at the stage's plan (320 AdamW steps):
+    /// 3e-3 0.792, 1e-2 0.815, 3e-2 0.843.
     /// </summary>
-    public override double DefaultLearningRate => 3e-3;
+    public override double DefaultLearningRate => 3e-2;
 
     /// <summary>
     /// Linear layers to wrap, matched against the end of each module's path as in <see cref="Lora.LowRankConfigBase.TargetModules"/>
