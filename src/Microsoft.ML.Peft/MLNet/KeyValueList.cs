@@ -58,7 +58,7 @@ public sealed record KeyValueList
             case "Text": Add(builder, TextDataViewType.Instance, Values.Select(v => v.AsMemory()).ToArray()); break;
             case "Single": Add(builder, NumberDataViewType.Single, Values.Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray()); break;
             case "Double": Add(builder, NumberDataViewType.Double, Values.Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray()); break;
-            case "Boolean": Add(builder, BooleanDataViewType.Instance, Values.Select(v => v == "true").ToArray()); break;
+            case "Boolean": Add(builder, BooleanDataViewType.Instance, Values.Select(ParseBoolean).ToArray()); break;
             case "Int32": Add(builder, NumberDataViewType.Int32, Values.Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray()); break;
             case "Int64": Add(builder, NumberDataViewType.Int64, Values.Select(v => long.Parse(v, CultureInfo.InvariantCulture)).ToArray()); break;
             case "UInt32": Add(builder, NumberDataViewType.UInt32, Values.Select(v => uint.Parse(v, CultureInfo.InvariantCulture)).ToArray()); break;
@@ -66,6 +66,23 @@ public sealed record KeyValueList
             default: throw new FormatException($"Unknown key value type '{ItemType}' in the saved model.");
         }
     }
+
+    /// <summary>Whether every value parses as <see cref="ItemType"/> (the same parsing the annotation uses).</summary>
+    internal bool ValuesParse()
+    {
+        try
+        {
+            AddKeyValues(new DataViewSchema.Annotations.Builder());
+            return true;
+        }
+        catch (Exception ex) when (ex is FormatException or OverflowException)
+        {
+            return false;
+        }
+    }
+
+    private static bool ParseBoolean(string v) =>
+        v switch { "true" => true, "false" => false, _ => throw new FormatException($"'{v}' is not a saved Boolean.") };
 
     private static void Add<T>(DataViewSchema.Annotations.Builder builder, PrimitiveDataViewType type, T[] values)
     {

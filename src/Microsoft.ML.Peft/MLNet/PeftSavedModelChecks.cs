@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Methods;
@@ -74,7 +73,7 @@ internal static class PeftSavedModelChecks
             $"hold {labels.Count} value(s), but NumOutputs is {s.NumOutputs}.");
         check(labels.Values.Distinct(StringComparer.Ordinal).Count() == labels.Count, "Labels.Values",
             $"must be distinct, got ({string.Join(", ", labels.Values)}).");
-        check(labels.Values.All(v => ParsesAs(labels.ItemType, v)), "Labels.ItemType",
+        check(labels.ValuesParse(), "Labels.ItemType",
             $"'{labels.ItemType}' is unknown or does not fit the values ({string.Join(", ", labels.Values)}).");
     }
 
@@ -101,23 +100,6 @@ internal static class PeftSavedModelChecks
         {
             throw new PeftModelFormatException($"{entry}: field 'MethodJson' is invalid: {ex.Message}", ex);
         }
-    }
-
-    private static bool ParsesAs(string type, string v)
-    {
-        var c = CultureInfo.InvariantCulture;
-        return type switch
-        {
-            "Text" => true,
-            "Single" => float.TryParse(v, NumberStyles.Float, c, out _),
-            "Double" => double.TryParse(v, NumberStyles.Float, c, out _),
-            "Boolean" => v is "true" or "false",
-            "Int32" => int.TryParse(v, NumberStyles.Integer, c, out _),
-            "Int64" => long.TryParse(v, NumberStyles.Integer, c, out _),
-            "UInt32" => uint.TryParse(v, NumberStyles.Integer, c, out _),
-            "UInt64" => ulong.TryParse(v, NumberStyles.Integer, c, out _),
-            _ => false,
-        };
     }
 
     private static bool IsStreamName(string name)

@@ -15,7 +15,7 @@ internal sealed class TrainingData
     /// <summary>Regression rows skipped because their label is +/-Infinity (NaN counts as missing).</summary>
     public int SkippedNonFiniteLabel { get; set; }
 
-    /// <summary>Rows whose text held lone UTF-16 surrogates, replaced with U+FFFD.</summary>
+    /// <summary>Rows whose text held lone UTF-16 surrogates (the tokenizer replaces them with U+FFFD).</summary>
     public int RepairedTextRows { get; set; }
 
     /// <summary>All rows left out of training.</summary>
@@ -26,7 +26,7 @@ internal sealed class TrainingData
     /// <summary>
     /// Reads the text and label columns. Classification labels are keys (1-based; 0 means missing and the row is skipped);
     /// regression labels are floats (NaN and +/-Infinity are skipped).
-    /// Lone UTF-16 surrogates in the text are replaced with U+FFFD and the rows counted.
+    /// Rows with lone UTF-16 surrogates are counted; the tokenizer repairs them.
     /// </summary>
     public static TrainingData Read(IDataView data, string labelColumn, string textColumn, string? secondTextColumn, PeftTask task, Action checkAlive)
     {
@@ -51,13 +51,14 @@ internal sealed class TrainingData
             // An infinite target cannot be standardised or learned; it would surface as an infinite loss instead.
             if (float.IsInfinity(y)) { result.SkippedNonFiniteLabel++; continue; }
             textGetter(ref t);
+            // Counted here for the log; the tokenizer repairs every text it encodes, training and scoring alike.
             bool repaired = Utf16Repair.NeedsRepair(t.Span);
-            result.First.Add(Utf16Repair.Repair(t.ToString()));
+            result.First.Add(t.ToString());
             if (secondGetter is not null)
             {
                 secondGetter(ref s);
                 repaired |= Utf16Repair.NeedsRepair(s.Span);
-                result.Second!.Add(Utf16Repair.Repair(s.ToString()));
+                result.Second!.Add(s.ToString());
             }
             if (repaired) result.RepairedTextRows++;
             result.Labels.Add(y);
