@@ -50,23 +50,22 @@ internal sealed class PeftTrainer : ITrainingProbe
         var optimized = trainable.Select((p, i) => (p.Name, Parameter: masters.Optimized[i])).ToList();
         // As Hugging Face's Trainer: no weight decay on biases and LayerNorm weights. The head has its own peak rate.
         double headRate = _s.HeadLearningRate ?? _s.LearningRate;
-        var groups = new List<AdamW.ParamGroup>();
+        var groups = new List<AdamWUpdate.Group>();
         foreach (bool head in new[] { false, true })
             foreach (bool decays in new[] { true, false })
             {
                 var members = optimized.Where(p => PeftModel.IsHeadParameter(p.Name) == head && NoDecay(p.Name) != decays)
                     .Select(p => p.Parameter).ToList();
                 if (members.Count == 0) continue;
-                groups.Add(new AdamW.ParamGroup(members, head ? headRate : _s.LearningRate, 0.9, 0.999, 1e-8,
-                    decays ? _s.WeightDecay : 0.0, false, false));
+                groups.Add(new AdamWUpdate.Group(members, head ? headRate : _s.LearningRate, decays ? _s.WeightDecay : 0.0));
             }
-        using var optimizer = optim.AdamW(groups);
+        using var optimizer = new AdamWUpdate(groups);
 
         _probeRows = train;
         _probeRng = new Random(_s.Seed + 1);
         _model.train();
         _method.OnTrainingStart(_model, this);
-        optimizer.zero_grad();
+        optimizer.ZeroGrad();
 
         var watch = System.Diagnostics.Stopwatch.StartNew();
         long tokens = 0;
@@ -92,22 +91,21 @@ internal sealed class PeftTrainer : ITrainingProbe
                         ? TimedSchedule(step, warmup, totalSteps, watch.Elapsed / timeLimit, _s.WarmupRatio)
                         : Schedule(step, warmup, totalSteps);
                     double lr = lastRate = _s.LearningRate * factor;
-                    // Each group keeps its peak rate as its initial one: the body's and the head's.
-                    foreach (var g in optimizer.ParamGroups) g.LearningRate = g.InitialLearningRate * factor;
                     using (var scope = NewDisposeScope())
                     {
                         var (ids, mask, types, real) = Collator.Collate(train, batch, _padId, _device);
                         var output = _model.forward(ids, mask, types).to(ScalarType.Float32);
                         var loss = Loss(output, batch.Select(i => train[i].Label).ToArray());
                         if (_method.ExtraLoss(_model) is { } extra) loss = loss + extra;
-                        optimizer.zero_grad();
+                        optimizer.ZeroGrad();
                         masters.ZeroModelGrads();
                         loss.backward();
                         _model.bert.encoder.ThrowIfBackwardFailed();
                         _method.OnAfterBackward(_model);
                         masters.GradsToMasters();
-                        if (_s.MaxGradNorm > 0) nn.utils.clip_grad_norm_(masters.Optimized, _s.MaxGradNorm);
-                        optimizer.step();
+                        if (_s.MaxGradNorm > 0) AdamWUpdate.ClipGradientNorm(masters.Optimized, _s.MaxGradNorm);
+                        // Each group's rate is its peak (the body's or the head's) times the schedule's factor.
+                        optimizer.Step(factor);
                         masters.MastersToModel();
                         double l = loss.item<float>();
                         if (!double.IsFinite(l)) throw new InvalidOperationException($"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");

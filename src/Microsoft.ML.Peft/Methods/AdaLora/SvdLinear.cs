@@ -57,6 +57,7 @@ public sealed class SvdLinear : DeltaLinear
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        return lora_B.matmul(lora_A * lora_E).mul_(_scale).MoveToOuterDisposeScope();
+        using var scaling = _scale.ToScalar(); // explicit: an implicit Scalar may be finalised mid-call
+        return lora_B.matmul(lora_A * lora_E).mul_(scaling).MoveToOuterDisposeScope();
     }
 }

@@ -51,6 +51,7 @@ public sealed class LoraLinear : DeltaLinear
     public override Tensor DeltaWeight()
     {
         using var _ = no_grad();
-        return lora_B.weight!.matmul(lora_A.weight!).mul_(_scaling);
+        using var scaling = _scaling.ToScalar(); // explicit: an implicit Scalar may be finalised mid-call
+        return lora_B.weight!.matmul(lora_A.weight!).mul_(scaling);
     }
 }

@@ -86,6 +86,7 @@ public sealed class ProPetlLoraLinear : DeltaLinear
         var pair = _prototype.Value;
         var a = pair.lora_A.weight! * ScoreMask.Hard(propetl_mask.lora_A_mask, _sparsity);
         var b = pair.lora_B.weight! * ScoreMask.Hard(propetl_mask.lora_B_mask, _sparsity);
-        return b.matmul(a).mul_(_scaling).MoveToOuterDisposeScope();
+        using var scaling = _scaling.ToScalar(); // explicit: an implicit Scalar may be finalised mid-call
+        return b.matmul(a).mul_(scaling).MoveToOuterDisposeScope();
     }
 }
