@@ -51,7 +51,7 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
     private protected override void ScoreBatch(PeftBatch batch)
     {
         // Members on the same base and length (a sweep's usually are) tokenize a row alike: encode the batch once for them.
-        var encoded = new Dictionary<(string, Tokenization.TextTokenizerKind, int), Training.Example[]>();
+        var encoded = new Dictionary<(string, Tokenization.TextTokenizerKind, int), Tokenization.TokenizedText[]>();
         var outputs = _members.Select(m =>
         {
             if (!encoded.TryGetValue(m.EncodingKey, out var examples)) encoded[m.EncodingKey] = examples = m.Encode(batch);

@@ -2,6 +2,7 @@ using TorchSharp;
 using System.Globalization;
 using Microsoft.ML.Data;
 using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Inference;
 using Microsoft.ML.Peft.Modeling;
 using Microsoft.ML.Peft.Training;
 using Microsoft.ML.Peft.Tokenization;
@@ -96,25 +97,18 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             valid = TrainingData.Read(o.ValidationSet, o.LabelColumnName, o.Sentence1ColumnName, o.Sentence2ColumnName, _task, _host.CheckAlive);
         }
 
-        // Regression trains on standardised targets: with few trainable weights, Adam's bounded steps would otherwise
-        // spend most of the budget moving the head's bias to the label mean.
-        double shift = 0, scale = 1;
-        if (_task == PeftTask.Regression)
-        {
-            shift = data.Labels.Average();
-            double sd = Math.Sqrt(data.Labels.Sum(y => (y - shift) * (y - shift)) / data.Count);
-            scale = sd > 1e-12 ? sd : 1;
-            Standardise(data.Labels, shift, scale);
-            if (valid is not null) Standardise(valid.Labels, shift, scale);
-        }
+        var scaler = _task == PeftTask.Regression ? LabelScaler.Fit(data.Labels) : LabelScaler.Identity;
+        scaler.Standardise(data.Labels);
+        if (valid is not null) scaler.Standardise(valid.Labels);
 
         var baseModel = o.BaseModel ?? BaseModel.Default;
         var tokenizer = baseModel.CreateTokenizer();
         var pairEncoding = ResolvePairEncoding(o, baseModel, tokenizer.Kind);
         int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
-        var rows = Training.Encoding.EncodeAll(tokenizer, data.First, data.Second, data.Labels, maxLength);
+        var encoder = new RowEncoder(tokenizer, maxLength, pair: o.Sentence2ColumnName is not null);
+        var rows = Example.Zip(encoder.EncodeAll(data.First, data.Second), data.Labels);
         IReadOnlyList<Example>? validation = valid is null ? null
-            : Training.Encoding.EncodeAll(tokenizer, valid.First, valid.Second, valid.Labels, maxLength);
+            : Example.Zip(encoder.EncodeAll(valid.First, valid.Second), valid.Labels);
 
         var method = o.Method!;
         var device = PeftDevice.Resolve(_host, ch);
@@ -141,7 +135,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 HeadLearningRate = o.HeadLearningRate ?? Math.Max(learningRate, DefaultMinimumHeadLearningRate),
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
                 EarlyStoppingPatience = plan.EarlyStoppingPatience, TimeLimit = o.MaxTrainingTime, Seed = seed,
-                LogEverySteps = o.LogEverySteps, Task = _task, RegressionScale = scale, ComputeType = computeType,
+                LogEverySteps = o.LogEverySteps, Task = _task, Labels = scaler, ComputeType = computeType,
             };
             var report = Train(model, settings, train, validation);
             if (plan.RefitOnAllRows)
@@ -163,16 +157,16 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +
                     (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));
 
-            method.PrepareForInference(model);
-            var trainedCopy = PeftTextTransformer.CopyTrainedTensors(model, method);
-            bool merged = o.MergeForScoring && method.Merge(model);
-            model.to(computeType); // merged in float32, scored in the chosen precision
+            model.PrepareForInference();
+            var trainedCopy = model.CopyTrainedTensors();
+            bool merged = o.MergeForScoring && model.Merge();
+            model.CastTo(computeType); // merged in float32, scored in the chosen precision
             var saved = new PeftSavedModel
             {
                 Task = _task, MethodJson = method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(), Pooling = model.Pooling,
                 PairEncoding = model.PairEncoding, HeadDropout = o.HeadDropout, NumOutputs = numOutputs, MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
                 Precision = o.Precision,
-                LabelShift = shift, LabelScale = scale,
+                LabelShift = scaler.Shift, LabelScale = scaler.Scale,
                 ScoreColumn = ScoreColumn, PredictedLabelColumn = _task == PeftTask.Classification ? PredictedLabelColumn : null,
                 Base = new BaseModelRecord
                 {
@@ -184,7 +178,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget, NumberOfThreads = o.NumberOfThreads,
             };
             string[] inputs = o.Sentence2ColumnName is null ? [o.Sentence1ColumnName] : [o.Sentence1ColumnName, o.Sentence2ColumnName];
-            var result = new PeftTextTransformer(_host, inputs, saved, model, method, tokenizer, baseModel, device,
+            var result = new PeftTextTransformer(_host, inputs, saved, model, tokenizer, baseModel, device,
                 o.BatchSize ?? PeftTransformerBase.DefaultBatchSize, report, trainedCopy);
             handedOver = true;
             return result;
@@ -212,7 +206,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         TrainingReport Train(PeftModel target, TrainingSettings settings, IReadOnlyList<Example> trainRows,
             IReadOnlyList<Example>? validationRows)
         {
-            var trainer = new PeftTrainer(target, method, settings, tokenizer.PadTokenId, device);
+            var trainer = new PeftTrainer(target, settings, tokenizer.PadTokenId, device);
             // Training only: scoring runs without autograd and never checkpoints.
             target.Encoder.encoder.GradientCheckpointing = o.GradientCheckpointing;
             if (o.GradientCheckpointing) ch.Info("Gradient checkpointing: on (encoder layers are recomputed in the backward pass).");
@@ -275,10 +269,5 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         if (o.PairEncoding == PairEncoding.BiEncoder) return PairEncoding.BiEncoder;
         return typed && baseModel.IsSentenceEmbedding && o.Pooling != Pooling.Pooler
             ? PairEncoding.BiEncoder : PairEncoding.CrossEncoder;
-    }
-
-    private static void Standardise(List<float> labels, double shift, double scale)
-    {
-        for (int i = 0; i < labels.Count; i++) labels[i] = (float)((labels[i] - shift) / scale);
     }
 }

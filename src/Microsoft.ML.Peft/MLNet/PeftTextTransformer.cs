@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Inference;
 using Microsoft.ML.Peft.Methods;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Modeling;
@@ -30,21 +31,27 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
 
     private readonly PeftSavedModel _saved;
     private readonly PeftModel _model;
-    private readonly PeftMethodConfig _method;
     private readonly TextTokenizer _tokenizer;
     private readonly BaseModel _base;
-    private readonly Device _device;
-    private readonly Dictionary<string, Tensor> _trained; // float32 copies of what trained: saved exactly, whatever the scoring precision
+    // float32 copies of what trained: saved exactly, whatever the scoring precision
+    private readonly Dictionary<string, Tensor> _trained;
+    // The data path: text → tokens (_encoder) → raw head outputs (_scorer) → columns (HeadOutputs, _labels).
+    private readonly RowEncoder _encoder;
+    private readonly TorchScorer _scorer;
+    private readonly LabelScaler _labels;
 
-    internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved, PeftModel model, PeftMethodConfig method,
-                                 TextTokenizer tokenizer, BaseModel baseModel, Device device, int batchSize, TrainingReport? report,
-                                 Dictionary<string, Tensor> trained)
+    internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved, PeftModel model,
+        TextTokenizer tokenizer, BaseModel baseModel, Device device, int batchSize, TrainingReport? report,
+        Dictionary<string, Tensor> trained)
         : base(env, nameof(PeftTextTransformer), inputColumns, batchSize)
     {
-        _saved = saved; _model = model; _method = method; _tokenizer = tokenizer; _base = baseModel; _device = device; _trained = trained;
+        _saved = saved; _model = model; _tokenizer = tokenizer; _base = baseModel; _trained = trained;
         TrainingReport = report;
-        _model.eval();
-        foreach (var (_, p) in _model.named_parameters()) p.requires_grad = false;
+        _model.Freeze();
+        _encoder = new RowEncoder(tokenizer, saved.MaxSequenceLength, pair: inputColumns.Length > 1);
+        _scorer = new TorchScorer(model, batchSize, saved.TokenBudget, tokenizer.PadTokenId, device,
+            saved.NumberOfThreads);
+        _labels = new LabelScaler(saved.LabelShift, saved.LabelScale);
     }
 
     /// <summary>
@@ -58,6 +65,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         {
             if (value is < 1) throw new ArgumentOutOfRangeException(nameof(NumberOfThreads), $"Option 'NumberOfThreads' must be at least 1, got {value}.");
             _saved.NumberOfThreads = value;
+            _scorer.Threads = value;
         }
     }
 
@@ -71,7 +79,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     public double TrainablePercent => 100.0 * TrainableParameterCount / Math.Max(1, TotalParameterCount);
 
     /// <summary>The PEFT method's options (a copy).</summary>
-    public PeftMethodConfig Method => _method.Clone();
+    public PeftMethodConfig Method => _model.Method.Clone();
 
     /// <summary>The base model's name and SHA-256.</summary>
     public (string Name, string Sha256) BaseModelIdentity => (_saved.Base.Name, _saved.Base.Sha256);
@@ -148,28 +156,18 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     internal (string BaseSha256, TextTokenizerKind Tokenizer, int MaxLength) EncodingKey => (_saved.Base.Sha256, _saved.TokenizerKind, _saved.MaxSequenceLength);
 
     /// <summary>The token ids of the batch's rows.</summary>
-    internal Example[] Encode(PeftBatch batch)
+    internal TokenizedText[] Encode(PeftBatch batch)
     {
-        int rows = batch.Count;
         var first = batch.GetInput<ReadOnlyMemory<char>>(0);
-        bool pair = batch.InputCount > 1;
-        var second = pair ? batch.GetInput<ReadOnlyMemory<char>>(1) : default;
-        var examples = new Example[rows];
-        for (int i = 0; i < rows; i++)
-            examples[i] = Training.Encoding.Encode(_tokenizer, first[i].ToString(), pair ? second[i].ToString() : null, pair, _saved.MaxSequenceLength, 0);
-        return examples;
+        var second = _encoder.IsPair ? batch.GetInput<ReadOnlyMemory<char>>(1) : default;
+        var rows = new TokenizedText[batch.Count];
+        for (int i = 0; i < rows.Length; i++)
+            rows[i] = _encoder.Encode(first[i].ToString(), _encoder.IsPair ? second[i].ToString() : null);
+        return rows;
     }
 
     /// <summary><see cref="Predict(PeftBatch)"/> on rows <see cref="Encode"/> made.</summary>
-    internal float[][] Predict(Example[] examples)
-    {
-        float[][] outputs;
-        using (Runtime.TorchThreads.Use(_saved.NumberOfThreads))
-            outputs = Predictor.Predict(_model, examples, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _device, softmax: _saved.Task == PeftTask.Classification);
-        if (_saved.Task == PeftTask.Regression)
-            foreach (var o in outputs) o[0] = (float)(o[0] * _saved.LabelScale + _saved.LabelShift);
-        return outputs;
-    }
+    internal float[][] Predict(TokenizedText[] rows) => HeadOutputs.ToScores(_scorer.Score(rows), _saved.Task, _labels);
 
     /// <summary>Fills the batch's Score (and PredictedLabel: the most probable class) from <see cref="Predict(PeftBatch)"/>'s rows.</summary>
     internal static void WriteOutputs(PeftBatch batch, float[][] outputs, PeftTask task, int classes)
@@ -194,12 +192,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         if (batch.IsOutputActive(1))
         {
             var predicted = batch.GetOutput<uint>(1);
-            for (int i = 0; i < rows; i++)
-            {
-                int best = 0;
-                for (int c = 1; c < classes; c++) if (outputs[i][c] > outputs[i][best]) best = c;
-                predicted[i] = (uint)best + 1;
-            }
+            for (int i = 0; i < rows; i++) predicted[i] = (uint)HeadOutputs.ArgMax(outputs[i]) + 1;
         }
     }
 
@@ -220,15 +213,6 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
 
     /// <summary>The tensors a save writes (float32 copies of what trained), by full parameter name.</summary>
     internal IReadOnlyDictionary<string, Tensor> TrainedTensors() => _trained;
-
-    /// <summary>Float32 copies of the tensors that trained (the method's and the head's), by their full names.</summary>
-    internal static Dictionary<string, Tensor> CopyTrainedTensors(PeftModel model, PeftMethodConfig method)
-    {
-        using var _ = no_grad();
-        return model.named_parameters()
-            .Where(p => PeftModel.IsHeadParameter(p.name) || method.IsTrainable(p.name))
-            .ToDictionary(p => p.name, p => p.parameter.detach().cpu().to(ScalarType.Float32).clone());
-    }
 
     // Tensors are stored in float32 whatever the scoring precision, so a zip loads in either precision.
 
@@ -265,29 +249,16 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
             reader.ReadStream(TokenizerStreamPrefix + name, r => files[name] = ReadAll(r));
         var tokenizer = TextTokenizer.Load(files, saved.TokenizerKind);
         var device = PeftDevice.Resolve(env);
-        var model = PeftModel.CreateForInference(baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler), method, saved.NumOutputs, saved.Pooling, saved.HeadDropout,
+        var encoder = baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler);
+        var model = PeftModel.CreateForInference(encoder, method, saved.NumOutputs, saved.Pooling, saved.HeadDropout,
             saved.PairEncoding);
         var trained = ReadTensors(reader, TrainedStream);
-        LoadTrained(model, trained);
-        if (saved.Merged) method.Merge(model);
+        model.LoadTrainedTensors(trained);
+        if (saved.Merged) model.Merge();
         model.to(device);
-        model.to(PrecisionPolicy.Resolve(saved.Precision, device));
-        return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, model, method, tokenizer, baseModel, device, reader.BatchSize, null, trained);
-    }
-
-    private static void LoadTrained(PeftModel model, Dictionary<string, Tensor> trained)
-    {
-        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        var missing = trained.Keys.Where(k => !parameters.ContainsKey(k)).ToList();
-        if (missing.Count > 0) throw new PeftModelFormatException($"The saved model holds tensors its method does not create: {string.Join(", ", missing.Take(5))}.");
-        using var _ = no_grad();
-        foreach (var (name, t) in trained)
-        {
-            var p = parameters[name];
-            if (!p.shape.SequenceEqual(t.shape))
-                throw new PeftModelFormatException($"Saved tensor '{name}' has shape [{string.Join(",", t.shape)}], the model expects [{string.Join(",", p.shape)}].");
-            p.copy_(t);
-        }
+        model.CastTo(PrecisionPolicy.Resolve(saved.Precision, device));
+        return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, model, tokenizer, baseModel,
+            device, reader.BatchSize, null, trained);
     }
 
     private static BaseModel ResolveBase(PeftModelReader reader, BaseModelRecord record)

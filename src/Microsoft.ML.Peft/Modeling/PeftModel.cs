@@ -1,4 +1,5 @@
 using Microsoft.ML.Peft.Methods;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -39,13 +40,13 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>How sentence pairs are encoded (never <see cref="PairEncoding.Auto"/>).</summary>
     public PairEncoding PairEncoding { get; }
 
-    /// <summary>
-    /// Wraps <paramref name="encoder"/> (which this model now owns) with a fresh head; a
-    /// <see cref="PairEncoding.BiEncoder"/> head reads four pooled vectors per row.
-    /// </summary>
-    public PeftModel(BertModel encoder, int numOutputs, Pooling pooling = Pooling.Auto, double headDropout = 0.1,
-        PairEncoding pairEncoding = PairEncoding.CrossEncoder) : base("model")
+    private readonly PeftMethodConfig _method;
+
+    // Wraps the encoder (which this model now owns) with a fresh head; a bi-encoder head reads four pooled vectors.
+    private PeftModel(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling, double headDropout,
+        PairEncoding pairEncoding) : base("model")
     {
+        _method = method;
         if (numOutputs < 1) throw new ArgumentOutOfRangeException(nameof(numOutputs));
         bert = encoder;
         Pooling = pooling == Pooling.Auto ? (encoder.HasPooler ? Pooling.Pooler : Pooling.Mean) : pooling;
@@ -75,9 +76,9 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         double headDropout = 0.1, PairEncoding pairEncoding = PairEncoding.CrossEncoder)
     {
         method.Validate();
-        var model = new PeftModel(encoder, numOutputs, pooling, headDropout, pairEncoding);
+        var model = new PeftModel(encoder, method, numOutputs, pooling, headDropout, pairEncoding);
         method.Attach(model);
-        model.ApplyTrainability(method);
+        model.ApplyTrainability();
         return model;
     }
 
@@ -89,8 +90,50 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         double headDropout, PairEncoding pairEncoding)
     {
         var model = Create(encoder, method, numOutputs, pooling, headDropout, pairEncoding);
-        method.PrepareForInference(model);
+        model.PrepareForInference();
         return model;
+    }
+
+    /// <summary>The method attached to this model. The model owns it: attaching, the inference form, merging and
+    /// casting go through the model, so the two never drift apart.</summary>
+    internal PeftMethodConfig Method => _method;
+
+    /// <summary>The method's inference form (e.g. prefixes with their reparameterisation folded away).</summary>
+    internal void PrepareForInference() => _method.PrepareForInference(this);
+
+    /// <summary>Folds the method's update into the base weights when it can; false when the method cannot merge.</summary>
+    internal bool Merge() => _method.Merge(this);
+
+    /// <summary>Casts every weight to <paramref name="type"/> (bf16 compute, float32 for merging and saving).
+    /// Replaces the parameter objects: look them up again after.</summary>
+    internal void CastTo(ScalarType type) => this.to(type);
+
+    /// <summary>Float32 copies of the tensors that trained (the method's and the head's), by their full names.</summary>
+    internal Dictionary<string, Tensor> CopyTrainedTensors()
+    {
+        using var _ = no_grad();
+        return named_parameters()
+            .Where(p => IsHeadParameter(p.name) || _method.IsTrainable(p.name))
+            .ToDictionary(p => p.name, p => p.parameter.detach().cpu().to(ScalarType.Float32).clone());
+    }
+
+    /// <summary>Copies saved tensors (from <see cref="CopyTrainedTensors"/>) into the model, checking names and shapes.</summary>
+    internal void LoadTrainedTensors(IReadOnlyDictionary<string, Tensor> trained)
+    {
+        var parameters = named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var missing = trained.Keys.Where(k => !parameters.ContainsKey(k)).ToList();
+        if (missing.Count > 0)
+            throw new MLNet.PeftModelFormatException(
+                $"The saved model holds tensors its method does not create: {string.Join(", ", missing.Take(5))}.");
+        using var _ = no_grad();
+        foreach (var (name, t) in trained)
+        {
+            var p = parameters[name];
+            if (!p.shape.SequenceEqual(t.shape))
+                throw new MLNet.PeftModelFormatException($"Saved tensor '{name}' has shape [{string.Join(",", t.shape)}], " +
+                    $"the model expects [{string.Join(",", p.shape)}].");
+            p.copy_(t);
+        }
     }
 
     /// <summary>The encoder.</summary>
@@ -173,11 +216,18 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         return (trainable, total);
     }
 
-    /// <summary>Freezes everything, then unfreezes what <paramref name="method"/> trains plus the head.</summary>
-    internal void ApplyTrainability(PeftMethodConfig method)
+    /// <summary>Freezes everything, then unfreezes what the method trains plus the head.</summary>
+    internal void ApplyTrainability()
     {
         foreach (var (name, p) in named_parameters())
-            p.requires_grad = IsHeadParameter(name) || method.IsTrainable(name);
+            p.requires_grad = IsHeadParameter(name) || _method.IsTrainable(name);
+    }
+
+    /// <summary>Freezes every weight: a model that only scores.</summary>
+    internal void Freeze()
+    {
+        eval();
+        foreach (var (_, p) in named_parameters()) p.requires_grad = false;
     }
 
     /// <summary>True for the task head's parameters (<c>classifier.*</c>), which always train.</summary>

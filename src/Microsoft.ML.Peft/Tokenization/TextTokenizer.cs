@@ -169,42 +169,10 @@ public abstract partial class TextTokenizer
             throw new ArgumentException($"The second list has {second.Count} texts but the first has {first.Count}.", nameof(second));
         }
         CheckMaxLength(maxLength, pair);
-
-        int n = first.Count;
-        var rowsA = new IReadOnlyList<int>[n];
-        var rowsB = pair ? new IReadOnlyList<int>[n] : null;
-        var keptA = new int[n];
-        var keptB = new int[n];
-        var lengths = new int[n];
-        int specials = pair ? SpecialTokenCountPair : SpecialTokenCountSingle;
-        int seqLen = 0;
-        for (int i = 0; i < n; i++)
-        {
-            (rowsA[i], keptA[i], IReadOnlyList<int> b, keptB[i]) = EncodeRow(first[i], pair ? second![i] : null, pair, maxLength);
-            if (rowsB is not null)
-            {
-                rowsB[i] = b;
-            }
-            lengths[i] = keptA[i] + keptB[i] + specials;
-            seqLen = Math.Max(seqLen, lengths[i]);
-        }
-
-        long total = (long)n * seqLen;
-        var ids = new long[total];
-        var mask = new long[total];
-        var types = new long[total];
-        if (PadTokenId != 0)
-        {
-            Array.Fill(ids, PadTokenId);
-        }
-        for (int i = 0; i < n; i++)
-        {
-            int offset = i * seqLen;
-            WriteRow<long>(ids.AsSpan(offset, seqLen), types.AsSpan(offset, seqLen), rowsA[i], keptA[i],
-                rowsB is null ? Array.Empty<int>() : rowsB[i], keptB[i], pair);
-            mask.AsSpan(offset, lengths[i]).Fill(1);
-        }
-        return new TokenBatch(ids, mask, types, n, seqLen, lengths);
+        var rows = new TokenizedText[first.Count];
+        for (int i = 0; i < rows.Length; i++)
+            rows[i] = pair ? EncodePair(first[i], second![i], maxLength) : EncodeSingle(first[i], maxLength);
+        return TokenBatch.FromRows(rows, PadTokenId);
     }
 
     /// <summary>

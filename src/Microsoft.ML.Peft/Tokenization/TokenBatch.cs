@@ -37,6 +37,37 @@ public sealed class TokenBatch
         Lengths = lengths;
     }
 
+    /// <summary>
+    /// Pads <paramref name="rows"/> to the longest one: the single padding routine behind
+    /// <see cref="TextTokenizer.EncodeBatch"/>, training batches and scoring batches.
+    /// </summary>
+    internal static TokenBatch FromRows(IReadOnlyList<TokenizedText> rows, int padTokenId)
+    {
+        int n = rows.Count, length = 0;
+        foreach (var row in rows) length = Math.Max(length, row.Length);
+        var ids = new long[(long)n * length];
+        var mask = new long[ids.Length];
+        var types = new long[ids.Length];
+        var lengths = new int[n];
+        if (padTokenId != 0) Array.Fill(ids, padTokenId);
+        for (int r = 0; r < n; r++)
+        {
+            var row = rows[r];
+            int offset = r * length;
+            for (int i = 0; i < row.Length; i++)
+            {
+                ids[offset + i] = row.InputIds[i];
+                types[offset + i] = row.TokenTypeIds[i];
+            }
+            mask.AsSpan(offset, row.Length).Fill(1);
+            lengths[r] = row.Length;
+        }
+        return new TokenBatch(ids, mask, types, n, length, lengths);
+    }
+
+    /// <summary>Number of real (unpadded) tokens in the batch.</summary>
+    internal long RealTokens => Lengths.Sum(l => (long)l);
+
     /// <summary>Token ids, [BatchSize, SequenceLength] row-major; padding uses the tokenizer's pad id.</summary>
     public long[] InputIds { get; }
 

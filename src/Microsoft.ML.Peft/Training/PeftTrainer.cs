@@ -1,3 +1,4 @@
+using Microsoft.ML.Peft.Inference;
 using Microsoft.ML.Peft.Methods;
 using Microsoft.ML.Peft.Modeling;
 using TorchSharp;
@@ -15,12 +16,16 @@ internal sealed class PeftTrainer : ITrainingProbe
     private readonly PeftModel _model;
     private readonly PeftMethodConfig _method;
     private readonly TrainingSettings _s;
-    private readonly long _padId;
+    private readonly int _padId;
     private readonly Device _device;
+    private readonly TorchScorer _validationScorer;
 
-    public PeftTrainer(PeftModel model, PeftMethodConfig method, TrainingSettings settings, long padId, Device device)
+    /// <summary>Trains <paramref name="model"/> with the method attached to it.</summary>
+    public PeftTrainer(PeftModel model, TrainingSettings settings, int padId, Device device)
     {
-        _model = model; _method = method; _s = settings; _padId = padId; _device = device;
+        _model = model; _method = model.Method; _s = settings; _padId = padId; _device = device;
+        // Validation scores through the same engine as the finished stage (threads: the training scope's).
+        _validationScorer = new TorchScorer(model, settings.BatchSize, settings.TokenBudget, padId, device);
     }
 
     public string MetricName => _s.Task == PeftTask.Classification ? "accuracy" : "rmse";
@@ -43,7 +48,7 @@ internal sealed class PeftTrainer : ITrainingProbe
         using var masters = new MasterWeights(trainable.Select(p => p.Parameter).ToList(), mixed);
         if (mixed)
         {
-            _model.to(_s.ComputeType); // replaces the parameter objects: look them up again
+            _model.CastTo(_s.ComputeType); // replaces the parameter objects: look them up again
             trainable = _model.TrainableParameters().ToList();
             masters.Bind(trainable.Select(p => p.Parameter).ToList());
         }
@@ -93,8 +98,9 @@ internal sealed class PeftTrainer : ITrainingProbe
                     double lr = lastRate = _s.LearningRate * factor;
                     using (var scope = NewDisposeScope())
                     {
-                        var (ids, mask, types, real) = Collator.Collate(train, batch, _padId, _device);
-                        var output = _model.forward(ids, mask, types).to(ScalarType.Float32);
+                        var input = PaddedBatch.Collate(batch.Select(i => train[i].Row).ToArray(), _padId, _device);
+                        var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds)
+                            .to(ScalarType.Float32);
                         var loss = Loss(output, batch.Select(i => train[i].Label).ToArray());
                         if (_method.ExtraLoss(_model) is { } extra) loss = loss + extra;
                         optimizer.ZeroGrad();
@@ -110,7 +116,7 @@ internal sealed class PeftTrainer : ITrainingProbe
                         double l = loss.item<float>();
                         if (!double.IsFinite(l)) throw new InvalidOperationException($"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");
                         runningLoss = double.IsNaN(runningLoss) ? l : 0.9 * runningLoss + 0.1 * l;
-                        tokens += real;
+                        tokens += input.RealTokens;
                     }
                     step++;
                     epochSteps++;
@@ -150,7 +156,7 @@ internal sealed class PeftTrainer : ITrainingProbe
             if (mixed)
             {
                 // Back to float32 from the float32 copies, not from the bf16-rounded weights, so merging and saving are exact.
-                _model.to(ScalarType.Float32);
+                _model.CastTo(ScalarType.Float32);
                 using var _ = no_grad();
                 var byName = _model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
                 foreach (var (name, t) in frozen!) byName[name].copy_(t);
@@ -173,8 +179,8 @@ internal sealed class PeftTrainer : ITrainingProbe
         {
             if (run == maxBatches) break;
             using var scope = NewDisposeScope();
-            var (ids, mask, types, _) = Collator.Collate(rows, batch, _padId, _device);
-            var output = _model.forward(ids, mask, types).to(ScalarType.Float32);
+            var input = PaddedBatch.Collate(batch.Select(i => rows[i].Row).ToArray(), _padId, _device);
+            var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds).to(ScalarType.Float32);
             Loss(output, batch.Select(i => rows[i].Label).ToArray()).backward();
             _model.bert.encoder.ThrowIfBackwardFailed();
             run++;
@@ -229,27 +235,22 @@ internal sealed class PeftTrainer : ITrainingProbe
     /// <summary>Accuracy with the mean cross-entropy (classification), or RMSE with NaN (regression), on <paramref name="rows"/>.</summary>
     private (double Metric, double Loss) Score(IReadOnlyList<Example> rows)
     {
-        var outputs = Predictor.Predict(_model, rows, _s.BatchSize, _s.TokenBudget, _padId, _device, softmax: false);
+        var outputs = _validationScorer.Score(rows.Select(r => r.Row).ToArray());
         if (_s.Task == PeftTask.Classification)
         {
             int correct = 0;
             double crossEntropy = 0;
             for (int i = 0; i < rows.Count; i++)
             {
-                var o = outputs[i];
-                int arg = 0;
-                for (int k = 1; k < o.Length; k++) if (o[k] > o[arg]) arg = k;
-                if (arg == (int)rows[i].Label) correct++;
-                // -log softmax(o)[label], shifted by the largest logit so that exp cannot overflow.
-                double sum = 0;
-                for (int k = 0; k < o.Length; k++) sum += Math.Exp(o[k] - o[arg]);
-                crossEntropy += o[arg] + Math.Log(sum) - o[(int)rows[i].Label];
+                int label = (int)rows[i].Label;
+                if (HeadOutputs.ArgMax(outputs[i]) == label) correct++;
+                crossEntropy += HeadOutputs.CrossEntropy(outputs[i], label);
             }
             return (correct / (double)rows.Count, crossEntropy / rows.Count);
         }
         double se = 0;
         for (int i = 0; i < rows.Count; i++) se += Math.Pow(outputs[i][0] - rows[i].Label, 2);
-        return (Math.Sqrt(se / rows.Count) * _s.RegressionScale, double.NaN);
+        return (_s.Labels.ErrorToLabelUnits(Math.Sqrt(se / rows.Count)), double.NaN);
     }
 
     // Best-epoch snapshots hold the optimizer's weights (the float32 masters in bf16 mode), then flow down to the model.

@@ -27,8 +27,8 @@ internal sealed record TrainingSettings
     public int Seed { get; init; }
     public int LogEverySteps { get; init; } = 20;
     public PeftTask Task { get; init; }
-    /// <summary>Regression targets are standardised; RMSE is reported in the original units by multiplying with this.</summary>
-    public double RegressionScale { get; init; } = 1;
+    /// <summary>How regression targets were standardised: RMSE is reported in label units through it.</summary>
+    internal Inference.LabelScaler Labels { get; init; } = Inference.LabelScaler.Identity;
     /// <summary>Forward/backward tensor type; BFloat16 trains with float32 master weights.</summary>
     public TorchSharp.torch.ScalarType ComputeType { get; init; } = TorchSharp.torch.ScalarType.Float32;
 }

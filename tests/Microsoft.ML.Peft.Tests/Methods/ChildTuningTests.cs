@@ -70,7 +70,7 @@ public sealed class ChildTuningTests
         var start = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
         // Weight decay on, as by default: AdamW would shrink masked-out weights unless the method puts them back.
         var settings = new TrainingSettings { BatchSize = 16, Epochs = 2, LearningRate = 1e-2, WeightDecay = 0.1, Seed = 1, Task = PeftTask.Classification };
-        new PeftTrainer(model, config, settings, 0, torch.CPU).Train(Training.TrainerTests.Synthetic(96, 1), null, null, () => { }, default);
+        new PeftTrainer(model, settings, 0, torch.CPU).Train(Training.TrainerTests.Synthetic(96, 1), null, null, () => { }, default);
 
         var masks = config.Mask!.Masks();
         long kept = 0, changedInside = 0, total = 0;

@@ -1,4 +1,5 @@
 using Microsoft.ML.Peft.BaseModels;
+using Microsoft.ML.Peft.Methods.LinearProbe;
 using Microsoft.ML.Peft.Methods.Lora;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Modeling;
@@ -24,7 +25,8 @@ public sealed class PairEncodingTests
     public void BiEncoderEncodesEachSentenceAloneAndCombinesThem()
     {
         torch.manual_seed(5);
-        using var model = new PeftModel(new BertModel(BertModelTests.Tiny()), 3, Pooling.Mean, 0.0, PairEncoding.BiEncoder);
+        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LinearProbeConfig(), 3, Pooling.Mean, 0.0,
+            PairEncoding.BiEncoder);
         model.eval();
         // Two collated pairs, [CLS]=2 a [SEP]=3 b [SEP]=3, the second shorter and padded with 0.
         long[] row1 = [2, 7, 9, 3, 11, 12, 13, 3], types1 = [0, 0, 0, 0, 1, 1, 1, 1];

@@ -1,3 +1,5 @@
+using Microsoft.ML.Peft.Inference;
+using Microsoft.ML.Peft.Tokenization;
 using Microsoft.ML.Peft.Methods.Lora;
 using Microsoft.ML.Peft.Modeling;
 using Microsoft.ML.Peft.Tests.Modeling;
@@ -71,13 +73,13 @@ public sealed class TrainerTests
         for (int i = 0; i < n; i++)
         {
             int len = rng.Next(4, 10);
-            var ids = new long[len + 2];
+            var ids = new int[len + 2];
             ids[0] = 2; ids[^1] = 3;
             for (int t = 1; t <= len; t++) ids[t] = rng.Next(10, 40);
             int a = rng.Next(1, len + 1), b;
             do b = rng.Next(1, len + 1); while (b == a);
             ids[a] = 5; ids[b] = 6;
-            rows.Add(new Example(ids, new long[ids.Length], a < b ? 1 : 0));
+            rows.Add(new Example(new TokenizedText(ids, new int[ids.Length], len, 0), a < b ? 1 : 0));
         }
         return rows;
     }
@@ -88,7 +90,7 @@ public sealed class TrainerTests
         torch.manual_seed(11);
         using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig { Rank = 4, TargetModules = [LoraConfig.AllLinear], Dropout = 0 }, 2, Pooling.Cls, 0);
         var settings = new TrainingSettings { BatchSize = 16, Epochs = 8, LearningRate = 5e-3, Seed = 1, Task = PeftTask.Classification, WarmupRatio = 0.05 };
-        var trainer = new PeftTrainer(model, new LoraConfig(), settings, 0, torch.CPU);
+        var trainer = new PeftTrainer(model, settings, 0, torch.CPU);
         var train = Synthetic(400, 1);
         var valid = Synthetic(100, 2);
         double before = trainer.Evaluate(valid);
@@ -106,10 +108,10 @@ public sealed class TrainerTests
     {
         torch.manual_seed(13);
         using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig { Rank = 4 }, 2, Pooling.Cls, 0);
-        var trainer = new PeftTrainer(model, new LoraConfig(), new TrainingSettings { BatchSize = 16, Epochs = 6, LearningRate = 2e-3, Seed = 1, Task = PeftTask.Classification }, 0, torch.CPU);
+        var trainer = new PeftTrainer(model, new TrainingSettings { BatchSize = 16, Epochs = 6, LearningRate = 2e-3, Seed = 1, Task = PeftTask.Classification }, 0, torch.CPU);
         // One text with a 90% prior for class 1: every epoch that predicts class 1 is right on all the validation rows,
         // and each one moves the probability closer to the prior, lowering the cross-entropy.
-        static Example Row(int label) => new([2, 10, 11, 3], new long[4], label);
+        static Example Row(int label) => new(new TokenizedText([2, 10, 11, 3], new int[4], 2, 0), label);
         var train = Enumerable.Range(0, 200).Select(i => Row(i % 10 == 0 ? 0 : 1)).ToList();
         var valid = Enumerable.Range(0, 40).Select(_ => Row(1)).ToList();
         var reports = new List<TrainingProgress>();
@@ -125,7 +127,7 @@ public sealed class TrainerTests
     {
         torch.manual_seed(12);
         using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig(), 2);
-        var trainer = new PeftTrainer(model, new LoraConfig(), new TrainingSettings { Epochs = 50, BatchSize = 4, Task = PeftTask.Classification }, 0, torch.CPU);
+        var trainer = new PeftTrainer(model, new TrainingSettings { Epochs = 50, BatchSize = 4, Task = PeftTask.Classification }, 0, torch.CPU);
         using var cts = new CancellationTokenSource();
         int steps = 0;
         Assert.ThrowsExactly<OperationCanceledException>(() =>

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Peft.Training;
+namespace Microsoft.ML.Peft.Inference;
 
 /// <summary>
 /// Groups rows into batches of similar length so padding stays small: shuffled windows of many batches are
