@@ -156,7 +156,7 @@ public sealed class PeftSweep
     /// Replaces training with a custom evaluation of a point (for tests, or to train something else); it must honour
     /// the token. <c>SetDataset</c> is then optional.
     /// </summary>
-    public PeftSweep SetTrialEvaluation(Func<TrialParameters, CancellationToken, TrialOutcome> evaluate)
+    internal PeftSweep SetTrialEvaluation(Func<TrialParameters, CancellationToken, TrialOutcome> evaluate)
     {
         ArgumentNullException.ThrowIfNull(evaluate);
         _settings = _settings with { Evaluate = (p, _, ct) => evaluate(p, ct) };
@@ -167,7 +167,7 @@ public sealed class PeftSweep
     /// As <see cref="SetTrialEvaluation(Func{TrialParameters, CancellationToken, TrialOutcome})"/>, with a reporter for
     /// per-epoch validation losses so that successive halving can stop the trial.
     /// </summary>
-    public PeftSweep SetTrialEvaluation(
+    internal PeftSweep SetTrialEvaluation(
         Func<TrialParameters, TrialReporter, CancellationToken, TrialOutcome> evaluate)
     {
         ArgumentNullException.ThrowIfNull(evaluate);
