@@ -278,7 +278,7 @@ public sealed class PeftSweep
         return await run.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    // Test hooks, kept here for the tests that reach the phases through the sweep.
+    // The tests reach these through the sweep, whose settings RefitConfigurations needs; the logic is in the phases.
     internal static bool TrainedWorse(PeftMetric metric, double refitMetric, double trialMetric) =>
         RefitPhase.TrainedWorse(metric, refitMetric, trialMetric);
 
