@@ -11,7 +11,7 @@ namespace Microsoft.ML.Peft.MLNet;
 /// The spans are valid only during the hook call; values a hook keeps must be copied. Output vectors written into
 /// the output spans are deep-copied when a consumer reads them, so a hook may reuse their arrays from batch to batch.
 /// </remarks>
-public sealed class PeftBatch
+internal sealed class PeftBatch
 {
     private readonly ColumnBuffer[] _inputs;
     private readonly ColumnBuffer[] _outputs;

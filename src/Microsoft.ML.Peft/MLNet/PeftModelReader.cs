@@ -8,7 +8,7 @@ namespace Microsoft.ML.Peft.MLNet;
 /// What a <see cref="PeftTransformerBase"/> loader gets back from the saved header: the common settings, the options
 /// JSON and checked access to the named binary streams. Valid only while the loader runs.
 /// </summary>
-public sealed class PeftModelReader
+internal sealed class PeftModelReader
 {
     private readonly ModelLoadContext _ctx;
     private readonly string _owner;

@@ -10,7 +10,7 @@ namespace Microsoft.ML.Peft.MLNet;
 /// <see cref="MinimumReaderVersion"/> the oldest code version able to read it; <see cref="OldestReadableVersion"/>
 /// the oldest format this code reads. Conventionally 0x00010001, 0x00010002, ...
 /// </remarks>
-public sealed class PeftModelSignature
+internal sealed class PeftModelSignature
 {
     /// <summary>Creates a signature.</summary>
     /// <param name="loaderSignature">Name the loadable class is registered under; 1 to 24 ASCII characters, unique.</param>

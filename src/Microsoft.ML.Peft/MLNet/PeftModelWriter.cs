@@ -8,7 +8,7 @@ namespace Microsoft.ML.Peft.MLNet;
 /// header) and writes named binary streams (weights, tokenizer files, ...) into the model's folder of the .zip.
 /// Each stream's length and SHA-256 go into the header, and loading checks them.
 /// </summary>
-public sealed class PeftModelWriter
+internal sealed class PeftModelWriter
 {
     internal static readonly JsonSerializerOptions JsonOptions = new() { IncludeFields = true };
 

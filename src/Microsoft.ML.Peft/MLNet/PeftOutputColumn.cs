@@ -6,7 +6,7 @@ namespace Microsoft.ML.Peft.MLNet;
 /// Describes one column that a <see cref="PeftTransformerBase"/> adds to its input: name, type and annotations
 /// (for example SlotNames on a score vector, KeyValues on a predicted-label key).
 /// </summary>
-public sealed class PeftOutputColumn
+internal sealed class PeftOutputColumn
 {
     /// <summary>Creates an output column description.</summary>
     /// <param name="name">Column name. A column of the same name in the input is hidden, as ML.NET does.</param>

@@ -96,7 +96,51 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// <summary>The task this stage was trained for.</summary>
     public PeftTask Task => _saved.Task;
 
-    internal PeftModel Model => _model;
+    /// <summary>
+    /// The model this stage scores with: the trained encoder (<see cref="PeftModel.Encoder"/>, Hugging Face module
+    /// names) with the method attached (merged into the weights when <see cref="IsMerged"/>) and the task head. It is
+    /// the live module, in eval mode with every weight frozen: use it to run the encoder yourself (embeddings, other
+    /// heads), not to change it, since the stage keeps scoring with it.
+    /// </summary>
+    public PeftModel Model => _model;
+
+    /// <summary>
+    /// Float32 copies of every weight of the merged model under the names of a plain Hugging Face
+    /// <c>BertForSequenceClassification</c> (<c>bert.encoder.layer.0.attention.self.query.weight</c>, ...,
+    /// <c>classifier.weight</c>): the base graph's shape with the method folded in, as <c>peft</c>'s
+    /// <c>merge_and_unload</c> gives. Values are the scoring precision's (bf16-rounded when the stage scores in bf16).
+    /// The caller owns the tensors.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The stage is not merged: its method adds computation the base graph
+    /// lacks (adapters, prefixes, prompts, QLoRA's 4-bit base), or it was trained with
+    /// <see cref="PeftTextOptions.MergeForScoring"/> off.</exception>
+    public Dictionary<string, Tensor> GetMergedWeights()
+    {
+        if (!IsMerged)
+            throw new NotSupportedException($"This stage's {_model.Method.MethodName} weights are not merged into the base "
+                + "(the method cannot merge, or MergeForScoring was off), so it has no plain-encoder form. Use Model to "
+                + "run it as it is.");
+        using var _ = no_grad();
+        // The names a plain encoder of this configuration has, with the head's: method modules fall outside them.
+        var wanted = new HashSet<string>(StringComparer.Ordinal);
+        using (var bare = new BertModel(_model.Encoder.Config, _model.Encoder.HasPooler))
+            foreach (var name in bare.state_dict().Keys) wanted.Add("bert." + name);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, tensor) in _model.state_dict())
+        {
+            string plain = name.Replace(".base_layer.", ".", StringComparison.Ordinal);
+            if (wanted.Contains(plain) || PeftModel.IsHeadParameter(plain))
+                result[plain] = tensor.detach().cpu().to(ScalarType.Float32).clone();
+        }
+        var missing = wanted.Where(n => !result.ContainsKey(n)).ToList();
+        if (missing.Count > 0)
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw new NotSupportedException($"The merged model lacks {missing.Count} weight(s) of the plain encoder, e.g. " +
+                $"'{missing[0]}': this method's merged form is not a plain encoder.");
+        }
+        return result;
+    }
     internal TextTokenizer Tokenizer => _tokenizer;
 
     private protected override PeftModelSignature ModelSignature => Signature;

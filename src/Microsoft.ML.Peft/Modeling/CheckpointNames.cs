@@ -7,7 +7,7 @@ namespace Microsoft.ML.Peft.Modeling;
 /// prefixes (<c>bert.</c>, <c>roberta.</c>, <c>distilbert.</c>), renames old LayerNorm <c>gamma</c>/<c>beta</c>,
 /// and renames DistilBERT's modules (<c>transformer.layer.N.attention.q_lin</c> → <c>encoder.layer.N.attention.self.query</c>).
 /// </summary>
-public static partial class CheckpointNames
+internal static partial class CheckpointNames
 {
     private static readonly (Regex From, string To)[] DistilBertRules =
     [

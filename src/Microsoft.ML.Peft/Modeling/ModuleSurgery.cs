@@ -13,7 +13,7 @@ namespace Microsoft.ML.Peft.Modeling;
 /// (TorchSharp's <c>RegisterComponents</c> convention), so a swap updates both the field that <c>forward</c>
 /// reads and the registration that <c>named_parameters</c>/<c>state_dict</c> walk.
 /// </remarks>
-public static class ModuleSurgery
+internal static class ModuleSurgery
 {
     private static readonly FieldInfo SubmodulesField = typeof(nn.Module)
         .GetField("_internal_submodules", BindingFlags.NonPublic | BindingFlags.Instance)

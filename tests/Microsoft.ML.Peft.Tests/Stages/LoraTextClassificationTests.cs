@@ -2,7 +2,10 @@ using Microsoft.ML.Peft.Testing;
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Peft.Methods.Full;
 using Microsoft.ML.Peft.Methods.Lora;
+using Microsoft.ML.Peft.Modeling;
+using TorchSharp;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Tests.MLNet;
 
@@ -169,6 +172,43 @@ public sealed class LoraTextClassificationTests
         var scored = _ml.Data.CreateEnumerable<ScoredRow>(_model.Transform(StageTestData.Load(_ml, rows)), reuseRowObject: false).ToList();
         Assert.HasCount(3, scored);
         foreach (var r in scored) Assert.AreEqual(1f, r.Score.Sum(), 1e-4f);
+    }
+
+    [TestMethod]
+    public void MergedWeightsArePlainBertWeightsThatScoreLikeTheStage()
+    {
+        var stage = Stage(_model);
+        var weights = stage.GetMergedWeights();
+        try
+        {
+            Assert.IsTrue(weights.ContainsKey("bert.encoder.layer.0.attention.self.query.weight"));
+            Assert.IsTrue(weights.ContainsKey("classifier.weight"));
+            Assert.IsFalse(weights.Keys.Any(k => k.Contains("lora_") || k.Contains("base_layer")),
+                string.Join(", ", weights.Keys.Where(k => k.Contains("lora_") || k.Contains("base_layer")).Take(3)));
+            // A plain encoder + head (full fine-tuning attaches nothing) loaded with them scores as the stage does.
+            var encoder = stage.Model.Encoder;
+            using var plain = PeftModel.Create(new BertModel(encoder.Config, encoder.HasPooler), new FullFineTuningConfig(),
+                2, stage.Model.Pooling, 0.0);
+            var (_, unexpected) = plain.load_state_dict(weights, strict: true);
+            Assert.IsEmpty(unexpected);
+            plain.to(stage.Model.classifier.weight!.dtype);
+            plain.eval();
+            string[] texts = ["I do not really love this movie", "We do simply adore this book", "They do hate this car"];
+            using var batch = torch.NewDisposeScope();
+            var (ids, mask, types) = stage.Tokenizer.EncodeBatch(texts, null, 32).ToTensors();
+            using var noGrad = torch.no_grad();
+            var expected = plain.forward(ids, mask, types).to(torch.ScalarType.Float32).softmax(-1).data<float>().ToArray();
+            var rows = texts.Select(t => new TextRow { Label = "positive", Text = t }).ToList();
+            var scored = _ml.Data.CreateEnumerable<ScoredRow>(_model.Transform(StageTestData.Load(_ml, rows)),
+                reuseRowObject: false).ToList();
+            for (int i = 0; i < texts.Length; i++)
+                for (int c = 0; c < 2; c++)
+                    Assert.AreEqual(expected[i * 2 + c], scored[i].Score[c], 2e-3f, $"row {i} class {c}");
+        }
+        finally
+        {
+            foreach (var t in weights.Values) t.Dispose();
+        }
     }
 
     public sealed class ScoredRow
