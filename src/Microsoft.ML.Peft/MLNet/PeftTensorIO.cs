@@ -7,7 +7,7 @@ namespace Microsoft.ML.Peft.MLNet;
 /// Writes and reads one TorchSharp tensor (any dtype, any shape) in a small self-describing binary form, for
 /// <see cref="PeftModelWriter.WriteStream"/> / <see cref="PeftModelReader.ReadStream"/>.
 /// </summary>
-public static class PeftTensorIO
+internal static class PeftTensorIO
 {
     private const int Magic = 0x4E455450; // "PTEN", little-endian
     private const int Version = 1;
