@@ -13,7 +13,10 @@ namespace Microsoft.ML.Peft.BaseModels;
 /// <remarks>
 /// Written here rather than taken from TorchSharp.PyBridge so that a cache file can carry a SHA-256 of its data in
 /// <c>__metadata__</c> and be verified while it is read, tensors are read straight into their storage (no intermediate
-/// array), and every structural defect comes out as <see cref="InvalidDataException"/>.
+/// array), and every structural defect comes out as <see cref="InvalidDataException"/>. It is the one
+/// implementation for every tensor file the library touches (weight cache, Hugging Face checkpoints, the tensors in a
+/// model zip), so the zip's entries carry the same checksum; zips written before that (by TorchSharp.PyBridge, no
+/// metadata) are plain safetensors and read the same way.
 /// </remarks>
 internal static class SafeTensors
 {
@@ -26,11 +29,13 @@ internal static class SafeTensors
     public sealed record Entry(string Name, string DType, long[] Shape, long Begin, long End);
 
     /// <summary>A parsed header: entries in file order, metadata, and where the data section starts.</summary>
-    public sealed record Header(List<Entry> Entries, Dictionary<string, string> Metadata, long DataStart, long DataLength);
+    public sealed record Header(List<Entry> Entries, Dictionary<string, string> Metadata, long DataStart,
+                                long DataLength);
 
     public static string ToDType(ScalarType type) => type switch
     {
-        ScalarType.Float32 => "F32", ScalarType.Float16 => "F16", ScalarType.BFloat16 => "BF16", ScalarType.Float64 => "F64",
+        ScalarType.Float32 => "F32", ScalarType.Float16 => "F16", ScalarType.BFloat16 => "BF16",
+        ScalarType.Float64 => "F64",
         ScalarType.Int64 => "I64", ScalarType.Int32 => "I32", ScalarType.Int16 => "I16", ScalarType.Int8 => "I8",
         ScalarType.Byte => "U8", ScalarType.Bool => "BOOL",
         _ => throw new NotSupportedException($"safetensors: tensor type {type} is not supported."),
@@ -38,7 +43,8 @@ internal static class SafeTensors
 
     public static ScalarType FromDType(string dtype) => dtype switch
     {
-        "F32" => ScalarType.Float32, "F16" => ScalarType.Float16, "BF16" => ScalarType.BFloat16, "F64" => ScalarType.Float64,
+        "F32" => ScalarType.Float32, "F16" => ScalarType.Float16, "BF16" => ScalarType.BFloat16,
+        "F64" => ScalarType.Float64,
         "I64" => ScalarType.Int64, "I32" => ScalarType.Int32, "I16" => ScalarType.Int16, "I8" => ScalarType.Int8,
         "U8" => ScalarType.Byte, "BOOL" => ScalarType.Bool,
         _ => throw new InvalidDataException($"safetensors: dtype '{dtype}' is not supported."),
@@ -54,7 +60,8 @@ internal static class SafeTensors
     /// Writes <paramref name="tensors"/> (CPU tensors; others are copied to the CPU) in the given order, adding the
     /// SHA-256 of the data section to the metadata under <see cref="DataHashKey"/>.
     /// </summary>
-    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, Tensor>> tensors,
+                             IReadOnlyDictionary<string, string>? metadata = null)
     {
         using var scope = NewDisposeScope();
         var list = new List<(string Name, Tensor Tensor)>();
@@ -116,20 +123,27 @@ internal static class SafeTensors
         long total = stream.CanSeek ? stream.Length : -1;
         Span<byte> prefix = stackalloc byte[8];
         try { stream.ReadExactly(prefix); }
-        catch (EndOfStreamException) { throw new InvalidDataException($"safetensors file '{source}' is truncated (no header)."); }
+        catch (EndOfStreamException)
+        {
+            throw new InvalidDataException($"safetensors file '{source}' is truncated (no header).");
+        }
         ulong headerLength = BitConverter.ToUInt64(prefix);
         if (headerLength == 0 || headerLength > MaxHeaderBytes || (total >= 0 && (long)headerLength > total - 8))
             throw new InvalidDataException($"safetensors file '{source}' has an invalid header length {headerLength}.");
         var headerBytes = new byte[headerLength];
         try { stream.ReadExactly(headerBytes); }
-        catch (EndOfStreamException) { throw new InvalidDataException($"safetensors file '{source}' is truncated (header)."); }
+        catch (EndOfStreamException)
+        {
+            throw new InvalidDataException($"safetensors file '{source}' is truncated (header).");
+        }
 
         var entries = new List<Entry>();
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         try
         {
             using var doc = JsonDocument.Parse(headerBytes);
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException("header is not a JSON object");
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException("header is not a JSON object");
             foreach (var p in doc.RootElement.EnumerateObject())
             {
                 if (p.Name == "__metadata__")
@@ -141,12 +155,15 @@ internal static class SafeTensors
                 }
                 string dtype = p.Value.GetProperty("dtype").GetString() ?? "";
                 long[] shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                long[] offsets = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                if (offsets.Length != 2) throw new InvalidDataException($"tensor '{p.Name}' has {offsets.Length} data offsets");
+                long[] offsets = p.Value.GetProperty("data_offsets").EnumerateArray()
+                    .Select(e => e.GetInt64()).ToArray();
+                if (offsets.Length != 2)
+                    throw new InvalidDataException($"tensor '{p.Name}' has {offsets.Length} data offsets");
                 entries.Add(new Entry(p.Name, dtype, shape, offsets[0], offsets[1]));
             }
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or InvalidDataException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException
+                                      or FormatException or InvalidDataException)
         {
             throw new InvalidDataException($"safetensors file '{source}' has a malformed header: {e.Message}", e);
         }
@@ -158,16 +175,21 @@ internal static class SafeTensors
             long elements = 1;
             foreach (long d in e.Shape)
             {
-                if (d < 0) throw new InvalidDataException($"safetensors file '{source}': tensor '{e.Name}' has a negative dimension.");
+                if (d < 0)
+                    throw new InvalidDataException(
+                        $"safetensors file '{source}': tensor '{e.Name}' has a negative dimension.");
                 elements *= d;
             }
             long expected = elements * ElementSize(e.DType);
             if (e.Begin < 0 || e.End - e.Begin != expected)
-                throw new InvalidDataException($"safetensors file '{source}': tensor '{e.Name}' [{string.Join(",", e.Shape)}] {e.DType} spans [{e.Begin}, {e.End}), expected {expected} bytes.");
+                throw new InvalidDataException(
+                    $"safetensors file '{source}': tensor '{e.Name}' [{string.Join(",", e.Shape)}] {e.DType} " +
+                    $"spans [{e.Begin}, {e.End}), expected {expected} bytes.");
             dataLength = Math.Max(dataLength, e.End);
         }
         if (total >= 0 && dataStart + dataLength > total)
-            throw new InvalidDataException($"safetensors file '{source}' is truncated: {total} bytes, its header needs {dataStart + dataLength}.");
+            throw new InvalidDataException(
+                $"safetensors file '{source}' is truncated: {total} bytes, its header needs {dataStart + dataLength}.");
         return new Header(entries, metadata, dataStart, dataLength);
     }
 
@@ -178,18 +200,59 @@ internal static class SafeTensors
         return ReadHeader(stream, path);
     }
 
+    /// <summary>How a read treats the data checksum.</summary>
+    public enum HashCheck
+    {
+        /// <summary>Do not verify (files written by other tools carry none).</summary>
+        None,
+        /// <summary>
+        /// Verify when the file carries <see cref="DataHashKey"/> (tensors in model zips: older zips lack it).
+        /// </summary>
+        WhenRecorded,
+        /// <summary>The file must carry <see cref="DataHashKey"/> and its data must match it (cache entries).</summary>
+        Required,
+    }
+
     /// <summary>
     /// Reads every tensor (or those <paramref name="keep"/> accepts) from a safetensors file into new CPU tensors.
-    /// When <paramref name="verifyHash"/> is set, the file must carry <see cref="DataHashKey"/> and its data must match it.
+    /// When <paramref name="verifyHash"/> is set, the file must carry <see cref="DataHashKey"/> and its data must
+    /// match it.
     /// </summary>
     public static Dictionary<string, Tensor> Read(string path, bool verifyHash, Func<string, bool>? keep = null)
     {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, System.IO.FileOptions.SequentialScan);
-        var header = ReadHeader(stream, path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1,
+                                          System.IO.FileOptions.SequentialScan);
+        return Read(stream, path, verifyHash ? HashCheck.Required : HashCheck.None, keep);
+    }
+
+    /// <summary>
+    /// Reads every tensor (or those <paramref name="keep"/> accepts) from a safetensors stream positioned at its start
+    /// into new CPU tensors, in header order. A stream that cannot seek (a zip entry) is buffered first, since tensors
+    /// need not be stored in header order. <paramref name="source"/> names the stream in error messages.
+    /// </summary>
+    public static Dictionary<string, Tensor> Read(Stream stream, string source, HashCheck check,
+                                                  Func<string, bool>? keep = null)
+    {
+        if (!stream.CanSeek)
+        {
+            using var buffered = new MemoryStream();
+            stream.CopyTo(buffered);
+            buffered.Position = 0;
+            return Read(buffered, source, check, keep);
+        }
+        var header = ReadHeader(stream, source);
         string? expectedHash = null;
-        if (verifyHash && !header.Metadata.TryGetValue(DataHashKey, out expectedHash))
-            throw new InvalidDataException($"safetensors file '{path}' carries no data checksum ({DataHashKey}).");
-        if (verifyHash && keep is not null) throw new ArgumentException("Hash verification needs every tensor to be read.", nameof(keep));
+        bool verifyHash = check switch
+        {
+            HashCheck.Required => header.Metadata.TryGetValue(DataHashKey, out expectedHash)
+                ? true
+                : throw new InvalidDataException(
+                    $"safetensors file '{source}' carries no data checksum ({DataHashKey})."),
+            HashCheck.WhenRecorded => header.Metadata.TryGetValue(DataHashKey, out expectedHash),
+            _ => false,
+        };
+        if (verifyHash && keep is not null)
+            throw new ArgumentException("Hash verification needs every tensor to be read.", nameof(keep));
 
         var ordered = header.Entries.OrderBy(e => e.Begin).ToList();
         if (verifyHash)
@@ -198,7 +261,9 @@ internal static class SafeTensors
             long at = 0;
             foreach (var e in ordered)
             {
-                if (e.Begin != at) throw new InvalidDataException($"safetensors file '{path}': tensor '{e.Name}' does not follow the previous one.");
+                if (e.Begin != at)
+                    throw new InvalidDataException(
+                        $"safetensors file '{source}': tensor '{e.Name}' does not follow the previous one.");
                 at = e.End;
             }
         }
@@ -215,14 +280,18 @@ internal static class SafeTensors
                 stream.Position = header.DataStart + e.Begin;
                 var span = t.bytes;
                 try { stream.ReadExactly(span); }
-                catch (EndOfStreamException) { throw new InvalidDataException($"safetensors file '{path}' is truncated in tensor '{e.Name}'."); }
+                catch (EndOfStreamException)
+                {
+                    throw new InvalidDataException($"safetensors file '{source}' is truncated in tensor '{e.Name}'.");
+                }
                 hash?.AppendData(span);
             }
             if (hash is not null)
             {
                 string actual = Convert.ToHexStringLower(hash.GetHashAndReset());
                 if (!string.Equals(actual, expectedHash, StringComparison.OrdinalIgnoreCase))
-                    throw new InvalidDataException($"safetensors file '{path}' is corrupt: data checksum {actual} does not match the recorded {expectedHash}.");
+                    throw new InvalidDataException($"safetensors file '{source}' is corrupt: data checksum {actual} " +
+                                                   $"does not match the recorded {expectedHash}.");
             }
             // Restore header order (the HF order the writer used).
             var inHeaderOrder = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -236,19 +305,26 @@ internal static class SafeTensors
         }
     }
 
-    /// <summary>Writes a safetensors file atomically: to a temporary file in the same folder, then moved over <paramref name="path"/>.</summary>
-    public static void WriteAtomic(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>
+    /// Writes a safetensors file atomically: to a temporary file in the same folder, then moved over
+    /// <paramref name="path"/>.
+    /// </summary>
+    public static void WriteAtomic(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors,
+                                   IReadOnlyDictionary<string, string>? metadata = null)
         => AtomicFile.Write(path, s => Write(s, tensors, metadata));
 }
 
-/// <summary>Atomic file replacement: write a uniquely named temporary file next to the target, flush, then rename.</summary>
+/// <summary>
+/// Atomic file replacement: write a uniquely named temporary file next to the target, flush, then rename.
+/// </summary>
 internal static class AtomicFile
 {
     public static void Write(string path, Action<Stream> write)
     {
         string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(directory);
-        string temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        string temp = Path.Combine(directory,
+                                   $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))

@@ -7,12 +7,18 @@ namespace Microsoft.ML.Peft.MLNet;
 /// Writes and reads one TorchSharp tensor (any dtype, any shape) in a small self-describing binary form, for
 /// <see cref="PeftModelWriter.WriteStream"/> / <see cref="PeftModelReader.ReadStream"/>.
 /// </summary>
-public static class PeftTensorIO
+/// <remarks>
+/// Internal: the library's stages store tensors as safetensors (<see cref="BaseModels.SafeTensors"/>); this simpler
+/// form remains for single tensors in test stages, and should not become a second public tensor format.
+/// </remarks>
+internal static class PeftTensorIO
 {
     private const int Magic = 0x4E455450; // "PTEN", little-endian
     private const int Version = 1;
 
-    /// <summary>Writes dtype, shape and raw contents of <paramref name="tensor"/> (copied to CPU first if needed).</summary>
+    /// <summary>
+    /// Writes dtype, shape and raw contents of <paramref name="tensor"/> (copied to CPU first if needed).
+    /// </summary>
     public static void Write(BinaryWriter writer, Tensor tensor)
     {
         ArgumentNullException.ThrowIfNull(writer);
@@ -66,7 +72,8 @@ public static class PeftTensorIO
         if (result.ElementSize * elements != byteCount)
         {
             result.Dispose();
-            throw new PeftModelFormatException($"Tensor of shape [{string.Join(", ", shape)}] and dtype {dtype} cannot hold {byteCount} bytes.");
+            throw new PeftModelFormatException(
+                $"Tensor of shape [{string.Join(", ", shape)}] and dtype {dtype} cannot hold {byteCount} bytes.");
         }
         result.bytes = data;
         if (device is null || device.type == DeviceType.CPU)

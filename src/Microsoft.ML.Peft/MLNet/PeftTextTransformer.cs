@@ -262,21 +262,16 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
 
     private static void WriteTensors(BinaryWriter w, Dictionary<string, Tensor> tensors)
     {
-        using var buffer = new MemoryStream();
-        TorchSharp.PyBridge.Safetensors.SaveStateDict(buffer, tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().to(ScalarType.Float32)), leaveOpen: true);
-        w.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+        w.Flush();
+        SafeTensors.Write(w.BaseStream,
+            tensors.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.to(ScalarType.Float32))));
     }
 
     private static Dictionary<string, Tensor> ReadTensors(PeftModelReader reader, string stream)
     {
         Dictionary<string, Tensor>? result = null;
-        reader.ReadStream(stream, r =>
-        {
-            using var copy = new MemoryStream();
-            r.BaseStream.CopyTo(copy);
-            copy.Position = 0;
-            result = TorchSharp.PyBridge.Safetensors.LoadStateDict(copy, leaveOpen: true);
-        });
+        reader.ReadStream(stream,
+            r => result = SafeTensors.Read(r.BaseStream, stream, SafeTensors.HashCheck.WhenRecorded));
         return result!;
     }
 
@@ -287,7 +282,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         var reader = ReadModel(env, ctx, Signature);
         var saved = reader.ReadOptions<PeftSavedModel>();
         var method = PeftSavedModelChecks.Validate(saved, reader.EntryName);
-        var baseModel = ResolveBase(reader, saved.Base);
+        var baseModel = BaseModelResolver.Resolve(reader, saved.Base);
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var name in saved.TokenizerFiles)
             reader.ReadStream(TokenizerStreamPrefix + name, r => files[name] = ReadAll(r));
@@ -303,35 +298,6 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         model.CastTo(PrecisionPolicy.Resolve(saved.Precision, device));
         return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, model, tokenizer, baseModel,
             device, reader.BatchSize, null, trained);
-    }
-
-    private static BaseModel ResolveBase(PeftModelReader reader, BaseModelRecord record)
-    {
-        BaseModel found;
-        switch (record.Kind)
-        {
-            case BaseModelKind.Embedded:
-                found = BaseModel.Embedded(record.Origin);
-                break;
-            case BaseModelKind.Onnx when !record.WeightsStored:
-                if (!File.Exists(record.Origin))
-                    throw new FileNotFoundException($"This model references its base ONNX file '{record.Origin}' (sha256 {record.Sha256}), which no longer exists. Put it back, or save the model with StoreBaseModelWeights = true.", record.Origin);
-                found = BaseModel.FromOnnx(record.Origin, record.OriginVocabPath!, record.Name, record.DoLowerCase);
-                break;
-            case BaseModelKind.Folder when !record.WeightsStored:
-                if (!Directory.Exists(record.Origin))
-                    throw new DirectoryNotFoundException($"This model references its base model folder '{record.Origin}' (sha256 {record.Sha256}), which no longer exists. Put it back, or save the model with StoreBaseModelWeights = true.");
-                found = BaseModel.FromFolder(record.Origin, record.Name);
-                break;
-            default:
-                var weights = ReadTensors(reader, BaseStream);
-                var configJson = reader.ReadOptions<PeftSavedModel>().EncoderConfigJson;
-                return BaseModel.FromWeights(record.Name, record.Sha256, EncoderConfig.FromJson(configJson), weights, [], record.VocabFileName, record.DoLowerCase, record.Origin);
-        }
-        if (!string.Equals(found.Sha256, record.Sha256, StringComparison.OrdinalIgnoreCase))
-            throw new InvalidDataException($"Base model '{record.Name}' ({found.Source}) has sha256 {found.Sha256}, but this model was trained on sha256 {record.Sha256}. " +
-                                           "The fine-tuned weights only fit the exact base they were trained on.");
-        return found;
     }
 
     private static byte[] ReadAll(BinaryReader r)
