@@ -16,7 +16,8 @@ internal static class EmbeddedResources
         /// <summary>Opens a read-only stream over exactly the resource bytes.</summary>
         public Stream Open()
         {
-            var file = new FileStream(AssemblyPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, System.IO.FileOptions.SequentialScan);
+            var file = new FileStream(AssemblyPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1,
+                System.IO.FileOptions.SequentialScan);
             return new SubStream(file, Offset, Length);
         }
 
@@ -53,12 +54,15 @@ internal static class EmbeddedResources
         foreach (string candidate in candidates)
             if (File.Exists(candidate)) return Path.GetFullPath(candidate);
         throw new FileNotFoundException(
-            $"The embedded base model needs '{file}' (NuGet package {assemblyName} {packageVersion}), which was not found. " +
-            $"Looked in: {string.Join("; ", candidates)}. Reference the package from the application, or use BaseModel.FromOnnx with your own files.",
+            $"The embedded base model needs '{file}' (NuGet package {assemblyName} {packageVersion}), " +
+            $"which was not found. Looked in: {string.Join("; ", candidates)}. " +
+            "Reference the package from the application, or use BaseModel.FromOnnx with your own files.",
             file);
     }
 
-    /// <summary>Locates the manifest resource <paramref name="resourceName"/> embedded in <paramref name="assemblyPath"/>.</summary>
+    /// <summary>
+    /// Locates the manifest resource <paramref name="resourceName"/> embedded in <paramref name="assemblyPath"/>.
+    /// </summary>
     public static Location Find(string assemblyPath, string resourceName)
     {
         using var file = File.OpenRead(assemblyPath);
@@ -73,7 +77,8 @@ internal static class EmbeddedResources
             names.Add(name);
             if (name != resourceName) continue;
             if (!resource.Implementation.IsNil)
-                throw new BadImageFormatException($"Resource '{resourceName}' of '{assemblyPath}' is not embedded in that file.");
+                throw new BadImageFormatException(
+                    $"Resource '{resourceName}' of '{assemblyPath}' is not embedded in that file.");
             var directory = pe.PEHeaders.CorHeader!.ResourcesDirectory;
             if (!pe.PEHeaders.TryGetDirectoryOffset(directory, out int resourcesStart))
                 throw new BadImageFormatException($"'{assemblyPath}' has no readable resources section.");
@@ -84,10 +89,12 @@ internal static class EmbeddedResources
             file.ReadExactly(lengthBytes);
             long length = BitConverter.ToUInt32(lengthBytes);
             if (at + 4 + length > file.Length)
-                throw new BadImageFormatException($"Resource '{resourceName}' of '{assemblyPath}' runs past the end of the file.");
+                throw new BadImageFormatException(
+                    $"Resource '{resourceName}' of '{assemblyPath}' runs past the end of the file.");
             return new Location(assemblyPath, resourceName, at + 4, length);
         }
-        throw new InvalidDataException($"'{assemblyPath}' has no resource '{resourceName}'. It has: {string.Join(", ", names)}.");
+        throw new InvalidDataException(
+            $"'{assemblyPath}' has no resource '{resourceName}'. It has: {string.Join(", ", names)}.");
     }
 
     /// <summary>A read-only window [offset, offset+length) over another seekable stream, which it owns.</summary>

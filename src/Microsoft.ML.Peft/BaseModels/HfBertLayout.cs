@@ -2,7 +2,9 @@ using Microsoft.ML.Peft.Modeling;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
-/// <summary>The Hugging Face <c>BertModel</c> state-dict names and shapes for a configuration, in checkpoint order.</summary>
+/// <summary>
+/// The Hugging Face <c>BertModel</c> state-dict names and shapes for a configuration, in checkpoint order.
+/// </summary>
 internal static class HfBertLayout
 {
     public static List<(string Name, long[] Shape)> Expected(EncoderConfig c, bool withPooler)
@@ -19,7 +21,8 @@ internal static class HfBertLayout
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
             string p = $"encoder.layer.{l}.";
-            foreach (var m in new[] { "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense" })
+            foreach (var m in new[]
+                { "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense" })
             {
                 list.Add((p + m + ".weight", [h, h]));
                 list.Add((p + m + ".bias", [h]));
@@ -41,8 +44,11 @@ internal static class HfBertLayout
         return list;
     }
 
-    /// <summary>Lists missing, unexpected and mis-shaped tensors; empty when <paramref name="actual"/> fits exactly.</summary>
-    public static List<string> Compare(IEnumerable<(string Name, long[] Shape)> expected, IReadOnlyDictionary<string, long[]> actual)
+    /// <summary>
+    /// Lists missing, unexpected and mis-shaped tensors; empty when <paramref name="actual"/> fits exactly.
+    /// </summary>
+    public static List<string> Compare(IEnumerable<(string Name, long[] Shape)> expected,
+        IReadOnlyDictionary<string, long[]> actual)
     {
         var problems = new List<string>();
         var expectedNames = new HashSet<string>(StringComparer.Ordinal);
@@ -50,7 +56,8 @@ internal static class HfBertLayout
         {
             expectedNames.Add(name);
             if (!actual.TryGetValue(name, out var got)) problems.Add($"missing {name} [{string.Join(",", shape)}]");
-            else if (!got.SequenceEqual(shape)) problems.Add($"{name} is [{string.Join(",", got)}], expected [{string.Join(",", shape)}]");
+            else if (!got.SequenceEqual(shape))
+                problems.Add($"{name} is [{string.Join(",", got)}], expected [{string.Join(",", shape)}]");
         }
         foreach (var name in actual.Keys)
             if (!expectedNames.Contains(name)) problems.Add($"unexpected {name} [{string.Join(",", actual[name])}]");

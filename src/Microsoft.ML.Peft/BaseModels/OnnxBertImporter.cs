@@ -9,7 +9,9 @@ namespace Microsoft.ML.Peft.BaseModels;
 internal sealed class OnnxImportResult : IDisposable
 {
     public required EncoderConfig Config { get; init; }
-    /// <summary>Hugging Face <c>BertModel</c> state-dict names to CPU float32 tensors, Linear weights as [out, in].</summary>
+    /// <summary>
+    /// Hugging Face <c>BertModel</c> state-dict names to CPU float32 tensors, Linear weights as [out, in].
+    /// </summary>
     public required Dictionary<string, Tensor> Weights { get; init; }
     public bool HasPooler { get; init; }
     /// <summary>Where each Linear weight came from (HF name → ONNX initializer name and how it was found).</summary>
@@ -32,12 +34,13 @@ internal sealed class OnnxImportResult : IDisposable
 /// In these exports, embeddings, biases and LayerNorm parameters keep their Hugging Face names as initializer names,
 /// while Linear weights are usually anonymous initializers (<c>927</c>, <c>onnx::MatMul_788</c>) stored transposed,
 /// [in, out], as the B input of a <c>MatMul</c>. Each one is found structurally: the <c>Add</c> node that adds the
-/// named bias (<c>….query.bias</c>) takes as its other input the output of the <c>MatMul</c> whose B input is the weight
-/// (pass-through nodes such as Identity/Reshape/Cast in between are followed). A weight that kept its name is used too,
-/// with its layout taken from the node that consumes it (<c>Gemm transB=1</c> holds [out, in]). No initializer name is
-/// ever assumed. The number of heads is read from the attention Reshape target (<c>[batch, seq, heads, headSize]</c>)
-/// or from the score scaling constant (sqrt(headSize)); LayerNorm epsilon from <c>LayerNormalization.epsilon</c> or the
-/// constant added to the variance in the decomposed pattern; the activation is <c>gelu</c> when an Erf is present.
+/// named bias (<c>….query.bias</c>) takes as its other input the output of the <c>MatMul</c> whose B input is the
+/// weight (pass-through nodes such as Identity/Reshape/Cast in between are followed). A weight that kept its name is
+/// used too, with its layout taken from the node that consumes it (<c>Gemm transB=1</c> holds [out, in]). No
+/// initializer name is ever assumed. The number of heads is read from the attention Reshape target
+/// (<c>[batch, seq, heads, headSize]</c>) or from the score scaling constant (sqrt(headSize)); LayerNorm epsilon from
+/// <c>LayerNormalization.epsilon</c> or the constant added to the variance in the decomposed pattern; the activation is
+/// <c>gelu</c> when an Erf is present.
 /// </remarks>
 internal static class OnnxBertImporter
 {
@@ -50,9 +53,13 @@ internal static class OnnxBertImporter
     private static readonly string[] LayerNorms = ["attention.output.LayerNorm", "output.LayerNorm"];
 
     // Nodes that may sit between the MatMul and the bias Add without changing which weight is meant.
-    private static readonly HashSet<string> PassThrough = new(StringComparer.Ordinal) { "Identity", "Reshape", "Cast", "Squeeze", "Unsqueeze" };
+    private static readonly HashSet<string> PassThrough = new(StringComparer.Ordinal)
+    {
+        "Identity", "Reshape", "Cast", "Squeeze", "Unsqueeze",
+    };
 
-    private static readonly Regex LayerIndex = new(@"^encoder\.layer\.(\d+)\.", RegexOptions.Compiled | RegexOptions.CultureInvariant);
+    private static readonly Regex LayerIndex =
+        new(@"^encoder\.layer\.(\d+)\.", RegexOptions.Compiled | RegexOptions.CultureInvariant);
 
     /// <summary>Imports an ONNX model file.</summary>
     public static OnnxImportResult Import(string onnxPath)
@@ -70,8 +77,11 @@ internal static class OnnxBertImporter
         var notes = new List<string>();
 
         foreach (var node in graph.Nodes)
-            if (node.OpType is "Attention" or "MultiHeadAttention" or "SkipLayerNormalization" or "EmbedLayerNormalization" or "FastGelu" or "BiasGelu")
-                throw new NotSupportedException($"ONNX model '{source}' was optimized for ONNX Runtime (it has fused '{node.OpType}' nodes); import needs an unoptimized export (torch.onnx.export or optimum without --optimize).");
+            if (node.OpType is "Attention" or "MultiHeadAttention" or "SkipLayerNormalization"
+                or "EmbedLayerNormalization" or "FastGelu" or "BiasGelu")
+                throw new NotSupportedException(
+                    $"ONNX model '{source}' was optimized for ONNX Runtime (it has fused '{node.OpType}' nodes); " +
+                    "import needs an unoptimized export (torch.onnx.export or optimum without --optimize).");
 
         // ---- Graph indexes ----
         var producer = new Dictionary<string, OnnxNode>(StringComparer.Ordinal);
@@ -93,19 +103,24 @@ internal static class OnnxBertImporter
         {
             if (init.TryGetValue(value, out var t)) return t;
             if (producer.TryGetValue(value, out var p) && p.OpType == "Constant") return p.Attribute("value")?.T;
-            if (producer.TryGetValue(value, out p) && p.OpType == "Identity" && p.Inputs.Count == 1) return Constant(p.Inputs[0]);
+            if (producer.TryGetValue(value, out p) && p.OpType == "Identity" && p.Inputs.Count == 1)
+                return Constant(p.Inputs[0]);
             return null;
         }
 
-        OnnxTensor? Named(string name) => init.TryGetValue(name, out var t) && t.DataType == OnnxDataType.Float ? t : null;
+        OnnxTensor? Named(string name) =>
+            init.TryGetValue(name, out var t) && t.DataType == OnnxDataType.Float ? t : null;
 
         // ---- Sizes from the embedding tables ----
         var word = Named("embeddings.word_embeddings.weight");
         var position = Named("embeddings.position_embeddings.weight");
         var tokenType = Named("embeddings.token_type_embeddings.weight");
         if (word is null || word.Dims.Length != 2)
-            throw new InvalidDataException($"ONNX model '{source}' is not a BERT-family encoder export: no float initializer 'embeddings.word_embeddings.weight' [vocab, hidden]. " +
-                                           $"Named initializers found: {string.Join(", ", init.Keys.Where(k => k.Contains('.')).Take(12))}{(init.Count > 12 ? ", ..." : "")}.");
+            throw new InvalidDataException(
+                $"ONNX model '{source}' is not a BERT-family encoder export: " +
+                "no float initializer 'embeddings.word_embeddings.weight' [vocab, hidden]. " +
+                $"Named initializers found: {string.Join(", ", init.Keys.Where(k => k.Contains('.')).Take(12))}" +
+                $"{(init.Count > 12 ? ", ..." : "")}.");
         int vocab = checked((int)word.Dims[0]);
         int hidden = checked((int)word.Dims[1]);
         if (position is null) problems.Add("embeddings.position_embeddings.weight: no such float initializer");
@@ -116,7 +131,10 @@ internal static class OnnxBertImporter
             var m = LayerIndex.Match(name);
             if (m.Success) layers = Math.Max(layers, int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1);
         }
-        if (layers == 0) throw new InvalidDataException($"ONNX model '{source}' has no initializer named 'encoder.layer.N.*'; it is not a Hugging Face BERT-family encoder export.");
+        if (layers == 0)
+            throw new InvalidDataException(
+                $"ONNX model '{source}' has no initializer named 'encoder.layer.N.*'; " +
+                "it is not a Hugging Face BERT-family encoder export.");
 
         // ---- Tensors by Hugging Face name ----
         var sources = new List<(string Name, OnnxTensor Tensor, bool Transpose)>();
@@ -152,10 +170,13 @@ internal static class OnnxBertImporter
             }
             used[tensor.Name] = weightName;
             long outDim = bias.ElementCount;
-            long[] hfShape = transpose ? [tensor.Dims.ElementAtOrDefault(1), tensor.Dims.ElementAtOrDefault(0)] : tensor.Dims;
+            long[] hfShape = transpose
+                ? [tensor.Dims.ElementAtOrDefault(1), tensor.Dims.ElementAtOrDefault(0)]
+                : tensor.Dims;
             if (tensor.Dims.Length != 2 || hfShape[0] != outDim)
             {
-                problems.Add($"{weightName}: initializer '{tensor.Name}' {tensor.ShapeText} does not fit bias {biasName} [{outDim}]");
+                problems.Add($"{weightName}: initializer '{tensor.Name}' {tensor.ShapeText} " +
+                    $"does not fit bias {biasName} [{outDim}]");
                 return;
             }
             sources.Add((weightName, tensor, transpose));
@@ -211,7 +232,8 @@ internal static class OnnxBertImporter
                     other = p.Inputs[0];
                 }
             }
-            how = $"no MatMul with a constant weight feeds the Add node(s) that add '{biasName}' ({string.Join(", ", biasUsers.Select(u => $"{u.OpType} '{u.Name}'"))})";
+            how = $"no MatMul with a constant weight feeds the Add node(s) that add '{biasName}' " +
+                $"({string.Join(", ", biasUsers.Select(u => $"{u.OpType} '{u.Name}'"))})";
             return null;
         }
 
@@ -224,7 +246,8 @@ internal static class OnnxBertImporter
             {
                 var perm = p.Attribute("perm")?.Ints;
                 var t = Constant(p.Inputs[0]);
-                if (t is not null && t.DataType == OnnxDataType.Float && t.Dims.Length == 2 && (perm is null || perm.Count == 0 || perm.SequenceEqual([1L, 0L])))
+                if (t is not null && t.DataType == OnnxDataType.Float && t.Dims.Length == 2
+                    && (perm is null || perm.Count == 0 || perm.SequenceEqual([1L, 0L])))
                     return (t, true);
             }
             return (null, false);
@@ -248,7 +271,8 @@ internal static class OnnxBertImporter
             TakeLinear("pooler.dense");
             if (problems.Count > before)
             {
-                notes.Add("The pooler could not be imported (" + string.Join("; ", problems.Skip(before)) + "); it is left out.");
+                notes.Add("The pooler could not be imported (" + string.Join("; ", problems.Skip(before)) +
+                    "); it is left out.");
                 problems.RemoveRange(before, problems.Count - before);
                 sources.RemoveAll(s => s.Name.StartsWith("pooler.", StringComparison.Ordinal));
                 hasPooler = false;
@@ -256,19 +280,26 @@ internal static class OnnxBertImporter
         }
 
         if (problems.Count > 0)
-            throw new InvalidDataException($"ONNX model '{source}' could not be mapped to a BERT encoder; {problems.Count} tensor(s) not found:{Environment.NewLine}  " +
-                                           string.Join(Environment.NewLine + "  ", problems));
+            throw new InvalidDataException(
+                $"ONNX model '{source}' could not be mapped to a BERT encoder; " +
+                $"{problems.Count} tensor(s) not found:{Environment.NewLine}  " +
+                string.Join(Environment.NewLine + "  ", problems));
 
         // ---- Configuration ----
         var intermediateBias = Named("encoder.layer.0.intermediate.dense.bias")!;
         int intermediate = checked((int)intermediateBias.ElementCount);
         int heads = FindHeads(graph, hidden, Constant, producer, notes);
         if (heads == 0)
-            throw new InvalidDataException($"ONNX model '{source}': the number of attention heads could not be found (no Reshape to [batch, seq, heads, headSize] with heads*headSize = {hidden}, and no score scaling by sqrt(headSize)).");
+            throw new InvalidDataException(
+                $"ONNX model '{source}': the number of attention heads could not be found " +
+                $"(no Reshape to [batch, seq, heads, headSize] with heads*headSize = {hidden}, " +
+                "and no score scaling by sqrt(headSize)).");
         double eps = FindLayerNormEps(graph, Constant, producer, notes);
         string act = FindActivation(graph, notes);
         bool roberta = graph.Nodes.Any(n => n.OpType == "CumSum");
-        if (roberta) notes.Add("A CumSum node computes position ids from the padding mask: imported as RoBERTa with pad_token_id 1.");
+        if (roberta)
+            notes.Add(
+                "A CumSum node computes position ids from the padding mask: imported as RoBERTa with pad_token_id 1.");
 
         var config = new EncoderConfig
         {
@@ -292,7 +323,9 @@ internal static class OnnxBertImporter
             foreach (var (name, tensor, transpose) in sources)
             {
                 if (tensor.DataType != OnnxDataType.Float)
-                    throw new InvalidDataException($"ONNX initializer '{tensor.Name}' for {name} is {tensor.DataType}; only float32 models are supported.");
+                    throw new InvalidDataException(
+                        $"ONNX initializer '{tensor.Name}' for {name} is {tensor.DataType}; " +
+                        "only float32 models are supported.");
                 var t = tensor.ToTorch();
                 if (transpose)
                 {
@@ -308,12 +341,17 @@ internal static class OnnxBertImporter
             throw;
         }
 
-        return new OnnxImportResult { Config = config, Weights = weights, HasPooler = hasPooler, Provenance = provenance, Notes = notes };
+        return new OnnxImportResult
+        {
+            Config = config, Weights = weights, HasPooler = hasPooler, Provenance = provenance, Notes = notes,
+        };
     }
 
-    private static int FindHeads(OnnxGraph graph, int hidden, Func<string, OnnxTensor?> constant, Dictionary<string, OnnxNode> producer, List<string> notes)
+    private static int FindHeads(OnnxGraph graph, int hidden, Func<string, OnnxTensor?> constant,
+        Dictionary<string, OnnxNode> producer, List<string> notes)
     {
-        // 1. Reshape targets [.., .., heads, headSize]: a constant shape or a Concat of (dynamic, dynamic, const, const).
+        // 1. Reshape targets [.., .., heads, headSize]: a constant
+        // shape or a Concat of (dynamic, dynamic, const, const).
         var votes = new Dictionary<int, int>();
         foreach (var node in graph.Nodes)
         {
@@ -328,7 +366,8 @@ internal static class OnnxBertImporter
                 foreach (var input in concat.Inputs)
                 {
                     var c = constant(input);
-                    if (c is not null && c.DataType is OnnxDataType.Int64 or OnnxDataType.Int32) parts.AddRange(c.ToInt64Array().Select(v => (long?)v));
+                    if (c is not null && c.DataType is OnnxDataType.Int64 or OnnxDataType.Int32)
+                        parts.AddRange(c.ToInt64Array().Select(v => (long?)v));
                     else parts.Add(null);
                 }
                 shape = parts.ToArray();
@@ -339,11 +378,13 @@ internal static class OnnxBertImporter
         }
         if (votes.Count > 0) return votes.MaxBy(kv => kv.Value).Key;
 
-        // 2. Attention scores divided by sqrt(headSize) (or multiplied by its inverse) after a MatMul of two activations.
+        // 2. Attention scores divided by sqrt(headSize) (or multiplied
+        // by its inverse) after a MatMul of two activations.
         foreach (var node in graph.Nodes)
         {
             if (node.OpType is not ("Div" or "Mul") || node.Inputs.Count != 2) continue;
-            if (!producer.TryGetValue(node.Inputs[0], out var mm) || mm.OpType != "MatMul" || mm.Inputs.Any(i => constant(i) is not null)) continue;
+            if (!producer.TryGetValue(node.Inputs[0], out var mm) || mm.OpType != "MatMul"
+                || mm.Inputs.Any(i => constant(i) is not null)) continue;
             var c = constant(node.Inputs[1]);
             if (c is null || c.ElementCount != 1 || c.DataType != OnnxDataType.Float) continue;
             double s = c.ToScalar();
@@ -358,7 +399,8 @@ internal static class OnnxBertImporter
         return 0;
     }
 
-    private static double FindLayerNormEps(OnnxGraph graph, Func<string, OnnxTensor?> constant, Dictionary<string, OnnxNode> producer, List<string> notes)
+    private static double FindLayerNormEps(OnnxGraph graph, Func<string, OnnxTensor?> constant,
+        Dictionary<string, OnnxNode> producer, List<string> notes)
     {
         foreach (var node in graph.Nodes)
             if (node.OpType == "LayerNormalization")
@@ -366,12 +408,14 @@ internal static class OnnxBertImporter
         // Decomposed: Sqrt(Add(ReduceMean(Pow(x - mean, 2)), eps)).
         foreach (var node in graph.Nodes)
         {
-            if (node.OpType != "Sqrt" || node.Inputs.Count != 1 || !producer.TryGetValue(node.Inputs[0], out var add) || add.OpType != "Add" || add.Inputs.Count != 2) continue;
+            if (node.OpType != "Sqrt" || node.Inputs.Count != 1 || !producer.TryGetValue(node.Inputs[0], out var add)
+                || add.OpType != "Add" || add.Inputs.Count != 2) continue;
             for (int k = 0; k < 2; k++)
             {
                 if (!producer.TryGetValue(add.Inputs[k], out var mean) || mean.OpType != "ReduceMean") continue;
                 var c = constant(add.Inputs[1 - k]);
-                if (c is not null && c.ElementCount == 1 && c.DataType == OnnxDataType.Float) return FloatToDouble((float)c.ToScalar());
+                if (c is not null && c.ElementCount == 1 && c.DataType == OnnxDataType.Float)
+                    return FloatToDouble((float)c.ToScalar());
             }
         }
         notes.Add("No LayerNormalization epsilon found in the graph; assumed 1e-12.");
@@ -379,14 +423,16 @@ internal static class OnnxBertImporter
     }
 
     // The shortest decimal that round-trips the float32 (1e-12f becomes 1e-12, not 9.9999999600419720e-13).
-    private static double FloatToDouble(float f) => double.Parse(f.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+    private static double FloatToDouble(float f) =>
+        double.Parse(f.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 
     private static string FindActivation(OnnxGraph graph, List<string> notes)
     {
         foreach (var node in graph.Nodes)
         {
             if (node.OpType == "Erf") return "gelu";
-            if (node.OpType == "Gelu") return node.Attribute("approximate")?.StringValue == "tanh" ? "gelu_new" : "gelu";
+            if (node.OpType == "Gelu")
+                return node.Attribute("approximate")?.StringValue == "tanh" ? "gelu_new" : "gelu";
         }
         if (graph.Nodes.Any(n => n.OpType == "Relu")) return "relu";
         notes.Add("No Erf node: the activation is taken to be the tanh approximation of GELU (gelu_new).");

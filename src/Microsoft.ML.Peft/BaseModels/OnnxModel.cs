@@ -9,8 +9,8 @@ namespace Microsoft.ML.Peft.BaseModels;
 // A minimal, read-only ONNX model reader.
 //
 // Instead of code generated from onnx.proto, small hand-written walkers read only the fields the importer needs,
-// through Google.Protobuf's CodedInputStream (which handles varints, nested-message limits and skipping unknown fields).
-// Field numbers, from onnx/onnx.proto (proto2, stable since IR version 3):
+// through Google.Protobuf's CodedInputStream (which handles varints, nested-message limits and skipping unknown
+// fields). Field numbers, from onnx/onnx.proto (proto2, stable since IR version 3):
 //   ModelProto:         ir_version=1 (int64), producer_name=2, producer_version=3, graph=7 (GraphProto), opset_import=8
 //   OperatorSetIdProto: domain=1, version=2 (int64)
 //   GraphProto:         node=1 (NodeProto), name=2, initializer=5 (TensorProto), input=11, output=12 (ValueInfoProto)
@@ -37,14 +37,18 @@ internal sealed class OnnxTensor
     public string Name { get; internal set; } = "";
     public long[] Dims { get; internal set; } = [];
     public OnnxDataType DataType { get; internal set; }
-    /// <summary>Little-endian element bytes when the producer used <c>raw_data</c>; a slice of the model buffer.</summary>
+    /// <summary>
+    /// Little-endian element bytes when the producer used <c>raw_data</c>; a slice of the model buffer.
+    /// </summary>
     public ReadOnlyMemory<byte> RawData { get; internal set; }
     public bool HasRawData { get; internal set; }
     public List<float>? FloatData { get; internal set; }
     public List<long>? Int64Data { get; internal set; }
     public List<int>? Int32Data { get; internal set; }
     public List<double>? DoubleData { get; internal set; }
-    /// <summary>True when the data lives in an external file (<c>data_location = EXTERNAL</c> or <c>external_data</c> entries).</summary>
+    /// <summary>
+    /// True when the data lives in an external file (<c>data_location = EXTERNAL</c> or <c>external_data</c> entries).
+    /// </summary>
     public bool IsExternal { get; internal set; }
 
     public long ElementCount
@@ -66,21 +70,27 @@ internal sealed class OnnxTensor
     private void EnsureInline()
     {
         if (IsExternal)
-            throw new NotSupportedException($"ONNX initializer '{Name}' stores its data in an external file; models with external data are not supported. Re-export the model as a single .onnx file (under 2 GB).");
+            throw new NotSupportedException(
+                $"ONNX initializer '{Name}' stores its data in an external file; " +
+                "models with external data are not supported. " +
+                "Re-export the model as a single .onnx file (under 2 GB).");
     }
 
     private void CheckRawLength()
     {
         long expected = ElementCount * ElementSize(DataType);
         if (RawData.Length != expected)
-            throw new InvalidDataException($"ONNX initializer '{Name}' {ShapeText} of type {DataType} has {RawData.Length} bytes of raw data, expected {expected}.");
+            throw new InvalidDataException(
+                $"ONNX initializer '{Name}' {ShapeText} of type {DataType} has {RawData.Length} bytes of raw data, " +
+                $"expected {expected}.");
     }
 
     /// <summary>The values as float32 (FLOAT tensors only).</summary>
     public float[] ToFloatArray()
     {
         EnsureInline();
-        if (DataType != OnnxDataType.Float) throw new InvalidDataException($"ONNX tensor '{Name}' is {DataType}, expected FLOAT.");
+        if (DataType != OnnxDataType.Float)
+            throw new InvalidDataException($"ONNX tensor '{Name}' is {DataType}, expected FLOAT.");
         if (HasRawData) { CheckRawLength(); return MemoryMarshal.Cast<byte, float>(RawData.Span).ToArray(); }
         return FloatData?.ToArray() ?? [];
     }
@@ -95,7 +105,11 @@ internal sealed class OnnxTensor
                 if (HasRawData) { CheckRawLength(); return MemoryMarshal.Cast<byte, long>(RawData.Span).ToArray(); }
                 return Int64Data?.ToArray() ?? [];
             case OnnxDataType.Int32:
-                if (HasRawData) { CheckRawLength(); return MemoryMarshal.Cast<byte, int>(RawData.Span).ToArray().Select(v => (long)v).ToArray(); }
+                if (HasRawData)
+                {
+                    CheckRawLength();
+                    return MemoryMarshal.Cast<byte, int>(RawData.Span).ToArray().Select(v => (long)v).ToArray();
+                }
                 return Int32Data?.Select(v => (long)v).ToArray() ?? [];
             default:
                 throw new InvalidDataException($"ONNX tensor '{Name}' is {DataType}, expected INT64 or INT32.");
@@ -116,7 +130,9 @@ internal sealed class OnnxTensor
         };
     }
 
-    /// <summary>Copies the values into a new CPU TorchSharp tensor (float32 or int64), copying the bytes once.</summary>
+    /// <summary>
+    /// Copies the values into a new CPU TorchSharp tensor (float32 or int64), copying the bytes once.
+    /// </summary>
     public Tensor ToTorch()
     {
         EnsureInline();
@@ -124,7 +140,8 @@ internal sealed class OnnxTensor
         {
             OnnxDataType.Float => ScalarType.Float32,
             OnnxDataType.Int64 => ScalarType.Int64,
-            _ => throw new NotSupportedException($"ONNX initializer '{Name}' has data type {DataType}; only FLOAT and INT64 are supported."),
+            _ => throw new NotSupportedException(
+                $"ONNX initializer '{Name}' has data type {DataType}; only FLOAT and INT64 are supported."),
         };
         var tensor = empty(Dims, type);
         try
@@ -138,13 +155,17 @@ internal sealed class OnnxTensor
             else if (DataType == OnnxDataType.Float)
             {
                 var values = CollectionsMarshal.AsSpan(FloatData ?? []);
-                if (values.Length != ElementCount) throw new InvalidDataException($"ONNX initializer '{Name}' {ShapeText} has {values.Length} float values.");
+                if (values.Length != ElementCount)
+                    throw new InvalidDataException(
+                        $"ONNX initializer '{Name}' {ShapeText} has {values.Length} float values.");
                 MemoryMarshal.AsBytes(values).CopyTo(destination);
             }
             else
             {
                 var values = CollectionsMarshal.AsSpan(Int64Data ?? []);
-                if (values.Length != ElementCount) throw new InvalidDataException($"ONNX initializer '{Name}' {ShapeText} has {values.Length} int64 values.");
+                if (values.Length != ElementCount)
+                    throw new InvalidDataException(
+                        $"ONNX initializer '{Name}' {ShapeText} has {values.Length} int64 values.");
                 MemoryMarshal.AsBytes(values).CopyTo(destination);
             }
             return tensor;
@@ -182,7 +203,8 @@ internal sealed class OnnxNode
 
     public OnnxAttribute? Attribute(string name) => Attributes.TryGetValue(name, out var a) ? a : null;
 
-    public override string ToString() => $"{OpType} '{Name}' ({string.Join(", ", Inputs)}) -> ({string.Join(", ", Outputs)})";
+    public override string ToString() =>
+        $"{OpType} '{Name}' ({string.Join(", ", Inputs)}) -> ({string.Join(", ", Outputs)})";
 }
 
 /// <summary>An ONNX graph: nodes in topological order, initializers, input and output names.</summary>
@@ -207,7 +229,8 @@ internal sealed class OnnxModel
     /// <summary>Reads an ONNX model file.</summary>
     public static OnnxModel Load(string path)
     {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, System.IO.FileOptions.SequentialScan);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1,
+            System.IO.FileOptions.SequentialScan);
         return Load(stream, path);
     }
 
@@ -222,7 +245,8 @@ internal sealed class OnnxModel
         {
             long remaining = stream.Length - stream.Position;
             if (remaining > Array.MaxLength)
-                throw new NotSupportedException($"ONNX model '{source}' is {remaining} bytes; models over 2 GB (external data) are not supported.");
+                throw new NotSupportedException(
+                    $"ONNX model '{source}' is {remaining} bytes; models over 2 GB (external data) are not supported.");
             buffer = GC.AllocateUninitializedArray<byte>((int)remaining);
             stream.ReadExactly(buffer);
             length = buffer.Length;
@@ -265,7 +289,9 @@ internal sealed class OnnxModel
     private static int Field(uint tag) => WireFormat.GetTagFieldNumber(tag);
     private static int Wire(uint tag) => (int)WireFormat.GetTagWireType(tag);
 
-    /// <summary>Base of the hand walkers: CodedInputStream.ReadMessage pushes the length limit and calls MergeFrom.</summary>
+    /// <summary>
+    /// Base of the hand walkers: CodedInputStream.ReadMessage pushes the length limit and calls MergeFrom.
+    /// </summary>
     private abstract class Walker : IMessage
     {
         public abstract void MergeFrom(CodedInputStream input);
@@ -319,7 +345,9 @@ internal sealed class OnnxModel
                     case 1 when Wire(tag) == Varint: model.IrVersion = input.ReadInt64(); break;
                     case 2 when Wire(tag) == LengthDelimited: model.ProducerName = input.ReadString(); break;
                     case 3 when Wire(tag) == LengthDelimited: model.ProducerVersion = input.ReadString(); break;
-                    case 7 when Wire(tag) == LengthDelimited: input.ReadMessage(new GraphWalker(model.Graph, context)); break;
+                    case 7 when Wire(tag) == LengthDelimited:
+                        input.ReadMessage(new GraphWalker(model.Graph, context));
+                        break;
                     case 8 when Wire(tag) == LengthDelimited:
                         var opset = new OpsetWalker();
                         input.ReadMessage(opset);
@@ -446,7 +474,9 @@ internal sealed class OnnxModel
                         input.ReadMessage(new TensorWalker(tensor, context));
                         attribute.T = tensor;
                         break;
-                    case 7 when Wire(tag) is LengthDelimited or Fixed32: ReadFloats(input, tag, attribute.Floats); break;
+                    case 7 when Wire(tag) is LengthDelimited or Fixed32:
+                        ReadFloats(input, tag, attribute.Floats);
+                        break;
                     case 8 when Wire(tag) is LengthDelimited or Varint: ReadInt64s(input, tag, attribute.Ints); break;
                     default: input.SkipLastField(); break;
                 }
@@ -467,15 +497,23 @@ internal sealed class OnnxModel
                 {
                     case 1 when wire is LengthDelimited or Varint: ReadInt64s(input, tag, dims); break;
                     case 2 when wire == Varint: tensor.DataType = (OnnxDataType)input.ReadInt32(); break;
-                    case 4 when wire is LengthDelimited or Fixed32: ReadFloats(input, tag, tensor.FloatData ??= []); break;
-                    case 5 when wire is LengthDelimited or Varint: ReadInt32s(input, tag, tensor.Int32Data ??= []); break;
-                    case 7 when wire is LengthDelimited or Varint: ReadInt64s(input, tag, tensor.Int64Data ??= []); break;
+                    case 4 when wire is LengthDelimited or Fixed32:
+                        ReadFloats(input, tag, tensor.FloatData ??= []);
+                        break;
+                    case 5 when wire is LengthDelimited or Varint:
+                        ReadInt32s(input, tag, tensor.Int32Data ??= []);
+                        break;
+                    case 7 when wire is LengthDelimited or Varint:
+                        ReadInt64s(input, tag, tensor.Int64Data ??= []);
+                        break;
                     case 8 when wire == LengthDelimited: tensor.Name = input.ReadString(); break;
                     case 9 when wire == LengthDelimited:
                         tensor.RawData = SliceLengthDelimited(input);
                         tensor.HasRawData = true;
                         break;
-                    case 10 when wire is LengthDelimited or Fixed64: ReadDoubles(input, tag, tensor.DoubleData ??= []); break;
+                    case 10 when wire is LengthDelimited or Fixed64:
+                        ReadDoubles(input, tag, tensor.DoubleData ??= []);
+                        break;
                     case 13 when wire == LengthDelimited: tensor.IsExternal = true; input.SkipLastField(); break;
                     case 14 when wire == Varint: if (input.ReadInt32() == 1) tensor.IsExternal = true; break;
                     default: input.SkipLastField(); break;
@@ -485,8 +523,8 @@ internal sealed class OnnxModel
         }
 
         /// <summary>
-        /// Returns the payload of the bytes field whose tag was just read as a slice of the model buffer, without copying:
-        /// the position is noted, the field skipped, and the length prefix decoded from the buffer.
+        /// Returns the payload of the bytes field whose tag was just read as a slice of the model buffer, without
+        /// copying: the position is noted, the field skipped, and the length prefix decoded from the buffer.
         /// </summary>
         private ReadOnlyMemory<byte> SliceLengthDelimited(CodedInputStream input)
         {

@@ -7,8 +7,8 @@ namespace Microsoft.ML.Peft.BaseModels;
 
 /// <summary>
 /// On-disk cache of converted encoder weights, keyed by the SHA-256 of the source bytes (the ONNX model):
-/// <c>&lt;root&gt;/&lt;sha256&gt;/model.safetensors</c> (Hugging Face names, [out, in] Linear weights, a data checksum in
-/// its metadata) and <c>&lt;root&gt;/&lt;sha256&gt;/config.json</c> (Hugging Face config). The root is
+/// <c>&lt;root&gt;/&lt;sha256&gt;/model.safetensors</c> (Hugging Face names, [out, in] Linear weights, a data checksum
+/// in its metadata) and <c>&lt;root&gt;/&lt;sha256&gt;/config.json</c> (Hugging Face config). The root is
 /// <c>$PEFT_CACHE_DIR</c>, else <c>$XDG_CACHE_HOME/Microsoft.ML.Peft</c>, else <c>~/.cache/Microsoft.ML.Peft</c>.
 /// </summary>
 /// <remarks>
@@ -54,7 +54,10 @@ internal sealed class WeightCache
         return Path.Combine(Root, "sources", name + ".sha256");
     }
 
-    /// <summary>The remembered SHA-256 of <paramref name="part"/> of the file at <paramref name="path"/>, if it has not changed since.</summary>
+    /// <summary>
+    /// The remembered SHA-256 of <paramref name="part"/> of the file at <paramref name="path"/>, if it has not changed
+    /// since.
+    /// </summary>
     public string? TryGetSourceHash(string path, string part)
     {
         try
@@ -71,7 +74,9 @@ internal sealed class WeightCache
         }
     }
 
-    /// <summary>Remembers a source hash; failures to write are ignored (the hash is simply recomputed next time).</summary>
+    /// <summary>
+    /// Remembers a source hash; failures to write are ignored (the hash is simply recomputed next time).
+    /// </summary>
     public void RememberSourceHash(string path, string part, string sha256)
     {
         try
@@ -88,7 +93,9 @@ internal sealed class WeightCache
 
     // ---- Entries ----
 
-    /// <summary>Reads an entry's config and whether its weights include a pooler, checking the weights header (not the data).</summary>
+    /// <summary>
+    /// Reads an entry's config and whether its weights include a pooler, checking the weights header (not the data).
+    /// </summary>
     public bool TryReadEntry(string sha256, out EncoderConfig? config, out bool hasPooler, out string? problem)
     {
         config = null;
@@ -106,12 +113,14 @@ internal sealed class WeightCache
             var header = SafeTensors.ReadHeader(weightsPath);
             if (!header.Metadata.TryGetValue("peft_cache_format", out var format) || format != FormatVersion)
                 throw new InvalidDataException($"cache format '{format}' is not '{FormatVersion}'");
-            if (!header.Metadata.TryGetValue("peft_source_sha256", out var source) || !string.Equals(source, sha256, StringComparison.OrdinalIgnoreCase))
+            if (!header.Metadata.TryGetValue("peft_source_sha256", out var source)
+                || !string.Equals(source, sha256, StringComparison.OrdinalIgnoreCase))
                 throw new InvalidDataException("the weights belong to another source");
             hasPooler = header.Entries.Any(e => e.Name == "pooler.dense.weight");
             return true;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or FormatException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException
+            or FormatException)
         {
             problem = $"cache entry {EntryDirectory(sha256)} is damaged: {e.Message}";
             config = null;
@@ -119,7 +128,9 @@ internal sealed class WeightCache
         }
     }
 
-    /// <summary>Reads an entry's weights, verifying the data checksum; null (with the reason) when missing or damaged.</summary>
+    /// <summary>
+    /// Reads an entry's weights, verifying the data checksum; null (with the reason) when missing or damaged.
+    /// </summary>
     public Dictionary<string, Tensor>? TryLoadWeights(string sha256, out string? problem)
     {
         problem = null;
@@ -133,7 +144,8 @@ internal sealed class WeightCache
         {
             return SafeTensors.Read(weightsPath, verifyHash: true);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException
+            or NotSupportedException)
         {
             problem = $"cache entry {EntryDirectory(sha256)} is damaged: {e.Message}";
             return null;
@@ -141,7 +153,8 @@ internal sealed class WeightCache
     }
 
     /// <summary>Stores an entry (weights first, config last, each atomically).</summary>
-    public void Store(string sha256, EncoderConfig config, IEnumerable<KeyValuePair<string, Tensor>> weights, string sourceName)
+    public void Store(string sha256, EncoderConfig config, IEnumerable<KeyValuePair<string, Tensor>> weights,
+        string sourceName)
     {
         var metadata = new Dictionary<string, string>
         {

@@ -16,9 +16,9 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
 #pragma warning restore IDE1006
 
     /// <summary>
-    /// Dropout on the attention probabilities during training (the checkpoint's <c>attention_probs_dropout_prob</c> unless
-    /// changed). At 0, libtorch's fused (flash) attention kernel runs in training too; with dropout it falls back to the
-    /// kernel that materialises every [seq × seq] score matrix.
+    /// Dropout on the attention probabilities during training (the checkpoint's <c>attention_probs_dropout_prob</c>
+    /// unless changed). At 0, libtorch's fused (flash) attention kernel runs in training too; with dropout it falls
+    /// back to the kernel that materialises every [seq × seq] score matrix.
     /// </summary>
     internal double AttentionDropout
     {
@@ -26,7 +26,9 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
         set => _dropout = value is >= 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(value));
     }
 
-    /// <summary>Optional source of extra key/value positions prepended per layer (prefix tuning); null for plain attention.</summary>
+    /// <summary>
+    /// Optional source of extra key/value positions prepended per layer (prefix tuning); null for plain attention.
+    /// </summary>
     internal IKeyValuePrefix? Prefix { get; set; }
 
     /// <summary>Creates the query/key/value projections.</summary>
@@ -41,7 +43,9 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Attends over <paramref name="hidden"/> [batch, seq, hidden] with an additive mask [batch, 1, 1, seq].</summary>
+    /// <summary>
+    /// Attends over <paramref name="hidden"/> [batch, seq, hidden] with an additive mask [batch, 1, 1, seq].
+    /// </summary>
     public override Tensor forward(Tensor hidden, Tensor additiveMask)
     {
         using var scope = NewDisposeScope();
@@ -63,17 +67,25 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     }
 }
 
-/// <summary>Supplies per-layer key/value prefixes [batch, heads, prefix, headSize] (used by prefix-tuning methods).</summary>
+/// <summary>
+/// Supplies per-layer key/value prefixes [batch, heads, prefix, headSize] (used by prefix-tuning methods).
+/// </summary>
 internal interface IKeyValuePrefix
 {
     (Tensor Keys, Tensor Values) KeysAndValues(long batch, ScalarType dtype, Device device);
 
-    /// <summary>The prefixes for one batch, given the layer input [batch, seq, hidden] and its additive mask, for prefixes that
-    /// depend on the input (UniPELT's gated prefix); input-independent prefixes keep the default.</summary>
-    (Tensor Keys, Tensor Values) KeysAndValues(Tensor hidden, Tensor additiveMask) => KeysAndValues(hidden.shape[0], hidden.dtype, hidden.device);
+    /// <summary>
+    /// The prefixes for one batch, given the layer input [batch, seq, hidden] and its additive mask, for prefixes that
+    /// depend on the input (UniPELT's gated prefix); input-independent prefixes keep the default.
+    /// </summary>
+    (Tensor Keys, Tensor Values) KeysAndValues(Tensor hidden, Tensor additiveMask) =>
+        KeysAndValues(hidden.shape[0], hidden.dtype, hidden.device);
 }
 
-/// <summary>Projection, dropout and residual LayerNorm after a sub-layer (Hugging Face <c>attention.output</c> and <c>output</c>).</summary>
+/// <summary>
+/// Projection, dropout and residual LayerNorm after a sub-layer (Hugging Face <c>attention.output</c> and
+/// <c>output</c>).
+/// </summary>
 public sealed class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
 {
 #pragma warning disable IDE1006
@@ -83,9 +95,9 @@ public sealed class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
 #pragma warning restore IDE1006
 
     /// <summary>
-    /// Optional bottleneck adapter before the residual LayerNorm, called with h = dropout(dense(x)) and the sub-layer's input
-    /// (the residual); returns what replaces h (sequential adapters read h, parallel adapters the residual). Null when absent;
-    /// the method that sets it also registers it as a child so its parameters are found and saved.
+    /// Optional bottleneck adapter before the residual LayerNorm, called with h = dropout(dense(x)) and the sub-layer's
+    /// input (the residual); returns what replaces h (sequential adapters read h, parallel adapters the residual). Null
+    /// when absent; the method that sets it also registers it as a child so its parameters are found and saved.
     /// </summary>
     internal nn.Module<Tensor, Tensor, Tensor>? Adapter { get; set; }
 

@@ -3,7 +3,9 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.Modeling;
 
-/// <summary>Word + position (+ token type) embeddings, then LayerNorm and dropout (Hugging Face <c>embeddings</c>).</summary>
+/// <summary>
+/// Word + position (+ token type) embeddings, then LayerNorm and dropout (Hugging Face <c>embeddings</c>).
+/// </summary>
 public sealed class BertEmbeddings : nn.Module<Tensor, Tensor?, Tensor>
 {
     private readonly EncoderConfig _config;

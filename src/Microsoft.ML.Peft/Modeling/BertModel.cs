@@ -13,7 +13,8 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>Creates <see cref="EncoderConfig.NumHiddenLayers"/> layers.</summary>
     public BertEncoder(EncoderConfig config) : base("encoder")
     {
-        layer = new ModuleList<BertLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new BertLayer(config)).ToArray());
+        layer = new ModuleList<BertLayer>(
+            Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new BertLayer(config)).ToArray());
         RegisterComponents();
     }
 
@@ -38,7 +39,8 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
             Tensor next;
             if (checkpoint)
             {
-                // The scope releases what apply() makes besides the output: TorchSharp's second handle on it and an empty_like cache.
+                // The scope releases what apply() makes besides the output:
+                // TorchSharp's second handle on it and an empty_like cache.
                 using var scope = NewDisposeScope();
                 next = LayerCheckpoint.Run(this, l, x, additiveMask, anchor!).MoveToOuterDisposeScope();
             }
@@ -49,7 +51,9 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
         return x;
     }
 
-    /// <summary>Keeps the first exception a checkpointed layer's recomputation threw inside the autograd engine.</summary>
+    /// <summary>
+    /// Keeps the first exception a checkpointed layer's recomputation threw inside the autograd engine.
+    /// </summary>
     internal void RecordBackwardFailure(Exception e) => Interlocked.CompareExchange(ref _backwardFailure, e, null);
 
     /// <summary>
@@ -59,11 +63,14 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
     internal void ThrowIfBackwardFailed()
     {
         if (Interlocked.Exchange(ref _backwardFailure, null) is { } e)
-            throw new InvalidOperationException($"Gradient checkpointing: recomputing an encoder layer in the backward pass failed: {e.Message}", e);
+            throw new InvalidOperationException(
+                $"Gradient checkpointing: recomputing an encoder layer in the backward pass failed: {e.Message}", e);
     }
 }
 
-/// <summary>Dense + tanh over the first token (Hugging Face <c>pooler</c>), present only in checkpoints that have one.</summary>
+/// <summary>
+/// Dense + tanh over the first token (Hugging Face <c>pooler</c>), present only in checkpoints that have one.
+/// </summary>
 public sealed class BertPooler : nn.Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006
@@ -102,7 +109,9 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>The configuration this encoder was built from.</summary>
     public EncoderConfig Config { get; }
 
-    /// <summary>Creates a randomly initialised encoder; <paramref name="withPooler"/> adds the checkpoint's pooler.</summary>
+    /// <summary>
+    /// Creates a randomly initialised encoder; <paramref name="withPooler"/> adds the checkpoint's pooler.
+    /// </summary>
     public BertModel(EncoderConfig config, bool withPooler = false) : base("bert")
     {
         Config = config.Validate();
@@ -112,7 +121,9 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Optional trainable virtual tokens prepended after the embeddings (prompt tuning); null when absent.</summary>
+    /// <summary>
+    /// Optional trainable virtual tokens prepended after the embeddings (prompt tuning); null when absent.
+    /// </summary>
     internal IInputPrompt? Prompt { get; set; }
 
     /// <summary>Number of virtual tokens <see cref="forward"/> prepends (0 without a prompt).</summary>
@@ -139,17 +150,24 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
             // Virtual tokens go in front of the embedded input; they are always attended to.
             var prompt = Prompt.Embeddings(inputIds.shape[0], hidden.dtype, hidden.device);
             hidden = cat([prompt, hidden], 1);
-            attentionMask = cat([ones(inputIds.shape[0], Prompt.Length, dtype: attentionMask.dtype, device: attentionMask.device), attentionMask], 1);
+            attentionMask = cat(
+                [ones(inputIds.shape[0], Prompt.Length, dtype: attentionMask.dtype, device: attentionMask.device),
+                    attentionMask], 1);
         }
         var additive = AdditiveMask(attentionMask, hidden.dtype);
         return encoder.forward(hidden, additive).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Returns the pooler output for a <c>last_hidden_state</c>; throws when the checkpoint has no pooler.</summary>
+    /// <summary>
+    /// Returns the pooler output for a <c>last_hidden_state</c>; throws when the checkpoint has no pooler.
+    /// </summary>
     public Tensor Pool(Tensor lastHiddenState) =>
-        (pooler ?? throw new InvalidOperationException("This encoder has no pooler; use CLS or mean pooling.")).forward(lastHiddenState);
+        (pooler ?? throw new InvalidOperationException("This encoder has no pooler; use CLS or mean pooling."))
+            .forward(lastHiddenState);
 
-    /// <summary>Turns a 1/0 mask [batch, seq] into an additive mask [batch, 1, 1, seq]: 0 to attend, a large negative to ignore.</summary>
+    /// <summary>
+    /// Turns a 1/0 mask [batch, seq] into an additive mask [batch, 1, 1, seq]: 0 to attend, a large negative to ignore.
+    /// </summary>
     internal static Tensor AdditiveMask(Tensor attentionMask, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
@@ -160,7 +178,9 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     }
 }
 
-/// <summary>Supplies virtual-token embeddings [batch, length, hidden] prepended to the input (prompt-tuning methods).</summary>
+/// <summary>
+/// Supplies virtual-token embeddings [batch, length, hidden] prepended to the input (prompt-tuning methods).
+/// </summary>
 internal interface IInputPrompt
 {
     int Length { get; }

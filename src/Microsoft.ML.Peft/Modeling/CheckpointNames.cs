@@ -5,7 +5,8 @@ namespace Microsoft.ML.Peft.Modeling;
 /// <summary>
 /// Maps parameter names found in Hugging Face checkpoints onto <see cref="BertModel"/>'s names: strips task-model
 /// prefixes (<c>bert.</c>, <c>roberta.</c>, <c>distilbert.</c>), renames old LayerNorm <c>gamma</c>/<c>beta</c>,
-/// and renames DistilBERT's modules (<c>transformer.layer.N.attention.q_lin</c> → <c>encoder.layer.N.attention.self.query</c>).
+/// and renames DistilBERT's modules (<c>transformer.layer.N.attention.q_lin</c> →
+/// <c>encoder.layer.N.attention.self.query</c>).
 /// </summary>
 internal static partial class CheckpointNames
 {
@@ -21,14 +22,19 @@ internal static partial class CheckpointNames
         (Rx(@"^transformer\.layer\.(\d+)\.output_layer_norm\."), "encoder.layer.$1.output.LayerNorm."),
     ];
 
-    /// <summary>DistilBERT's short module names and the Hugging Face BERT names they stand for, for PEFT target lists.</summary>
+    /// <summary>
+    /// DistilBERT's short module names and the Hugging Face BERT names they stand for, for PEFT target lists.
+    /// </summary>
     public static IReadOnlyDictionary<string, string> DistilBertModuleAliases { get; } = new Dictionary<string, string>
     {
         ["q_lin"] = "query", ["k_lin"] = "key", ["v_lin"] = "value", ["out_lin"] = "attention.output.dense",
         ["lin1"] = "intermediate.dense", ["lin2"] = "output.dense",
     };
 
-    /// <summary>Returns the <see cref="BertModel"/> name for a checkpoint name, or null for names the encoder does not use (task heads).</summary>
+    /// <summary>
+    /// Returns the <see cref="BertModel"/> name for a checkpoint name, or null for names the encoder does not use (task
+    /// heads).
+    /// </summary>
     public static string? ToEncoderName(string checkpointName, EncoderArchitecture architecture)
     {
         string n = checkpointName;
@@ -39,7 +45,8 @@ internal static partial class CheckpointNames
         if (architecture == EncoderArchitecture.DistilBert)
             foreach (var (from, to) in DistilBertRules)
                 if (from.IsMatch(n)) return from.Replace(n, to);
-        if (n.StartsWith("embeddings.", StringComparison.Ordinal) || n.StartsWith("encoder.", StringComparison.Ordinal) || n.StartsWith("pooler.", StringComparison.Ordinal))
+        if (n.StartsWith("embeddings.", StringComparison.Ordinal) || n.StartsWith("encoder.", StringComparison.Ordinal)
+            || n.StartsWith("pooler.", StringComparison.Ordinal))
             return n.EndsWith("position_ids", StringComparison.Ordinal) ? null : n;
         return null;
     }

@@ -10,7 +10,9 @@ public enum EncoderArchitecture
     Bert,
     /// <summary>RoBERTa: positions start after the padding id; token type embeddings usually have one row.</summary>
     Roberta,
-    /// <summary>DistilBERT: no token type embeddings; checkpoints use <c>transformer.layer.N.attention.q_lin</c> names.</summary>
+    /// <summary>
+    /// DistilBERT: no token type embeddings; checkpoints use <c>transformer.layer.N.attention.q_lin</c> names.
+    /// </summary>
     DistilBert,
 }
 
@@ -33,11 +35,16 @@ public sealed record EncoderConfig
     public int VocabSize { get; init; } = 30522;
     /// <summary>Number of position embeddings (<c>max_position_embeddings</c>).</summary>
     public int MaxPositionEmbeddings { get; init; } = 512;
-    /// <summary>Number of token type (segment) embeddings (<c>type_vocab_size</c>); 0 when the model has none.</summary>
+    /// <summary>
+    /// Number of token type (segment) embeddings (<c>type_vocab_size</c>); 0 when the model has none.
+    /// </summary>
     public int TypeVocabSize { get; init; } = 2;
     /// <summary>Epsilon of every LayerNorm (<c>layer_norm_eps</c>).</summary>
     public double LayerNormEps { get; init; } = 1e-12;
-    /// <summary>Feed-forward activation (<c>hidden_act</c>): <c>gelu</c> (erf), <c>gelu_new</c>/<c>gelu_pytorch_tanh</c> (tanh), <c>relu</c>.</summary>
+    /// <summary>
+    /// Feed-forward activation (<c>hidden_act</c>): <c>gelu</c> (erf), <c>gelu_new</c>/<c>gelu_pytorch_tanh</c> (tanh),
+    /// <c>relu</c>.
+    /// </summary>
     public string HiddenAct { get; init; } = "gelu";
     /// <summary>Padding token id (<c>pad_token_id</c>).</summary>
     public int PadTokenId { get; init; }
@@ -55,10 +62,15 @@ public sealed record EncoderConfig
     /// <summary>Longest input the position embeddings allow, in tokens.</summary>
     public int MaxSequenceLength => MaxPositionEmbeddings - PositionOffset;
 
-    /// <summary>Checks that the sizes are consistent; throws <see cref="ArgumentException"/> naming the field at fault.</summary>
+    /// <summary>
+    /// Checks that the sizes are consistent; throws <see cref="ArgumentException"/> naming the field at fault.
+    /// </summary>
     public EncoderConfig Validate()
     {
-        static void Positive(int v, string name) { if (v <= 0) throw new ArgumentException($"Encoder config '{name}' must be positive, got {v}."); }
+        static void Positive(int v, string name)
+        {
+            if (v <= 0) throw new ArgumentException($"Encoder config '{name}' must be positive, got {v}.");
+        }
         Positive(HiddenSize, "hidden_size");
         Positive(NumHiddenLayers, "num_hidden_layers");
         Positive(NumAttentionHeads, "num_attention_heads");
@@ -66,9 +78,15 @@ public sealed record EncoderConfig
         Positive(VocabSize, "vocab_size");
         Positive(MaxPositionEmbeddings, "max_position_embeddings");
         if (HiddenSize % NumAttentionHeads != 0)
-            throw new ArgumentException($"Encoder config 'hidden_size' ({HiddenSize}) must be divisible by 'num_attention_heads' ({NumAttentionHeads}).");
-        if (TypeVocabSize < 0) throw new ArgumentException($"Encoder config 'type_vocab_size' must not be negative, got {TypeVocabSize}.");
-        if (MaxSequenceLength <= 2) throw new ArgumentException($"Encoder config leaves no room for tokens: max_position_embeddings {MaxPositionEmbeddings}, pad_token_id {PadTokenId}.");
+            throw new ArgumentException(
+                $"Encoder config 'hidden_size' ({HiddenSize}) must be divisible by " +
+                $"'num_attention_heads' ({NumAttentionHeads}).");
+        if (TypeVocabSize < 0)
+            throw new ArgumentException($"Encoder config 'type_vocab_size' must not be negative, got {TypeVocabSize}.");
+        if (MaxSequenceLength <= 2)
+            throw new ArgumentException(
+                "Encoder config leaves no room for tokens: " +
+                $"max_position_embeddings {MaxPositionEmbeddings}, pad_token_id {PadTokenId}.");
         _ = Modeling.Activations.Get(HiddenAct);
         return this;
     }
@@ -79,8 +97,10 @@ public sealed record EncoderConfig
         var node = JsonNode.Parse(json)?.AsObject() ?? throw new FormatException("config.json is not a JSON object.");
         string modelType = (string?)node["model_type"] ?? "bert";
         int Int(string key, int fallback) => node[key] is JsonValue v && v.TryGetValue<int>(out var i) ? i : fallback;
-        double Dbl(string key, double fallback) => node[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d : fallback;
-        string Str(string key, string fallback) => node[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : fallback;
+        double Dbl(string key, double fallback) =>
+            node[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d : fallback;
+        string Str(string key, string fallback) =>
+            node[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : fallback;
 
         EncoderConfig config = modelType switch
         {
@@ -102,7 +122,9 @@ public sealed record EncoderConfig
             },
             _ => new EncoderConfig
             {
-                Architecture = modelType is "roberta" or "xlm-roberta" or "camembert" ? EncoderArchitecture.Roberta : EncoderArchitecture.Bert,
+                Architecture = modelType is "roberta" or "xlm-roberta" or "camembert"
+                    ? EncoderArchitecture.Roberta
+                    : EncoderArchitecture.Bert,
                 HiddenSize = Int("hidden_size", 768),
                 NumHiddenLayers = Int("num_hidden_layers", 12),
                 NumAttentionHeads = Int("num_attention_heads", 12),
@@ -137,17 +159,20 @@ public sealed record EncoderConfig
         var o = Architecture == EncoderArchitecture.DistilBert
             ? new JsonObject
             {
-                ["model_type"] = "distilbert", ["dim"] = HiddenSize, ["n_layers"] = NumHiddenLayers, ["n_heads"] = NumAttentionHeads,
-                ["hidden_dim"] = IntermediateSize, ["vocab_size"] = VocabSize, ["max_position_embeddings"] = MaxPositionEmbeddings,
+                ["model_type"] = "distilbert", ["dim"] = HiddenSize, ["n_layers"] = NumHiddenLayers,
+                ["n_heads"] = NumAttentionHeads, ["hidden_dim"] = IntermediateSize, ["vocab_size"] = VocabSize,
+                ["max_position_embeddings"] = MaxPositionEmbeddings,
                 ["activation"] = HiddenAct, ["pad_token_id"] = PadTokenId,
                 ["dropout"] = HiddenDropoutProb, ["attention_dropout"] = AttentionDropoutProb,
             }
             : new JsonObject
             {
                 ["model_type"] = Architecture == EncoderArchitecture.Roberta ? "roberta" : "bert",
-                ["hidden_size"] = HiddenSize, ["num_hidden_layers"] = NumHiddenLayers, ["num_attention_heads"] = NumAttentionHeads,
-                ["intermediate_size"] = IntermediateSize, ["vocab_size"] = VocabSize, ["max_position_embeddings"] = MaxPositionEmbeddings,
-                ["type_vocab_size"] = TypeVocabSize, ["layer_norm_eps"] = LayerNormEps, ["hidden_act"] = HiddenAct, ["pad_token_id"] = PadTokenId,
+                ["hidden_size"] = HiddenSize, ["num_hidden_layers"] = NumHiddenLayers,
+                ["num_attention_heads"] = NumAttentionHeads, ["intermediate_size"] = IntermediateSize,
+                ["vocab_size"] = VocabSize, ["max_position_embeddings"] = MaxPositionEmbeddings,
+                ["type_vocab_size"] = TypeVocabSize, ["layer_norm_eps"] = LayerNormEps, ["hidden_act"] = HiddenAct,
+                ["pad_token_id"] = PadTokenId,
                 ["hidden_dropout_prob"] = HiddenDropoutProb, ["attention_probs_dropout_prob"] = AttentionDropoutProb,
             };
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });

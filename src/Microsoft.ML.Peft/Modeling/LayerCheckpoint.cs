@@ -5,11 +5,12 @@ using static TorchSharp.torch.autograd;
 namespace Microsoft.ML.Peft.Modeling;
 
 /// <summary>
-/// Gradient checkpointing of one <see cref="BertLayer"/>, as PyTorch's <c>torch.utils.checkpoint(use_reentrant=True)</c>:
-/// the forward pass runs the layer without autograd and keeps only its inputs; the backward pass runs the layer again
-/// with autograd on a detached copy of those inputs (replaying the random state, so dropout draws the same masks) and
-/// back-propagates the incoming gradient through that recomputation. Parameter gradients accumulate into the
-/// parameters' <c>.grad</c> as usual; the input's gradient is handed on to the layer below.
+/// Gradient checkpointing of one <see cref="BertLayer"/>, as PyTorch's
+/// <c>torch.utils.checkpoint(use_reentrant=True)</c>: the forward pass runs the layer without autograd and keeps only
+/// its inputs; the backward pass runs the layer again with autograd on a detached copy of those inputs (replaying the
+/// random state, so dropout draws the same masks) and back-propagates the incoming gradient through that recomputation.
+/// Parameter gradients accumulate into the parameters' <c>.grad</c> as usual; the input's gradient is handed on to the
+/// layer below.
 /// </summary>
 /// <remarks>
 /// TorchSharp keeps a single static instance of this class for every call, so it holds no per-call state: the layer,
@@ -20,7 +21,9 @@ internal sealed class LayerCheckpoint : SingleTensorFunction<LayerCheckpoint>
 {
     private const string LayerKey = "layer", EncoderKey = "encoder", RngKey = "rng", NeedsGradKey = "needsGrad";
 
-    /// <summary>Gradients returned to libtorch from <see cref="backward"/>, released on this thread's next checkpoint call.</summary>
+    /// <summary>
+    /// Gradients returned to libtorch from <see cref="backward"/>, released on this thread's next checkpoint call.
+    /// </summary>
     /// <remarks>
     /// libtorch copies a returned gradient as soon as the backward callback returns, so afterwards the managed handle
     /// only keeps the memory alive. It cannot be disposed before returning and no dispose scope of the caller can be
@@ -34,8 +37,9 @@ internal sealed class LayerCheckpoint : SingleTensorFunction<LayerCheckpoint>
 
     /// <summary>
     /// Runs <paramref name="layer"/> on <paramref name="hidden"/> through a checkpoint. <paramref name="anchor"/> is an
-    /// empty tensor that requires grad: it makes the checkpoint part of the graph even when no input requires grad (frozen
-    /// embeddings, as with LoRA), so the layer's own trainable parameters still get gradients; it never gets one itself.
+    /// empty tensor that requires grad: it makes the checkpoint part of the graph even when no input requires grad
+    /// (frozen embeddings, as with LoRA), so the layer's own trainable parameters still get gradients; it never gets
+    /// one itself.
     /// </summary>
     public static Tensor Run(BertEncoder encoder, BertLayer layer, Tensor hidden, Tensor additiveMask, Tensor anchor) =>
         apply(hidden, additiveMask, anchor, layer, encoder);
@@ -111,7 +115,8 @@ internal sealed class LayerCheckpoint : SingleTensorFunction<LayerCheckpoint>
             output = layer.forward(hidden, mask);
         if (!output.requires_grad) return (null, null); // nothing in or below this layer trains
         output.backward([grad]);
-        return (needsGrad[0] ? hidden.grad?.DetachFromDisposeScope() : null, needsGrad[1] ? mask.grad?.DetachFromDisposeScope() : null);
+        return (needsGrad[0] ? hidden.grad?.DetachFromDisposeScope() : null,
+            needsGrad[1] ? mask.grad?.DetachFromDisposeScope() : null);
     }
 
     /// <summary>The random state a checkpointed forward pass started from, to replay in the recomputation.</summary>
@@ -140,7 +145,9 @@ internal sealed class LayerCheckpoint : SingleTensorFunction<LayerCheckpoint>
             return new RandomState(state.data<byte>().ToArray(), cudaSeed);
         }
 
-        /// <summary>Sets the captured state; disposing the result puts back the CPU state that was current before.</summary>
+        /// <summary>
+        /// Sets the captured state; disposing the result puts back the CPU state that was current before.
+        /// </summary>
         public IDisposable Replay(Device device)
         {
             var current = CpuState();

@@ -17,9 +17,12 @@ internal static class ModuleSurgery
 {
     private static readonly FieldInfo SubmodulesField = typeof(nn.Module)
         .GetField("_internal_submodules", BindingFlags.NonPublic | BindingFlags.Instance)
-        ?? throw new MissingFieldException("TorchSharp's Module._internal_submodules was not found; this TorchSharp version is not supported.");
+        ?? throw new MissingFieldException(
+            "TorchSharp's Module._internal_submodules was not found; this TorchSharp version is not supported.");
 
-    /// <summary>Returns the submodule at <paramref name="path"/> (e.g. <c>encoder.layer.0.attention.self.query</c>).</summary>
+    /// <summary>
+    /// Returns the submodule at <paramref name="path"/> (e.g. <c>encoder.layer.0.attention.self.query</c>).
+    /// </summary>
     public static nn.Module Get(nn.Module root, string path)
     {
         nn.Module current = root;
@@ -27,7 +30,8 @@ internal static class ModuleSurgery
         {
             var children = Children(current);
             if (!children.TryGetValue(part, out var next))
-                throw new ArgumentException($"Module path '{path}' does not exist: '{current.GetName()}' has no child '{part}'.");
+                throw new ArgumentException(
+                    $"Module path '{path}' does not exist: '{current.GetName()}' has no child '{part}'.");
             current = next;
         }
         return current;
@@ -46,9 +50,11 @@ internal static class ModuleSurgery
         if (!children.TryGetValue(name, out var old))
             throw new ArgumentException($"Module path '{path}' does not exist.");
         var field = FindField(parent.GetType(), name)
-            ?? throw new ArgumentException($"Module '{path}' cannot be replaced: {parent.GetType().Name} keeps no field named '{name}'.");
+            ?? throw new ArgumentException(
+                $"Module '{path}' cannot be replaced: {parent.GetType().Name} keeps no field named '{name}'.");
         if (!field.FieldType.IsInstanceOfType(replacement))
-            throw new ArgumentException($"Module '{path}' expects a {field.FieldType.Name}; got {replacement.GetType().Name}.");
+            throw new ArgumentException(
+                $"Module '{path}' expects a {field.FieldType.Name}; got {replacement.GetType().Name}.");
         field.SetValue(parent, replacement);
         children[name] = replacement;
         return old;
@@ -65,7 +71,8 @@ internal static class ModuleSurgery
     {
         for (; type is not null && type != typeof(nn.Module); type = type.BaseType)
         {
-            var f = type.GetField(name, BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly);
+            var f = type.GetField(name,
+                BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly);
             if (f is not null) return f;
         }
         return null;

@@ -17,9 +17,9 @@ public enum PairEncoding
     CrossEncoder,
 
     /// <summary>
-    /// Each sentence encoded alone by the same encoder, then the head sees <c>[u, v, |u − v|, u ∗ v]</c> (Sentence-BERT,
-    /// Reimers and Gurevych, 2019): the setup sentence-transformers bases were trained in, which keeps their notion of
-    /// similarity and learns from few rows. Needs WordPiece token types to tell the sentences apart.
+    /// Each sentence encoded alone by the same encoder, then the head sees <c>[u, v, |u − v|, u ∗ v]</c>
+    /// (Sentence-BERT, Reimers and Gurevych, 2019): the setup sentence-transformers bases were trained in, which keeps
+    /// their notion of similarity and learns from few rows. Needs WordPiece token types to tell the sentences apart.
     /// </summary>
     BiEncoder,
 }

@@ -51,7 +51,8 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         bert = encoder;
         Pooling = pooling == Pooling.Auto ? (encoder.HasPooler ? Pooling.Pooler : Pooling.Mean) : pooling;
         if (Pooling == Pooling.Pooler && !encoder.HasPooler)
-            throw new ArgumentException("Pooling 'Pooler' needs a checkpoint with a pooler; this base model has none. Use Cls or Mean.");
+            throw new ArgumentException(
+                "Pooling 'Pooler' needs a checkpoint with a pooler; this base model has none. Use Cls or Mean.");
         NumOutputs = numOutputs;
         PairEncoding = pairEncoding == PairEncoding.Auto
             ? throw new ArgumentException("Resolve PairEncoding.Auto before building the model.", nameof(pairEncoding))
@@ -72,8 +73,8 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// Wraps <paramref name="encoder"/> with a head, attaches <paramref name="method"/> and marks what trains
     /// (the method's parameters and the head).
     /// </summary>
-    public static PeftModel Create(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling = Pooling.Auto,
-        double headDropout = 0.1, PairEncoding pairEncoding = PairEncoding.CrossEncoder)
+    public static PeftModel Create(BertModel encoder, PeftMethodConfig method, int numOutputs,
+        Pooling pooling = Pooling.Auto, double headDropout = 0.1, PairEncoding pairEncoding = PairEncoding.CrossEncoder)
     {
         method.Validate();
         var model = new PeftModel(encoder, method, numOutputs, pooling, headDropout, pairEncoding);
@@ -86,8 +87,8 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// Rebuilds a trained model's structure for loading saved tensors: attach, then the method's inference form
     /// (e.g. prefixes with their reparameterisation folded away).
     /// </summary>
-    internal static PeftModel CreateForInference(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling,
-        double headDropout, PairEncoding pairEncoding)
+    internal static PeftModel CreateForInference(BertModel encoder, PeftMethodConfig method, int numOutputs,
+        Pooling pooling, double headDropout, PairEncoding pairEncoding)
     {
         var model = Create(encoder, method, numOutputs, pooling, headDropout, pairEncoding);
         model.PrepareForInference();
@@ -101,14 +102,18 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>The method's inference form (e.g. prefixes with their reparameterisation folded away).</summary>
     internal void PrepareForInference() => _method.PrepareForInference(this);
 
-    /// <summary>Folds the method's update into the base weights when it can; false when the method cannot merge.</summary>
+    /// <summary>
+    /// Folds the method's update into the base weights when it can; false when the method cannot merge.
+    /// </summary>
     internal bool Merge() => _method.Merge(this);
 
     /// <summary>Casts every weight to <paramref name="type"/> (bf16 compute, float32 for merging and saving).
     /// Replaces the parameter objects: look them up again after.</summary>
     internal void CastTo(ScalarType type) => this.to(type);
 
-    /// <summary>Float32 copies of the tensors that trained (the method's and the head's), by their full names.</summary>
+    /// <summary>
+    /// Float32 copies of the tensors that trained (the method's and the head's), by their full names.
+    /// </summary>
     internal Dictionary<string, Tensor> CopyTrainedTensors()
     {
         using var _ = no_grad();
@@ -117,7 +122,9 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
             .ToDictionary(p => p.name, p => p.parameter.detach().cpu().to(ScalarType.Float32).clone());
     }
 
-    /// <summary>Copies saved tensors (from <see cref="CopyTrainedTensors"/>) into the model, checking names and shapes.</summary>
+    /// <summary>
+    /// Copies saved tensors (from <see cref="CopyTrainedTensors"/>) into the model, checking names and shapes.
+    /// </summary>
     internal void LoadTrainedTensors(IReadOnlyDictionary<string, Tensor> trained)
     {
         var parameters = named_parameters().ToDictionary(p => p.name, p => p.parameter);
@@ -130,7 +137,8 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         {
             var p = parameters[name];
             if (!p.shape.SequenceEqual(t.shape))
-                throw new MLNet.PeftModelFormatException($"Saved tensor '{name}' has shape [{string.Join(",", t.shape)}], " +
+                throw new MLNet.PeftModelFormatException(
+                    $"Saved tensor '{name}' has shape [{string.Join(",", t.shape)}], " +
                     $"the model expects [{string.Join(",", p.shape)}].");
             p.copy_(t);
         }
@@ -158,9 +166,10 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     }
 
     /// <summary>
-    /// Splits the collated <c>[CLS] a [SEP] b [SEP]</c> rows into <c>[CLS] a [SEP]</c> and <c>[CLS] b [SEP]</c>, encodes
-    /// both halves in one batch (each as if alone: own positions, token type 0) and returns <c>[u, v, |u − v|, u ∗ v]</c>.
-    /// Single-sentence rows (no type-1 token) get v = the [CLS]-only encoding, so they still score.
+    /// Splits the collated <c>[CLS] a [SEP] b [SEP]</c> rows into <c>[CLS] a [SEP]</c> and <c>[CLS] b [SEP]</c>,
+    /// encodes both halves in one batch (each as if alone: own positions, token type 0) and returns
+    /// <c>[u, v, |u − v|, u ∗ v]</c>. Single-sentence rows (no type-1 token) get v = the [CLS]-only encoding, so
+    /// they still score.
     /// </summary>
     private Tensor PairFeatures(Tensor inputIds, Tensor attentionMask, Tensor tokenTypeIds)
     {
@@ -234,7 +243,9 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     internal static bool IsHeadParameter(string name) => name.StartsWith("classifier.", StringComparison.Ordinal);
 }
 
-/// <summary>A module whose frozen weights are stored packed in buffers (e.g. quantized), so they are not parameters.</summary>
+/// <summary>
+/// A module whose frozen weights are stored packed in buffers (e.g. quantized), so they are not parameters.
+/// </summary>
 internal interface IPackedWeights
 {
     /// <summary>How many weights the buffers stand for.</summary>

@@ -18,7 +18,8 @@ internal sealed class CancellableDataView(IDataView source, CancellationToken ca
     public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) =>
         new Cursor(source.GetRowCursor(columnsNeeded, rand), cancel);
 
-    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n,
+        Random? rand = null) =>
         source.GetRowCursorSet(columnsNeeded, n, rand).Select(c => (DataViewRowCursor)new Cursor(c, cancel)).ToArray();
 
     private sealed class Cursor(DataViewRowCursor inner, CancellationToken cancel) : DataViewRowCursor
@@ -27,7 +28,8 @@ internal sealed class CancellableDataView(IDataView source, CancellationToken ca
         public override long Position => inner.Position;
         public override long Batch => inner.Batch;
         public override bool IsColumnActive(DataViewSchema.Column column) => inner.IsColumnActive(column);
-        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column) => inner.GetGetter<TValue>(column);
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column) =>
+            inner.GetGetter<TValue>(column);
         public override ValueGetter<DataViewRowId> GetIdGetter() => inner.GetIdGetter();
 
         public override bool MoveNext()

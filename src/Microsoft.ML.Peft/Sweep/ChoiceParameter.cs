@@ -17,10 +17,13 @@ public sealed class ChoiceParameter : SweepParameter
     private ChoiceParameter(string name, int defaultIndex, object[] values) : base(name)
     {
         ArgumentNullException.ThrowIfNull(values);
-        if (values.Length == 0) throw new ArgumentException($"Choice '{name}' needs at least one value.", nameof(values));
+        if (values.Length == 0)
+            throw new ArgumentException($"Choice '{name}' needs at least one value.", nameof(values));
         if (values.Any(v => v is not (string or bool or int or long or double)))
-            throw new ArgumentException($"Choice '{name}' values must be string, bool, int, long or double.", nameof(values));
-        if (defaultIndex < 0 || defaultIndex >= values.Length) throw new ArgumentOutOfRangeException(nameof(defaultIndex));
+            throw new ArgumentException(
+                $"Choice '{name}' values must be string, bool, int, long or double.", nameof(values));
+        if (defaultIndex < 0 || defaultIndex >= values.Length)
+            throw new ArgumentOutOfRangeException(nameof(defaultIndex));
         Values = values.ToArray();
         DefaultIndex = defaultIndex;
     }
@@ -66,7 +69,10 @@ public sealed class ChoiceParameter : SweepParameter
         return -1;
     }
 
-    /// <summary>Values compare by their invariant text, so 8 (int), 8L and 8.0 read back from JSON are the same.</summary>
+    /// <summary>
+    /// Values compare by their invariant text, so 8 (int), 8L and 8.0 read back from JSON are the same.
+    /// </summary>
     internal static bool SameValue(object a, object b) =>
-        string.Equals(Convert.ToString(a, CultureInfo.InvariantCulture), Convert.ToString(b, CultureInfo.InvariantCulture), StringComparison.Ordinal);
+        string.Equals(Convert.ToString(a, CultureInfo.InvariantCulture),
+            Convert.ToString(b, CultureInfo.InvariantCulture), StringComparison.Ordinal);
 }

@@ -1,10 +1,11 @@
 namespace Microsoft.ML.Peft.Sweep;
 
 /// <summary>
-/// FLOW2-style randomized local search (Wu, Wang, Huang: "Frugal Optimization for Cost-related Hyperparameters", AAAI 2021):
-/// from the incumbent x it tries x + s·u, then x − s·u along a random unit direction u in the normalised space, moves on
-/// improvement, halves s after 2·d failed direction pairs, and restarts from a random point when s falls below a floor.
-/// Cost (trial duration) breaks ties on the metric. Changing the method is one more "direction", taken with probability 1/(d+1).
+/// FLOW2-style randomized local search (Wu, Wang, Huang: "Frugal Optimization for Cost-related Hyperparameters", AAAI
+/// 2021): from the incumbent x it tries x + s·u, then x − s·u along a random unit direction u in the normalised
+/// space, moves on improvement, halves s after 2·d failed direction pairs, and restarts from a random point when s
+/// falls below a floor. Cost (trial duration) breaks ties on the metric. Changing the method is one more "direction",
+/// taken with probability 1/(d+1).
 /// </summary>
 internal sealed class CostFrugalTuner(int seed) : PeftTuner
 {

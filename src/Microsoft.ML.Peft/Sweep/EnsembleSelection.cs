@@ -2,14 +2,16 @@ namespace Microsoft.ML.Peft.Sweep;
 
 /// <summary>
 /// Greedy forward ensemble selection with replacement (Caruana et al., "Ensemble Selection from Libraries of Models",
-/// ICML 2004; the weighted ensemble of AutoGluon and auto-sklearn): start empty, and each round add the candidate (again,
-/// possibly) whose addition gives the best validation metric of the averaged scores; ties go to the lower log-loss (or
-/// squared error). The result is the best ensemble seen over the rounds, its weights the times each candidate was added.
+/// ICML 2004; the weighted ensemble of AutoGluon and auto-sklearn): start empty, and each round add the candidate
+/// (again, possibly) whose addition gives the best validation metric of the averaged scores; ties go to the lower
+/// log-loss (or squared error). The result is the best ensemble seen over the rounds, its weights the times each
+/// candidate was added.
 /// </summary>
 internal static class EnsembleSelection
 {
     /// <summary>Counts per candidate (summing to the chosen ensemble's size) and the ensemble's metric.</summary>
-    public static (int[] Counts, double Metric) Select(PeftMetric metric, IReadOnlyList<ValidationScores> candidates, int rounds)
+    public static (int[] Counts, double Metric) Select(PeftMetric metric, IReadOnlyList<ValidationScores> candidates,
+        int rounds)
     {
         if (candidates.Count == 0) throw new ArgumentException("No candidates to select from.", nameof(candidates));
         ArgumentOutOfRangeException.ThrowIfLessThan(rounds, 1);
@@ -46,7 +48,8 @@ internal static class EnsembleSelection
             counts[pick]++;
             for (int i = 0; i < rows; i++)
                 for (int k = 0; k < width; k++) sum[i][k] += candidates[pick].Scores[i][k];
-            if (pickScore.CompareTo(best) < 0) (best, bestMetric, bestCounts) = (pickScore, pickMetric, (int[])counts.Clone());
+            if (pickScore.CompareTo(best) < 0)
+                (best, bestMetric, bestCounts) = (pickScore, pickMetric, (int[])counts.Clone());
         }
         return (bestCounts, bestMetric);
     }

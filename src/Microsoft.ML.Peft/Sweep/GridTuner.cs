@@ -1,6 +1,8 @@
 namespace Microsoft.ML.Peft.Sweep;
 
-/// <summary>Exhaustive grid: methods in order, then an odometer over each parameter's grid values (last parameter fastest).</summary>
+/// <summary>
+/// Exhaustive grid: methods in order, then an odometer over each parameter's grid values (last parameter fastest).
+/// </summary>
 internal sealed class GridTuner : PeftTuner
 {
     private PeftSearchSpace? _space;

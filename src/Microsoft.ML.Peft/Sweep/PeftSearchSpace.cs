@@ -7,7 +7,8 @@ namespace Microsoft.ML.Peft.Sweep;
 /// <summary>
 /// What a sweep searches: the method is a choice among <see cref="Methods"/>; each method has its own (conditional)
 /// parameters, which only apply when that method is chosen; <see cref="Shared"/> parameters apply to every method.
-/// Narrow or widen it in code with <see cref="AddMethod"/>, <see cref="RemoveMethod"/>, <see cref="SetShared"/> and <see cref="RemoveShared"/>.
+/// Narrow or widen it in code with <see cref="AddMethod"/>, <see cref="RemoveMethod"/>, <see cref="SetShared"/> and
+/// <see cref="RemoveShared"/>.
 /// </summary>
 public sealed class PeftSearchSpace
 {
@@ -23,20 +24,30 @@ public sealed class PeftSearchSpace
 
     /// <summary>The conditional parameters of <paramref name="method"/>.</summary>
     public IReadOnlyList<SweepParameter> MethodParameters(string method) =>
-        _methods.TryGetValue(method, out var list) ? list : throw new KeyNotFoundException($"Method '{method}' is not in the search space.");
+        _methods.TryGetValue(method, out var list)
+            ? list
+            : throw new KeyNotFoundException($"Method '{method}' is not in the search space.");
 
-    /// <summary>Every parameter that applies when <paramref name="method"/> is chosen: shared first, then the method's own.</summary>
+    /// <summary>
+    /// Every parameter that applies when <paramref name="method"/> is chosen: shared first, then the method's own.
+    /// </summary>
     public IReadOnlyList<SweepParameter> ParametersOf(string method) => [.. _shared, .. MethodParameters(method)];
 
-    /// <summary>Adds (or replaces) a method with its conditional parameters; the name must be one of <see cref="PeftMethodConfig.KnownMethods"/>.</summary>
+    /// <summary>
+    /// Adds (or replaces) a method with its conditional parameters; the name must be one of
+    /// <see cref="PeftMethodConfig.KnownMethods"/>.
+    /// </summary>
     public PeftSearchSpace AddMethod(string method, params SweepParameter[] parameters)
     {
         ArgumentNullException.ThrowIfNull(method);
         if (!PeftMethodConfig.KnownMethods.Contains(method))
-            throw new ArgumentException($"Unknown PEFT method '{method}'. Known: {string.Join(", ", PeftMethodConfig.KnownMethods.Order())}.", nameof(method));
+            throw new ArgumentException(
+                $"Unknown PEFT method '{method}'. Known: {string.Join(", ", PeftMethodConfig.KnownMethods.Order())}.",
+                nameof(method));
         var type = ConfigType(method);
         foreach (var p in parameters) CheckSettable(p, type);
-        if (parameters.Select(p => p.Name).Distinct().Count() != parameters.Length) throw new ArgumentException($"Method '{method}' has a parameter twice.");
+        if (parameters.Select(p => p.Name).Distinct().Count() != parameters.Length)
+            throw new ArgumentException($"Method '{method}' has a parameter twice.");
         if (!_methods.ContainsKey(method)) _methodOrder.Add(method);
         _methods[method] = [.. parameters];
         return this;
@@ -44,8 +55,8 @@ public sealed class PeftSearchSpace
 
     /// <summary>
     /// Adds (or replaces) a method with the ranges its options class declares with Microsoft.ML.SearchSpace's
-    /// <c>[Range]</c>/<c>[Choice]</c>/<c>[BooleanChoice]</c> attributes (e.g. LoRA's rank {4, 8, 16}); a method that declares
-    /// none is searched with its defaults.
+    /// <c>[Range]</c>/<c>[Choice]</c>/<c>[BooleanChoice]</c> attributes (e.g. LoRA's rank {4, 8, 16}); a method that
+    /// declares none is searched with its defaults.
     /// </summary>
     public PeftSearchSpace AddMethodWithDeclaredRanges(string method)
     {
@@ -54,7 +65,10 @@ public sealed class PeftSearchSpace
         return AddMethod(method, [.. DeclaredRanges.Of(ConfigType(method))]);
     }
 
-    /// <summary>Sets as shared parameters every range the stage options declare (learning rate, epochs, batch size, head dropout, max length).</summary>
+    /// <summary>
+    /// Sets as shared parameters every range the stage options declare (learning rate, epochs, batch size, head
+    /// dropout, max length).
+    /// </summary>
     public PeftSearchSpace SetSharedFromDeclaredRanges()
     {
         foreach (var p in DeclaredRanges.Of(typeof(PeftTextClassificationOptions))) SetShared(p);
@@ -87,9 +101,9 @@ public sealed class PeftSearchSpace
 
     /// <summary>
     /// The default space, from the ranges the options classes declare: shared learning rate (log-uniform 1e-4 to 1e-2,
-    /// starting at 2e-3), epochs 1 to 5 (starting at 1, the cheap end), batch size {32, 16}, head dropout and max length
-    /// {128, 64}; methods LoRA (rank {4, 8, 16}, alpha, dropout, target modules; the start), DoRA (the same), IA3,
-    /// bottleneck adapters (reduction factor), prefix tuning (virtual tokens) and BitFit.
+    /// starting at 2e-3), epochs 1 to 5 (starting at 1, the cheap end), batch size {32, 16}, head dropout and max
+    /// length {128, 64}; methods LoRA (rank {4, 8, 16}, alpha, dropout, target modules; the start), DoRA (the same),
+    /// IA3, bottleneck adapters (reduction factor), prefix tuning (virtual tokens) and BitFit.
     /// </summary>
     public static PeftSearchSpace CreateDefault() => new PeftSearchSpace()
         .SetSharedFromDeclaredRanges()
@@ -100,7 +114,8 @@ public sealed class PeftSearchSpace
         .AddMethodWithDeclaredRanges("prefix")
         .AddMethodWithDeclaredRanges("bitfit");
 
-    private static Type ConfigType(string method) => PeftMethodConfig.FromJson($"{{\"method\":\"{method}\",\"options\":{{}}}}").GetType();
+    private static Type ConfigType(string method) =>
+        PeftMethodConfig.FromJson($"{{\"method\":\"{method}\",\"options\":{{}}}}").GetType();
 
     internal void Validate()
     {
@@ -110,9 +125,12 @@ public sealed class PeftSearchSpace
     private static void CheckSettable(SweepParameter p, Type? methodType)
     {
         if (Property(methodType, p.Name) is null && Property(typeof(PeftTextClassificationOptions), p.Name) is null)
-            throw new ArgumentException($"Parameter '{p.Name}' is not a settable option of {(methodType?.Name + " or ") ?? ""}the stage options.");
+            throw new ArgumentException(
+                $"Parameter '{p.Name}' is not a settable option of " +
+                $"{(methodType?.Name + " or ") ?? ""}the stage options.");
     }
 
     internal static PropertyInfo? Property(Type? type, string name) =>
-        type?.GetProperty(name, BindingFlags.Public | BindingFlags.Instance) is { CanWrite: true, SetMethod.IsPublic: true } p ? p : null;
+        type?.GetProperty(name, BindingFlags.Public | BindingFlags.Instance)
+            is { CanWrite: true, SetMethod.IsPublic: true } p ? p : null;
 }

@@ -177,8 +177,8 @@ public sealed class PeftSweep
 
     /// <summary>
     /// Stops bad trials early with asynchronous successive halving over epochs: at epochs
-    /// <paramref name="minEpochs"/>·η^k a trial goes on only when its validation result is in the top 1/η of those seen
-    /// at that epoch. With the default trial evaluation this sets the stage's
+    /// <paramref name="minEpochs"/>·η^k a trial goes on only when its validation result is in the top 1/η of those
+    /// seen at that epoch. With the default trial evaluation this sets the stage's
     /// <see cref="PeftTextOptions.ValidationSet"/> (each epoch is scored: accuracy for classification, RMSE for
     /// regression, and the best epoch's weights are kept). Pruned trials are recorded as
     /// <see cref="TrialStatus.Pruned"/> and count as failures for the tuner.

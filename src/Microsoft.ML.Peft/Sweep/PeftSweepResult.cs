@@ -6,7 +6,8 @@ namespace Microsoft.ML.Peft.Sweep;
 /// <summary>The outcome of <see cref="PeftSweep.RunAsync"/>: the best trial and model, and the leaderboard.</summary>
 public sealed class PeftSweepResult
 {
-    internal PeftSweepResult(PeftMetric metric, TrialResult best, ITransformer? bestModel, IReadOnlyList<TrialResult> trials)
+    internal PeftSweepResult(PeftMetric metric, TrialResult best, ITransformer? bestModel,
+        IReadOnlyList<TrialResult> trials)
     {
         Metric = metric;
         BestTrial = best;
@@ -19,22 +20,25 @@ public sealed class PeftSweepResult
 
     /// <summary>
     /// The succeeded trial with the best metric (on ties, the lower <see cref="TrialResult.ValidationLoss"/>, then the
-    /// cheaper); with <see cref="PeftSweep.SetEnsemble"/>, the ensemble row when the ensemble validated better than every
-    /// single model.
+    /// cheaper); with <see cref="PeftSweep.SetEnsemble"/>, the ensemble row when the ensemble validated better than
+    /// every single model.
     /// </summary>
     public TrialResult BestTrial { get; }
 
     /// <summary>
-    /// The best trial's model, trained on the training set; for a best trial replayed from a checkpoint it is loaded from
-    /// the folder's <c>best-model.zip</c>. With <see cref="PeftSweep.SetEnsemble"/>, the ensemble when it validated better
-    /// (its stage is then a <see cref="MLNet.PeftEnsembleTransformer"/>). Null when a custom trial evaluation returned no model.
+    /// The best trial's model, trained on the training set; for a best trial replayed from a checkpoint it is loaded
+    /// from the folder's <c>best-model.zip</c>. With <see cref="PeftSweep.SetEnsemble"/>, the ensemble when it
+    /// validated better (its stage is then a <see cref="MLNet.PeftEnsembleTransformer"/>). Null when a custom trial
+    /// evaluation returned no model.
     /// </summary>
     public ITransformer? BestModel { get; }
 
     /// <summary>Every trial, in order (including failed and cancelled ones).</summary>
     public IReadOnlyList<TrialResult> Trials { get; }
 
-    /// <summary>The leaderboard as an <see cref="IDataView"/> with the columns of <see cref="PeftTrialRow"/>, best first.</summary>
+    /// <summary>
+    /// The leaderboard as an <see cref="IDataView"/> with the columns of <see cref="PeftTrialRow"/>, best first.
+    /// </summary>
     public IDataView ToDataView(MLContext mlContext)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
@@ -44,12 +48,18 @@ public sealed class PeftSweepResult
     /// <summary>Writes the leaderboard (best first) as CSV with a header row.</summary>
     public void WriteCsv(string path)
     {
-        var sb = new StringBuilder("Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes,Status,Error,Refit,Ensemble,ValidationLoss,TrainedOnValidation\n");
+        var sb = new StringBuilder(
+            "Id,Method,Parameters,Metric,TrainableParameters,DurationSeconds,PeakWorkingSetBytes," +
+            "Status,Error,Refit,Ensemble,ValidationLoss,TrainedOnValidation\n");
         foreach (var r in Leaderboard().Select(ToRow))
-            sb.Append(string.Join(',', r.Id.ToString(CultureInfo.InvariantCulture), Quote(r.Method), Quote(r.Parameters),
-                r.Metric.ToString("R", CultureInfo.InvariantCulture), r.TrainableParameters.ToString(CultureInfo.InvariantCulture),
-                r.DurationSeconds.ToString("R", CultureInfo.InvariantCulture), r.PeakWorkingSetBytes.ToString(CultureInfo.InvariantCulture),
-                r.Status, Quote(r.Error), r.Refit ? "true" : "false", Quote(r.Ensemble), r.ValidationLoss.ToString("R", CultureInfo.InvariantCulture),
+            sb.Append(string.Join(',',
+                r.Id.ToString(CultureInfo.InvariantCulture), Quote(r.Method), Quote(r.Parameters),
+                r.Metric.ToString("R", CultureInfo.InvariantCulture),
+                r.TrainableParameters.ToString(CultureInfo.InvariantCulture),
+                r.DurationSeconds.ToString("R", CultureInfo.InvariantCulture),
+                r.PeakWorkingSetBytes.ToString(CultureInfo.InvariantCulture),
+                r.Status, Quote(r.Error), r.Refit ? "true" : "false", Quote(r.Ensemble),
+                r.ValidationLoss.ToString("R", CultureInfo.InvariantCulture),
                 r.TrainedOnValidation ? "true" : "false")).Append('\n');
         File.WriteAllText(path, sb.ToString());
     }
@@ -63,11 +73,12 @@ public sealed class PeftSweepResult
 
     private static PeftTrialRow ToRow(TrialResult t) => new()
     {
-        Id = t.Id, Method = t.Ensemble.Count > 0 ? "ensemble" : t.Parameters.Method, Parameters = t.Parameters.ToJson(), Metric = t.Metric,
-        TrainableParameters = t.TrainableParameters, DurationSeconds = t.Duration.TotalSeconds,
-        PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "", Refit = t.Refit,
-        ValidationLoss = t.ValidationLoss, TrainedOnValidation = t.TrainedOnValidation,
-        Ensemble = string.Join(';', t.Ensemble.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.TrialId}:{e.Weight:R}"))),
+        Id = t.Id, Method = t.Ensemble.Count > 0 ? "ensemble" : t.Parameters.Method, Parameters = t.Parameters.ToJson(),
+        Metric = t.Metric, TrainableParameters = t.TrainableParameters, DurationSeconds = t.Duration.TotalSeconds,
+        PeakWorkingSetBytes = t.PeakWorkingSetBytes, Status = t.Status.ToString(), Error = t.Error ?? "",
+        Refit = t.Refit, ValidationLoss = t.ValidationLoss, TrainedOnValidation = t.TrainedOnValidation,
+        Ensemble = string.Join(';',
+            t.Ensemble.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.TrialId}:{e.Weight:R}"))),
     };
 
     private static string Quote(string? s) => "\"" + (s ?? "").Replace("\"", "\"\"") + "\"";
@@ -98,8 +109,13 @@ public sealed class PeftTrialRow
     public bool Refit { get; set; }
     /// <summary>For the ensemble row: its members as <c>trialId:weight</c> separated by ';'; empty otherwise.</summary>
     public string Ensemble { get; set; } = "";
-    /// <summary>Validation log-loss (classification) or mean squared error (regression), the tie-break of the metric; NaN when unknown.</summary>
+    /// <summary>
+    /// Validation log-loss (classification) or mean squared error (regression), the tie-break of the metric; NaN when
+    /// unknown.
+    /// </summary>
     public double ValidationLoss { get; set; }
-    /// <summary>True when this model trained on the validation rows its metric is computed on: the metric is in-sample.</summary>
+    /// <summary>
+    /// True when this model trained on the validation rows its metric is computed on: the metric is in-sample.
+    /// </summary>
     public bool TrainedOnValidation { get; set; }
 }

@@ -1,6 +1,8 @@
 namespace Microsoft.ML.Peft.Sweep;
 
-/// <summary>A numeric parameter in [<see cref="Min"/>, <see cref="Max"/>], linear or log-uniform, integer or real.</summary>
+/// <summary>
+/// A numeric parameter in [<see cref="Min"/>, <see cref="Max"/>], linear or log-uniform, integer or real.
+/// </summary>
 public sealed class RangeParameter : SweepParameter
 {
     /// <summary>Creates a range.</summary>
@@ -11,14 +13,19 @@ public sealed class RangeParameter : SweepParameter
     /// <param name="logScale">Sample uniformly in log space (needs <paramref name="min"/> &gt; 0).</param>
     /// <param name="isInteger">Round values to integers.</param>
     /// <param name="gridPoints">How many evenly spaced (in the normalised space) values a grid search tries.</param>
-    public RangeParameter(string name, double min, double max, double? defaultValue = null, bool logScale = false, bool isInteger = false, int gridPoints = 3)
+    public RangeParameter(string name, double min, double max, double? defaultValue = null, bool logScale = false,
+        bool isInteger = false, int gridPoints = 3)
         : base(name)
     {
-        if (!double.IsFinite(min) || !double.IsFinite(max) || max < min) throw new ArgumentOutOfRangeException(nameof(max), $"Range '{name}' needs finite min <= max.");
-        if (logScale && min <= 0) throw new ArgumentOutOfRangeException(nameof(min), $"Log-scale range '{name}' needs min > 0.");
+        if (!double.IsFinite(min) || !double.IsFinite(max) || max < min)
+            throw new ArgumentOutOfRangeException(nameof(max), $"Range '{name}' needs finite min <= max.");
+        if (logScale && min <= 0)
+            throw new ArgumentOutOfRangeException(nameof(min), $"Log-scale range '{name}' needs min > 0.");
         if (gridPoints < 1) throw new ArgumentOutOfRangeException(nameof(gridPoints));
         Min = min; Max = max; LogScale = logScale; IsInteger = isInteger; GridPoints = gridPoints;
-        if (defaultValue is { } d && (d < min || d > max)) throw new ArgumentOutOfRangeException(nameof(defaultValue), $"Default of range '{name}' is outside [{min}, {max}].");
+        if (defaultValue is { } d && (d < min || d > max))
+            throw new ArgumentOutOfRangeException(nameof(defaultValue),
+                $"Default of range '{name}' is outside [{min}, {max}].");
         Default = defaultValue is { } v ? Round(v) : FromUnit(0.5);
     }
 
@@ -69,7 +76,8 @@ public sealed class RangeParameter : SweepParameter
     internal override bool Contains(object value)
     {
         double v = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
-        return v >= Min - 1e-12 * Math.Abs(Min) && v <= Max + 1e-12 * Math.Abs(Max) && (!IsInteger || v == Math.Round(v));
+        return v >= Min - 1e-12 * Math.Abs(Min) && v <= Max + 1e-12 * Math.Abs(Max)
+            && (!IsInteger || v == Math.Round(v));
     }
 
     private object Round(double v) => IsInteger ? (int)Math.Round(v) : (object)v;

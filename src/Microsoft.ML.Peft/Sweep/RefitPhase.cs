@@ -51,8 +51,8 @@ internal sealed class RefitPhase(SweepRun run, TrialEvaluator evaluator, Ensembl
 
     /// <summary>
     /// The cross-fitting folds of <paramref name="rows"/> validation rows for <paramref name="refits"/> refits on all
-    /// the data (row → fold, from a fixed seed, fold sizes differing by at most one); null for a single refit or fewer
-    /// than two rows a fold, when the refits train on all the validation rows instead.
+    /// the data (row → fold, from a fixed seed, fold sizes differing by at most one); null for a single refit or
+    /// fewer than two rows a fold, when the refits train on all the validation rows instead.
     /// </summary>
     internal static int[]? CrossFitFolds(int rows, int refits)
     {

@@ -18,7 +18,8 @@ internal sealed class RowMaskDataView(IDataView source, bool[] mask, bool keep) 
     public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) =>
         new Cursor(source.GetRowCursor(columnsNeeded), mask, keep);
 
-    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n,
+        Random? rand = null) =>
         [GetRowCursor(columnsNeeded)];
 
     /// <summary>How many rows <paramref name="data"/> has, counted with a cursor when the view does not know.</summary>
@@ -39,7 +40,8 @@ internal sealed class RowMaskDataView(IDataView source, bool[] mask, bool keep) 
         public override long Position => _position;
         public override long Batch => 0;
         public override bool IsColumnActive(DataViewSchema.Column column) => inner.IsColumnActive(column);
-        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column) => inner.GetGetter<TValue>(column);
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column) =>
+            inner.GetGetter<TValue>(column);
         public override ValueGetter<DataViewRowId> GetIdGetter() => inner.GetIdGetter();
 
         public override bool MoveNext()
@@ -47,7 +49,8 @@ internal sealed class RowMaskDataView(IDataView source, bool[] mask, bool keep) 
             while (inner.MoveNext())
             {
                 if (++_index >= mask.Length)
-                    throw new InvalidOperationException($"The data has more rows than the {mask.Length} it had when the folds were drawn.");
+                    throw new InvalidOperationException(
+                        $"The data has more rows than the {mask.Length} it had when the folds were drawn.");
                 if (mask[_index] == keep)
                 {
                     _position++;

@@ -2,15 +2,16 @@ namespace Microsoft.ML.Peft.Sweep;
 
 /// <summary>
 /// One searchable hyper-parameter. Its <see cref="Name"/> is a public settable property of the method's config class
-/// (e.g. <c>Rank</c> of <c>LoraConfig</c>) or of the stage options (e.g. <c>LearningRate</c>); the method config is looked up first.
-/// Tuners work in a normalised space: every parameter maps its values onto [0, 1].
+/// (e.g. <c>Rank</c> of <c>LoraConfig</c>) or of the stage options (e.g. <c>LearningRate</c>); the method config is
+/// looked up first. Tuners work in a normalised space: every parameter maps its values onto [0, 1].
 /// </summary>
 public abstract class SweepParameter
 {
     /// <summary>Creates a parameter.</summary>
     private protected SweepParameter(string name)
     {
-        if (string.IsNullOrWhiteSpace(name)) throw new ArgumentException("A sweep parameter needs a name.", nameof(name));
+        if (string.IsNullOrWhiteSpace(name))
+            throw new ArgumentException("A sweep parameter needs a name.", nameof(name));
         Name = name;
     }
 

@@ -26,7 +26,8 @@ internal sealed class TrialCheckpoint
             if (string.IsNullOrWhiteSpace(line)) continue;
             TrialResult r;
             try { r = Parse(line); }
-            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or NullReferenceException) { continue; } // a torn last line
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException
+                or NullReferenceException) { continue; } // a torn last line
             var key = r.Parameters.ToJson();
             if (!_byParameters.TryGetValue(key, out var q)) _byParameters[key] = q = new Queue<TrialResult>();
             q.Enqueue(r);
@@ -39,7 +40,11 @@ internal sealed class TrialCheckpoint
 
     public bool TryTake(TrialParameters parameters, out TrialResult result)
     {
-        if (_byParameters.TryGetValue(parameters.ToJson(), out var q) && q.Count > 0) { result = q.Dequeue(); return true; }
+        if (_byParameters.TryGetValue(parameters.ToJson(), out var q) && q.Count > 0)
+        {
+            result = q.Dequeue();
+            return true;
+        }
         result = null!;
         return false;
     }
@@ -57,7 +62,8 @@ internal sealed class TrialCheckpoint
             ["durationSeconds"] = r.Duration.TotalSeconds,
             ["peakWorkingSetBytes"] = r.PeakWorkingSetBytes,
             ["error"] = r.Error,
-            ["epochLosses"] = new JsonArray(r.EpochLosses.Select(l => (JsonNode?)(double.IsFinite(l) ? JsonValue.Create(l) : null)).ToArray()),
+            ["epochLosses"] = new JsonArray(
+                r.EpochLosses.Select(l => (JsonNode?)(double.IsFinite(l) ? JsonValue.Create(l) : null)).ToArray()),
         };
         using var stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read);
         using var writer = new StreamWriter(stream);
@@ -81,7 +87,9 @@ internal sealed class TrialCheckpoint
             PeakWorkingSetBytes = (long)o["peakWorkingSetBytes"]!,
             Error = (string?)o["error"],
             // Older checkpoints have no epoch losses; a null entry is an epoch whose loss was not finite.
-            EpochLosses = o["epochLosses"] is JsonArray a ? a.Select(n => n is null ? double.PositiveInfinity : (double)n).ToArray() : [],
+            EpochLosses = o["epochLosses"] is JsonArray a
+                ? a.Select(n => n is null ? double.PositiveInfinity : (double)n).ToArray()
+                : [],
             FromCheckpoint = true,
         };
     }

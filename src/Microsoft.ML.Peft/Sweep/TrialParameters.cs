@@ -6,7 +6,9 @@ using Microsoft.ML.Peft.MLNet;
 
 namespace Microsoft.ML.Peft.Sweep;
 
-/// <summary>One point of a search space: a method name and a value per parameter. Serialises to and from JSON.</summary>
+/// <summary>
+/// One point of a search space: a method name and a value per parameter. Serialises to and from JSON.
+/// </summary>
 public sealed class TrialParameters
 {
     /// <summary>Creates a point.</summary>
@@ -15,7 +17,8 @@ public sealed class TrialParameters
     public TrialParameters(string method, IReadOnlyDictionary<string, object> values)
     {
         Method = method ?? throw new ArgumentNullException(nameof(method));
-        Values = new SortedDictionary<string, object>(values.ToDictionary(kv => kv.Key, kv => kv.Value), StringComparer.Ordinal);
+        Values = new SortedDictionary<string, object>(values.ToDictionary(kv => kv.Key, kv => kv.Value),
+            StringComparer.Ordinal);
     }
 
     /// <summary>The PEFT method.</summary>
@@ -45,7 +48,8 @@ public sealed class TrialParameters
                 JsonValueKind.String => e.GetString()!,
                 JsonValueKind.True => true,
                 JsonValueKind.False => false,
-                JsonValueKind.Number when e.TryGetInt64(out long l) && !e.GetRawText().Contains('.') && !e.GetRawText().Contains('E', StringComparison.OrdinalIgnoreCase)
+                JsonValueKind.Number when e.TryGetInt64(out long l) && !e.GetRawText().Contains('.')
+                    && !e.GetRawText().Contains('E', StringComparison.OrdinalIgnoreCase)
                     => l is >= int.MinValue and <= int.MaxValue ? (int)l : l,
                 JsonValueKind.Number => e.GetDouble(),
                 _ => throw new FormatException($"Parameter '{k}' has an unsupported JSON value."),
@@ -62,11 +66,14 @@ public sealed class TrialParameters
     {
         var config = PeftMethodConfig.FromJson($"{{\"method\":{JsonSerializer.Serialize(Method)},\"options\":{{}}}}");
         foreach (var (k, v) in Values)
-            if (PeftSearchSpace.Property(config.GetType(), k) is { } p) p.SetValue(config, ConvertTo(v, p.PropertyType));
+            if (PeftSearchSpace.Property(config.GetType(), k) is { } p)
+                p.SetValue(config, ConvertTo(v, p.PropertyType));
         return config;
     }
 
-    /// <summary>Sets <see cref="PeftTextOptions.Method"/> and every shared parameter on <paramref name="options"/>.</summary>
+    /// <summary>
+    /// Sets <see cref="PeftTextOptions.Method"/> and every shared parameter on <paramref name="options"/>.
+    /// </summary>
     public void ApplyTo(PeftTextOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -76,7 +83,8 @@ public sealed class TrialParameters
         {
             if (PeftSearchSpace.Property(config.GetType(), k) is not null) continue;
             var p = PeftSearchSpace.Property(options.GetType(), k)
-                ?? throw new ArgumentException($"Parameter '{k}' is neither an option of method '{Method}' nor of the stage.");
+                ?? throw new ArgumentException(
+                    $"Parameter '{k}' is neither an option of method '{Method}' nor of the stage.");
             p.SetValue(options, ConvertTo(v, p.PropertyType));
         }
     }
@@ -85,8 +93,11 @@ public sealed class TrialParameters
     {
         type = Nullable.GetUnderlyingType(type) ?? type;
         if (type == typeof(string[]))
-            return value is string s ? s.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : (string[])value;
-        if (type.IsEnum) return Enum.Parse(type, Convert.ToString(value, CultureInfo.InvariantCulture)!, ignoreCase: true);
+            return value is string s
+                ? s.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                : (string[])value;
+        if (type.IsEnum)
+            return Enum.Parse(type, Convert.ToString(value, CultureInfo.InvariantCulture)!, ignoreCase: true);
         if (type == typeof(int) && value is double d) return (int)Math.Round(d);
         return Convert.ChangeType(value, type, CultureInfo.InvariantCulture);
     }

@@ -2,8 +2,8 @@ namespace Microsoft.ML.Peft.Sweep;
 
 /// <summary>
 /// Lets a running trial report an intermediate result after each epoch so that successive halving
-/// (<see cref="PeftSweep.SetEarlyStopping"/>) can stop it; <see cref="ReportEpoch(int, double, bool)"/> throws <see cref="TrialPrunedException"/>
-/// when the trial should stop. Without early stopping it only records the values.
+/// (<see cref="PeftSweep.SetEarlyStopping"/>) can stop it; <see cref="ReportEpoch(int, double, bool)"/> throws
+/// <see cref="TrialPrunedException"/> when the trial should stop. Without early stopping it only records the values.
 /// </summary>
 public sealed class TrialReporter
 {
@@ -31,8 +31,8 @@ public sealed class TrialReporter
     public void ReportEpoch(int epoch, double loss) => ReportEpoch(epoch, loss, isLastEpoch: false);
 
     /// <summary>
-    /// As <see cref="ReportEpoch(int, double)"/>; after the trial's last epoch the loss still joins its rung (later trials are
-    /// compared with it) but the trial is never stopped: it has nothing left to save, and its result counts.
+    /// As <see cref="ReportEpoch(int, double)"/>; after the trial's last epoch the loss still joins its rung (later
+    /// trials are compared with it) but the trial is never stopped: it has nothing left to save, and its result counts.
     /// </summary>
     public void ReportEpoch(int epoch, double loss, bool isLastEpoch)
     {
@@ -42,7 +42,8 @@ public sealed class TrialReporter
             _losses[epoch - 1] = loss;
         }
         if (_halving is null || PrunedAtEpoch is not null) return;
-        if (_halving.ShouldStop(epoch, double.IsNaN(loss) ? double.PositiveInfinity : loss, out string reason) && !isLastEpoch)
+        if (_halving.ShouldStop(epoch, double.IsNaN(loss) ? double.PositiveInfinity : loss, out string reason)
+            && !isLastEpoch)
         {
             PrunedAtEpoch = epoch;
             throw new TrialPrunedException(reason);
@@ -50,7 +51,9 @@ public sealed class TrialReporter
     }
 }
 
-/// <summary>Thrown by <see cref="TrialReporter.ReportEpoch(int, double, bool)"/> to stop a trial that successive halving pruned.</summary>
+/// <summary>
+/// Thrown by <see cref="TrialReporter.ReportEpoch(int, double, bool)"/> to stop a trial that successive halving pruned.
+/// </summary>
 public sealed class TrialPrunedException : Exception
 {
     /// <summary>Creates the exception.</summary>
@@ -58,9 +61,10 @@ public sealed class TrialPrunedException : Exception
 }
 
 /// <summary>
-/// Asynchronous successive halving (ASHA, Li et al. 2020) over epochs: rungs at epochs <c>m·η^k</c>; a trial reaching a rung
-/// goes on only when its loss is among the best ⌈n/η⌉ of the n losses seen at that rung so far (always while n &lt; η).
-/// A resumed sweep feeds the checkpointed trials' epoch losses back through <see cref="Replay"/>, so its rungs are the same.
+/// Asynchronous successive halving (ASHA, Li et al. 2020) over epochs: rungs at epochs <c>m·η^k</c>; a trial reaching
+/// a rung goes on only when its loss is among the best ⌈n/η⌉ of the n losses seen at that rung so far (always
+/// while n &lt; η). A resumed sweep feeds the checkpointed trials' epoch losses back through <see cref="Replay"/>, so
+/// its rungs are the same.
 /// </summary>
 internal sealed class SuccessiveHalving(int reductionFactor, int minEpochs)
 {
@@ -87,7 +91,8 @@ internal sealed class SuccessiveHalving(int reductionFactor, int minEpochs)
         int keep = (int)Math.Ceiling(seen.Count / (double)reductionFactor);
         double cutoff = seen.Order().ElementAt(keep - 1);
         if (loss <= cutoff) return false;
-        reason = $"Stopped by successive halving at epoch {epoch}: validation loss {loss:G4} is not among the best {keep} of {seen.Count} at this rung (cut-off {cutoff:G4}).";
+        reason = $"Stopped by successive halving at epoch {epoch}: validation loss {loss:G4} " +
+            $"is not among the best {keep} of {seen.Count} at this rung (cut-off {cutoff:G4}).";
         return true;
     }
 

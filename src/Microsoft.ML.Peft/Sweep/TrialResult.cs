@@ -7,9 +7,14 @@ public enum TrialStatus
     Succeeded,
     /// <summary>Threw, or produced a non-finite metric; see <see cref="TrialResult.Error"/>.</summary>
     Failed,
-    /// <summary>Stopped early by successive halving (<see cref="PeftSweep.SetEarlyStopping"/>); see <see cref="TrialResult.Error"/>.</summary>
+    /// <summary>
+    /// Stopped early by successive halving (<see cref="PeftSweep.SetEarlyStopping"/>); see
+    /// <see cref="TrialResult.Error"/>.
+    /// </summary>
     Pruned,
-    /// <summary>Stopped by the time budget or the caller's cancellation token; not checkpointed, rerun on resume.</summary>
+    /// <summary>
+    /// Stopped by the time budget or the caller's cancellation token; not checkpointed, rerun on resume.
+    /// </summary>
     Cancelled,
 }
 
@@ -25,13 +30,15 @@ public sealed record TrialResult
     /// <summary>How it ended.</summary>
     public TrialStatus Status { get; init; }
 
-    /// <summary>The validation metric (NaN unless <see cref="Status"/> is <see cref="TrialStatus.Succeeded"/>).</summary>
+    /// <summary>
+    /// The validation metric (NaN unless <see cref="Status"/> is <see cref="TrialStatus.Succeeded"/>).
+    /// </summary>
     public double Metric { get; init; } = double.NaN;
 
     /// <summary>
     /// Log-loss (classification) or mean squared error (regression) on the validation set; NaN when unknown (custom
-    /// evaluations, failed trials). It breaks ties of <see cref="Metric"/>: accuracy on an imbalanced or hard task often
-    /// ties at the majority class, and log-loss still tells which trial learned more.
+    /// evaluations, failed trials). It breaks ties of <see cref="Metric"/>: accuracy on an imbalanced or hard task
+    /// often ties at the majority class, and log-loss still tells which trial learned more.
     /// </summary>
     public double ValidationLoss { get; init; } = double.NaN;
 
@@ -41,19 +48,24 @@ public sealed record TrialResult
     /// <summary>Wall-clock time of training and evaluation.</summary>
     public TimeSpan Duration { get; init; }
 
-    /// <summary>The process's peak working set (bytes) when the trial ended (a high-water mark of the whole process so far).</summary>
+    /// <summary>
+    /// The process's peak working set (bytes) when the trial ended (a high-water mark of the whole process so far).
+    /// </summary>
     public long PeakWorkingSetBytes { get; init; }
 
     /// <summary>The exception message of a failed or cancelled trial; null otherwise.</summary>
     public string? Error { get; init; }
 
     /// <summary>
-    /// Validation losses the trial reported after each epoch (index 0 is epoch 1; lower is better), as successive halving saw
-    /// them; empty when the trial reported none. Kept in the checkpoint so a resumed sweep halves against the same history.
+    /// Validation losses the trial reported after each epoch (index 0 is epoch 1; lower is better), as successive
+    /// halving saw them; empty when the trial reported none. Kept in the checkpoint so a resumed sweep halves against
+    /// the same history.
     /// </summary>
     public IReadOnlyList<double> EpochLosses { get; init; } = [];
 
-    /// <summary>True for a final retraining of one of the best configurations (<see cref="PeftSweep.SetRefit"/>).</summary>
+    /// <summary>
+    /// True for a final retraining of one of the best configurations (<see cref="PeftSweep.SetRefit"/>).
+    /// </summary>
     public bool Refit { get; init; }
 
     /// <summary>
@@ -65,8 +77,8 @@ public sealed record TrialResult
     public bool TrainedOnValidation { get; init; }
 
     /// <summary>
-    /// For the ensemble row (<see cref="PeftSweep.SetEnsemble"/>): the trials it averages and their weights, heaviest first
-    /// (<see cref="Parameters"/> are then the heaviest member's); empty for every other row.
+    /// For the ensemble row (<see cref="PeftSweep.SetEnsemble"/>): the trials it averages and their weights, heaviest
+    /// first (<see cref="Parameters"/> are then the heaviest member's); empty for every other row.
     /// </summary>
     public IReadOnlyList<EnsembleMember> Ensemble { get; init; } = [];
 
@@ -85,7 +97,9 @@ public sealed record EnsembleMember(int TrialId, double Weight);
 /// <param name="TrainableParameters">Trainable parameters of the stage (0 when unknown).</param>
 public sealed record TrialOutcome(double Metric, ITransformer? Model = null, long TrainableParameters = 0)
 {
-    /// <summary>The model's validation scores, which ensemble selection averages (null for custom evaluations).</summary>
+    /// <summary>
+    /// The model's validation scores, which ensemble selection averages (null for custom evaluations).
+    /// </summary>
     internal ValidationScores? Validation { get; init; }
 }
 
@@ -104,4 +118,5 @@ public enum SweepEventKind
 /// <param name="Parameters">The trial's point.</param>
 /// <param name="Result">The result (only for <see cref="SweepEventKind.TrialEnded"/>).</param>
 /// <param name="BestSoFar">The best succeeded trial so far, if any.</param>
-public sealed record SweepEvent(SweepEventKind Kind, int TrialId, TrialParameters Parameters, TrialResult? Result, TrialResult? BestSoFar);
+public sealed record SweepEvent(SweepEventKind Kind, int TrialId, TrialParameters Parameters, TrialResult? Result,
+    TrialResult? BestSoFar);

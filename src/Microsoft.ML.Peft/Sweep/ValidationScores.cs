@@ -12,7 +12,8 @@ internal sealed class ValidationScores
 {
     public ValidationScores(float[] labels, float[][] scores, bool regression)
     {
-        if (labels.Length != scores.Length) throw new ArgumentException($"{labels.Length} labels for {scores.Length} score rows.");
+        if (labels.Length != scores.Length)
+            throw new ArgumentException($"{labels.Length} labels for {scores.Length} score rows.");
         Labels = labels;
         Scores = scores;
         Regression = regression;
@@ -56,14 +57,17 @@ internal sealed class ValidationScores
         return new ValidationScores([.. labels], [.. scores], regression);
     }
 
-    /// <summary>The rows of <paramref name="parts"/> one after another (the out-of-fold scores of a cross-validated trial).</summary>
+    /// <summary>
+    /// The rows of <paramref name="parts"/> one after another (the out-of-fold scores of a cross-validated trial).
+    /// </summary>
     public static ValidationScores Concat(IReadOnlyList<ValidationScores> parts) =>
         new([.. parts.SelectMany(p => p.Labels)], [.. parts.SelectMany(p => p.Scores)], parts[0].Regression);
 
     /// <summary>The rows whose <paramref name="mask"/> entry is true (one fold of the validation rows).</summary>
     public ValidationScores Where(bool[] mask)
     {
-        if (mask.Length != Labels.Length) throw new ArgumentException($"A mask of {mask.Length} rows for {Labels.Length} scored rows.", nameof(mask));
+        if (mask.Length != Labels.Length)
+            throw new ArgumentException($"A mask of {mask.Length} rows for {Labels.Length} scored rows.", nameof(mask));
         var rows = Enumerable.Range(0, mask.Length).Where(i => mask[i]).ToList();
         return new([.. rows.Select(i => Labels[i])], [.. rows.Select(i => Scores[i])], Regression);
     }
@@ -72,13 +76,15 @@ internal sealed class ValidationScores
     public double Compute(PeftMetric metric) => Compute(metric, Scores);
 
     /// <summary>
-    /// <paramref name="metric"/> of <paramref name="scores"/> (rows aligned with <see cref="Labels"/>), computed as ML.NET's
-    /// evaluators compute it (argmax with ties to the lower class, log-loss with probabilities clamped at 1e-15, ...).
+    /// <paramref name="metric"/> of <paramref name="scores"/> (rows aligned with <see cref="Labels"/>), computed as
+    /// ML.NET's evaluators compute it (argmax with ties to the lower class, log-loss with probabilities clamped at
+    /// 1e-15, ...).
     /// </summary>
     public double Compute(PeftMetric metric, float[][] scores)
     {
         if (metric.IsRegression() != Regression)
-            throw new InvalidOperationException($"Metric {metric} does not fit {(Regression ? "regression" : "classification")} scores.");
+            throw new InvalidOperationException(
+                $"Metric {metric} does not fit {(Regression ? "regression" : "classification")} scores.");
         return metric switch
         {
             PeftMetric.Accuracy => Mean(scores, (y, s) => ArgMax(s) == y - 1 ? 1 : 0),
@@ -94,7 +100,10 @@ internal sealed class ValidationScores
         };
     }
 
-    /// <summary>A smooth companion of the metric for breaking ties: log-loss for classification, mean squared error for regression.</summary>
+    /// <summary>
+    /// A smooth companion of the metric for breaking ties: log-loss for classification, mean squared error for
+    /// regression.
+    /// </summary>
     public double TieBreakLoss() => TieBreakLoss(Scores);
 
     /// <summary>The tie-break loss of <paramref name="scores"/> (rows aligned with <see cref="Labels"/>).</summary>
@@ -146,7 +155,9 @@ internal sealed class ValidationScores
         for (int i = 0; i < Labels.Length; i++)
         {
             if (!Present(i)) continue;
-            if (scores[i].Length != 2) throw new InvalidOperationException($"Metric F1 needs two classes, the model scores {scores[i].Length}.");
+            if (scores[i].Length != 2)
+                throw new InvalidOperationException(
+                    $"Metric F1 needs two classes, the model scores {scores[i].Length}.");
             bool actual = Labels[i] == 2, predicted = ArgMax(scores[i]) == 1;
             if (actual && predicted) tp++;
             else if (predicted) fp++;
@@ -162,7 +173,9 @@ internal sealed class ValidationScores
         for (int i = 0; i < Labels.Length; i++)
         {
             if (!Present(i)) continue;
-            if (scores[i].Length != 2) throw new InvalidOperationException($"Metric Auc needs two classes, the model scores {scores[i].Length}.");
+            if (scores[i].Length != 2)
+                throw new InvalidOperationException(
+                    $"Metric Auc needs two classes, the model scores {scores[i].Length}.");
             rows.Add((scores[i][1], Labels[i] == 2));
         }
         rows.Sort((a, b) => a.Score.CompareTo(b.Score));
