@@ -25,42 +25,6 @@ public sealed class IA3Tests
     }
 
     [TestMethod]
-    public void UntrainedModelEqualsTheBase() => Assert.AreEqual(0f, UntrainedDifference(new IA3Config(), 1), 1e-6f);
-
-    private static void Randomise(PeftModel model)
-    {
-        using var _ = no_grad();
-        foreach (var (name, p) in model.named_parameters())
-            if (name.EndsWith(".ia3_l")) p.uniform_(0.3, 1.7); // trained-looking, far from 1 and from 0
-    }
-
-    [TestMethod]
-    public void MergeAndUnmergeGiveIdenticalLogits()
-    {
-        var (ids, mask) = Batch();
-        var config = new IA3Config();
-        using var model = PeftModel.Create(Encoder(2), config, 3);
-        model.eval();
-        Randomise(model);
-        var weights = model.named_parameters().Where(p => p.name.Contains("base_layer")).ToDictionary(p => p.name, p => p.parameter.detach().clone());
-        using var unmerged = model.forward(ids, mask, null);
-        Assert.IsTrue(config.Merge(model));
-        using var merged = model.forward(ids, mask, null);
-        config.Unmerge(model);
-        using var again = model.forward(ids, mask, null);
-        Assert.IsLessThan(1e-5f, (merged - unmerged).abs().max().item<float>());
-        Assert.IsLessThan(1e-5f, (again - unmerged).abs().max().item<float>());
-        foreach (var (name, p) in model.named_parameters().Where(p => p.name.Contains("base_layer")))
-            Assert.IsLessThan(1e-6f, (p - weights[name]).abs().max().item<float>(), name);
-        // The vectors must really matter, or the test above proves nothing.
-        using var plain = PeftModel.Create(Encoder(2), new IA3Config(), 3);
-        plain.eval();
-        plain.classifier.weight!.detach().copy_(model.classifier.weight!);
-        using var baseline = plain.forward(ids, mask, null);
-        Assert.IsGreaterThan(1e-3f, (baseline - unmerged).abs().max().item<float>());
-    }
-
-    [TestMethod]
     public void MergeRefusesAVectorWithAZero()
     {
         var config = new IA3Config();

@@ -20,9 +20,6 @@ public sealed class LayerNormTuningTests
     }
 
     [TestMethod]
-    public void UntrainedModelEqualsTheBase() => Assert.AreEqual(0f, UntrainedDifference(new LayerNormTuningConfig(), 1));
-
-    [TestMethod]
     public void SaveLoadRoundTripGivesIdenticalScores()
     {
         var (before, after, stage) = RoundTrip(new LayerNormTuningConfig());

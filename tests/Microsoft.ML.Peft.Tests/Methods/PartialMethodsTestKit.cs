@@ -33,19 +33,6 @@ internal static class PartialMethodsTestKit
     public static (Tensor Ids, Tensor Mask) Batch() =>
         (tensor(new long[] { 2, 7, 9, 11, 3, 2, 5, 3, 0, 0 }, [2, 5]), tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, [2, 5]));
 
-    /// <summary>Largest difference between the attached model's encoder output and a plain encoder with the same seed.</summary>
-    public static float UntrainedDifference(PeftMethodConfig method, int seed)
-    {
-        var (ids, mask) = Batch();
-        using var plain = Encoder(seed);
-        plain.eval();
-        using var expected = plain.forward(ids, mask, null);
-        using var model = PeftModel.Create(Encoder(seed), method, 3);
-        model.eval();
-        using var actual = model.Encoder.forward(ids, mask, null);
-        return (actual - expected).abs().max().item<float>();
-    }
-
     /// <summary>
     /// Trains on the tiny ONNX base, saves the pipeline to a .zip, loads it into a fresh context and returns the scores
     /// before and after (formatted exactly) and the trained stage.

@@ -153,14 +153,6 @@ public sealed class QLoraTests
     }
 
     [TestMethod]
-    public void CannotMergeIntoFourBitCodes()
-    {
-        var config = new QLoraConfig();
-        using var model = PeftModel.Create(Encoder(6), config, 2);
-        Assert.IsFalse(config.Merge(model));
-    }
-
-    [TestMethod]
     public void OptionsRoundTripThroughJsonAndValidate()
     {
         var back = (QLoraConfig)PeftMethodConfig.FromJson(new QLoraConfig { Bits = 8, BlockSize = 32, Rank = 4 }.ToJson());
