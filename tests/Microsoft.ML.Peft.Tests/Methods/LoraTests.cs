@@ -56,11 +56,13 @@ public sealed class LoraTests
     public void TrainableCountMatchesFormulaOnMiniLmShape()
     {
         // MiniLM-L6: 6 layers, hidden 384; r = 8 on query and value: 6 × 2 × (384·8 + 8·384) = 73,728; head 384·2 + 2.
-        var miniLm = new EncoderConfig { HiddenSize = 384, NumHiddenLayers = 6, NumAttentionHeads = 12, IntermediateSize = 1536, VocabSize = 30522 };
+        var miniLm = new EncoderConfig { HiddenSize = 384, NumHiddenLayers = 6, NumAttentionHeads = 12,
+            IntermediateSize = 1536, VocabSize = 30522 };
         using var model = PeftModel.Create(Encoder(3, miniLm), new LoraConfig(), 2);
         var (trainable, total) = model.CountParameters();
         Assert.AreEqual(6L * 2 * (384 * 8 + 8 * 384) + 384 * 2 + 2, trainable);
-        // all-MiniLM-L6-v2 has 22,713,216 weights with its pooler, 22,565,376 without (embeddings 11,918,592 + 6 × 1,774,464).
+        // all-MiniLM-L6-v2 has 22,713,216 weights with its pooler, 22,565,376 without (embeddings 11,918,592 + 6 ×
+        // 1,774,464).
         Assert.AreEqual(22_565_376L + 73_728 + 770, total);
     }
 
@@ -69,7 +71,8 @@ public sealed class LoraTests
     {
         using var all = PeftModel.Create(Encoder(4), new LoraConfig { Bias = LoraBias.All }, 2);
         using var loraOnly = PeftModel.Create(Encoder(4), new LoraConfig { Bias = LoraBias.LoraOnly }, 2);
-        int Biases(PeftModel m) => m.TrainableParameters().Count(p => p.Name.EndsWith(".bias") && !p.Name.StartsWith("classifier"));
+        int Biases(PeftModel m) => m.TrainableParameters().Count(p => p.Name.EndsWith(".bias")
+            && !p.Name.StartsWith("classifier"));
         // Tiny: 2 layers × (q,k,v,o,inter,out dense + 2 LayerNorm) = 16 biases + embeddings LayerNorm = 17.
         Assert.AreEqual(17, Biases(all));
         Assert.AreEqual(4, Biases(loraOnly)); // query and value in 2 layers
@@ -80,16 +83,19 @@ public sealed class LoraTests
     {
         var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LoraConfig { Rank = 0 }.Validate());
         StringAssert.Contains(e.Message, "Rank");
-        var t = Assert.ThrowsExactly<ArgumentException>(() => PeftModel.Create(Encoder(5), new LoraConfig { TargetModules = ["qurey"] }, 2));
+        var t = Assert.ThrowsExactly<ArgumentException>(() => PeftModel.Create(Encoder(5),
+            new LoraConfig { TargetModules = ["qurey"] }, 2));
         StringAssert.Contains(t.Message, "qurey");
-        var p = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LoraConfig { TargetModulesPattern = "(" }.Validate());
+        var p = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LoraConfig {
+            TargetModulesPattern = "(" }.Validate());
         StringAssert.Contains(p.Message, "TargetModulesPattern");
     }
 
     [TestMethod]
     public void PatternAndDistilBertAliasesResolve()
     {
-        using var m1 = PeftModel.Create(Encoder(6), new LoraConfig { TargetModulesPattern = @"encoder\.layer\.1\.attention\.self\.(query|key)" }, 2);
+        using var m1 = PeftModel.Create(Encoder(6),
+            new LoraConfig { TargetModulesPattern = @"encoder\.layer\.1\.attention\.self\.(query|key)" }, 2);
         Assert.AreEqual(2, ModuleSurgery.NamedModules(m1).Count(m => m.Module is LoraLinear));
         using var m2 = PeftModel.Create(Encoder(6), new LoraConfig { TargetModules = ["q_lin", "lin1"] }, 2);
         var paths = ModuleSurgery.NamedModules(m2).Where(m => m.Module is LoraLinear).Select(m => m.Path).ToList();
@@ -100,7 +106,8 @@ public sealed class LoraTests
     [TestMethod]
     public void OptionsRoundTripThroughJson()
     {
-        var c = new LoraConfig { Rank = 4, Alpha = 32, UseRsLora = true, Bias = LoraBias.LoraOnly, TargetModules = ["query"] };
+        var c = new LoraConfig { Rank = 4, Alpha = 32, UseRsLora = true, Bias = LoraBias.LoraOnly,
+            TargetModules = ["query"] };
         var back = (LoraConfig)PeftMethodConfig.FromJson(c.ToJson());
         Assert.AreEqual(4, back.Rank);
         Assert.AreEqual(32.0, back.Alpha);
