@@ -14,7 +14,9 @@ namespace Microsoft.ML.Peft.Methods.Lora;
 /// field that holds it, so a registered branch would turn <c>...query.lora_A.weight</c> into
 /// <c>...query.branch.lora_A.weight</c> and saved models would no longer load. A layer that composes a branch keeps
 /// its own fields <c>lora_A</c>, <c>lora_B</c>, <c>lora_dropout</c> set from it: its registration gives <c>peft</c>'s
-/// names in the same order as before, and <c>ModuleSurgery.Replace</c> still finds a field for each child.
+/// names in the same order as before, and <c>ModuleSurgery.Replace</c> still finds a field for each child. The
+/// branch and those fields hold the same modules; replacing one of them in the tree (nothing does) would leave the
+/// branch computing with the old one.
 /// </remarks>
 internal sealed class LoraBranch
 {
