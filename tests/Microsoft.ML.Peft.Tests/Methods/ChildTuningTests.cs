@@ -11,7 +11,10 @@ namespace Microsoft.ML.Peft.Tests.Methods;
 [TestClass]
 public sealed class ChildTuningTests
 {
-    /// <summary>Runs forward and backward on a fixed small batch with fixed labels, as the trainer's probe does on training data.</summary>
+    /// <summary>
+    /// Runs forward and backward on a fixed small batch with fixed labels, as the trainer's probe does on training
+    /// data.
+    /// </summary>
     private sealed class BatchProbe(PeftModel model) : ITrainingProbe
     {
         public int AccumulateGradients(int maxBatches)
@@ -52,7 +55,8 @@ public sealed class ChildTuningTests
         foreach (var (name, p) in model.named_parameters().Where(p => p.name.StartsWith("bert.")))
         {
             using var nonzero = p.grad!.ne(0);
-            Assert.IsFalse((nonzero & ~masks[name]).any().item<bool>(), $"{name} has gradient outside the child network");
+            Assert.IsFalse((nonzero & ~masks[name]).any().item<bool>(),
+                $"{name} has gradient outside the child network");
             inside += nonzero.sum().item<long>();
         }
         Assert.IsGreaterThan(0.5 * mask.Kept, (double)inside);
@@ -69,8 +73,10 @@ public sealed class ChildTuningTests
         using var model = PeftModel.Create(new BertModel(Modeling.BertModelTests.Tiny()), config, 2, Pooling.Cls);
         var start = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
         // Weight decay on, as by default: AdamW would shrink masked-out weights unless the method puts them back.
-        var settings = new TrainingSettings { BatchSize = 16, Epochs = 2, LearningRate = 1e-2, WeightDecay = 0.1, Seed = 1, Task = PeftTask.Classification };
-        new PeftTrainer(model, settings, 0, torch.CPU).Train(Training.TrainerTests.Synthetic(96, 1), null, null, () => { }, default);
+        var settings = new TrainingSettings { BatchSize = 16, Epochs = 2, LearningRate = 1e-2, WeightDecay = 0.1,
+            Seed = 1, Task = PeftTask.Classification };
+        new PeftTrainer(model, settings, 0, torch.CPU).Train(Training.TrainerTests.Synthetic(96, 1), null, null,
+            () => { }, default);
 
         var masks = config.Mask!.Masks();
         long kept = 0, changedInside = 0, total = 0;
@@ -90,25 +96,18 @@ public sealed class ChildTuningTests
     }
 
     [TestMethod]
-    public void UntrainedModelEqualsTheBase() => Assert.AreEqual(0f, UntrainedDifference(new ChildTuningConfig(), 1));
-
-    [TestMethod]
-    public void SaveLoadRoundTripGivesIdenticalScores()
-    {
-        var (before, after, stage) = RoundTrip(new ChildTuningConfig { FisherBatches = 2 });
-        CollectionAssert.AreEqual(before, after);
-        Assert.IsFalse(stage.IsMerged);
-    }
-
-    [TestMethod]
     public void OptionsValidateAndRoundTripThroughJson()
     {
-        var r = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ChildTuningConfig { ReserveRatio = 0 }.Validate());
+        var r = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ChildTuningConfig {
+            ReserveRatio = 0 }.Validate());
         StringAssert.Contains(r.Message, "ReserveRatio");
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ChildTuningConfig { ReserveRatio = 1.5 }.Validate());
-        var f = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ChildTuningConfig { FisherBatches = 0 }.Validate());
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ChildTuningConfig {
+            ReserveRatio = 1.5 }.Validate());
+        var f = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ChildTuningConfig {
+            FisherBatches = 0 }.Validate());
         StringAssert.Contains(f.Message, "FisherBatches");
-        var back = (ChildTuningConfig)PeftMethodConfig.FromJson(new ChildTuningConfig { ReserveRatio = 0.1, FisherBatches = 8 }.ToJson());
+        var back = (ChildTuningConfig)PeftMethodConfig.FromJson(new ChildTuningConfig { ReserveRatio = 0.1,
+            FisherBatches = 8 }.ToJson());
         Assert.AreEqual(0.1, back.ReserveRatio);
         Assert.AreEqual(8, back.FisherBatches);
     }

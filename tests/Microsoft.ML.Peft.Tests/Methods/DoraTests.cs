@@ -13,25 +13,12 @@ public sealed class DoraTests
     [TestMethod]
     public void TrainableCountMatchesFormulaOnMiniLmShape()
     {
-        // LoRA's r·(in + out) plus one magnitude per output row, on query and value of 6 layers: 73,728 + 6·2·384 = 78,336.
+        // LoRA's r·(in + out) plus one magnitude per output row, on query and value of 6 layers: 73,728 + 6·2·384 =
+        // 78,336.
         using var model = PeftModel.Create(Encoder(3, MiniLm()), new DoraConfig(), 2);
         var (trainable, _) = model.CountParameters();
         Assert.AreEqual(6L * 2 * (8 * (384 + 384) + 384) + MiniLmHead, trainable);
         Assert.AreEqual(78_336L + MiniLmHead, trainable);
-    }
-
-    [TestMethod]
-    public void UntrainedAdapterLeavesEncoderOutputUnchanged()
-    {
-        var (ids, mask) = Batch();
-        using var plain = Encoder(1);
-        plain.eval();
-        using var expected = plain.forward(ids, mask, null);
-        using var model = PeftModel.Create(Encoder(1), new DoraConfig { TargetModules = ["all-linear"] }, 3);
-        model.eval();
-        Assert.AreEqual(12, ModuleSurgery.NamedModules(model).Count(m => m.Module is DoraLinear));
-        using var actual = model.Encoder.forward(ids, mask, null);
-        Assert.AreEqual(0f, MaxDiff(actual, expected), 1e-6f);
     }
 
     [TestMethod]
@@ -58,7 +45,9 @@ public sealed class DoraTests
         using var x = randn(3, 16);
         using var _ = no_grad();
         var w = layer.base_layer.weight! + layer.lora_B.weight!.matmul(layer.lora_A.weight!) * 2.0;
-        var expected = nn.functional.linear(x, w / w.pow(2).sum(1, keepdim: true).sqrt() * layer.lora_magnitude_vector.weight.unsqueeze(1), layer.base_layer.bias);
+        var expected = nn.functional.linear(x,
+            w / w.pow(2).sum(1, keepdim: true).sqrt() * layer.lora_magnitude_vector.weight.unsqueeze(1),
+                layer.base_layer.bias);
         using var actual = layer.forward(x);
         Assert.IsLessThan(1e-5f, MaxDiff(actual, expected));
     }
@@ -105,7 +94,8 @@ public sealed class DoraTests
         Assert.IsLessThan(1e-5f, MaxDiff(merged, unmerged));
         Assert.AreEqual(0f, MaxDiff(again, unmerged));
         Assert.AreEqual(0f, MaxDiff(layer.base_layer.weight!, original), "unmerge must restore W exactly");
-        using var plain = PeftModel.Create(Encoder(6), new DoraConfig { Rank = 4, Alpha = 8, TargetModules = ["query", "value", "intermediate.dense"] }, 3);
+        using var plain = PeftModel.Create(Encoder(6),
+            new DoraConfig { Rank = 4, Alpha = 8, TargetModules = ["query", "value", "intermediate.dense"] }, 3);
         plain.eval();
         plain.classifier.weight!.detach().copy_(model.classifier.weight!);
         using var baseline = plain.forward(ids, mask, null);
@@ -115,7 +105,8 @@ public sealed class DoraTests
     [TestMethod]
     public void OptionsRoundTripThroughJsonAndValidate()
     {
-        var back = (DoraConfig)PeftMethodConfig.FromJson(new DoraConfig { Rank = 4, Alpha = 32, UseRsLora = true, TargetModules = ["key"] }.ToJson());
+        var back = (DoraConfig)PeftMethodConfig.FromJson(new DoraConfig { Rank = 4, Alpha = 32, UseRsLora = true,
+            TargetModules = ["key"] }.ToJson());
         Assert.AreEqual(4, back.Rank);
         Assert.AreEqual(32.0, back.Alpha);
         Assert.IsTrue(back.UseRsLora);

@@ -1,3 +1,4 @@
+using Microsoft.ML.Peft.Methods.Lora;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,7 +18,7 @@ public sealed class DoraLinear : nn.Module<Tensor, Tensor>
     internal readonly Dropout lora_dropout;
     internal readonly DoraMagnitude lora_magnitude_vector;
 #pragma warning restore IDE1006
-    private readonly double _scaling;
+    private readonly LoraBranch _lora;
     private readonly double _dropout;
     private Tensor? _originalWeight; // W before merging; a plain field set after construction, so it is no buffer.
 
@@ -29,28 +30,25 @@ public sealed class DoraLinear : nn.Module<Tensor, Tensor>
     {
         base_layer = baseLayer;
         var w = baseLayer.weight!;
-        long inF = w.shape[1], outF = w.shape[0];
-        lora_A = nn.Linear(inF, rank, hasBias: false, device: w.device);
-        lora_B = nn.Linear(rank, outF, hasBias: false, device: w.device);
-        lora_dropout = nn.Dropout(dropout);
-        _scaling = scaling;
+        // LoRA's init (B zero) and m = ‖W‖_c: the untrained layer is exactly the base layer.
+        _lora = new LoraBranch(w.shape[1], w.shape[0], rank, scaling, dropout, w.device);
+        // Fields named as peft's submodules: registration takes the names from them (see LoraBranch).
+        lora_A = _lora.A;
+        lora_B = _lora.B;
+        lora_dropout = _lora.Dropout;
         _dropout = dropout;
-        using (no_grad())
-        {
-            // LoRA's init (A Kaiming-uniform, B zero) and m = ‖W‖_c: the untrained layer is exactly the base layer.
-            nn.init.kaiming_uniform_(lora_A.weight!, Math.Sqrt(5));
-            nn.init.zeros_(lora_B.weight!);
-        }
         lora_magnitude_vector = new DoraMagnitude(WeightNorm(w));
         RegisterComponents();
     }
 
-    /// <summary>‖W + s·B·A‖_c: the L2 norm of each output row (over the input dimension), without gradient.</summary>
+    /// <summary>
+    /// ‖W + s·B·A‖_c: the L2 norm of each output row (over the input dimension), without gradient.
+    /// </summary>
     private Tensor WeightNorm(Tensor weight)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var combined = weight + lora_B.weight!.matmul(lora_A.weight!) * _scaling;
+        var combined = weight + _lora.DeltaWeight();
         return linalg.vector_norm(combined, dims: [1]).MoveToOuterDisposeScope();
     }
 
@@ -61,7 +59,7 @@ public sealed class DoraLinear : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var result = base_layer.forward(x);
         var dropped = lora_dropout.forward(x);
-        var loraResult = lora_B.forward(lora_A.forward(dropped));
+        var loraResult = _lora.Product(dropped);
         // The norm is treated as a constant (no gradient), as the paper's section 4.3 and peft do.
         var scale = lora_magnitude_vector.weight / WeightNorm(base_layer.weight!);
         // W·x without bias: with dropout active it must be recomputed on the dropped input (as peft); otherwise reuse
@@ -69,7 +67,7 @@ public sealed class DoraLinear : nn.Module<Tensor, Tensor>
         var baseNoBias = training && _dropout > 0
             ? nn.functional.linear(dropped, base_layer.weight!)
             : base_layer.bias is null ? result : result - base_layer.bias;
-        return (result + (scale - 1) * baseNoBias + scale * loraResult * _scaling).MoveToOuterDisposeScope();
+        return (result + (scale - 1) * baseNoBias + _lora.Scale(scale * loraResult)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Folds the update into the base weight (keeping a copy of W); a no-op when already merged.</summary>
@@ -79,7 +77,7 @@ public sealed class DoraLinear : nn.Module<Tensor, Tensor>
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var w = base_layer.weight!;
-        var combined = w + lora_B.weight!.matmul(lora_A.weight!) * _scaling;
+        var combined = w + _lora.DeltaWeight();
         var factor = (lora_magnitude_vector.weight / linalg.vector_norm(combined, dims: [1])).unsqueeze(1);
         var original = w.detach().clone().MoveToOuterDisposeScope();
         w.copy_(combined * factor);
@@ -103,7 +101,9 @@ public sealed class DoraLinear : nn.Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Holds DoRA's trainable magnitude (one entry per output row) as <c>weight</c>, the name <c>peft</c> gives it.</summary>
+/// <summary>
+/// Holds DoRA's trainable magnitude (one entry per output row) as <c>weight</c>, the name <c>peft</c> gives it.
+/// </summary>
 public sealed class DoraMagnitude : nn.Module
 {
 #pragma warning disable IDE1006

@@ -1,4 +1,3 @@
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -16,23 +15,20 @@ public sealed class LoraLinear : DeltaLinear
     internal readonly Linear lora_B;
     internal readonly Dropout lora_dropout;
 #pragma warning restore IDE1006
-    private readonly double _scaling;
+
+    /// <summary>The low-rank pair, dropout and scaling; UniPELT's gated layer takes it over.</summary>
+    internal LoraBranch Branch { get; }
 
     /// <summary>Wraps <paramref name="baseLayer"/> with a rank-<paramref name="rank"/> update.</summary>
     public LoraLinear(Linear baseLayer, int rank, double scaling, double dropout) : base("lora")
     {
         base_layer = baseLayer;
-        long inF = baseLayer.weight!.shape[1], outF = baseLayer.weight.shape[0];
-        lora_A = nn.Linear(inF, rank, hasBias: false, device: baseLayer.weight.device);
-        lora_B = nn.Linear(rank, outF, hasBias: false, device: baseLayer.weight.device);
-        lora_dropout = nn.Dropout(dropout);
-        _scaling = scaling;
-        using (no_grad())
-        {
-            // peft's init: A as nn.Linear's default (Kaiming-uniform, a = √5), B zero, so B·A = 0 at the start.
-            nn.init.kaiming_uniform_(lora_A.weight!, Math.Sqrt(5));
-            nn.init.zeros_(lora_B.weight!);
-        }
+        var w = baseLayer.weight!;
+        Branch = new LoraBranch(w.shape[1], w.shape[0], rank, scaling, dropout, w.device);
+        // Fields named as peft's submodules: registration takes the names from them (see LoraBranch).
+        lora_A = Branch.A;
+        lora_B = Branch.B;
+        lora_dropout = Branch.Dropout;
         RegisterComponents();
     }
 
@@ -41,17 +37,11 @@ public sealed class LoraLinear : DeltaLinear
     {
         if (Merged) return base_layer.forward(x);
         using var scope = NewDisposeScope();
-        var update = lora_B.forward(lora_A.forward(lora_dropout.forward(x)));
-        return (base_layer.forward(x) + update * _scaling).MoveToOuterDisposeScope();
+        return (base_layer.forward(x) + Branch.Update(x)).MoveToOuterDisposeScope();
     }
 
     internal override Linear MergeTarget => base_layer;
 
     /// <summary>The dense update B·A·scaling, shaped like the base weight [out, in].</summary>
-    public override Tensor DeltaWeight()
-    {
-        using var _ = no_grad();
-        using var scaling = _scaling.ToScalar(); // explicit: an implicit Scalar may be finalised mid-call
-        return lora_B.weight!.matmul(lora_A.weight!).mul_(scaling);
-    }
+    public override Tensor DeltaWeight() => Branch.DeltaWeight();
 }

@@ -1,3 +1,4 @@
+using Microsoft.ML.Peft.Methods.Lora;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -6,7 +7,8 @@ namespace Microsoft.ML.Peft.Methods.ProPetl;
 
 /// <summary>
 /// Wraps a layer's FFN output projection (<c>output.dense</c>): <c>h + adapter(h)</c> with <c>h = dense(x)</c>, so the
-/// shared adapter sits after the FFN, before the residual and LayerNorm (Houlsby's placement), masked by this layer's scores.
+/// shared adapter sits after the FFN, before the residual and LayerNorm (Houlsby's placement), masked by this layer's
+/// scores.
 /// </summary>
 public sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
 {
@@ -17,7 +19,8 @@ public sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
     private readonly Shared<AdapterPrototype> _prototype;
     private readonly double _sparsity;
 
-    internal ProPetlAdapterLayer(nn.Module<Tensor, Tensor> baseLayer, Shared<AdapterPrototype> prototype, long hidden, long bottleneck, double sparsity) : base("propetl_adapter")
+    internal ProPetlAdapterLayer(nn.Module<Tensor, Tensor> baseLayer, Shared<AdapterPrototype> prototype, long hidden,
+        long bottleneck, double sparsity) : base("propetl_adapter")
     {
         base_layer = baseLayer;
         _prototype = prototype;
@@ -48,19 +51,19 @@ public sealed class ProPetlLoraLinear : DeltaLinear
     internal readonly LoraMasks propetl_mask;
     internal readonly Dropout lora_dropout;
 #pragma warning restore IDE1006
-    private readonly Shared<LoraPairPrototype> _prototype;
+    // This layer's dropout and scaling over the prototype's pair; the pair is registered once, on the prototype.
+    private readonly LoraBranch _lora;
     private readonly double _sparsity;
-    private readonly double _scaling;
 
-    internal ProPetlLoraLinear(Linear baseLayer, Shared<LoraPairPrototype> prototype, int rank, double scaling, double dropout, double sparsity) : base("propetl_lora")
+    internal ProPetlLoraLinear(Linear baseLayer, Shared<LoraPairPrototype> prototype, int rank, double scaling,
+        double dropout, double sparsity) : base("propetl_lora")
     {
         base_layer = baseLayer;
-        _prototype = prototype;
         _sparsity = sparsity;
-        _scaling = scaling;
         var w = baseLayer.weight!;
         propetl_mask = new LoraMasks(w.shape[1], w.shape[0], rank);
-        lora_dropout = nn.Dropout(dropout);
+        _lora = new LoraBranch((prototype.Value.lora_A, prototype.Value.lora_B), scaling, dropout);
+        lora_dropout = _lora.Dropout;
         RegisterComponents();
     }
 
@@ -69,11 +72,9 @@ public sealed class ProPetlLoraLinear : DeltaLinear
     {
         if (Merged) return base_layer.forward(x);
         using var scope = NewDisposeScope();
-        var pair = _prototype.Value;
-        var a = pair.lora_A.weight! * ScoreMask.Apply(propetl_mask.lora_A_mask, _sparsity, training);
-        var b = pair.lora_B.weight! * ScoreMask.Apply(propetl_mask.lora_B_mask, _sparsity, training);
-        var update = nn.functional.linear(nn.functional.linear(lora_dropout.forward(x), a), b);
-        return (base_layer.forward(x) + update * _scaling).MoveToOuterDisposeScope();
+        var a = _lora.A.weight! * ScoreMask.Apply(propetl_mask.lora_A_mask, _sparsity, training);
+        var b = _lora.B.weight! * ScoreMask.Apply(propetl_mask.lora_B_mask, _sparsity, training);
+        return (base_layer.forward(x) + _lora.Update(x, a, b)).MoveToOuterDisposeScope();
     }
 
     internal override Linear MergeTarget => base_layer;
@@ -83,10 +84,8 @@ public sealed class ProPetlLoraLinear : DeltaLinear
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var pair = _prototype.Value;
-        var a = pair.lora_A.weight! * ScoreMask.Hard(propetl_mask.lora_A_mask, _sparsity);
-        var b = pair.lora_B.weight! * ScoreMask.Hard(propetl_mask.lora_B_mask, _sparsity);
-        using var scaling = _scaling.ToScalar(); // explicit: an implicit Scalar may be finalised mid-call
-        return b.matmul(a).mul_(scaling).MoveToOuterDisposeScope();
+        var a = _lora.A.weight! * ScoreMask.Hard(propetl_mask.lora_A_mask, _sparsity);
+        var b = _lora.B.weight! * ScoreMask.Hard(propetl_mask.lora_B_mask, _sparsity);
+        return _lora.DeltaWeight(a, b).MoveToOuterDisposeScope();
     }
 }

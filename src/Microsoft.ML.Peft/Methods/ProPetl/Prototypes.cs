@@ -1,19 +1,22 @@
+using Microsoft.ML.Peft.Methods.Lora;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.Methods.ProPetl;
 
-/// <summary>A reference to the shared prototype kept outside TorchSharp's registration, so each layer does not re-register it.</summary>
+/// <summary>
+/// A reference to the shared prototype kept outside TorchSharp's registration, so each layer does not re-register it.
+/// </summary>
 internal sealed class Shared<T>(T value) where T : nn.Module
 {
     public T Value { get; } = value;
 }
 
 /// <summary>
-/// The shared bottleneck adapter (AdapterHub names <c>adapter_down</c>, <c>adapter_up</c>):
-/// <c>up(relu(down(h)))</c> with each layer's masks applied to the two weight matrices (biases are not masked, as ProPETL).
-/// Up-projection and biases start at zero, so the untrained adapter adds nothing.
+/// The shared bottleneck adapter (AdapterHub names <c>adapter_down</c>, <c>adapter_up</c>): <c>up(relu(down(h)))</c>
+/// with each layer's masks applied to the two weight matrices (biases are not masked, as ProPETL). Up-projection and
+/// biases start at zero, so the untrained adapter adds nothing.
 /// </summary>
 public sealed class AdapterPrototype : nn.Module
 {
@@ -22,7 +25,9 @@ public sealed class AdapterPrototype : nn.Module
     internal readonly Linear adapter_up;
 #pragma warning restore IDE1006
 
-    /// <summary>Creates a <paramref name="hidden"/> → <paramref name="bottleneck"/> → <paramref name="hidden"/> adapter.</summary>
+    /// <summary>
+    /// Creates a <paramref name="hidden"/> → <paramref name="bottleneck"/> → <paramref name="hidden"/> adapter.
+    /// </summary>
     public AdapterPrototype(long hidden, long bottleneck) : base("propetl_prototype")
     {
         adapter_down = nn.Linear(hidden, bottleneck);
@@ -38,7 +43,9 @@ public sealed class AdapterPrototype : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>The adapter's output for <paramref name="h"/> with the given 0/1 (or straight-through) weight masks.</summary>
+    /// <summary>
+    /// The adapter's output for <paramref name="h"/> with the given 0/1 (or straight-through) weight masks.
+    /// </summary>
     public Tensor Forward(Tensor h, Tensor downMask, Tensor upMask)
     {
         using var scope = NewDisposeScope();
@@ -47,7 +54,9 @@ public sealed class AdapterPrototype : nn.Module
     }
 }
 
-/// <summary>One shared LoRA pair (<c>lora_A</c> [r, in], <c>lora_B</c> [out, r]); B starts at zero as in LoRA.</summary>
+/// <summary>
+/// One shared LoRA pair (<c>lora_A</c> [r, in], <c>lora_B</c> [out, r]); B starts at zero as in LoRA.
+/// </summary>
 public sealed class LoraPairPrototype : nn.Module
 {
 #pragma warning disable IDE1006
@@ -55,21 +64,20 @@ public sealed class LoraPairPrototype : nn.Module
     internal readonly Linear lora_B;
 #pragma warning restore IDE1006
 
-    /// <summary>Creates a rank-<paramref name="rank"/> pair for an <paramref name="inFeatures"/> → <paramref name="outFeatures"/> layer.</summary>
+    /// <summary>
+    /// Creates a rank-<paramref name="rank"/> pair for an <paramref name="inFeatures"/> →
+    /// <paramref name="outFeatures"/> layer.
+    /// </summary>
     public LoraPairPrototype(long inFeatures, long outFeatures, int rank) : base("lora")
     {
-        lora_A = nn.Linear(inFeatures, rank, hasBias: false);
-        lora_B = nn.Linear(rank, outFeatures, hasBias: false);
-        using (no_grad())
-        {
-            nn.init.kaiming_uniform_(lora_A.weight!, Math.Sqrt(5));
-            nn.init.zeros_(lora_B.weight!);
-        }
+        (lora_A, lora_B) = LoraBranch.NewPair(inFeatures, outFeatures, rank, device: null);
         RegisterComponents();
     }
 }
 
-/// <summary>The LoRA prototype: one pair shared by every layer's <c>query</c>, one by every layer's <c>value</c>.</summary>
+/// <summary>
+/// The LoRA prototype: one pair shared by every layer's <c>query</c>, one by every layer's <c>value</c>.
+/// </summary>
 public sealed class LoraPrototype : nn.Module
 {
 #pragma warning disable IDE1006

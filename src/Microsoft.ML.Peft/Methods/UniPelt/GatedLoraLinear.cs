@@ -6,9 +6,10 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.UniPelt;
 
 /// <summary>
-/// UniPELT's gated LoRA: <c>W x + sigmoid(lora_gate(x)) · lora_B(lora_A(dropout(x))) · scaling</c>, the gate one value per
-/// token. It takes over the submodules of a <see cref="LoraLinear"/> (so the base layer, peft's init and the names
-/// <c>base_layer</c>, <c>lora_A</c>, <c>lora_B</c> are LoRA's own) and adds <c>lora_gate</c>. Not mergeable: the gate depends on the input.
+/// UniPELT's gated LoRA: <c>W x + sigmoid(lora_gate(x)) · lora_B(lora_A(dropout(x))) · scaling</c>, the gate one
+/// value per token. It takes over a <see cref="LoraLinear"/>'s base layer and branch (so peft's init and the names
+/// <c>base_layer</c>, <c>lora_A</c>, <c>lora_B</c> are LoRA's own) and adds <c>lora_gate</c>. Not mergeable: the gate
+/// depends on the input.
 /// </summary>
 internal sealed class GatedLoraLinear : nn.Module<Tensor, Tensor>
 {
@@ -19,15 +20,17 @@ internal sealed class GatedLoraLinear : nn.Module<Tensor, Tensor>
     internal readonly Dropout lora_dropout;
     internal readonly Linear lora_gate;
 #pragma warning restore IDE1006
-    private readonly double _scaling;
+    private readonly LoraBranch _lora;
 
-    public GatedLoraLinear(LoraLinear lora, double scaling) : base("lora")
+    /// <summary>Takes over <paramref name="lora"/>'s parts and adds the gate.</summary>
+    public GatedLoraLinear(LoraLinear lora) : base("lora")
     {
         base_layer = lora.base_layer;
-        lora_A = lora.lora_A;
-        lora_B = lora.lora_B;
-        lora_dropout = lora.lora_dropout;
-        _scaling = scaling;
+        _lora = lora.Branch;
+        // Fields named as peft's submodules: registration takes the names from them (see LoraBranch).
+        lora_A = _lora.A;
+        lora_B = _lora.B;
+        lora_dropout = _lora.Dropout;
         lora_gate = nn.Linear(base_layer.weight!.shape[1], 1, device: base_layer.weight.device);
         using (no_grad())
         {
@@ -42,7 +45,8 @@ internal sealed class GatedLoraLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var update = lora_B.forward(lora_A.forward(lora_dropout.forward(x))) * lora_gate.forward(x).sigmoid();
-        return (base_layer.forward(x) + update * _scaling).MoveToOuterDisposeScope();
+        // Gate first, then scale: the order the products were always taken in, so scores stay bit-identical.
+        var update = _lora.Product(lora_dropout.forward(x)) * lora_gate.forward(x).sigmoid();
+        return (base_layer.forward(x) + _lora.Scale(update)).MoveToOuterDisposeScope();
     }
 }
