@@ -7,7 +7,7 @@ namespace Microsoft.ML.Peft.Methods;
 /// A frozen linear layer plus an additive weight update ΔW that can be folded into it for scoring (LoRA, AdaLoRA,
 /// ProPETL's LoRA prototype): subclasses say what ΔW is; merging and unmerging are the same for all of them.
 /// </summary>
-public abstract class DeltaLinear : nn.Module<Tensor, Tensor>
+internal abstract class DeltaLinear : nn.Module<Tensor, Tensor>
 {
     /// <summary>Creates the module under <paramref name="name"/>.</summary>
     protected DeltaLinear(string name) : base(name) { }

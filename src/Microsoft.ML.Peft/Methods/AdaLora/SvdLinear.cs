@@ -9,7 +9,7 @@ namespace Microsoft.ML.Peft.Methods.AdaLora;
 /// <c>lora_A</c> = Q [r, in] (right singular vectors), <c>lora_E</c> = Λ [r, 1] (singular values) and
 /// <c>lora_B</c> = P [out, r] (left singular vectors), named as <c>peft</c>'s <c>SVDLinear</c>.
 /// </summary>
-public sealed class SvdLinear : DeltaLinear
+internal sealed class SvdLinear : DeltaLinear
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;

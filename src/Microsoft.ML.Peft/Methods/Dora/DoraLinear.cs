@@ -9,7 +9,7 @@ namespace Microsoft.ML.Peft.Methods.Dora;
 /// A frozen <c>base_layer</c> with a LoRA pair (<c>lora_A</c>, <c>lora_B</c>) and a per-output-row magnitude
 /// (<c>lora_magnitude_vector.weight</c>), computing <c>m / ‖W + s·B·A‖_c · (W + s·B·A) x + bias</c>.
 /// </summary>
-public sealed class DoraLinear : nn.Module<Tensor, Tensor>
+internal sealed class DoraLinear : nn.Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;
@@ -104,7 +104,7 @@ public sealed class DoraLinear : nn.Module<Tensor, Tensor>
 /// <summary>
 /// Holds DoRA's trainable magnitude (one entry per output row) as <c>weight</c>, the name <c>peft</c> gives it.
 /// </summary>
-public sealed class DoraMagnitude : nn.Module
+internal sealed class DoraMagnitude : nn.Module
 {
 #pragma warning disable IDE1006
     internal readonly Parameter weight;

@@ -8,7 +8,7 @@ namespace Microsoft.ML.Peft.Methods.IA3;
 /// A frozen <c>base_layer</c> whose output (attention keys/values: <c>ia3_l</c> shaped [out, 1]) or input (feed-forward:
 /// [1, in]) is rescaled per channel by the learned vector <c>ia3_l</c>, as <c>peft</c>'s IA3 <c>Linear</c>.
 /// </summary>
-public sealed class IA3Linear : nn.Module<Tensor, Tensor>
+internal sealed class IA3Linear : nn.Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;

@@ -7,7 +7,7 @@ namespace Microsoft.ML.Peft.Methods.Lora;
 /// A frozen <c>base_layer</c> plus a low-rank update <c>lora_B(lora_A(dropout(x))) · scaling</c>; submodule names
 /// follow <c>peft</c>'s so saved adapters read as <c>...query.lora_A.weight</c>.
 /// </summary>
-public sealed class LoraLinear : DeltaLinear
+internal sealed class LoraLinear : DeltaLinear
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;

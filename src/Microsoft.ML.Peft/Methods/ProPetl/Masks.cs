@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.ProPetl;
 
 /// <summary>One layer's mask scores for the adapter prototype, shaped like its weights (names as ProPETL's <c>AdapterSubnet</c>).</summary>
-public sealed class AdapterMasks : nn.Module
+internal sealed class AdapterMasks : nn.Module
 {
 #pragma warning disable IDE1006
     // Not readonly: TorchSharp swaps parameter fields when the module moves between devices.
@@ -27,7 +27,7 @@ public sealed class AdapterMasks : nn.Module
 }
 
 /// <summary>One layer's mask scores for a shared LoRA pair (<c>lora_A_mask</c> [r, in], <c>lora_B_mask</c> [out, r]).</summary>
-public sealed class LoraMasks : nn.Module
+internal sealed class LoraMasks : nn.Module
 {
 #pragma warning disable IDE1006
     internal Parameter lora_A_mask;

@@ -10,7 +10,7 @@ namespace Microsoft.ML.Peft.Methods.ProPetl;
 /// shared adapter sits after the FFN, before the residual and LayerNorm (Houlsby's placement), masked by this layer's
 /// scores.
 /// </summary>
-public sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
+internal sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006
     internal readonly nn.Module<Tensor, Tensor> base_layer;
@@ -44,7 +44,7 @@ public sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
 /// A frozen <c>base_layer</c> plus the shared LoRA pair masked by this layer's scores:
 /// <c>W x + (B ⊙ M_B)(A ⊙ M_A) dropout(x) · scaling</c>.
 /// </summary>
-public sealed class ProPetlLoraLinear : DeltaLinear
+internal sealed class ProPetlLoraLinear : DeltaLinear
 {
 #pragma warning disable IDE1006
     internal readonly Linear base_layer;

@@ -18,7 +18,7 @@ internal sealed class Shared<T>(T value) where T : nn.Module
 /// with each layer's masks applied to the two weight matrices (biases are not masked, as ProPETL). Up-projection and
 /// biases start at zero, so the untrained adapter adds nothing.
 /// </summary>
-public sealed class AdapterPrototype : nn.Module
+internal sealed class AdapterPrototype : nn.Module
 {
 #pragma warning disable IDE1006
     internal readonly Linear adapter_down;
@@ -57,7 +57,7 @@ public sealed class AdapterPrototype : nn.Module
 /// <summary>
 /// One shared LoRA pair (<c>lora_A</c> [r, in], <c>lora_B</c> [out, r]); B starts at zero as in LoRA.
 /// </summary>
-public sealed class LoraPairPrototype : nn.Module
+internal sealed class LoraPairPrototype : nn.Module
 {
 #pragma warning disable IDE1006
     internal readonly Linear lora_A;
@@ -78,7 +78,7 @@ public sealed class LoraPairPrototype : nn.Module
 /// <summary>
 /// The LoRA prototype: one pair shared by every layer's <c>query</c>, one by every layer's <c>value</c>.
 /// </summary>
-public sealed class LoraPrototype : nn.Module
+internal sealed class LoraPrototype : nn.Module
 {
 #pragma warning disable IDE1006
     internal readonly LoraPairPrototype query;

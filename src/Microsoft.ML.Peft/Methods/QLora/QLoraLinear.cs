@@ -9,7 +9,7 @@ namespace Microsoft.ML.Peft.Methods.QLora;
 /// as <c>peft</c>'s LoRA layers (<c>...query.lora_A.weight</c>). The update cannot be folded into 4-bit codes, so it is
 /// never merged.
 /// </summary>
-public sealed class QLoraLinear : nn.Module<Tensor, Tensor>
+internal sealed class QLoraLinear : nn.Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006
     internal readonly QuantizedLinear base_layer;

@@ -9,7 +9,7 @@ namespace Microsoft.ML.Peft.Methods.QLora;
 /// block, and dequantized to float32 on every forward. The codes are buffers: they move with the model but are never
 /// trained or saved (they are recomputed from the base weights on load). The bias stays float32 and frozen.
 /// </summary>
-public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>, Modeling.IPackedWeights
+internal sealed class QuantizedLinear : nn.Module<Tensor, Tensor>, Modeling.IPackedWeights
 {
 #pragma warning disable IDE1006
     // Buffers by field name (registered by RegisterComponents because they are tensors, not parameters).
