@@ -11,13 +11,15 @@ namespace Microsoft.ML.Peft;
 public static class PeftMLContextExtensions
 {
     /// <summary>The catalog of parameter-efficient fine-tuning stages.</summary>
-    public static PeftCatalog Peft(this MLContext mlContext) => new(mlContext ?? throw new ArgumentNullException(nameof(mlContext)));
+    public static PeftCatalog Peft(this MLContext mlContext) =>
+        new(mlContext ?? throw new ArgumentNullException(nameof(mlContext)));
 }
 
 /// <summary>
 /// Parameter-efficient fine-tuning stages for text. Every method goes through the same two stages:
-/// <see cref="TextClassification(PeftTextClassificationOptions)"/> and <see cref="TextRegression(PeftTextRegressionOptions)"/>
-/// with a <see cref="PeftMethodConfig"/> in the options; the per-method shortcuts below fill that in.
+/// <see cref="TextClassification(PeftTextClassificationOptions)"/> and
+/// <see cref="TextRegression(PeftTextRegressionOptions)"/> with a <see cref="PeftMethodConfig"/> in the options; the
+/// per-method shortcuts below fill that in.
 /// </summary>
 public sealed class PeftCatalog
 {
@@ -25,18 +27,25 @@ public sealed class PeftCatalog
 
     internal PeftCatalog(IHostEnvironment env) => _env = env;
 
-    /// <summary>Text classification with any PEFT method (<see cref="PeftTextOptions.Method"/>; LoRA when unset).</summary>
+    /// <summary>
+    /// Text classification with any PEFT method (<see cref="PeftTextOptions.Method"/>; LoRA when unset).
+    /// </summary>
     public PeftTextEstimator TextClassification(PeftTextClassificationOptions options) =>
         new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Classification);
 
-    /// <summary>An AutoML-style sweep over PEFT methods and hyper-parameters (see <see cref="Sweep.PeftSweep"/>).</summary>
-    public Sweep.PeftSweep CreateSweep() => new(_env as MLContext ?? throw new InvalidOperationException("CreateSweep needs the catalog of an MLContext."));
+    /// <summary>
+    /// An AutoML-style sweep over PEFT methods and hyper-parameters (see <see cref="Sweep.PeftSweep"/>).
+    /// </summary>
+    public Sweep.PeftSweep CreateSweep() => new(_env as MLContext
+        ?? throw new InvalidOperationException("CreateSweep needs the catalog of an MLContext."));
 
     /// <summary>
     /// A weighted average of trained stages with the same task, label values and text columns (see
-    /// <see cref="PeftEnsembleTransformer"/>); equal weights when <paramref name="weights"/> is null. The ensemble owns the stages.
+    /// <see cref="PeftEnsembleTransformer"/>); equal weights when <paramref name="weights"/> is null. The ensemble owns
+    /// the stages.
     /// </summary>
-    public PeftEnsembleTransformer Ensemble(IEnumerable<PeftTextTransformer> members, IEnumerable<double>? weights = null) =>
+    public PeftEnsembleTransformer Ensemble(IEnumerable<PeftTextTransformer> members,
+        IEnumerable<double>? weights = null) =>
         new(_env, [.. members ?? throw new ArgumentNullException(nameof(members))], weights?.ToArray());
 
     /// <summary>Text regression (one float per row) with any PEFT method.</summary>
@@ -44,7 +53,8 @@ public sealed class PeftCatalog
         new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Regression);
 
     /// <summary>
-    /// LoRA text classification: the label must be a key (use <c>MapValueToKey</c>); outputs <c>Score</c> and <c>PredictedLabel</c>.
+    /// LoRA text classification: the label must be a key (use <c>MapValueToKey</c>); outputs <c>Score</c> and
+    /// <c>PredictedLabel</c>.
     /// </summary>
     /// <param name="labelColumnName">Key label column.</param>
     /// <param name="sentence1ColumnName">Text column.</param>
@@ -58,22 +68,30 @@ public sealed class PeftCatalog
     /// <param name="learningRate">Peak learning rate; null for LoRA's default (2e-3).</param>
     /// <param name="maxSequenceLength">Longest input in tokens.</param>
     /// <param name="baseModel">Pretrained encoder; null for the embedded all-MiniLM-L6-v2.</param>
-    public PeftTextEstimator LoraTextClassification(string labelColumnName = "Label", string sentence1ColumnName = "Sentence1",
+    public PeftTextEstimator LoraTextClassification(string labelColumnName = "Label",
+        string sentence1ColumnName = "Sentence1",
         string? sentence2ColumnName = null, int rank = 8, double alpha = 16, int? epochs = null, int? batchSize = null,
         double? learningRate = null, int maxSequenceLength = 128, BaseModel? baseModel = null) =>
         TextClassification(new PeftTextClassificationOptions
         {
-            LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName, Sentence2ColumnName = sentence2ColumnName,
-            Method = new LoraConfig { Rank = rank, Alpha = alpha }, Epochs = epochs, BatchSize = batchSize, LearningRate = learningRate,
+            LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName,
+            Sentence2ColumnName = sentence2ColumnName,
+            Method = new LoraConfig { Rank = rank, Alpha = alpha }, Epochs = epochs, BatchSize = batchSize,
+            LearningRate = learningRate,
             MaxSequenceLength = maxSequenceLength, BaseModel = baseModel,
         });
 
-    /// <summary>LoRA text classification with full options; <see cref="PeftTextOptions.Method"/> must be a <see cref="LoraConfig"/> or null.</summary>
+    /// <summary>
+    /// LoRA text classification with full options; <see cref="PeftTextOptions.Method"/> must be a
+    /// <see cref="LoraConfig"/> or null.
+    /// </summary>
     public PeftTextEstimator LoraTextClassification(PeftTextClassificationOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Method is not (null or LoraConfig))
-            throw new ArgumentOutOfRangeException(nameof(options), $"Option 'Method' is {options.Method.MethodName}; LoraTextClassification needs a LoraConfig (or use TextClassification).");
+            throw new ArgumentOutOfRangeException(nameof(options),
+                $"Option 'Method' is {options.Method.MethodName}; LoraTextClassification needs a LoraConfig " +
+                "(or use TextClassification).");
         return TextClassification(options);
     }
 
@@ -85,11 +103,13 @@ public sealed class PeftCatalog
     /// <param name="epochs">Passes over the data; null (default) chooses them from the row count
     /// (<see cref="PeftTextOptions.Epochs"/>).</param>
     /// <param name="baseModel">Pretrained encoder; null for the embedded all-MiniLM-L6-v2.</param>
-    public PeftTextEstimator LoraTextRegression(string labelColumnName = "Label", string sentence1ColumnName = "Sentence1",
+    public PeftTextEstimator LoraTextRegression(string labelColumnName = "Label",
+        string sentence1ColumnName = "Sentence1",
         string? sentence2ColumnName = null, int rank = 8, int? epochs = null, BaseModel? baseModel = null) =>
         TextRegression(new PeftTextRegressionOptions
         {
-            LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName, Sentence2ColumnName = sentence2ColumnName,
+            LabelColumnName = labelColumnName, Sentence1ColumnName = sentence1ColumnName,
+            Sentence2ColumnName = sentence2ColumnName,
             Method = new LoraConfig { Rank = rank }, Epochs = epochs, BaseModel = baseModel,
         });
 }

@@ -2,14 +2,20 @@ namespace Microsoft.ML.Peft.Inference;
 
 /// <summary>
 /// Groups rows into batches of similar length so padding stays small: shuffled windows of many batches are
-/// sorted by length, cut into batches, and the batch order shuffled again (for training); or everything sorted once (for scoring).
+/// sorted by length, cut into batches, and the batch order shuffled again (for training); or everything sorted once
+/// (for scoring).
 /// </summary>
 internal static class BatchPlanner
 {
-    /// <summary>Number of batches per length-sorted window during training; larger means less padding but less randomness.</summary>
+    /// <summary>
+    /// Number of batches per length-sorted window during training; larger means less padding but less randomness.
+    /// </summary>
     public const int WindowBatches = 50;
 
-    /// <summary>Training batches: random order, each of at most <paramref name="batchSize"/> rows and (if positive) <paramref name="tokenBudget"/> padded tokens.</summary>
+    /// <summary>
+    /// Training batches: random order, each of at most <paramref name="batchSize"/> rows and (if positive)
+    /// <paramref name="tokenBudget"/> padded tokens.
+    /// </summary>
     public static List<int[]> ForTraining(IReadOnlyList<int> lengths, int batchSize, int tokenBudget, Random rng)
     {
         var order = Enumerable.Range(0, lengths.Count).ToArray();
@@ -43,7 +49,8 @@ internal static class BatchPlanner
         var current = new List<int>(batchSize);
         foreach (int i in sorted)
         {
-            bool overBudget = tokenBudget > 0 && current.Count > 0 && (long)lengths[i] * (current.Count + 1) > tokenBudget;
+            bool overBudget = tokenBudget > 0 && current.Count > 0
+                && (long)lengths[i] * (current.Count + 1) > tokenBudget;
             if (current.Count == batchSize || overBudget)
             {
                 into.Add([.. current]);

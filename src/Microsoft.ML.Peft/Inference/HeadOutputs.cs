@@ -27,7 +27,9 @@ internal static class HeadOutputs
         return best;
     }
 
-    /// <summary>Softmax in place, computed in double after subtracting the largest logit so exp cannot overflow.</summary>
+    /// <summary>
+    /// Softmax in place, computed in double after subtracting the largest logit so exp cannot overflow.
+    /// </summary>
     public static void Softmax(Span<float> logits)
     {
         float max = logits[ArgMax(logits)];

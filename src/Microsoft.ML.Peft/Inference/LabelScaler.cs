@@ -10,7 +10,9 @@ internal sealed record LabelScaler(double Shift, double Scale)
 {
     public static LabelScaler Identity { get; } = new(0, 1);
 
-    /// <summary>Mean and (population) standard deviation of <paramref name="labels"/>; scale 1 when they are constant.</summary>
+    /// <summary>
+    /// Mean and (population) standard deviation of <paramref name="labels"/>; scale 1 when they are constant.
+    /// </summary>
     public static LabelScaler Fit(IReadOnlyList<float> labels)
     {
         double shift = labels.Average();

@@ -20,7 +20,8 @@ internal sealed class TorchScorer : IScorer
     /// <param name="padTokenId">The tokenizer's pad id.</param>
     /// <param name="device">Where the model lives.</param>
     /// <param name="threads">libtorch intra-op threads while scoring; null leaves libtorch's default.</param>
-    public TorchScorer(PeftModel model, int batchSize, int tokenBudget, int padTokenId, Device device, int? threads = null)
+    public TorchScorer(PeftModel model, int batchSize, int tokenBudget, int padTokenId, Device device,
+        int? threads = null)
     {
         _model = model;
         BatchSize = batchSize;
@@ -48,7 +49,8 @@ internal sealed class TorchScorer : IScorer
             {
                 using var scope = NewDisposeScope();
                 var input = PaddedBatch.Collate(rows, batch, _padTokenId, _device);
-                var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds).to(ScalarType.Float32);
+                var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds)
+                    .to(ScalarType.Float32);
                 var flat = output.cpu().data<float>().ToArray();
                 int k = (int)output.shape[1];
                 for (int r = 0; r < batch.Length; r++) results[batch[r]] = flat.AsSpan(r * k, k).ToArray();

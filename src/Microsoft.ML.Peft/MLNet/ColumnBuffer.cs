@@ -25,7 +25,8 @@ internal abstract class ColumnBuffer
     public static ColumnBuffer ForInput(DataViewRow source, DataViewSchema.Column column, int capacity)
         => Create(column.Type, capacity, source, column);
 
-    private static ColumnBuffer Create(DataViewType type, int capacity, DataViewRow? source, DataViewSchema.Column? column)
+    private static ColumnBuffer Create(DataViewType type, int capacity, DataViewRow? source,
+        DataViewSchema.Column? column)
     {
         Type raw = type.RawType;
         MethodInfo factory;
@@ -58,7 +59,9 @@ internal abstract class ColumnBuffer<T> : ColumnBuffer
     public override int Capacity => Values.Length;
 }
 
-/// <summary>Scalars, keys and text: values are copied by assignment (ReadOnlyMemory&lt;char&gt; is immutable).</summary>
+/// <summary>
+/// Scalars, keys and text: values are copied by assignment (ReadOnlyMemory&lt;char&gt; is immutable).
+/// </summary>
 internal sealed class ScalarColumnBuffer<T>(int capacity, ValueGetter<T>? source) : ColumnBuffer<T>(capacity)
 {
     public override void Capture(int slot)
@@ -76,7 +79,8 @@ internal sealed class ScalarColumnBuffer<T>(int capacity, ValueGetter<T>? source
 }
 
 /// <summary>Vectors: deep copies in and out.</summary>
-internal sealed class VectorColumnBuffer<T>(int capacity, ValueGetter<VBuffer<T>>? source) : ColumnBuffer<VBuffer<T>>(capacity)
+internal sealed class VectorColumnBuffer<T>(int capacity, ValueGetter<VBuffer<T>>? source)
+    : ColumnBuffer<VBuffer<T>>(capacity)
 {
     private VBuffer<T> _scratch;
 

@@ -24,16 +24,23 @@ public static class PeftAnnotations
     public const string MulticlassClassification = "MulticlassClassification";
 
     /// <summary>
-    /// The text values of key column <paramref name="keyColumn"/> (its KeyValues annotation), in key order (key 1 first).
+    /// The text values of key column <paramref name="keyColumn"/> (its KeyValues annotation), in key order (key 1
+    /// first).
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">The column is not a key, or has no text KeyValues of the key's size.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// The column is not a key, or has no text KeyValues of the key's size.
+    /// </exception>
     public static string[] GetKeyValues(DataViewSchema.Column keyColumn)
     {
         if (keyColumn.Type is not KeyDataViewType key)
-            throw new ArgumentOutOfRangeException(nameof(keyColumn), $"Column '{keyColumn.Name}' is of type {keyColumn.Type}, not a key type. Map it with MapValueToKey first.");
+            throw new ArgumentOutOfRangeException(nameof(keyColumn),
+                $"Column '{keyColumn.Name}' is of type {keyColumn.Type}, not a key type. " +
+                "Map it with MapValueToKey first.");
         var annotation = keyColumn.Annotations.Schema.GetColumnOrNull(KeyValuesKind);
-        if (annotation is not { } column || column.Type is not VectorDataViewType { ItemType: TextDataViewType } vector || vector.Size != (int)key.Count)
-            throw new ArgumentOutOfRangeException(nameof(keyColumn), $"Key column '{keyColumn.Name}' has no text KeyValues annotation with {key.Count} values.");
+        if (annotation is not { } column || column.Type is not VectorDataViewType { ItemType: TextDataViewType } vector
+            || vector.Size != (int)key.Count)
+            throw new ArgumentOutOfRangeException(nameof(keyColumn),
+                $"Key column '{keyColumn.Name}' has no text KeyValues annotation with {key.Count} values.");
         VBuffer<ReadOnlyMemory<char>> values = default;
         keyColumn.Annotations.GetValue(KeyValuesKind, ref values);
         return values.DenseValues().Select(v => v.ToString()).ToArray();
@@ -81,14 +88,18 @@ public static class PeftAnnotations
         return builder.ToAnnotations();
     }
 
-    private static void AddTextVector(DataViewSchema.Annotations.Builder builder, string kind, IReadOnlyList<string> names)
+    private static void AddTextVector(DataViewSchema.Annotations.Builder builder, string kind,
+        IReadOnlyList<string> names)
     {
         ArgumentNullException.ThrowIfNull(names);
         if (names.Count == 0)
             throw new ArgumentException("At least one name is needed.", nameof(names));
-        var values = names.Select(n => (n ?? throw new ArgumentException("Names cannot be null.", nameof(names))).AsMemory()).ToArray();
+        var values = names
+            .Select(n => (n ?? throw new ArgumentException("Names cannot be null.", nameof(names))).AsMemory())
+            .ToArray();
         ValueGetter<VBuffer<ReadOnlyMemory<char>>> getter =
-            (ref VBuffer<ReadOnlyMemory<char>> value) => new VBuffer<ReadOnlyMemory<char>>(values.Length, values).CopyTo(ref value);
+            (ref VBuffer<ReadOnlyMemory<char>> value) =>
+                new VBuffer<ReadOnlyMemory<char>>(values.Length, values).CopyTo(ref value);
         builder.Add(kind, new VectorDataViewType(TextDataViewType.Instance, values.Length), getter);
     }
 

@@ -19,7 +19,8 @@ internal sealed class PeftBatch
     private readonly string[] _inputNames;
     private readonly string[] _outputNames;
 
-    internal PeftBatch(ColumnBuffer[] inputs, string[] inputNames, ColumnBuffer[] outputs, string[] outputNames, bool[] activeOutputs)
+    internal PeftBatch(ColumnBuffer[] inputs, string[] inputNames, ColumnBuffer[] outputs, string[] outputNames,
+        bool[] activeOutputs)
     {
         _inputs = inputs;
         _inputNames = inputNames;
@@ -32,7 +33,9 @@ internal sealed class PeftBatch
     /// <summary>Number of rows in this batch (1 to <see cref="Capacity"/>).</summary>
     public int Count { get; internal set; }
 
-    /// <summary>Most rows a batch of this cursor can hold (the transformer's batch size, or 1 for single rows).</summary>
+    /// <summary>
+    /// Most rows a batch of this cursor can hold (the transformer's batch size, or 1 for single rows).
+    /// </summary>
     public int Capacity { get; }
 
     /// <summary>Number of input columns (as passed to the transformer's constructor, in that order).</summary>
@@ -51,14 +54,15 @@ internal sealed class PeftBatch
         ArgumentOutOfRangeException.ThrowIfNegative(inputIndex);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(inputIndex, _inputs.Length);
         if (_inputs[inputIndex] is not ColumnBuffer<T> buffer)
-            throw new InvalidOperationException($"Input column '{_inputNames[inputIndex]}' does not hold values of type {typeof(T)}.");
+            throw new InvalidOperationException(
+                $"Input column '{_inputNames[inputIndex]}' does not hold values of type {typeof(T)}.");
         return buffer.Values.AsSpan(0, Count);
     }
 
     /// <summary>
     /// Slots to fill for output column <paramref name="outputIndex"/>, one per row of this batch.
-    /// <typeparamref name="T"/> is the column's raw type (for a key column, e.g. <see cref="uint"/>; for a float vector,
-    /// <see cref="VBuffer{T}"/> of float). Slots keep what the previous batch of the same cursor left in them.
+    /// <typeparamref name="T"/> is the column's raw type (for a key column, e.g. <see cref="uint"/>; for a float
+    /// vector, <see cref="VBuffer{T}"/> of float). Slots keep what the previous batch of the same cursor left in them.
     /// </summary>
     /// <exception cref="InvalidOperationException"><typeparamref name="T"/> is not the column's raw type.</exception>
     public Span<T> GetOutput<T>(int outputIndex)
@@ -66,7 +70,8 @@ internal sealed class PeftBatch
         ArgumentOutOfRangeException.ThrowIfNegative(outputIndex);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(outputIndex, _outputs.Length);
         if (_outputs[outputIndex] is not ColumnBuffer<T> buffer)
-            throw new InvalidOperationException($"Output column '{_outputNames[outputIndex]}' does not hold values of type {typeof(T)}.");
+            throw new InvalidOperationException(
+                $"Output column '{_outputNames[outputIndex]}' does not hold values of type {typeof(T)}.");
         return buffer.Values.AsSpan(0, Count);
     }
 

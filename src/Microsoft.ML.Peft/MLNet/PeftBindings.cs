@@ -6,7 +6,8 @@ namespace Microsoft.ML.Peft.MLNet;
 /// </summary>
 internal sealed class PeftBindings
 {
-    public PeftBindings(DataViewSchema inputSchema, DataViewSchema.Column[] inputColumns, IReadOnlyList<PeftOutputColumn> outputs)
+    public PeftBindings(DataViewSchema inputSchema, DataViewSchema.Column[] inputColumns,
+        IReadOnlyList<PeftOutputColumn> outputs)
     {
         InputSchema = inputSchema;
         InputColumns = inputColumns;
@@ -34,7 +35,9 @@ internal sealed class PeftBindings
 
     public string[] OutputNames { get; }
 
-    /// <summary>Number of input-schema columns; output-schema index <c>i &lt; this</c> is input column <c>i</c>.</summary>
+    /// <summary>
+    /// Number of input-schema columns; output-schema index <c>i &lt; this</c> is input column <c>i</c>.
+    /// </summary>
     public int PassThroughCount => InputSchema.Count;
 
     /// <summary>
@@ -42,14 +45,18 @@ internal sealed class PeftBindings
     /// and returns the input columns a cursor must read: the passed-through ones, plus the transformer's inputs
     /// when any output is requested.
     /// </summary>
-    public DataViewSchema.Column[] Resolve(IEnumerable<DataViewSchema.Column> requested, out bool[] activePassThrough, out bool[] activeOutputs)
+    public DataViewSchema.Column[] Resolve(IEnumerable<DataViewSchema.Column> requested, out bool[] activePassThrough,
+        out bool[] activeOutputs)
     {
         activePassThrough = new bool[PassThroughCount];
         activeOutputs = new bool[Outputs.Count];
         foreach (var column in requested)
         {
-            if (column.Index < 0 || column.Index >= OutputSchema.Count || OutputSchema[column.Index].Name != column.Name)
-                throw new ArgumentException($"Column '{column.Name}' (index {column.Index}) does not belong to this schema.", nameof(requested));
+            if (column.Index < 0 || column.Index >= OutputSchema.Count
+                || OutputSchema[column.Index].Name != column.Name)
+                throw new ArgumentException(
+                    $"Column '{column.Name}' (index {column.Index}) does not belong to this schema.",
+                    nameof(requested));
             if (column.Index < PassThroughCount)
                 activePassThrough[column.Index] = true;
             else

@@ -6,8 +6,8 @@ namespace Microsoft.ML.Peft.MLNet;
 /// What <see cref="PeftTransformerBase.Transform"/> returns: the input plus the transformer's output columns, computed
 /// in batches. ML.NET's own row-to-row transforms compute outputs row by row from getters over the current input row;
 /// a neural network wants many rows per forward pass, so this view's cursor reads up to
-/// <see cref="PeftTransformerBase.BatchSize"/> input rows ahead, scores them in one call and then serves them one by one.
-/// Passed-through input columns are captured into the same batch, because the input cursor has moved on by then.
+/// <see cref="PeftTransformerBase.BatchSize"/> input rows ahead, scores them in one call and then serves them one by
+/// one. Passed-through input columns are captured into the same batch, because the input cursor has moved on by then.
 /// </summary>
 internal sealed class PeftDataView : IDataView
 {
@@ -36,7 +36,8 @@ internal sealed class PeftDataView : IDataView
         return new PeftBatchingCursor(_owner, _bindings, input, passThrough, outputs, _owner.BatchSize);
     }
 
-    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n,
+        Random? rand = null)
     {
         ArgumentNullException.ThrowIfNull(columnsNeeded);
         var inputColumns = _bindings.Resolve(columnsNeeded, out var passThrough, out var outputs);
@@ -50,7 +51,8 @@ internal sealed class PeftDataView : IDataView
         var inputs = _source.GetRowCursorSet(inputColumns, n, rand);
         var result = new DataViewRowCursor[inputs.Length];
         for (int i = 0; i < inputs.Length; i++)
-            result[i] = new PeftBatchingCursor(_owner, _bindings, inputs[i], (bool[])passThrough.Clone(), (bool[])outputs.Clone(), _owner.BatchSize);
+            result[i] = new PeftBatchingCursor(_owner, _bindings, inputs[i], (bool[])passThrough.Clone(),
+                (bool[])outputs.Clone(), _owner.BatchSize);
         return result;
     }
 }
@@ -186,9 +188,12 @@ internal sealed class PeftBatchingCursor : DataViewRowCursor
     public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
     {
         if (!IsColumnActive(column))
-            throw new InvalidOperationException($"Column '{column.Name}' was not requested when this cursor was created.");
+            throw new InvalidOperationException(
+                $"Column '{column.Name}' was not requested when this cursor was created.");
         if (column.Type.RawType != typeof(TValue))
-            throw new InvalidOperationException($"Column '{column.Name}' is of type {column.Type}, whose values are {column.Type.RawType}, not {typeof(TValue)}.");
+            throw new InvalidOperationException(
+                $"Column '{column.Name}' is of type {column.Type}, whose values are {column.Type.RawType}, " +
+                $"not {typeof(TValue)}.");
 
         if (column.Index < _bindings.PassThroughCount)
         {
@@ -209,6 +214,8 @@ internal sealed class PeftBatchingCursor : DataViewRowCursor
     private void CheckColumn(DataViewSchema.Column column)
     {
         if (column.Index < 0 || column.Index >= Schema.Count || Schema[column.Index].Name != column.Name)
-            throw new ArgumentException($"Column '{column.Name}' (index {column.Index}) does not belong to this cursor's schema.", nameof(column));
+            throw new ArgumentException(
+                $"Column '{column.Name}' (index {column.Index}) does not belong to this cursor's schema.",
+                nameof(column));
     }
 }

@@ -4,7 +4,10 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.MLNet;
 
-/// <summary>Chooses the TorchSharp device the way ML.NET's own GPU trainers do: <c>MLContext.GpuDeviceId</c> and <c>FallbackToCpu</c>.</summary>
+/// <summary>
+/// Chooses the TorchSharp device the way ML.NET's own GPU trainers do: <c>MLContext.GpuDeviceId</c> and
+/// <c>FallbackToCpu</c>.
+/// </summary>
 internal static class PeftDevice
 {
     public static Device Resolve(IHostEnvironment env, IChannel? ch = null)
@@ -17,8 +20,11 @@ internal static class PeftDevice
             ch?.Info($"Using CUDA device {gpu.Value}.");
             return new Device(DeviceType.CUDA, gpu.Value);
         }
-        string why = $"MLContext.GpuDeviceId is {gpu.Value}, but TorchSharp's CUDA backend is not available (build with -p:PeftTorchBackend=cuda on a machine with CUDA).";
-        if (!fallback) throw new InvalidOperationException(why + " Set MLContext.FallbackToCpu = true to train on the CPU instead.");
+        string why = $"MLContext.GpuDeviceId is {gpu.Value}, but TorchSharp's CUDA backend is not available " +
+            "(build with -p:PeftTorchBackend=cuda on a machine with CUDA).";
+        if (!fallback)
+            throw new InvalidOperationException(
+                why + " Set MLContext.FallbackToCpu = true to train on the CPU instead.");
         ch?.Warning(why + " Falling back to the CPU.");
         return CPU;
     }

@@ -3,7 +3,8 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Runtime;
 
-[assembly: LoadableClass(typeof(PeftEnsembleTransformer), null, typeof(SignatureLoadModel), "PEFT ensemble transformer", PeftEnsembleTransformer.LoaderSignature)]
+[assembly: LoadableClass(typeof(PeftEnsembleTransformer), null, typeof(SignatureLoadModel),
+    "PEFT ensemble transformer", PeftEnsembleTransformer.LoaderSignature)]
 
 namespace Microsoft.ML.Peft.MLNet;
 
@@ -11,8 +12,8 @@ namespace Microsoft.ML.Peft.MLNet;
 /// A weighted average of fine-tuned stages that were trained for the same task on the same label values and text
 /// columns (for example the ensemble a sweep selects with <c>PeftSweep.SetEnsemble</c>). It adds the same columns as
 /// its members: classification averages the class probabilities into <c>Score</c> and predicts the most probable class
-/// as <c>PredictedLabel</c>; regression averages the scores. Every member scores every batch, so scoring costs the sum of
-/// the members' costs. Saved with <c>mlContext.Model.Save</c>, each member is a nested model inside the zip.
+/// as <c>PredictedLabel</c>; regression averages the scores. Every member scores every batch, so scoring costs the sum
+/// of the members' costs. Saved with <c>mlContext.Model.Save</c>, each member is a nested model inside the zip.
 /// The ensemble owns its members: disposing it disposes them.
 /// </summary>
 public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
@@ -24,7 +25,8 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
     private readonly PeftTextTransformer[] _members;
     private readonly double[] _weights;
 
-    internal PeftEnsembleTransformer(IHostEnvironment env, IReadOnlyList<PeftTextTransformer> members, IReadOnlyList<double>? weights)
+    internal PeftEnsembleTransformer(IHostEnvironment env, IReadOnlyList<PeftTextTransformer> members,
+        IReadOnlyList<double>? weights)
         : base(env, nameof(PeftEnsembleTransformer), CheckMembers(members), members[0].BatchSize)
     {
         _members = [.. members];
@@ -44,17 +46,21 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
 
     private protected override bool CanScoreConcurrently => true;
 
-    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column) => PeftTextTransformer.CheckTextColumn(column);
+    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column) =>
+        PeftTextTransformer.CheckTextColumn(column);
 
-    private protected override IReadOnlyList<PeftOutputColumn> GetOutputColumns(DataViewSchema inputSchema) => _members[0].OutputColumns(inputSchema);
+    private protected override IReadOnlyList<PeftOutputColumn> GetOutputColumns(DataViewSchema inputSchema) =>
+        _members[0].OutputColumns(inputSchema);
 
     private protected override void ScoreBatch(PeftBatch batch)
     {
-        // Members on the same base and length (a sweep's usually are) tokenize a row alike: encode the batch once for them.
+        // Members on the same base and length (a sweep's usually are) tokenize a row alike: encode the batch once
+        // for them.
         var encoded = new Dictionary<(string, Tokenization.TextTokenizerKind, int), Tokenization.TokenizedText[]>();
         var outputs = _members.Select(m =>
         {
-            if (!encoded.TryGetValue(m.EncodingKey, out var examples)) encoded[m.EncodingKey] = examples = m.Encode(batch);
+            if (!encoded.TryGetValue(m.EncodingKey, out var examples))
+                encoded[m.EncodingKey] = examples = m.Encode(batch);
             return m.Predict(examples);
         }).ToList();
         var first = _members[0].Saved;
@@ -62,8 +68,8 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
     }
 
     /// <summary>
-    /// The weighted sum of the members' output rows, in float as scoring computes it (the first member's arrays are reused).
-    /// The sweep uses it to report exactly the metric the saved ensemble will reproduce.
+    /// The weighted sum of the members' output rows, in float as scoring computes it (the first member's arrays are
+    /// reused). The sweep uses it to report exactly the metric the saved ensemble will reproduce.
     /// </summary>
     internal static float[][] Combine(IReadOnlyList<float[][]> outputs, IReadOnlyList<double> weights)
     {
@@ -122,20 +128,31 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
     {
         ArgumentNullException.ThrowIfNull(members);
         if (members.Count == 0) throw new ArgumentException("An ensemble needs at least one member.", nameof(members));
-        if (members.Count > MaxMembers) throw new ArgumentException($"An ensemble takes at most {MaxMembers} members, got {members.Count}.", nameof(members));
+        if (members.Count > MaxMembers)
+            throw new ArgumentException($"An ensemble takes at most {MaxMembers} members, got {members.Count}.",
+                nameof(members));
         if (members.Any(m => m is null)) throw new ArgumentException("An ensemble member is null.", nameof(members));
-        if (members.Distinct().Count() != members.Count) throw new ArgumentException("A stage appears twice among the members; give it a larger weight instead.", nameof(members));
+        if (members.Distinct().Count() != members.Count)
+            throw new ArgumentException("A stage appears twice among the members; give it a larger weight instead.",
+                nameof(members));
         var first = members[0].Saved;
         for (int i = 1; i < members.Count; i++)
         {
             var s = members[i].Saved;
             string? why =
                 s.Task != first.Task ? $"its task is {s.Task}, member 0's is {first.Task}" :
-                !members[i].InputColumnNames.SequenceEqual(members[0].InputColumnNames) ? $"it reads columns ({string.Join(", ", members[i].InputColumnNames)}), member 0 reads ({string.Join(", ", members[0].InputColumnNames)})" :
-                s.ScoreColumn != first.ScoreColumn || s.PredictedLabelColumn != first.PredictedLabelColumn ? $"its output columns are '{s.ScoreColumn}'/'{s.PredictedLabelColumn}', member 0's are '{first.ScoreColumn}'/'{first.PredictedLabelColumn}'" :
-                s.NumOutputs != first.NumOutputs || !(s.Labels?.Values ?? []).SequenceEqual(first.Labels?.Values ?? []) ? $"its label values ({string.Join(", ", s.Labels?.Values ?? [])}) differ from member 0's ({string.Join(", ", first.Labels?.Values ?? [])})" :
+                !members[i].InputColumnNames.SequenceEqual(members[0].InputColumnNames)
+                    ? $"it reads columns ({string.Join(", ", members[i].InputColumnNames)}), " +
+                      $"member 0 reads ({string.Join(", ", members[0].InputColumnNames)})" :
+                s.ScoreColumn != first.ScoreColumn || s.PredictedLabelColumn != first.PredictedLabelColumn
+                    ? $"its output columns are '{s.ScoreColumn}'/'{s.PredictedLabelColumn}', " +
+                      $"member 0's are '{first.ScoreColumn}'/'{first.PredictedLabelColumn}'" :
+                s.NumOutputs != first.NumOutputs || !(s.Labels?.Values ?? []).SequenceEqual(first.Labels?.Values ?? [])
+                    ? $"its label values ({string.Join(", ", s.Labels?.Values ?? [])}) " +
+                      $"differ from member 0's ({string.Join(", ", first.Labels?.Values ?? [])})" :
                 null;
-            if (why is not null) throw new ArgumentException($"Ensemble member {i} does not fit member 0: {why}.", nameof(members));
+            if (why is not null)
+                throw new ArgumentException($"Ensemble member {i} does not fit member 0: {why}.", nameof(members));
         }
         return [.. members[0].InputColumnNames];
     }
@@ -143,10 +160,13 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
     private static double[] Normalize(IReadOnlyList<double>? weights, int count)
     {
         if (weights is null) return Enumerable.Repeat(1.0 / count, count).ToArray();
-        if (weights.Count != count) throw new ArgumentException($"{weights.Count} weight(s) for {count} member(s).", nameof(weights));
-        if (weights.Any(w => !double.IsFinite(w) || w < 0)) throw new ArgumentOutOfRangeException(nameof(weights), "Weights must be finite and non-negative.");
+        if (weights.Count != count)
+            throw new ArgumentException($"{weights.Count} weight(s) for {count} member(s).", nameof(weights));
+        if (weights.Any(w => !double.IsFinite(w) || w < 0))
+            throw new ArgumentOutOfRangeException(nameof(weights), "Weights must be finite and non-negative.");
         double total = weights.Sum();
-        if (!(total > 0)) throw new ArgumentOutOfRangeException(nameof(weights), "At least one weight must be positive.");
+        if (!(total > 0))
+            throw new ArgumentOutOfRangeException(nameof(weights), "At least one weight must be positive.");
         return weights.Select(w => w / total).ToArray();
     }
 

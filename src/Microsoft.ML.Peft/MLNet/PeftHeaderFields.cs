@@ -29,7 +29,8 @@ internal static class PeftHeaderFields
     }
 
     /// <summary>The fields whose fingerprints differ, are missing or are new, in order; empty when none do.</summary>
-    internal static List<string> Changed(IReadOnlyDictionary<string, byte[]> saved, IReadOnlyDictionary<string, byte[]> now)
+    internal static List<string> Changed(IReadOnlyDictionary<string, byte[]> saved,
+        IReadOnlyDictionary<string, byte[]> now)
     {
         var names = new SortedSet<string>(saved.Keys, StringComparer.Ordinal);
         names.UnionWith(now.Keys);

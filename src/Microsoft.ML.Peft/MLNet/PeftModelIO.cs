@@ -7,8 +7,8 @@ namespace Microsoft.ML.Peft.MLNet;
 public static class PeftModelIO
 {
     /// <summary>
-    /// Saves <paramref name="model"/> like <c>mlContext.Model.Save</c>, atomically: it is written to a temporary file in
-    /// the same folder, flushed to disk, then renamed over <paramref name="path"/>. If anything fails, the temporary
+    /// Saves <paramref name="model"/> like <c>mlContext.Model.Save</c>, atomically: it is written to a temporary file
+    /// in the same folder, flushed to disk, then renamed over <paramref name="path"/>. If anything fails, the temporary
     /// file is deleted and whatever was at <paramref name="path"/> before is left untouched.
     /// </summary>
     /// <param name="mlContext">The ML.NET context.</param>
@@ -23,7 +23,8 @@ public static class PeftModelIO
         string fullPath = Path.GetFullPath(path);
         string directory = Path.GetDirectoryName(fullPath)!;
         Directory.CreateDirectory(directory);
-        string temp = Path.Combine(directory, $"{Path.GetFileNameWithoutExtension(fullPath)}.{Guid.NewGuid():N}.zip.tmp");
+        string temp = Path.Combine(directory,
+            $"{Path.GetFileNameWithoutExtension(fullPath)}.{Guid.NewGuid():N}.zip.tmp");
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
@@ -45,7 +46,9 @@ public static class PeftModelIO
     /// file fails inside ML.NET into one <see cref="PeftModelFormatException"/> that names the file.
     /// </summary>
     /// <exception cref="FileNotFoundException">There is no file at <paramref name="path"/>.</exception>
-    /// <exception cref="PeftModelFormatException">The file is truncated, corrupted or unreadable by this version.</exception>
+    /// <exception cref="PeftModelFormatException">
+    /// The file is truncated, corrupted or unreadable by this version.
+    /// </exception>
     public static ITransformer Load(MLContext mlContext, string path, out DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
@@ -66,7 +69,9 @@ public static class PeftModelIO
             }
             // ML.NET reads each entry's own header before any loader runs, and its errors name no entry: find it.
             string detail = peft?.Message ?? FindDamagedHeader(path) ?? NoLoader(root.Message) ?? root.Message;
-            throw new PeftModelFormatException($"Cannot load model '{path}': the file is truncated, corrupted or was saved by an incompatible version. {detail}", ex);
+            throw new PeftModelFormatException(
+                $"Cannot load model '{path}': the file is truncated, corrupted or was saved by an incompatible " +
+                $"version. {detail}", ex);
         }
     }
 
@@ -93,7 +98,8 @@ public static class PeftModelIO
         try
         {
             using var zip = ZipFile.OpenRead(path);
-            foreach (var entry in zip.Entries.Where(e => e.Name == "Model.key").OrderBy(e => e.FullName, StringComparer.Ordinal))
+            foreach (var entry in zip.Entries.Where(e => e.Name == "Model.key")
+                .OrderBy(e => e.FullName, StringComparer.Ordinal))
             {
                 using var copy = new MemoryStream();
                 using (var s = entry.Open())
@@ -108,7 +114,8 @@ public static class PeftModelIO
                         return $"{entry.FullName}: names assembly '{assembly}', which does not load (damaged " +
                             $"header, or a missing assembly).";
                 }
-                catch (Exception ex) when (ex is FormatException or IOException or InvalidOperationException or ArgumentException)
+                catch (Exception ex) when (ex is FormatException or IOException or InvalidOperationException
+                    or ArgumentException)
                 {
                     return $"{entry.FullName}: its ML.NET header is damaged ({ex.Message}).";
                 }

@@ -29,11 +29,14 @@ internal sealed class PeftModelReader
         _streams = streams;
     }
 
-    /// <summary>Loads a nested model that <see cref="PeftModelWriter.WriteModel"/> saved under <paramref name="name"/>.</summary>
+    /// <summary>
+    /// Loads a nested model that <see cref="PeftModelWriter.WriteModel"/> saved under <paramref name="name"/>.
+    /// </summary>
     internal T ReadModel<T>(IHostEnvironment env, string name) where T : class
     {
         if (!_ctx.LoadModelOrNull<T, SignatureLoadModel>(env, out var model, name) || model is null)
-            throw new PeftModelFormatException($"{_owner}: nested model '{name}' is missing or is not a {typeof(T).Name}.");
+            throw new PeftModelFormatException(
+                $"{_owner}: nested model '{name}' is missing or is not a {typeof(T).Name}.");
         return model;
     }
 
@@ -43,7 +46,9 @@ internal sealed class PeftModelReader
     /// <summary>The zip entry of the stream <paramref name="name"/>, for error messages.</summary>
     public string StreamEntryName(string name) => EntryName[..(EntryName.LastIndexOf('/') + 1)] + name;
 
-    /// <summary>The format version the model was written with (see <see cref="PeftModelSignature.FormatVersion"/>).</summary>
+    /// <summary>
+    /// The format version the model was written with (see <see cref="PeftModelSignature.FormatVersion"/>).
+    /// </summary>
     public uint FormatVersion { get; }
 
     /// <summary>The transformer's input column names, as saved.</summary>
@@ -59,7 +64,9 @@ internal sealed class PeftModelReader
     public IReadOnlyCollection<string> StreamNames => _streams.Keys;
 
     /// <summary>Reads back the options saved with <see cref="PeftModelWriter.WriteOptions{T}"/>.</summary>
-    /// <exception cref="PeftModelFormatException">No options were saved, or they do not parse as <typeparamref name="T"/>.</exception>
+    /// <exception cref="PeftModelFormatException">
+    /// No options were saved, or they do not parse as <typeparamref name="T"/>.
+    /// </exception>
     public T ReadOptions<T>()
     {
         if (_optionsJson is null)
@@ -71,7 +78,8 @@ internal sealed class PeftModelReader
         }
         catch (JsonException ex)
         {
-            throw new PeftModelFormatException($"{_owner}: the saved options do not parse as {typeof(T).Name}: {ex.Message}", ex);
+            throw new PeftModelFormatException(
+                $"{_owner}: the saved options do not parse as {typeof(T).Name}: {ex.Message}", ex);
         }
     }
 
@@ -83,7 +91,9 @@ internal sealed class PeftModelReader
     /// returns (what it left unread is read and hashed too); if <paramref name="read"/> throws on damaged content,
     /// the damage is reported instead.
     /// </summary>
-    /// <exception cref="PeftModelFormatException">The stream is missing, or its content does not match the header.</exception>
+    /// <exception cref="PeftModelFormatException">
+    /// The stream is missing, or its content does not match the header.
+    /// </exception>
     public void ReadStream(string name, Action<BinaryReader> read)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -112,12 +122,14 @@ internal sealed class PeftModelReader
         });
 
         if (!found)
-            throw new PeftModelFormatException($"{_owner}: stream '{name}' is listed in the model header but missing from the model file " +
+            throw new PeftModelFormatException(
+                $"{_owner}: stream '{name}' is listed in the model header but missing from the model file " +
                 $"({StreamEntryName(name)}).");
         if (length != record.Length || !hash.AsSpan().SequenceEqual(record.Sha256))
         {
             throw new PeftModelFormatException(
-                $"{_owner}: stream '{name}' is corrupted ({StreamEntryName(name)}): {length} bytes with SHA-256 {Convert.ToHexString(hash!)}, " +
+                $"{_owner}: stream '{name}' is corrupted ({StreamEntryName(name)}): " +
+                $"{length} bytes with SHA-256 {Convert.ToHexString(hash!)}, " +
                 $"expected {record.Length} bytes with SHA-256 {Convert.ToHexString(record.Sha256)}.", readError);
         }
         // Intact content that the loader could not read: the loader's own error says more than we could.

@@ -13,20 +13,30 @@ namespace Microsoft.ML.Peft.MLNet;
 internal sealed class PeftModelSignature
 {
     /// <summary>Creates a signature.</summary>
-    /// <param name="loaderSignature">Name the loadable class is registered under; 1 to 24 ASCII characters, unique.</param>
-    /// <param name="modelSignature">Exactly 8 ASCII characters stored in (and checked against) each saved model header.</param>
+    /// <param name="loaderSignature">
+    /// Name the loadable class is registered under; 1 to 24 ASCII characters, unique.
+    /// </param>
+    /// <param name="modelSignature">
+    /// Exactly 8 ASCII characters stored in (and checked against) each saved model header.
+    /// </param>
     /// <param name="formatVersion">Format version this code writes.</param>
-    /// <param name="minimumReaderVersion">Oldest reader version that can read what this code writes (default: <paramref name="formatVersion"/>).</param>
-    /// <param name="oldestReadableVersion">Oldest format version this code can read (default: <paramref name="formatVersion"/>).</param>
+    /// <param name="minimumReaderVersion">
+    /// Oldest reader version that can read what this code writes (default: <paramref name="formatVersion"/>).
+    /// </param>
+    /// <param name="oldestReadableVersion">
+    /// Oldest format version this code can read (default: <paramref name="formatVersion"/>).
+    /// </param>
     public PeftModelSignature(string loaderSignature, string modelSignature, uint formatVersion = 0x00010001,
         uint? minimumReaderVersion = null, uint? oldestReadableVersion = null)
     {
         ArgumentNullException.ThrowIfNull(loaderSignature);
         ArgumentNullException.ThrowIfNull(modelSignature);
         if (loaderSignature.Length is < 1 or > 24 || !loaderSignature.All(char.IsAsciiLetterOrDigit))
-            throw new ArgumentException("A loader signature has 1 to 24 ASCII letters or digits.", nameof(loaderSignature));
+            throw new ArgumentException("A loader signature has 1 to 24 ASCII letters or digits.",
+                nameof(loaderSignature));
         if (modelSignature.Length != 8 || !modelSignature.All(c => c is > ' ' and < (char)127))
-            throw new ArgumentException("A model signature has exactly 8 printable ASCII characters.", nameof(modelSignature));
+            throw new ArgumentException("A model signature has exactly 8 printable ASCII characters.",
+                nameof(modelSignature));
         LoaderSignature = loaderSignature;
         ModelSignature = modelSignature;
         FormatVersion = formatVersion;

@@ -38,7 +38,9 @@ internal sealed class PeftModelWriter
     }
 
     /// <summary>Writes a named binary stream next to the model header.</summary>
-    /// <param name="name">Stream name: 1 to 64 characters among letters, digits, '_', '-' and '.'; unique per model.</param>
+    /// <param name="name">
+    /// Stream name: 1 to 64 characters among letters, digits, '_', '-' and '.'; unique per model.
+    /// </param>
     /// <param name="write">Writes the content.</param>
     public void WriteStream(string name, Action<BinaryWriter> write)
     {
@@ -64,7 +66,9 @@ internal sealed class PeftModelWriter
         _streams.Add(new PeftStreamRecord(name, length, hash!));
     }
 
-    /// <summary>Saves a nested model (e.g. an ensemble member) in a sub-folder <paramref name="name"/> of this model's folder.</summary>
+    /// <summary>
+    /// Saves a nested model (e.g. an ensemble member) in a sub-folder <paramref name="name"/> of this model's folder.
+    /// </summary>
     internal void WriteModel(string name, ICanSaveModel model)
     {
         CheckStreamName(name);
@@ -78,7 +82,9 @@ internal sealed class PeftModelWriter
             || name is "." or ".." || name.Equals("Model.key", StringComparison.OrdinalIgnoreCase)
             || name.Equals("Model.bin", StringComparison.OrdinalIgnoreCase))
         {
-            throw new ArgumentException($"'{name}' is not a valid stream name (1 to 64 of A-Z a-z 0-9 _ - ., not Model.key/Model.bin).", nameof(name));
+            throw new ArgumentException(
+                $"'{name}' is not a valid stream name (1 to 64 of A-Z a-z 0-9 _ - ., not Model.key/Model.bin).",
+                nameof(name));
         }
     }
 }

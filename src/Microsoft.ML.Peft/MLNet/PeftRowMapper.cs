@@ -4,7 +4,8 @@ namespace Microsoft.ML.Peft.MLNet;
 
 /// <summary>
 /// Row-at-a-time path (PredictionEngine, TransformerChain.GetRowToRowMapper): each output row scores its current
-/// input row as a batch of one, once per input <see cref="DataViewRow.Position"/>, however many output columns are read.
+/// input row as a batch of one, once per input <see cref="DataViewRow.Position"/>, however many output columns are
+/// read.
 /// </summary>
 internal sealed class PeftRowMapper : IRowToRowMapper
 {
@@ -32,7 +33,8 @@ internal sealed class PeftRowMapper : IRowToRowMapper
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(activeColumns);
         if (input.Schema != InputSchema)
-            throw new ArgumentException("The row's schema is not the schema this mapper was created for.", nameof(input));
+            throw new ArgumentException("The row's schema is not the schema this mapper was created for.",
+                nameof(input));
         _bindings.Resolve(activeColumns, out var passThrough, out var outputs);
         return new PeftMappedRow(_owner, _bindings, input, passThrough, outputs);
     }
@@ -51,7 +53,8 @@ internal sealed class PeftMappedRow : DataViewRow
     private readonly Func<int> _slotZero = static () => 0;
     private long _scoredPosition = long.MinValue;
 
-    public PeftMappedRow(PeftTransformerBase owner, PeftBindings bindings, DataViewRow input, bool[] activePassThrough, bool[] activeOutputs)
+    public PeftMappedRow(PeftTransformerBase owner, PeftBindings bindings, DataViewRow input, bool[] activePassThrough,
+        bool[] activeOutputs)
     {
         _owner = owner;
         _bindings = bindings;
@@ -64,7 +67,10 @@ internal sealed class PeftMappedRow : DataViewRow
             return;
         _scored = bindings.InputColumns.Select(c => ColumnBuffer.ForInput(input, input.Schema[c.Index], 1)).ToArray();
         _outputBuffers = bindings.Outputs.Select(o => ColumnBuffer.ForOutput(o.Type, 1)).ToArray();
-        _batch = new PeftBatch(_scored, bindings.InputNames, _outputBuffers, bindings.OutputNames, activeOutputs) { Count = 1 };
+        _batch = new PeftBatch(_scored, bindings.InputNames, _outputBuffers, bindings.OutputNames, activeOutputs)
+        {
+            Count = 1,
+        };
     }
 
     public override DataViewSchema Schema => _bindings.OutputSchema;
@@ -78,7 +84,8 @@ internal sealed class PeftMappedRow : DataViewRow
     public override bool IsColumnActive(DataViewSchema.Column column)
     {
         if (column.Index < 0 || column.Index >= Schema.Count || Schema[column.Index].Name != column.Name)
-            throw new ArgumentException($"Column '{column.Name}' (index {column.Index}) does not belong to this row's schema.", nameof(column));
+            throw new ArgumentException(
+                $"Column '{column.Name}' (index {column.Index}) does not belong to this row's schema.", nameof(column));
         return column.Index < _bindings.PassThroughCount
             ? _activePassThrough[column.Index]
             : _activeOutputs[column.Index - _bindings.PassThroughCount];
@@ -89,11 +96,14 @@ internal sealed class PeftMappedRow : DataViewRow
         if (!IsColumnActive(column))
             throw new InvalidOperationException($"Column '{column.Name}' was not requested when this row was created.");
         if (column.Type.RawType != typeof(TValue))
-            throw new InvalidOperationException($"Column '{column.Name}' is of type {column.Type}, whose values are {column.Type.RawType}, not {typeof(TValue)}.");
+            throw new InvalidOperationException(
+                $"Column '{column.Name}' is of type {column.Type}, whose values are {column.Type.RawType}, " +
+                $"not {typeof(TValue)}.");
         if (column.Index < _bindings.PassThroughCount)
             return _input.GetGetter<TValue>(_input.Schema[column.Index]);
 
-        var inner = (ValueGetter<TValue>)_outputBuffers[column.Index - _bindings.PassThroughCount].MakeGetter(_slotZero);
+        var inner = (ValueGetter<TValue>)_outputBuffers[column.Index - _bindings.PassThroughCount]
+            .MakeGetter(_slotZero);
         return (ref TValue value) =>
         {
             EnsureScored();

@@ -83,7 +83,8 @@ internal static class PeftSavedModelChecks
         check(!string.IsNullOrWhiteSpace(b.Name), "Base.Name", "must name the base model.");
         check(b.Sha256.Length == 64 && b.Sha256.All(char.IsAsciiHexDigit), "Base.Sha256",
             $"must be 64 hexadecimal digits, got '{b.Sha256}'.");
-        check(b.Kind == BaseModelKind.Embedded || b.WeightsStored || !string.IsNullOrWhiteSpace(b.Origin), "Base.Origin",
+        check(b.Kind == BaseModelKind.Embedded || b.WeightsStored || !string.IsNullOrWhiteSpace(b.Origin),
+            "Base.Origin",
             "must name the base model's file or folder when its weights are not stored.");
     }
 

@@ -60,8 +60,9 @@ internal sealed record PeftStageHeader(string[] Inputs, int BatchSize, string? O
         var hash = reader.ReadBytes(32);
         Check(payload.Length == length && hash.Length == 32, entry, "the stage header is truncated");
         if (!SHA256.HashData(payload).AsSpan().SequenceEqual(hash))
-            throw new PeftModelFormatException($"{entry}: the stage header fails its SHA-256 check{Diagnose(payload)}; " +
-                                               "the file is damaged or was edited after it was saved.");
+            throw new PeftModelFormatException(
+                $"{entry}: the stage header fails its SHA-256 check{Diagnose(payload)}; " +
+                                                   "the file is damaged or was edited after it was saved.");
         using var r = new BinaryReader(new MemoryStream(payload), Encoding.UTF8);
         var header = ReadFields(r, entry, r.ReadString);
         int fieldCount = r.ReadInt32();

@@ -28,8 +28,11 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         _task = task;
     }
 
-    private string ScoreColumn => _options.OutputColumnPrefix + (_options is PeftTextClassificationOptions c ? c.ScoreColumnName : ((PeftTextRegressionOptions)_options).ScoreColumnName);
-    private string PredictedLabelColumn => _options.OutputColumnPrefix + ((PeftTextClassificationOptions)_options).PredictedLabelColumnName;
+    private string ScoreColumn => _options.OutputColumnPrefix + (_options is PeftTextClassificationOptions c
+        ? c.ScoreColumnName
+        : ((PeftTextRegressionOptions)_options).ScoreColumnName);
+    private string PredictedLabelColumn =>
+        _options.OutputColumnPrefix + ((PeftTextClassificationOptions)_options).PredictedLabelColumnName;
 
     /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
@@ -37,27 +40,35 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         void RequireText(string name, string option)
         {
             if (!inputSchema.TryFindColumn(name, out var col))
-                throw new ArgumentOutOfRangeException(option, $"Text column '{name}' (option '{option}') was not found in the input.");
+                throw new ArgumentOutOfRangeException(option,
+                    $"Text column '{name}' (option '{option}') was not found in the input.");
             if (col.Kind != SchemaShape.Column.VectorKind.Scalar || col.ItemType is not TextDataViewType)
-                throw new ArgumentOutOfRangeException(option, $"Column '{name}' (option '{option}') must be Text (string), but is {col.ItemType}.");
+                throw new ArgumentOutOfRangeException(option,
+                    $"Column '{name}' (option '{option}') must be Text (string), but is {col.ItemType}.");
         }
         RequireText(_options.Sentence1ColumnName, nameof(PeftTextOptions.Sentence1ColumnName));
         if (_options.Sentence2ColumnName is { } s2) RequireText(s2, nameof(PeftTextOptions.Sentence2ColumnName));
         var columns = inputSchema.ToDictionary(c => c.Name);
         if (!inputSchema.TryFindColumn(_options.LabelColumnName, out var label))
-            throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.LabelColumnName), $"Label column '{_options.LabelColumnName}' was not found in the input.");
+            throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.LabelColumnName),
+                $"Label column '{_options.LabelColumnName}' was not found in the input.");
         if (_task == PeftTask.Regression)
         {
-            columns[ScoreColumn] = new SchemaShape.Column(ScoreColumn, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.Single, false);
+            columns[ScoreColumn] = new SchemaShape.Column(ScoreColumn, SchemaShape.Column.VectorKind.Scalar,
+                NumberDataViewType.Single, false);
             return new SchemaShape(columns.Values);
         }
         if (!label.IsKey)
             throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.LabelColumnName),
-                $"Label column '{label.Name}' must be a key type for classification, but is {label.ItemType}. Add mlContext.Transforms.Conversion.MapValueToKey(\"{label.Name}\") before this stage.");
+                $"Label column '{label.Name}' must be a key type for classification, but is {label.ItemType}. " +
+                $"Add mlContext.Transforms.Conversion.MapValueToKey(\"{label.Name}\") before this stage.");
         var keyValues = label.Annotations.Where(a => a.Name == AnnotationUtils.Kinds.KeyValues).ToArray();
-        columns[ScoreColumn] = new SchemaShape.Column(ScoreColumn, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false,
-            new SchemaShape(keyValues.Select(k => new SchemaShape.Column(AnnotationUtils.Kinds.SlotNames, SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false))));
-        columns[PredictedLabelColumn] = new SchemaShape.Column(PredictedLabelColumn, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true, new SchemaShape(keyValues));
+        columns[ScoreColumn] = new SchemaShape.Column(ScoreColumn, SchemaShape.Column.VectorKind.Vector,
+            NumberDataViewType.Single, false,
+            new SchemaShape(keyValues.Select(k => new SchemaShape.Column(AnnotationUtils.Kinds.SlotNames,
+                SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false))));
+        columns[PredictedLabelColumn] = new SchemaShape.Column(PredictedLabelColumn,
+            SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true, new SchemaShape(keyValues));
         return new SchemaShape(columns.Values);
     }
 
@@ -69,14 +80,17 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         var o = _options;
         var schema = input.Schema;
         SchemaChecks.Text(schema, o.Sentence1ColumnName, nameof(PeftTextOptions.Sentence1ColumnName));
-        if (o.Sentence2ColumnName is not null) SchemaChecks.Text(schema, o.Sentence2ColumnName, nameof(PeftTextOptions.Sentence2ColumnName));
+        if (o.Sentence2ColumnName is not null)
+            SchemaChecks.Text(schema, o.Sentence2ColumnName, nameof(PeftTextOptions.Sentence2ColumnName));
         var labelColumn = SchemaChecks.Label(schema, o.LabelColumnName, _task);
         KeyValueList? labels = _task == PeftTask.Classification ? KeyValueList.FromKeyColumn(labelColumn) : null;
         int numOutputs = labels?.Count ?? 1;
 
-        var data = TrainingData.Read(input, o.LabelColumnName, o.Sentence1ColumnName, o.Sentence2ColumnName, _task, _host.CheckAlive);
+        var data = TrainingData.Read(input, o.LabelColumnName, o.Sentence1ColumnName, o.Sentence2ColumnName, _task,
+            _host.CheckAlive);
         if (data.SkippedMissingLabel > 0)
-            ch.Warning($"Skipped {data.SkippedMissingLabel} training row(s) with a missing label in column '{o.LabelColumnName}'.");
+            ch.Warning($"Skipped {data.SkippedMissingLabel} training row(s) with a missing label in column " +
+                $"'{o.LabelColumnName}'.");
         if (data.SkippedNonFiniteLabel > 0)
             ch.Warning($"Skipped {data.SkippedNonFiniteLabel} training row(s) with an infinite label in column " +
                 $"'{o.LabelColumnName}'.");
@@ -84,9 +98,11 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             ch.Info($"Repaired {data.RepairedTextRows} training row(s) whose text held invalid UTF-16 (lone " +
                 $"surrogates replaced with U+FFFD).");
         if (data.Count == 0)
-            throw new InvalidOperationException($"The training data has no rows with a label in column '{o.LabelColumnName}'.");
+            throw new InvalidOperationException(
+                $"The training data has no rows with a label in column '{o.LabelColumnName}'.");
         if (_task == PeftTask.Classification && data.Labels.Distinct().Count() < 2)
-            throw new InvalidOperationException($"The training data has only one class in label column '{o.LabelColumnName}' " +
+            throw new InvalidOperationException(
+                $"The training data has only one class in label column '{o.LabelColumnName}' " +
                 $"('{labels!.Values[(int)data.Labels[0]]}'); a classifier needs at least two.");
 
         TrainingData? valid = null;
@@ -94,7 +110,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         {
             SchemaChecks.Text(o.ValidationSet.Schema, o.Sentence1ColumnName, nameof(PeftTextOptions.ValidationSet));
             SchemaChecks.Label(o.ValidationSet.Schema, o.LabelColumnName, _task);
-            valid = TrainingData.Read(o.ValidationSet, o.LabelColumnName, o.Sentence1ColumnName, o.Sentence2ColumnName, _task, _host.CheckAlive);
+            valid = TrainingData.Read(o.ValidationSet, o.LabelColumnName, o.Sentence1ColumnName, o.Sentence2ColumnName,
+                _task, _host.CheckAlive);
         }
 
         var scaler = _task == PeftTask.Regression ? LabelScaler.Fit(data.Labels) : LabelScaler.Identity;
@@ -123,15 +140,21 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         try
         {
             var computeType = PrecisionPolicy.Resolve(o.Precision, device);
-            ch.Info($"Precision: {(computeType == TorchSharp.torch.ScalarType.BFloat16 ? "bfloat16 (float32 master weights, loss and softmax)" : "float32")} (requested {o.Precision}).");
+            ch.Info($"Precision: {(computeType == TorchSharp.torch.ScalarType.BFloat16
+                ? "bfloat16 (float32 master weights, loss and softmax)"
+                : "float32")} (requested {o.Precision}).");
             var (trainable, total) = model.CountParameters();
-            ch.Info(string.Format(CultureInfo.InvariantCulture, "trainable params: {0:N0} || all params: {1:N0} || trainable%: {2:F4}", trainable, total, 100.0 * trainable / total));
-            ch.Info($"Fine-tuning {baseModel.Name} with {method.MethodName} on {train.Count} rows ({data.Count} read), {numOutputs} output(s), max length {maxLength}.");
+            ch.Info(string.Format(CultureInfo.InvariantCulture,
+                "trainable params: {0:N0} || all params: {1:N0} || trainable%: {2:F4}",
+                trainable, total, 100.0 * trainable / total));
+            ch.Info($"Fine-tuning {baseModel.Name} with {method.MethodName} on {train.Count} rows " +
+                $"({data.Count} read), {numOutputs} output(s), max length {maxLength}.");
 
             double learningRate = o.LearningRate ?? method.DefaultLearningRate;
             var settings = new TrainingSettings
             {
-                BatchSize = plan.BatchSize, TokenBudget = o.TokenBudget, Epochs = plan.Epochs, LearningRate = learningRate,
+                BatchSize = plan.BatchSize, TokenBudget = o.TokenBudget, Epochs = plan.Epochs,
+                LearningRate = learningRate,
                 HeadLearningRate = o.HeadLearningRate ?? Math.Max(learningRate, DefaultMinimumHeadLearningRate),
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
                 EarlyStoppingPatience = plan.EarlyStoppingPatience, TimeLimit = o.MaxTrainingTime, Seed = seed,
@@ -140,12 +163,15 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             var report = Train(model, settings, train, validation);
             if (plan.RefitOnAllRows)
             {
-                // The held-out rows chose the epoch count; now every row trains, from the same start, for that many epochs.
+                // The held-out rows chose the epoch count; now every row trains, from the same start, for that
+                // many epochs.
                 var validated = report;
                 model.Dispose();
                 model = Build();
-                ch.Info($"Refit on all {rows.Length} rows for {validated.BestEpoch} epoch(s), the best on the held-out rows.");
-                report = Train(model, settings with { Epochs = validated.BestEpoch, EarlyStoppingPatience = 0 }, rows, null);
+                ch.Info($"Refit on all {rows.Length} rows for {validated.BestEpoch} epoch(s), " +
+                    "the best on the held-out rows.");
+                report = Train(model, settings with { Epochs = validated.BestEpoch, EarlyStoppingPatience = 0 },
+                    rows, null);
                 report = report with
                 {
                     BestEpoch = validated.BestEpoch, BestValidationMetric = validated.BestValidationMetric,
@@ -153,9 +179,13 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 };
             }
             report = report with { SkippedRows = data.SkippedRows, Plan = plan };
-            if (report.StoppedAtTimeLimit) ch.Info($"Stopped at the time limit ({o.MaxTrainingTime}) in epoch {report.EpochsRun}.");
-            ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, {report.TokensPerSecond:F0} tokens/s" +
-                    (report.BestValidationMetric is { } m ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}." : "."));
+            if (report.StoppedAtTimeLimit)
+                ch.Info($"Stopped at the time limit ({o.MaxTrainingTime}) in epoch {report.EpochsRun}.");
+            ch.Info($"Trained {report.EpochsRun} epoch(s) in {report.Duration:hh\\:mm\\:ss}, " +
+                $"{report.TokensPerSecond:F0} tokens/s" +
+                    (report.BestValidationMetric is { } m
+                        ? $"; best validation {report.MetricName} {m:F4} at epoch {report.BestEpoch}."
+                        : "."));
 
             model.PrepareForInference();
             var trainedCopy = model.CopyTrainedTensors();
@@ -163,21 +193,29 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             model.CastTo(computeType); // merged in float32, scored in the chosen precision
             var saved = new PeftSavedModel
             {
-                Task = _task, MethodJson = method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(), Pooling = model.Pooling,
-                PairEncoding = model.PairEncoding, HeadDropout = o.HeadDropout, NumOutputs = numOutputs, MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
+                Task = _task, MethodJson = method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(),
+                Pooling = model.Pooling,
+                PairEncoding = model.PairEncoding, HeadDropout = o.HeadDropout, NumOutputs = numOutputs,
+                MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
                 Precision = o.Precision,
                 LabelShift = scaler.Shift, LabelScale = scaler.Scale,
-                ScoreColumn = ScoreColumn, PredictedLabelColumn = _task == PeftTask.Classification ? PredictedLabelColumn : null,
+                ScoreColumn = ScoreColumn,
+                PredictedLabelColumn = _task == PeftTask.Classification ? PredictedLabelColumn : null,
                 Base = new BaseModelRecord
                 {
                     Kind = baseModel.Kind, Name = baseModel.Name, Sha256 = baseModel.Sha256, Origin = baseModel.Origin,
-                    OriginVocabPath = baseModel.OriginVocabPath, VocabFileName = baseModel.VocabFileName, DoLowerCase = baseModel.DoLowerCase,
-                    WeightsStored = baseModel.Kind == BaseModelKind.Stored || (baseModel.Kind != BaseModelKind.Embedded && o.StoreBaseModelWeights),
+                    OriginVocabPath = baseModel.OriginVocabPath, VocabFileName = baseModel.VocabFileName,
+                    DoLowerCase = baseModel.DoLowerCase,
+                    WeightsStored = baseModel.Kind == BaseModelKind.Stored
+                        || (baseModel.Kind != BaseModelKind.Embedded && o.StoreBaseModelWeights),
                 },
                 TokenizerKind = tokenizer.Kind, TokenizerFiles = tokenizer.ExportFiles().Keys.ToArray(),
-                TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget, NumberOfThreads = o.NumberOfThreads,
+                TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget,
+                NumberOfThreads = o.NumberOfThreads,
             };
-            string[] inputs = o.Sentence2ColumnName is null ? [o.Sentence1ColumnName] : [o.Sentence1ColumnName, o.Sentence2ColumnName];
+            string[] inputs = o.Sentence2ColumnName is null
+                ? [o.Sentence1ColumnName]
+                : [o.Sentence1ColumnName, o.Sentence2ColumnName];
             var result = new PeftTextTransformer(_host, inputs, saved, model, tokenizer, baseModel, device,
                 o.BatchSize ?? PeftTransformerBase.DefaultBatchSize, report, trainedCopy);
             handedOver = true;
@@ -192,7 +230,9 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         {
             torch.manual_seed(seed);
             // A bi-encoder pools as sentence-transformers do (mean), not through a pooler trained for pairs.
-            var pooling = pairEncoding == PairEncoding.BiEncoder && o.Pooling == Pooling.Auto ? Pooling.Mean : o.Pooling;
+            var pooling = pairEncoding == PairEncoding.BiEncoder && o.Pooling == Pooling.Auto
+                ? Pooling.Mean
+                : o.Pooling;
             bool pooler = pooling == Pooling.Pooler || (pooling == Pooling.Auto && baseModel.HasPooler);
             var encoder = baseModel.CreateEncoder(withPooler: pooler);
             if (o.AttentionDropout is { } attentionDropout)
@@ -209,7 +249,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             var trainer = new PeftTrainer(target, settings, tokenizer.PadTokenId, device);
             // Training only: scoring runs without autograd and never checkpoints.
             target.Encoder.encoder.GradientCheckpointing = o.GradientCheckpointing;
-            if (o.GradientCheckpointing) ch.Info("Gradient checkpointing: on (encoder layers are recomputed in the backward pass).");
+            if (o.GradientCheckpointing)
+                ch.Info("Gradient checkpointing: on (encoder layers are recomputed in the backward pass).");
             try
             {
                 using (Runtime.TorchThreads.Use(o.NumberOfThreads))
@@ -227,7 +268,9 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         }
     }
 
-    /// <summary>The head's learning rate never goes below this unless set (<see cref="PeftTextOptions.HeadLearningRate"/>).</summary>
+    /// <summary>
+    /// The head's learning rate never goes below this unless set (<see cref="PeftTextOptions.HeadLearningRate"/>).
+    /// </summary>
     internal const double DefaultMinimumHeadLearningRate = 1e-3;
 
     /// <summary>
@@ -238,7 +281,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
     {
         var o = _options;
         bool classification = _task == PeftTask.Classification;
-        double fraction = TrainingPlanner.ChooseValidationFraction(rows.Length, o.ValidationFraction, o.Epochs is not null,
+        double fraction = TrainingPlanner.ChooseValidationFraction(rows.Length, o.ValidationFraction,
+            o.Epochs is not null,
             o.ValidationSet is not null);
         var mask = TrainingPlanner.StratifiedHoldOut(labels, fraction, classification, seed ^ 0x5EED);
         train = rows.Where((_, i) => !mask[i]).ToList();
@@ -255,17 +299,19 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
 
     /// <summary>
     /// <see cref="PairEncoding.Auto"/> becomes a bi-encoder for pairs on a sentence-embedding base (see
-    /// <see cref="BaseModel.IsSentenceEmbedding"/>) whose WordPiece tokenizer marks the second sentence with token type 1,
-    /// unless <see cref="Pooling.Pooler"/> was asked for.
+    /// <see cref="BaseModel.IsSentenceEmbedding"/>) whose WordPiece tokenizer marks the second sentence with token type
+    /// 1, unless <see cref="Pooling.Pooler"/> was asked for.
     /// </summary>
-    internal static PairEncoding ResolvePairEncoding(PeftTextOptions o, BaseModel baseModel, TextTokenizerKind tokenizer)
+    internal static PairEncoding ResolvePairEncoding(PeftTextOptions o, BaseModel baseModel,
+        TextTokenizerKind tokenizer)
     {
         bool typed = tokenizer == TextTokenizerKind.WordPiece && baseModel.Config.TypeVocabSize >= 2;
         if (o.PairEncoding == PairEncoding.BiEncoder && !typed)
             throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.PairEncoding),
-                $"Option 'PairEncoding' BiEncoder needs a WordPiece tokenizer with token types to split the pair; base model "
-                + $"'{baseModel.Name}' has a {tokenizer} tokenizer. Use CrossEncoder or Auto.");
-        if (o.Sentence2ColumnName is null || o.PairEncoding == PairEncoding.CrossEncoder) return PairEncoding.CrossEncoder;
+                $"Option 'PairEncoding' BiEncoder needs a WordPiece tokenizer with token types to split the pair; "
+                + $"base model '{baseModel.Name}' has a {tokenizer} tokenizer. Use CrossEncoder or Auto.");
+        if (o.Sentence2ColumnName is null || o.PairEncoding == PairEncoding.CrossEncoder)
+            return PairEncoding.CrossEncoder;
         if (o.PairEncoding == PairEncoding.BiEncoder) return PairEncoding.BiEncoder;
         return typed && baseModel.IsSentenceEmbedding && o.Pooling != Pooling.Pooler
             ? PairEncoding.BiEncoder : PairEncoding.CrossEncoder;

@@ -12,23 +12,34 @@ namespace Microsoft.ML.Peft.MLNet;
 /// </summary>
 public abstract class PeftTextOptions
 {
-    /// <summary>The label column: a key (classification; add <c>MapValueToKey</c>) or a float (regression). Default <c>Label</c>.</summary>
+    /// <summary>
+    /// The label column: a key (classification; add <c>MapValueToKey</c>) or a float (regression). Default
+    /// <c>Label</c>.
+    /// </summary>
     public string LabelColumnName { get; set; } = "Label";
 
     /// <summary>The first (or only) text column. Default <c>Sentence1</c>, as ML.NET's own text classifier.</summary>
     public string Sentence1ColumnName { get; set; } = "Sentence1";
 
-    /// <summary>Optional second text column for sentence-pair tasks (paraphrase, entailment, similarity). Default null.</summary>
+    /// <summary>
+    /// Optional second text column for sentence-pair tasks (paraphrase, entailment, similarity). Default null.
+    /// </summary>
     public string? Sentence2ColumnName { get; set; }
 
-    /// <summary>Prefix for the output columns (<c>{prefix}Score</c>, <c>{prefix}PredictedLabel</c>), e.g. to keep two stages apart. Default empty.</summary>
+    /// <summary>
+    /// Prefix for the output columns (<c>{prefix}Score</c>, <c>{prefix}PredictedLabel</c>), e.g. to keep two stages
+    /// apart. Default empty.
+    /// </summary>
     public string OutputColumnPrefix { get; set; } = "";
 
-    /// <summary>The pretrained encoder. Default null: the embedded all-MiniLM-L6-v2 (<see cref="BaseModel.MiniLM"/>).</summary>
+    /// <summary>
+    /// The pretrained encoder. Default null: the embedded all-MiniLM-L6-v2 (<see cref="BaseModel.MiniLM"/>).
+    /// </summary>
     public BaseModel? BaseModel { get; set; }
 
     /// <summary>
-    /// The PEFT method and its options (e.g. <see cref="LoraConfig"/>). Default null: LoRA with r = 8, alpha = 16 on query and value.
+    /// The PEFT method and its options (e.g. <see cref="LoraConfig"/>). Default null: LoRA with r = 8, alpha = 16 on
+    /// query and value.
     /// </summary>
     public PeftMethodConfig? Method { get; set; }
 
@@ -38,20 +49,24 @@ public abstract class PeftTextOptions
     /// </summary>
     public bool StoreBaseModelWeights { get; set; } = true;
 
-    /// <summary>Longest input in tokens, special tokens included; longer texts are truncated. Default 128. Sweep range: {128, 64}.</summary>
+    /// <summary>
+    /// Longest input in tokens, special tokens included; longer texts are truncated. Default 128. Sweep range: {128,
+    /// 64}.
+    /// </summary>
     [Choice(new object[] { 128, 64 })]
     public int MaxSequenceLength { get; set; } = 128;
 
     /// <summary>
-    /// Rows per optimizer step (and per scoring batch). Default null: 16 below 1,000 training rows, else 32, so that small
-    /// data gets more optimizer steps per epoch; scoring then uses 32. Sweep range: {32, 16}.
+    /// Rows per optimizer step (and per scoring batch). Default null: 16 below 1,000 training rows, else 32, so that
+    /// small data gets more optimizer steps per epoch; scoring then uses 32. Sweep range: {32, 16}.
     /// </summary>
     [Choice(new object[] { 32, 16 })]
     public int? BatchSize { get; set; }
 
     /// <summary>
-    /// Upper bound on padded tokens (rows × longest row) per training and scoring batch, on top of <see cref="BatchSize"/>;
-    /// batches come from length-sorted windows so padding stays small. 0 (the default) bounds batches by rows only.
+    /// Upper bound on padded tokens (rows × longest row) per training and scoring batch, on top of
+    /// <see cref="BatchSize"/>; batches come from length-sorted windows so padding stays small. 0 (the default) bounds
+    /// batches by rows only.
     /// </summary>
     public int TokenBudget { get; set; }
 
@@ -60,14 +75,18 @@ public abstract class PeftTextOptions
     /// optimizer steps, not epochs: enough epochs for 300 steps (at least 3, at most 40; on large data no more than
     /// 20,000 steps, at least one epoch). 300 rows at batch 16 train for 16 epochs of 19 steps; 3,000 rows at batch 32
     /// for 4 epochs, 5,000 rows for 3.
-    /// Left unset with no <see cref="ValidationSet"/>, data of 50 to 10,000 rows also gets an automatic validation split
-    /// (<see cref="ValidationFraction"/>). The chosen plan is logged and kept in
+    /// Left unset with no <see cref="ValidationSet"/>, data of 50 to 10,000 rows also gets an automatic validation
+    /// split (<see cref="ValidationFraction"/>). The chosen plan is logged and kept in
     /// <see cref="PeftTextTransformer.TrainingReport"/>. Sweep range: 1 to 5, starting at 1 (the cheap end).
     /// </summary>
     [Range(1, 5, 1, false)]
     public int? Epochs { get; set; }
 
-    /// <summary>Peak learning rate of AdamW. Default null: the method's own default (<see cref="PeftMethodConfig.DefaultLearningRate"/>: 2e-3 for LoRA, 3e-5 for full fine-tuning). Sweep range: 1e-4 to 1e-2, log scale, starting at 2e-3.</summary>
+    /// <summary>
+    /// Peak learning rate of AdamW. Default null: the method's own default
+    /// (<see cref="PeftMethodConfig.DefaultLearningRate"/>: 2e-3 for LoRA, 3e-5 for full fine-tuning). Sweep range:
+    /// 1e-4 to 1e-2, log scale, starting at 2e-3.
+    /// </summary>
     [Range(1e-4, 1e-2, 2e-3, true)]
     public double? LearningRate { get; set; }
 
@@ -87,46 +106,52 @@ public abstract class PeftTextOptions
     /// <summary>Gradient norm clipping; 0 disables it. Default 1.0.</summary>
     public double MaxGradNorm { get; set; } = 1.0;
 
-    /// <summary>Optional validation data (same columns); with it, each epoch is scored and the best epoch's weights are kept. Default null.</summary>
+    /// <summary>
+    /// Optional validation data (same columns); with it, each epoch is scored and the best epoch's weights are kept.
+    /// Default null.
+    /// </summary>
     public IDataView? ValidationSet { get; set; }
 
     /// <summary>
-    /// Share of the training rows held out for validation when no <see cref="ValidationSet"/> is given: each epoch is scored
-    /// on them, the best epoch is kept and training stops early. Classes are held out in proportion (at least one row of
-    /// each class with two or more). Default null: 0.15 when <see cref="Epochs"/> is unset and the data has 50 to 10,000
-    /// rows, else none. 0 turns it off; a value in (0, 0.5] holds out that share whatever the epochs.
+    /// Share of the training rows held out for validation when no <see cref="ValidationSet"/> is given: each epoch is
+    /// scored on them, the best epoch is kept and training stops early. Classes are held out in proportion (at least
+    /// one row of each class with two or more). Default null: 0.15 when <see cref="Epochs"/> is unset and the data has
+    /// 50 to 10,000 rows, else none. 0 turns it off; a value in (0, 0.5] holds out that share whatever the epochs.
     /// </summary>
     public double? ValidationFraction { get; set; }
 
     /// <summary>
-    /// After a run validated on held-out rows (<see cref="ValidationFraction"/>), train again from the start on all rows
-    /// for the best epoch count, so that the held-out rows are learned from too. Doubles the training time. Default false:
-    /// the model of the validated run is kept.
+    /// After a run validated on held-out rows (<see cref="ValidationFraction"/>), train again from the start on all
+    /// rows for the best epoch count, so that the held-out rows are learned from too. Doubles the training time.
+    /// Default false: the model of the validated run is kept.
     /// </summary>
     public bool RefitOnAllRows { get; set; }
 
     /// <summary>
-    /// With validation: stop after this many epochs without improvement; 0 never stops early. Default null: a quarter of
-    /// the planned epochs (at least 2) when the rows were held out automatically, else 0.
+    /// With validation: stop after this many epochs without improvement; 0 never stops early. Default null: a quarter
+    /// of the planned epochs (at least 2) when the rows were held out automatically, else 0.
     /// </summary>
     public int? EarlyStoppingPatience { get; set; }
 
-    /// <summary>How token states become the row vector for the head. Default <see cref="Pooling.Auto"/> (pooler if the checkpoint has one, else mean).</summary>
+    /// <summary>
+    /// How token states become the row vector for the head. Default <see cref="Pooling.Auto"/> (pooler if the
+    /// checkpoint has one, else mean).
+    /// </summary>
     public Pooling Pooling { get; set; } = Pooling.Auto;
 
     /// <summary>
     /// How a sentence pair (<see cref="Sentence2ColumnName"/> set) is encoded. Default <see cref="PairEncoding.Auto"/>:
-    /// each sentence alone with a <c>[u, v, |u − v|, u ∗ v]</c> head (Sentence-BERT) on a sentence-embedding base with
-    /// WordPiece token types, such as the embedded MiniLM (pooled by mean when <see cref="Pooling"/> is Auto); one joined
-    /// sequence otherwise. Ignored for single texts.
+    /// each sentence alone with a <c>[u, v, |u − v|, u ∗ v]</c> head (Sentence-BERT) on a sentence-embedding base
+    /// with WordPiece token types, such as the embedded MiniLM (pooled by mean when <see cref="Pooling"/> is Auto); one
+    /// joined sequence otherwise. Ignored for single texts.
     /// </summary>
     public PairEncoding PairEncoding { get; set; } = PairEncoding.Auto;
 
     /// <summary>
-    /// Dropout on the encoder's attention probabilities during training. Default null: the base model's own value (0.1 for
-    /// BERT and MiniLM), as Hugging Face trains. 0 lets libtorch use its fused attention kernel while training, which
-    /// on this project's CPU made a training step 3.4× faster at 512 tokens (1.1–1.2× at 64–128) and stops memory from
-    /// growing with the square of the length; see the README's Performance section for the accuracy cost.
+    /// Dropout on the encoder's attention probabilities during training. Default null: the base model's own value (0.1
+    /// for BERT and MiniLM), as Hugging Face trains. 0 lets libtorch use its fused attention kernel while training,
+    /// which on this project's CPU made a training step 3.4× faster at 512 tokens (1.1–1.2× at 64–128) and stops
+    /// memory from growing with the square of the length; see the README's Performance section for the accuracy cost.
     /// </summary>
     public double? AttentionDropout { get; set; }
 
@@ -134,21 +159,24 @@ public abstract class PeftTextOptions
     [Range(0.0, 0.3, 0.1, false)]
     public double HeadDropout { get; set; } = 0.1;
 
-    /// <summary>Fold the method's update into the base weights for scoring where the method allows it. Default true.</summary>
+    /// <summary>
+    /// Fold the method's update into the base weights for scoring where the method allows it. Default true.
+    /// </summary>
     public bool MergeForScoring { get; set; } = true;
 
     /// <summary>
-    /// Compute precision for training and scoring. Default <see cref="Training.PeftPrecision.Auto"/>: bfloat16 where the CPU
-    /// supports it natively (AVX512-BF16 or AMX), else float32. Stored in the model; a loaded model resolves it again on
-    /// the machine that loads it, so a bf16-trained model scores in float32 on a CPU without bf16 (and the other way round).
+    /// Compute precision for training and scoring. Default <see cref="Training.PeftPrecision.Auto"/>: bfloat16 where
+    /// the CPU supports it natively (AVX512-BF16 or AMX), else float32. Stored in the model; a loaded model resolves it
+    /// again on the machine that loads it, so a bf16-trained model scores in float32 on a CPU without bf16 (and the
+    /// other way round).
     /// </summary>
     public Training.PeftPrecision Precision { get; set; } = Training.PeftPrecision.Auto;
 
     /// <summary>
-    /// Stops training once this much time has passed, keeping the weights reached (with a <see cref="ValidationSet"/>, the
-    /// best scored point). The learning-rate schedule then follows whichever is further along, steps or time, so the rate
-    /// still warms up and decays to zero by the deadline: set <see cref="Epochs"/> high to "train for N minutes".
-    /// Default null: no time limit.
+    /// Stops training once this much time has passed, keeping the weights reached (with a <see cref="ValidationSet"/>,
+    /// the best scored point). The learning-rate schedule then follows whichever is further along, steps or time, so
+    /// the rate still warms up and decays to zero by the deadline: set <see cref="Epochs"/> high to "train for N
+    /// minutes". Default null: no time limit.
     /// </summary>
     public TimeSpan? MaxTrainingTime { get; set; }
 
@@ -168,7 +196,10 @@ public abstract class PeftTextOptions
     /// <summary>Log a progress line every this many optimizer steps. Default 20.</summary>
     public int LogEverySteps { get; set; } = 20;
 
-    /// <summary>Cancels training cooperatively (as does <c>MLContext.CancelExecution</c>); a cancelled <c>Fit</c> throws and leaves nothing behind.</summary>
+    /// <summary>
+    /// Cancels training cooperatively (as does <c>MLContext.CancelExecution</c>); a cancelled <c>Fit</c> throws and
+    /// leaves nothing behind.
+    /// </summary>
     public CancellationToken CancellationToken { get; set; }
 
     /// <summary>Optional callback for each progress report (the same reports go to <c>MLContext.Log</c>).</summary>
@@ -189,12 +220,15 @@ public abstract class PeftTextOptions
         }
         Check(!string.IsNullOrWhiteSpace(LabelColumnName), nameof(LabelColumnName), "must name a column.");
         Check(!string.IsNullOrWhiteSpace(Sentence1ColumnName), nameof(Sentence1ColumnName), "must name a column.");
-        Check(Sentence2ColumnName is null || Sentence2ColumnName != Sentence1ColumnName, nameof(Sentence2ColumnName), "must differ from Sentence1ColumnName.");
+        Check(Sentence2ColumnName is null || Sentence2ColumnName != Sentence1ColumnName, nameof(Sentence2ColumnName),
+            "must differ from Sentence1ColumnName.");
         Check(MaxSequenceLength >= 8, nameof(MaxSequenceLength), $"must be at least 8, got {MaxSequenceLength}.");
         Check(BatchSize is null or >= 1, nameof(BatchSize), $"must be at least 1, got {BatchSize}.");
         Check(Epochs is null or >= 1, nameof(Epochs), $"must be at least 1, got {Epochs}.");
-        Check(TokenBudget == 0 || TokenBudget >= MaxSequenceLength, nameof(TokenBudget), $"must be 0 or at least MaxSequenceLength ({MaxSequenceLength}), got {TokenBudget}.");
-        Check(LearningRate is null || (LearningRate > 0 && double.IsFinite(LearningRate.Value)), nameof(LearningRate), $"must be positive, got {LearningRate}.");
+        Check(TokenBudget == 0 || TokenBudget >= MaxSequenceLength, nameof(TokenBudget),
+            $"must be 0 or at least MaxSequenceLength ({MaxSequenceLength}), got {TokenBudget}.");
+        Check(LearningRate is null || (LearningRate > 0 && double.IsFinite(LearningRate.Value)),
+            nameof(LearningRate), $"must be positive, got {LearningRate}.");
         Check(WeightDecay >= 0, nameof(WeightDecay), $"must not be negative, got {WeightDecay}.");
         Check(WarmupRatio is >= 0 and < 1, nameof(WarmupRatio), $"must be in [0, 1), got {WarmupRatio}.");
         Check(MaxGradNorm >= 0, nameof(MaxGradNorm), $"must not be negative, got {MaxGradNorm}.");
@@ -214,10 +248,13 @@ public abstract class PeftTextOptions
         Check(PairEncoding != PairEncoding.BiEncoder || Sentence2ColumnName is not null, nameof(PairEncoding),
             "BiEncoder encodes sentence pairs: set Sentence2ColumnName, or leave PairEncoding at Auto.");
         Check(HeadDropout is >= 0 and < 1, nameof(HeadDropout), $"must be in [0, 1), got {HeadDropout}.");
-        Check(AttentionDropout is null or (>= 0 and < 1), nameof(AttentionDropout), $"must be in [0, 1), got {AttentionDropout}.");
+        Check(AttentionDropout is null or (>= 0 and < 1), nameof(AttentionDropout),
+            $"must be in [0, 1), got {AttentionDropout}.");
         Check(LogEverySteps >= 1, nameof(LogEverySteps), $"must be at least 1, got {LogEverySteps}.");
-        Check(MaxTrainingTime is null || MaxTrainingTime > TimeSpan.Zero, nameof(MaxTrainingTime), $"must be positive, got {MaxTrainingTime}.");
-        Check(NumberOfThreads is null || NumberOfThreads >= 1, nameof(NumberOfThreads), $"must be at least 1, got {NumberOfThreads}.");
+        Check(MaxTrainingTime is null || MaxTrainingTime > TimeSpan.Zero, nameof(MaxTrainingTime),
+            $"must be positive, got {MaxTrainingTime}.");
+        Check(NumberOfThreads is null || NumberOfThreads >= 1, nameof(NumberOfThreads),
+            $"must be at least 1, got {NumberOfThreads}.");
         (Method ?? new LoraConfig()).Validate();
     }
 }

@@ -11,15 +11,17 @@ using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-[assembly: LoadableClass(typeof(PeftTextTransformer), null, typeof(SignatureLoadModel), "PEFT text transformer", PeftTextTransformer.LoaderSignature)]
+[assembly: LoadableClass(typeof(PeftTextTransformer), null, typeof(SignatureLoadModel),
+    "PEFT text transformer", PeftTextTransformer.LoaderSignature)]
 
 namespace Microsoft.ML.Peft.MLNet;
 
 /// <summary>
 /// A fine-tuned encoder with its task head as an ML.NET transformer. Classification adds <c>Score</c> (class
-/// probabilities, slot names from the label's key values) and <c>PredictedLabel</c> (a key with the label's key values);
-/// regression adds a float <c>Score</c>. Rows are scored in batches inside the cursor. Saved with <c>mlContext.Model.Save</c>,
-/// it stores only what trained, the tokenizer vocabulary and the base model's identity (or its weights, for non-embedded bases).
+/// probabilities, slot names from the label's key values) and <c>PredictedLabel</c> (a key with the label's key
+/// values); regression adds a float <c>Score</c>. Rows are scored in batches inside the cursor. Saved with
+/// <c>mlContext.Model.Save</c>, it stores only what trained, the tokenizer vocabulary and the base model's identity (or
+/// its weights, for non-embedded bases).
 /// </summary>
 public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
 {
@@ -56,20 +58,25 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
 
     /// <summary>
     /// libtorch intra-op threads while this stage scores a batch, applied to the scoring thread and restored after each
-    /// batch; null (the default unless the stage options set it) leaves libtorch's default, one thread per core. Saved with the model.
+    /// batch; null (the default unless the stage options set it) leaves libtorch's default, one thread per core. Saved
+    /// with the model.
     /// </summary>
     public int? NumberOfThreads
     {
         get => _saved.NumberOfThreads;
         set
         {
-            if (value is < 1) throw new ArgumentOutOfRangeException(nameof(NumberOfThreads), $"Option 'NumberOfThreads' must be at least 1, got {value}.");
+            if (value is < 1)
+                throw new ArgumentOutOfRangeException(nameof(NumberOfThreads),
+                    $"Option 'NumberOfThreads' must be at least 1, got {value}.");
             _saved.NumberOfThreads = value;
             _scorer.Threads = value;
         }
     }
 
-    /// <summary>Parameters that trained (method + head), as <c>peft</c>'s <c>print_trainable_parameters</c> counts them.</summary>
+    /// <summary>
+    /// Parameters that trained (method + head), as <c>peft</c>'s <c>print_trainable_parameters</c> counts them.
+    /// </summary>
     public long TrainableParameterCount => _saved.TrainableParameters;
 
     /// <summary>All parameters of the model (base + method + head).</summary>
@@ -117,8 +124,10 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     public Dictionary<string, Tensor> GetMergedWeights()
     {
         if (!IsMerged)
-            throw new NotSupportedException($"This stage's {_model.Method.MethodName} weights are not merged into the base "
-                + "(the method cannot merge, or MergeForScoring was off), so it has no plain-encoder form. Use Model to "
+            throw new NotSupportedException(
+                $"This stage's {_model.Method.MethodName} weights are not merged into the base "
+                + "(the method cannot merge, or MergeForScoring was off), so it has no plain-encoder form. "
+                + "Use Model to "
                 + "run it as it is.");
         using var _ = no_grad();
         // The names a plain encoder of this configuration has, with the head's: method modules fall outside them.
@@ -136,7 +145,8 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         if (missing.Count > 0)
         {
             foreach (var t in result.Values) t.Dispose();
-            throw new NotSupportedException($"The merged model lacks {missing.Count} weight(s) of the plain encoder, e.g. " +
+            throw new NotSupportedException(
+                $"The merged model lacks {missing.Count} weight(s) of the plain encoder, e.g. " +
                 $"'{missing[0]}': this method's merged form is not a plain encoder.");
         }
         return result;
@@ -148,27 +158,32 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     // Inference under no_grad on a module that is no longer modified is safe from several threads.
     private protected override bool CanScoreConcurrently => true;
 
-    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column) => CheckTextColumn(column);
+    private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column) =>
+        CheckTextColumn(column);
 
     /// <summary>The input check of every stage that reads text (this one, and ensembles of it).</summary>
     internal static void CheckTextColumn(DataViewSchema.Column column)
     {
         if (column.Type is not TextDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(column), $"Input column '{column.Name}' must be Text (string), but is {column.Type}.");
+            throw new ArgumentOutOfRangeException(nameof(column),
+                $"Input column '{column.Name}' must be Text (string), but is {column.Type}.");
     }
 
     private protected override IReadOnlyList<PeftOutputColumn> GetOutputColumns(DataViewSchema inputSchema)
     {
         if (_saved.Task == PeftTask.Regression)
-            return [new PeftOutputColumn(_saved.ScoreColumn, NumberDataViewType.Single, ScoreKind(AnnotationUtils.Const.ScoreColumnKind.Regression, "Score"))];
+            return [new PeftOutputColumn(_saved.ScoreColumn, NumberDataViewType.Single,
+                ScoreKind(AnnotationUtils.Const.ScoreColumnKind.Regression, "Score"))];
         var labels = _saved.Labels!;
         var predicted = new DataViewSchema.Annotations.Builder();
         labels.AddKeyValues(predicted);
         AddScoreKind(predicted, AnnotationUtils.Const.ScoreColumnKind.MulticlassClassification, "PredictedLabel");
         return
         [
-            new PeftOutputColumn(_saved.ScoreColumn, new VectorDataViewType(NumberDataViewType.Single, labels.Count), PeftAnnotations.MulticlassScore(labels.Values)),
-            new PeftOutputColumn(_saved.PredictedLabelColumn!, new KeyDataViewType(typeof(uint), labels.Count), predicted.ToAnnotations()),
+            new PeftOutputColumn(_saved.ScoreColumn, new VectorDataViewType(NumberDataViewType.Single, labels.Count),
+                PeftAnnotations.MulticlassScore(labels.Values)),
+            new PeftOutputColumn(_saved.PredictedLabelColumn!, new KeyDataViewType(typeof(uint), labels.Count),
+                predicted.ToAnnotations()),
         ];
     }
 
@@ -181,23 +196,31 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
 
     private static void AddScoreKind(DataViewSchema.Annotations.Builder b, string columnKind, string valueKind)
     {
-        b.Add(AnnotationUtils.Kinds.ScoreColumnKind, TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = columnKind.AsMemory());
-        b.Add(AnnotationUtils.Kinds.ScoreValueKind, TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = valueKind.AsMemory());
+        b.Add(AnnotationUtils.Kinds.ScoreColumnKind, TextDataViewType.Instance,
+            (ref ReadOnlyMemory<char> v) => v = columnKind.AsMemory());
+        b.Add(AnnotationUtils.Kinds.ScoreValueKind, TextDataViewType.Instance,
+            (ref ReadOnlyMemory<char> v) => v = valueKind.AsMemory());
     }
 
-    private protected override void ScoreBatch(PeftBatch batch) => WriteOutputs(batch, Predict(batch), _saved.Task, _saved.NumOutputs);
+    private protected override void ScoreBatch(PeftBatch batch) =>
+        WriteOutputs(batch, Predict(batch), _saved.Task, _saved.NumOutputs);
 
     internal PeftSavedModel Saved => _saved;
 
     internal IReadOnlyList<PeftOutputColumn> OutputColumns(DataViewSchema inputSchema) => GetOutputColumns(inputSchema);
 
     /// <summary>
-    /// One output row per batch row: class probabilities (classification) or the score in label units (regression, one value).
+    /// One output row per batch row: class probabilities (classification) or the score in label units (regression, one
+    /// value).
     /// </summary>
     internal float[][] Predict(PeftBatch batch) => Predict(Encode(batch));
 
-    /// <summary>What decides <see cref="Encode"/>'s token ids: stages with equal keys encode a row alike (the tokenizer comes from the base).</summary>
-    internal (string BaseSha256, TextTokenizerKind Tokenizer, int MaxLength) EncodingKey => (_saved.Base.Sha256, _saved.TokenizerKind, _saved.MaxSequenceLength);
+    /// <summary>
+    /// What decides <see cref="Encode"/>'s token ids: stages with equal keys encode a row alike (the tokenizer comes
+    /// from the base).
+    /// </summary>
+    internal (string BaseSha256, TextTokenizerKind Tokenizer, int MaxLength) EncodingKey =>
+        (_saved.Base.Sha256, _saved.TokenizerKind, _saved.MaxSequenceLength);
 
     /// <summary>The token ids of the batch's rows.</summary>
     internal TokenizedText[] Encode(PeftBatch batch)
@@ -213,7 +236,10 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// <summary><see cref="Predict(PeftBatch)"/> on rows <see cref="Encode"/> made.</summary>
     internal float[][] Predict(TokenizedText[] rows) => HeadOutputs.ToScores(_scorer.Score(rows), _saved.Task, _labels);
 
-    /// <summary>Fills the batch's Score (and PredictedLabel: the most probable class) from <see cref="Predict(PeftBatch)"/>'s rows.</summary>
+    /// <summary>
+    /// Fills the batch's Score (and PredictedLabel: the most probable class) from <see cref="Predict(PeftBatch)"/>'s
+    /// rows.
+    /// </summary>
     internal static void WriteOutputs(PeftBatch batch, float[][] outputs, PeftTask task, int classes)
     {
         int rows = batch.Count;

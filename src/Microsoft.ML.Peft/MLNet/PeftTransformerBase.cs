@@ -12,14 +12,15 @@ namespace Microsoft.ML.Peft.MLNet;
 /// <para>A subclass provides:</para>
 /// <list type="bullet">
 /// <item><see cref="ModelSignature"/>: loader name, 8-character model signature and format version;</item>
-/// <item><see cref="GetOutputColumns"/>: the columns it adds, with annotations (see <see cref="PeftAnnotations"/>);</item>
+/// <item><see cref="GetOutputColumns"/>: the columns it adds, with annotations (see
+/// <see cref="PeftAnnotations"/>);</item>
 /// <item><see cref="CheckInputColumn"/> (optional): type checks on its input columns;</item>
 /// <item><see cref="ScoreBatch"/>: computes the outputs of a batch of rows (one forward pass);</item>
 /// <item><see cref="SaveContents"/>: writes options (JSON) and binary streams via <see cref="PeftModelWriter"/>;</item>
 /// <item>a loader, registered with ML.NET, that reads them back through <see cref="ReadModel"/>:
 /// <code>
-/// [assembly: LoadableClass(typeof(MyTransformer), null, typeof(SignatureLoadModel), "My transformer", MyTransformer.LoaderSignature)]
-/// ...
+/// [assembly: LoadableClass(typeof(MyTransformer), null, typeof(SignatureLoadModel), "My transformer",
+/// MyTransformer.LoaderSignature)] ...
 /// private static MyTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
 /// {
 ///     var model = ReadModel(env, ctx, Signature);
@@ -32,8 +33,8 @@ namespace Microsoft.ML.Peft.MLNet;
 /// <para>
 /// <see cref="Transform"/> returns a view whose cursors pull <see cref="BatchSize"/> input rows at a time and make one
 /// <see cref="ScoreBatch"/> call per batch; <see cref="GetRowToRowMapper"/> (PredictionEngine) scores one row per call.
-/// Cursors of a cursor set run <see cref="ScoreBatch"/> concurrently only when <see cref="CanScoreConcurrently"/> is true;
-/// each cursor owns its buffers either way.
+/// Cursors of a cursor set run <see cref="ScoreBatch"/> concurrently only when <see cref="CanScoreConcurrently"/> is
+/// true; each cursor owns its buffers either way.
 /// </para>
 /// <para>
 /// Only one loader attribute is needed (ML.NET's row-to-row transformers also register a row-mapper loader because
@@ -53,9 +54,12 @@ public abstract class PeftTransformerBase : ITransformer
     /// <summary>Initializes the common state.</summary>
     /// <param name="env">The ML.NET environment (an <see cref="MLContext"/>).</param>
     /// <param name="registrationName">Name of this component's host (used in log messages).</param>
-    /// <param name="inputColumnNames">Input columns, in the order <see cref="PeftBatch.GetInput{T}"/> indexes them.</param>
+    /// <param name="inputColumnNames">
+    /// Input columns, in the order <see cref="PeftBatch.GetInput{T}"/> indexes them.
+    /// </param>
     /// <param name="batchSize">Rows per <see cref="ScoreBatch"/> call when cursoring; 1 to 65536.</param>
-    private protected PeftTransformerBase(IHostEnvironment env, string registrationName, IEnumerable<string> inputColumnNames, int batchSize)
+    private protected PeftTransformerBase(IHostEnvironment env, string registrationName,
+        IEnumerable<string> inputColumnNames, int batchSize)
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentException.ThrowIfNullOrWhiteSpace(registrationName);
@@ -95,7 +99,9 @@ public abstract class PeftTransformerBase : ITransformer
 
     internal bool CanScoreConcurrentlyCore => CanScoreConcurrently;
 
-    /// <summary>The output schema for <paramref name="inputSchema"/>: its columns, then this transformer's outputs.</summary>
+    /// <summary>
+    /// The output schema for <paramref name="inputSchema"/>: its columns, then this transformer's outputs.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">An input column is missing or has an unsupported type.</exception>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Bind(inputSchema).OutputSchema;
 
@@ -153,7 +159,9 @@ public abstract class PeftTransformerBase : ITransformer
     /// </remarks>
     private protected abstract void ScoreBatch(PeftBatch batch);
 
-    /// <summary>Writes options and binary streams; the header part common to all PEFT transformers is written already.</summary>
+    /// <summary>
+    /// Writes options and binary streams; the header part common to all PEFT transformers is written already.
+    /// </summary>
     private protected abstract void SaveContents(PeftModelWriter writer);
 
     /// <summary>
@@ -161,7 +169,8 @@ public abstract class PeftTransformerBase : ITransformer
     /// options and the stream table. Use the result (options, streams) before the loader returns.
     /// </summary>
     /// <exception cref="PeftModelFormatException">The header is truncated or inconsistent.</exception>
-    private protected static PeftModelReader ReadModel(IHostEnvironment env, ModelLoadContext ctx, PeftModelSignature signature)
+    private protected static PeftModelReader ReadModel(IHostEnvironment env, ModelLoadContext ctx,
+        PeftModelSignature signature)
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(ctx);
@@ -216,12 +225,14 @@ public abstract class PeftTransformerBase : ITransformer
         for (int i = 0; i < inputs.Length; i++)
         {
             var column = inputSchema.GetColumnOrNull(InputColumnNames[i])
-                ?? throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Input column '{InputColumnNames[i]}' not found in the input schema.");
+                ?? throw new ArgumentOutOfRangeException(nameof(inputSchema),
+                    $"Input column '{InputColumnNames[i]}' not found in the input schema.");
             CheckInputColumn(i, column);
             inputs[i] = column;
         }
 
-        var outputs = GetOutputColumns(inputSchema) ?? throw new InvalidOperationException($"{GetType().Name} declared no output columns.");
+        var outputs = GetOutputColumns(inputSchema)
+            ?? throw new InvalidOperationException($"{GetType().Name} declared no output columns.");
         if (outputs.Count == 0)
             throw new InvalidOperationException($"{GetType().Name} declared no output columns.");
         var duplicate = outputs.GroupBy(o => o.Name).FirstOrDefault(g => g.Count() > 1);

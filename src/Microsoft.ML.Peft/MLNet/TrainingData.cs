@@ -24,11 +24,12 @@ internal sealed class TrainingData
     public int Count => First.Count;
 
     /// <summary>
-    /// Reads the text and label columns. Classification labels are keys (1-based; 0 means missing and the row is skipped);
-    /// regression labels are floats (NaN and +/-Infinity are skipped).
+    /// Reads the text and label columns. Classification labels are keys (1-based; 0 means missing and the row is
+    /// skipped); regression labels are floats (NaN and +/-Infinity are skipped).
     /// Rows with lone UTF-16 surrogates are counted; the tokenizer repairs them.
     /// </summary>
-    public static TrainingData Read(IDataView data, string labelColumn, string textColumn, string? secondTextColumn, PeftTask task, Action checkAlive)
+    public static TrainingData Read(IDataView data, string labelColumn, string textColumn, string? secondTextColumn,
+        PeftTask task, Action checkAlive)
     {
         var schema = data.Schema;
         var label = schema[labelColumn];
@@ -39,7 +40,9 @@ internal sealed class TrainingData
         using var cursor = data.GetRowCursor(cols);
         var textGetter = cursor.GetGetter<ReadOnlyMemory<char>>(text);
         var secondGetter = second is null ? null : cursor.GetGetter<ReadOnlyMemory<char>>(second.Value);
-        ValueGetter<float> labelGetter = task == PeftTask.Classification ? KeyLabelGetter(cursor, label) : FloatLabelGetter(cursor, label);
+        ValueGetter<float> labelGetter = task == PeftTask.Classification
+            ? KeyLabelGetter(cursor, label)
+            : FloatLabelGetter(cursor, label);
         ReadOnlyMemory<char> t = default, s = default;
         float y = 0;
         long row = 0;

@@ -17,8 +17,8 @@ internal static partial class NativeHeap
     private static bool _unavailable = !OperatingSystem.IsLinux();
 
     /// <summary>
-    /// Collects garbage, runs pending finalizers and, on Linux with glibc, trims the native heap. Returns false where the
-    /// trim is not available (another OS or C library), in which case only the collection ran.
+    /// Collects garbage, runs pending finalizers and, on Linux with glibc, trims the native heap. Returns false where
+    /// the trim is not available (another OS or C library), in which case only the collection ran.
     /// </summary>
     public static bool Release()
     {

@@ -3,7 +3,9 @@ using TorchSharp;
 
 namespace Microsoft.ML.Peft.Runtime;
 
-/// <summary>Thrown when TorchSharp's native library cannot be loaded; the message names what is missing and the fix.</summary>
+/// <summary>
+/// Thrown when TorchSharp's native library cannot be loaded; the message names what is missing and the fix.
+/// </summary>
 public sealed class TorchNativeLibraryException : Exception
 {
     /// <summary>Creates the exception.</summary>
@@ -18,7 +20,10 @@ public static class TorchRuntime
 
     private static readonly Lazy<Exception?> LoadFailure = new(TryLoad, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    /// <summary>Makes sure TorchSharp's native library is loaded; throws <see cref="TorchNativeLibraryException"/> if it cannot be.</summary>
+    /// <summary>
+    /// Makes sure TorchSharp's native library is loaded; throws <see cref="TorchNativeLibraryException"/> if it cannot
+    /// be.
+    /// </summary>
     public static void EnsureLoaded()
     {
         if (LoadFailure.Value is { } e) throw e;
@@ -31,7 +36,8 @@ public static class TorchRuntime
             using var probe = torch.zeros(1);
             return null;
         }
-        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or NotSupportedException or InvalidOperationException)
+        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or NotSupportedException
+            or InvalidOperationException)
         {
             return new TorchNativeLibraryException(Explain(e), e);
         }
@@ -44,13 +50,15 @@ public static class TorchRuntime
             string? lib = FindLibStdCxx();
             bool hasSymbol = lib is not null && LibraryHasSymbolVersion(lib, RequiredGlibcxx);
             if (!hasSymbol)
-                return $"TorchSharp's native library could not be loaded: it needs libstdc++ with {RequiredGlibcxx} (GCC 13 or newer), " +
-                       $"but {(lib ?? "the system libstdc++.so.6")} does not provide it. On Debian 12 run 'eng/prereqs.sh' from the " +
-                       "Microsoft.ML.Peft repository (as root), which installs libstdc++6 from Debian 13 pinned at low priority; " +
+                return $"TorchSharp's native library could not be loaded: it needs libstdc++ with {RequiredGlibcxx} " +
+                       $"(GCC 13 or newer), but {(lib ?? "the system libstdc++.so.6")} does not provide it. " +
+                       "On Debian 12 run 'eng/prereqs.sh' from the Microsoft.ML.Peft repository (as root), " +
+                       "which installs libstdc++6 from Debian 13 pinned at low priority; " +
                        "Ubuntu 24.04+, Debian 13+ and Fedora 39+ need nothing. Original error: " + Innermost(e).Message;
         }
-        return "TorchSharp's native library could not be loaded. Make sure the project references exactly one TorchSharp backend " +
-               "package (TorchSharp-cpu, or TorchSharp-cuda-linux with -p:PeftTorchBackend=cuda) for this platform " +
+        return "TorchSharp's native library could not be loaded. Make sure the project references exactly one " +
+               "TorchSharp backend package (TorchSharp-cpu, or TorchSharp-cuda-linux with " +
+               "-p:PeftTorchBackend=cuda) for this platform " +
                $"({RuntimeInformation.RuntimeIdentifier}). Original error: " + Innermost(e).Message;
     }
 
@@ -63,7 +71,8 @@ public static class TorchRuntime
     private static string? FindLibStdCxx()
     {
         foreach (var p in new[] { "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
-                                   "/lib/aarch64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6", "/usr/lib/libstdc++.so.6" })
+                                   "/lib/aarch64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6",
+                                   "/usr/lib/libstdc++.so.6" })
             if (File.Exists(p)) return p;
         return null;
     }

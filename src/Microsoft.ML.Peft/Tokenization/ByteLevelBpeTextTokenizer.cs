@@ -21,7 +21,9 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
     /// <summary>Vocabulary file name (token → id JSON object) in a Hugging Face folder.</summary>
     public const string VocabFileName = "vocab.json";
 
-    /// <summary>Merges file name (one <c>left right</c> pair per line, after a <c>#version</c> header) in a Hugging Face folder.</summary>
+    /// <summary>
+    /// Merges file name (one <c>left right</c> pair per line, after a <c>#version</c> header) in a Hugging Face folder.
+    /// </summary>
     public const string MergesFileName = "merges.txt";
 
     private readonly BpeTokenizer _bpe;
@@ -32,7 +34,8 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
 
     private ByteLevelBpeTextTokenizer(BpeTokenizer bpe, byte[] vocabJson, byte[] merges, Dictionary<string, int> vocab,
         TextTokenizerOptions resolved, int cls, int sep, int pad, int unk, int? mask)
-        : base(TextTokenizerKind.ByteLevelBpe, resolved, cls, sep, pad, unk, mask, extraPairSeparators: 1, secondSegmentTypeId: 0)
+        : base(TextTokenizerKind.ByteLevelBpe, resolved, cls, sep, pad, unk, mask, extraPairSeparators: 1,
+            secondSegmentTypeId: 0)
     {
         _bpe = bpe;
         _vocabJson = vocabJson;
@@ -114,7 +117,8 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
             ByteLevel = true,
         };
         BpeTokenizer bpe = BpeTokenizer.Create(bpeOptions);
-        return new ByteLevelBpeTextTokenizer(bpe, vocabJson, Encoding.UTF8.GetBytes(string.Join('\n', mergeLines.Prepend("#version: 0.2")) + "\n"),
+        return new ByteLevelBpeTextTokenizer(bpe, vocabJson,
+            Encoding.UTF8.GetBytes(string.Join('\n', mergeLines.Prepend("#version: 0.2")) + "\n"),
             vocab, o, cls, sep, pad, unk, mask);
     }
 
@@ -124,9 +128,11 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
     /// <c>dict.txt</c> (one <c>GPT-2-id count</c> line per model row, most frequent first). The ids are remapped
     /// as fairseq does: <c>&lt;s&gt;</c>=0, <c>&lt;pad&gt;</c>=1, <c>&lt;/s&gt;</c>=2, <c>&lt;unk&gt;</c>=3, a token
     /// listed on row r of <c>dict.txt</c> gets 4 + r, <c>&lt;mask&gt;</c> follows the last row — the ids of Hugging
-    /// Face's roberta-base (vocabulary size 50265). GPT-2 tokens missing from <c>dict.txt</c> map to <c>&lt;unk&gt;</c>.
+    /// Face's roberta-base (vocabulary size 50265). GPT-2 tokens missing from <c>dict.txt</c> map to
+    /// <c>&lt;unk&gt;</c>.
     /// </summary>
-    internal static ByteLevelBpeTextTokenizer CreateFromFairseq(byte[] encoderJson, byte[] vocabBpe, byte[] dictTxt, TextTokenizerOptions? options)
+    internal static ByteLevelBpeTextTokenizer CreateFromFairseq(byte[] encoderJson, byte[] vocabBpe, byte[] dictTxt,
+        TextTokenizerOptions? options)
     {
         ArgumentNullException.ThrowIfNull(encoderJson);
         ArgumentNullException.ThrowIfNull(vocabBpe);
@@ -191,12 +197,13 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
     }
 
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, byte[]> ExportFiles() => new Dictionary<string, byte[]>(StringComparer.Ordinal)
-    {
-        [VocabFileName] = (byte[])_vocabJson.Clone(),
-        [MergesFileName] = (byte[])_merges.Clone(),
-        [HuggingFaceFiles.TokenizerConfigFileName] = HuggingFaceFiles.WriteTokenizerConfig(Options, Kind),
-    };
+    public override IReadOnlyDictionary<string, byte[]> ExportFiles() =>
+        new Dictionary<string, byte[]>(StringComparer.Ordinal)
+        {
+            [VocabFileName] = (byte[])_vocabJson.Clone(),
+            [MergesFileName] = (byte[])_merges.Clone(),
+            [HuggingFaceFiles.TokenizerConfigFileName] = HuggingFaceFiles.WriteTokenizerConfig(Options, Kind),
+        };
 
     private protected override IReadOnlyList<int> EncodeAll(string text)
         => _bpe.EncodeToIds(text);
@@ -213,7 +220,9 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
         return ids;
     }
 
-    /// <summary>Merge rules of a merges.txt / vocab.bpe: header (<c>#version</c>) and blank lines dropped, CR/LF tolerant.</summary>
+    /// <summary>
+    /// Merge rules of a merges.txt / vocab.bpe: header (<c>#version</c>) and blank lines dropped, CR/LF tolerant.
+    /// </summary>
     private static List<string> ParseMerges(byte[] merges)
     {
         var lines = new List<string>(50_000);
@@ -229,7 +238,8 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
             int space = line.IndexOf(' ');
             if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
             {
-                throw new InvalidDataException($"{MergesFileName} line {lineNo} is not a 'left right' pair: \"{line}\".");
+                throw new InvalidDataException(
+                    $"{MergesFileName} line {lineNo} is not a 'left right' pair: \"{line}\".");
             }
             lines.Add(line);
         }
@@ -238,7 +248,8 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
 
     private static IEnumerable<string> ReadLines(byte[] bytes)
     {
-        using var reader = new StreamReader(new MemoryStream(bytes, writable: false), Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        using var reader = new StreamReader(new MemoryStream(bytes, writable: false), Encoding.UTF8,
+            detectEncodingFromByteOrderMarks: true);
         string? line;
         while ((line = reader.ReadLine()) is not null)
         {
@@ -249,10 +260,12 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
     private static byte[] WriteVocabJson(Dictionary<string, int> vocab)
     {
         using var ms = new MemoryStream(1 << 20);
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using (var w = new Utf8JsonWriter(ms,
+            new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
-            foreach (KeyValuePair<string, int> kv in vocab.OrderBy(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal))
+            foreach (KeyValuePair<string, int> kv in vocab.OrderBy(kv => kv.Value)
+                .ThenBy(kv => kv.Key, StringComparer.Ordinal))
             {
                 w.WriteNumber(kv.Key, kv.Value);
             }

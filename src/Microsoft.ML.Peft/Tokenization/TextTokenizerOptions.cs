@@ -22,16 +22,26 @@ public sealed class TextTokenizerOptions
     /// </summary>
     public bool? StripAccents { get; set; }
 
-    /// <summary>Put spaces around CJK ideographs so each becomes its own word (<c>tokenize_chinese_chars</c>). WordPiece only; default <see langword="true"/>.</summary>
+    /// <summary>
+    /// Put spaces around CJK ideographs so each becomes its own word (<c>tokenize_chinese_chars</c>). WordPiece only;
+    /// default <see langword="true"/>.
+    /// </summary>
     public bool? TokenizeChineseChars { get; set; }
 
-    /// <summary>Longest sequence, special tokens included, the model accepts (<c>model_max_length</c>); default <see cref="DefaultModelMaxLength"/>.</summary>
+    /// <summary>
+    /// Longest sequence, special tokens included, the model accepts (<c>model_max_length</c>); default
+    /// <see cref="DefaultModelMaxLength"/>.
+    /// </summary>
     public int? ModelMaxLength { get; set; }
 
-    /// <summary>Classification / beginning-of-sequence token (<c>cls_token</c>); default <c>[CLS]</c> or <c>&lt;s&gt;</c>.</summary>
+    /// <summary>
+    /// Classification / beginning-of-sequence token (<c>cls_token</c>); default <c>[CLS]</c> or <c>&lt;s&gt;</c>.
+    /// </summary>
     public string? ClsToken { get; set; }
 
-    /// <summary>Separator / end-of-sequence token (<c>sep_token</c>); default <c>[SEP]</c> or <c>&lt;/s&gt;</c>.</summary>
+    /// <summary>
+    /// Separator / end-of-sequence token (<c>sep_token</c>); default <c>[SEP]</c> or <c>&lt;/s&gt;</c>.
+    /// </summary>
     public string? SepToken { get; set; }
 
     /// <summary>Padding token (<c>pad_token</c>); default <c>[PAD]</c> or <c>&lt;pad&gt;</c>.</summary>
@@ -40,13 +50,19 @@ public sealed class TextTokenizerOptions
     /// <summary>Unknown token (<c>unk_token</c>); default <c>[UNK]</c> or <c>&lt;unk&gt;</c>.</summary>
     public string? UnknownToken { get; set; }
 
-    /// <summary>Mask token (<c>mask_token</c>); default <c>[MASK]</c> or <c>&lt;mask&gt;</c> (ignored when absent from the vocabulary).</summary>
+    /// <summary>
+    /// Mask token (<c>mask_token</c>); default <c>[MASK]</c> or <c>&lt;mask&gt;</c> (ignored when absent from the
+    /// vocabulary).
+    /// </summary>
     public string? MaskToken { get; set; }
 
     /// <summary>A shallow copy.</summary>
     public TextTokenizerOptions Clone() => (TextTokenizerOptions)MemberwiseClone();
 
-    /// <summary>Returns a copy of this instance where every non-null value of <paramref name="overrides"/> replaces the value here.</summary>
+    /// <summary>
+    /// Returns a copy of this instance where every non-null value of <paramref name="overrides"/> replaces the value
+    /// here.
+    /// </summary>
     internal TextTokenizerOptions OverriddenBy(TextTokenizerOptions? overrides)
     {
         TextTokenizerOptions r = Clone();

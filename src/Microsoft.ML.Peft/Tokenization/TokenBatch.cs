@@ -12,7 +12,8 @@ public sealed class TokenBatch
 {
     /// <summary>Creates a batch from flat arrays (not copied).</summary>
     /// <exception cref="ArgumentException">An array's length does not match the shape.</exception>
-    public TokenBatch(long[] inputIds, long[] attentionMask, long[] tokenTypeIds, int batchSize, int sequenceLength, int[] lengths)
+    public TokenBatch(long[] inputIds, long[] attentionMask, long[] tokenTypeIds, int batchSize, int sequenceLength,
+        int[] lengths)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
         ArgumentNullException.ThrowIfNull(attentionMask);
@@ -71,7 +72,9 @@ public sealed class TokenBatch
     /// <summary>Token ids, [BatchSize, SequenceLength] row-major; padding uses the tokenizer's pad id.</summary>
     public long[] InputIds { get; }
 
-    /// <summary>1 for real tokens (special tokens included), 0 for padding; [BatchSize, SequenceLength] row-major.</summary>
+    /// <summary>
+    /// 1 for real tokens (special tokens included), 0 for padding; [BatchSize, SequenceLength] row-major.
+    /// </summary>
     public long[] AttentionMask { get; }
 
     /// <summary>Segment ids, [BatchSize, SequenceLength] row-major; 0 for padding.</summary>
@@ -92,7 +95,8 @@ public sealed class TokenBatch
     /// reused or modified afterwards. The caller owns the tensors (dispose them, e.g. through a
     /// <c>torch.NewDisposeScope()</c> per batch).
     /// </summary>
-    public (torch.Tensor InputIds, torch.Tensor AttentionMask, torch.Tensor TokenTypeIds) ToTensors(torch.Device? device = null)
+    public (torch.Tensor InputIds, torch.Tensor AttentionMask, torch.Tensor TokenTypeIds) ToTensors(
+        torch.Device? device = null)
     {
         long[] shape = [BatchSize, SequenceLength];
         torch.Tensor ids = torch.tensor(InputIds, shape, torch.int64, device);

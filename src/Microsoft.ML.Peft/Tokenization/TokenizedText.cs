@@ -7,7 +7,9 @@ public sealed class TokenizedText
     /// <param name="inputIds">Token ids, special tokens included.</param>
     /// <param name="tokenTypeIds">Segment ids, same length as <paramref name="inputIds"/>.</param>
     /// <param name="firstSegmentLength">Number of tokens kept from the first text (specials excluded).</param>
-    /// <param name="secondSegmentLength">Number of tokens kept from the second text (specials excluded); 0 for a single text.</param>
+    /// <param name="secondSegmentLength">
+    /// Number of tokens kept from the second text (specials excluded); 0 for a single text.
+    /// </param>
     public TokenizedText(int[] inputIds, int[] tokenTypeIds, int firstSegmentLength, int secondSegmentLength)
     {
         ArgumentNullException.ThrowIfNull(inputIds);

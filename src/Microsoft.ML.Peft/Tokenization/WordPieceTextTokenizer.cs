@@ -32,7 +32,8 @@ public sealed partial class WordPieceTextTokenizer : TextTokenizer
 
     private WordPieceTextTokenizer(BertTokenizer bert, byte[] vocabBytes, Dictionary<string, int> vocab, int vocabSize,
         TextTokenizerOptions resolved, int cls, int sep, int pad, int unk, int? mask)
-        : base(TextTokenizerKind.WordPiece, resolved, cls, sep, pad, unk, mask, extraPairSeparators: 0, secondSegmentTypeId: 1)
+        : base(TextTokenizerKind.WordPiece, resolved, cls, sep, pad, unk, mask, extraPairSeparators: 0,
+            secondSegmentTypeId: 1)
     {
         _bert = bert;
         _vocabBytes = vocabBytes;
@@ -82,7 +83,8 @@ public sealed partial class WordPieceTextTokenizer : TextTokenizer
 
         // Special tokens as the pre-tokenizer sees them: after the normalizer has lower-cased the text.
         var specialTokens = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach ((string token, int id) in new[] { (o.ClsToken!, cls), (o.SepToken!, sep), (o.PadToken!, pad), (o.UnknownToken!, unk) }
+        foreach ((string token, int id) in
+                     new[] { (o.ClsToken!, cls), (o.SepToken!, sep), (o.PadToken!, pad), (o.UnknownToken!, unk) }
                      .Concat(mask is int mi ? [(o.MaskToken!, mi)] : []))
         {
             specialTokens[o.LowerCase!.Value ? token.ToLowerInvariant() : token] = id;
@@ -124,11 +126,12 @@ public sealed partial class WordPieceTextTokenizer : TextTokenizer
     };
 
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, byte[]> ExportFiles() => new Dictionary<string, byte[]>(StringComparer.Ordinal)
-    {
-        [VocabFileName] = (byte[])_vocabBytes.Clone(),
-        [HuggingFaceFiles.TokenizerConfigFileName] = HuggingFaceFiles.WriteTokenizerConfig(Options, Kind),
-    };
+    public override IReadOnlyDictionary<string, byte[]> ExportFiles() =>
+        new Dictionary<string, byte[]>(StringComparer.Ordinal)
+        {
+            [VocabFileName] = (byte[])_vocabBytes.Clone(),
+            [HuggingFaceFiles.TokenizerConfigFileName] = HuggingFaceFiles.WriteTokenizerConfig(Options, Kind),
+        };
 
     private protected override IReadOnlyList<int> EncodeAll(string text)
         => _bert.EncodeToIds(CleanText(text), addSpecialTokens: false);
@@ -136,7 +139,8 @@ public sealed partial class WordPieceTextTokenizer : TextTokenizer
     private protected override IReadOnlyList<int> EncodePrefix(string text, int maxTokenCount)
     {
         text = CleanText(text);
-        IReadOnlyList<int> ids = _bert.EncodeToIds(text, maxTokenCount, addSpecialTokens: false, out string? normalized, out int consumed);
+        IReadOnlyList<int> ids = _bert.EncodeToIds(text, maxTokenCount, addSpecialTokens: false, out string? normalized,
+            out int consumed);
         // The encoder stops on word boundaries; if it stopped short of the requested count before the end of the
         // text (possible only with pathological inputs), fall back to the full encoding. Trailing whitespace is
         // never counted as consumed and yields no tokens, so it does not trigger the fallback.
@@ -149,7 +153,8 @@ public sealed partial class WordPieceTextTokenizer : TextTokenizer
 
     /// <summary>
     /// Hugging Face BasicTokenizer words: runs of characters that are neither whitespace nor punctuation, and single
-    /// punctuation characters. Punctuation is Unicode category P* plus the ASCII symbols <c>$ + &lt; = &gt; ^ ` | ~</c>.
+    /// punctuation characters. Punctuation is Unicode category P* plus the ASCII symbols <c>$ + &lt; = &gt; ^
+    /// ` | ~</c>.
     /// </summary>
     [GeneratedRegex(@"[^\s\p{P}$+<=>^`|~]+|[\p{P}$+<=>^`|~]", RegexOptions.CultureInvariant)]
     private static partial Regex BasicTokenizerRegex();
@@ -196,7 +201,8 @@ public sealed partial class WordPieceTextTokenizer : TextTokenizer
     private static (Dictionary<string, int> Vocab, int Size) ParseVocab(byte[] bytes)
     {
         var vocab = new Dictionary<string, int>(32_000, StringComparer.Ordinal);
-        using var reader = new StreamReader(new MemoryStream(bytes, writable: false), Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        using var reader = new StreamReader(new MemoryStream(bytes, writable: false), Encoding.UTF8,
+            detectEncodingFromByteOrderMarks: true);
         int id = 0;
         string? line;
         while ((line = reader.ReadLine()) is not null)

@@ -8,8 +8,8 @@ namespace Microsoft.ML.Peft.Training;
 /// AdamW (Loshchilov and Hutter; the same update as PyTorch's <c>torch.optim.AdamW</c> without amsgrad) and global
 /// gradient-norm clipping. TorchSharp's own optimizer passes <c>double</c>s to in-place ops through implicit
 /// <see cref="Scalar"/> conversions; such a temporary can be finalised by the GC while libtorch still reads it, which
-/// showed up here as a rare "Unknown scalar type" from <c>mul_</c> mid-training. Every scalar below is created explicitly
-/// and disposed after the op, so it stays alive for the whole native call.
+/// showed up here as a rare "Unknown scalar type" from <c>mul_</c> mid-training. Every scalar below is created
+/// explicitly and disposed after the op, so it stays alive for the whole native call.
 /// </summary>
 internal sealed class AdamWUpdate : IDisposable
 {
@@ -18,7 +18,8 @@ internal sealed class AdamWUpdate : IDisposable
 
     private readonly IReadOnlyList<Group> _groups;
     private readonly double _beta1, _beta2, _eps;
-    private readonly Dictionary<Parameter, (Tensor Mean, Tensor Square)> _state = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<Parameter, (Tensor Mean, Tensor Square)> _state =
+        new(ReferenceEqualityComparer.Instance);
     private int _step;
 
     public AdamWUpdate(IReadOnlyList<Group> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)

@@ -17,21 +17,24 @@ internal sealed class MasterWeights : IDisposable
     /// <summary>The parameters the optimizer sees: float32 masters, or the model's own parameters.</summary>
     public IReadOnlyList<Parameter> Optimized { get; }
 
-    /// <summary>Takes master copies of <paramref name="modelParameters"/> (still float32). After the model is cast to bf16
-    /// (which replaces its parameter objects), call <see cref="Bind"/> with the new ones.</summary>
+    /// <summary>Takes master copies of <paramref name="modelParameters"/> (still float32). After the model is cast to
+    /// bf16 (which replaces its parameter objects), call <see cref="Bind"/> with the new ones.</summary>
     public MasterWeights(IReadOnlyList<Parameter> modelParameters, bool active)
     {
         _model = modelParameters;
         _active = active;
         if (!active) { Optimized = modelParameters; return; }
         using var _ = no_grad();
-        Optimized = modelParameters.Select(p => new Parameter(p.detach().to(ScalarType.Float32).clone(), requires_grad: true)).ToList();
+        Optimized = modelParameters
+            .Select(p => new Parameter(p.detach().to(ScalarType.Float32).clone(), requires_grad: true))
+            .ToList();
     }
 
     /// <summary>Points at the model's current parameter objects (same order as at construction).</summary>
     public void Bind(IReadOnlyList<Parameter> modelParameters)
     {
-        if (modelParameters.Count != Optimized.Count) throw new InvalidOperationException("The trainable parameters changed while training.");
+        if (modelParameters.Count != Optimized.Count)
+            throw new InvalidOperationException("The trainable parameters changed while training.");
         _model = modelParameters;
     }
 

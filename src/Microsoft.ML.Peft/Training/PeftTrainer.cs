@@ -9,7 +9,8 @@ namespace Microsoft.ML.Peft.Training;
 
 /// <summary>
 /// The training loop shared by every PEFT method: AdamW with linear warm-up and decay, length-bucketed batches,
-/// gradient clipping, optional early stopping that restores the best epoch's trainable weights, cooperative cancellation.
+/// gradient clipping, optional early stopping that restores the best epoch's trainable weights, cooperative
+/// cancellation.
 /// </summary>
 internal sealed class PeftTrainer : ITrainingProbe
 {
@@ -41,10 +42,14 @@ internal sealed class PeftTrainer : ITrainingProbe
         int warmup = (int)Math.Ceiling(totalSteps * _s.WarmupRatio);
 
         var trainable = _model.TrainableParameters().ToList();
-        // bf16: the model computes in bf16, the optimizer updates float32 master copies, which are copied back after each
-        // step. The frozen weights are kept in float32 too, so training leaves the base exactly as it was.
+        // bf16: the model computes in bf16, the optimizer updates float32 master copies, which are copied back after
+        // each step. The frozen weights are kept in float32 too, so training leaves the base exactly as it was.
         bool mixed = _s.ComputeType != ScalarType.Float32;
-        var frozen = mixed ? Snapshot(_model.named_parameters().Where(p => !p.parameter.requires_grad).Select(p => (p.name, p.parameter))) : null;
+        var frozen = mixed
+            ? Snapshot(_model.named_parameters()
+                .Where(p => !p.parameter.requires_grad)
+                .Select(p => (p.name, p.parameter)))
+            : null;
         using var masters = new MasterWeights(trainable.Select(p => p.Parameter).ToList(), mixed);
         if (mixed)
         {
@@ -59,10 +64,12 @@ internal sealed class PeftTrainer : ITrainingProbe
         foreach (bool head in new[] { false, true })
             foreach (bool decays in new[] { true, false })
             {
-                var members = optimized.Where(p => PeftModel.IsHeadParameter(p.Name) == head && NoDecay(p.Name) != decays)
+                var members = optimized
+                    .Where(p => PeftModel.IsHeadParameter(p.Name) == head && NoDecay(p.Name) != decays)
                     .Select(p => p.Parameter).ToList();
                 if (members.Count == 0) continue;
-                groups.Add(new AdamWUpdate.Group(members, head ? headRate : _s.LearningRate, decays ? _s.WeightDecay : 0.0));
+                groups.Add(new AdamWUpdate.Group(members, head ? headRate : _s.LearningRate,
+                    decays ? _s.WeightDecay : 0.0));
             }
         using var optimizer = new AdamWUpdate(groups);
 
@@ -114,7 +121,9 @@ internal sealed class PeftTrainer : ITrainingProbe
                         optimizer.Step(factor);
                         masters.MastersToModel();
                         double l = loss.item<float>();
-                        if (!double.IsFinite(l)) throw new InvalidOperationException($"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");
+                        if (!double.IsFinite(l))
+                            throw new InvalidOperationException(
+                                $"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");
                         runningLoss = double.IsNaN(runningLoss) ? l : 0.9 * runningLoss + 0.1 * l;
                         tokens += input.RealTokens;
                     }
@@ -129,9 +138,11 @@ internal sealed class PeftTrainer : ITrainingProbe
                 if (validation is { Count: > 0 })
                 {
                     var (metric, validationLoss) = Score(validation);
-                    progress?.Invoke(Report(epoch, step, totalSteps, runningLoss, lastRate, tokens, watch.Elapsed, metric));
-                    // Epochs before the method's final form (AdaLoRA's last budget cut) are only reported. Equal accuracy
-                    // (at the majority class, say) goes to the epoch with the lower cross-entropy: the one that learned more.
+                    progress?.Invoke(Report(epoch, step, totalSteps, runningLoss, lastRate, tokens, watch.Elapsed,
+                        metric));
+                    // Epochs before the method's final form (AdaLoRA's last budget cut) are only reported. Equal
+                    // accuracy (at the majority class, say) goes to the epoch with the lower cross-entropy: the one
+                    // that learned more.
                     bool counts = step >= finalFormStep;
                     bool better = counts && (bestMetric is null || (_s.Task == PeftTask.Classification
                         ? metric > bestMetric || (metric == bestMetric && validationLoss < bestLoss)
@@ -155,7 +166,8 @@ internal sealed class PeftTrainer : ITrainingProbe
             _model.eval();
             if (mixed)
             {
-                // Back to float32 from the float32 copies, not from the bf16-rounded weights, so merging and saving are exact.
+                // Back to float32 from the float32 copies, not from the bf16-rounded weights, so merging and saving are
+                // exact.
                 _model.CastTo(ScalarType.Float32);
                 using var _ = no_grad();
                 var byName = _model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
@@ -173,9 +185,11 @@ internal sealed class PeftTrainer : ITrainingProbe
 
     int ITrainingProbe.AccumulateGradients(int maxBatches)
     {
-        var rows = _probeRows ?? throw new InvalidOperationException("The probe is only available while training starts.");
+        var rows = _probeRows
+            ?? throw new InvalidOperationException("The probe is only available while training starts.");
         int run = 0;
-        foreach (var batch in BatchPlanner.ForTraining(rows.Select(r => r.Length).ToArray(), _s.BatchSize, _s.TokenBudget, _probeRng!))
+        foreach (var batch in BatchPlanner.ForTraining(rows.Select(r => r.Length).ToArray(), _s.BatchSize,
+            _s.TokenBudget, _probeRng!))
         {
             if (run == maxBatches) break;
             using var scope = NewDisposeScope();
@@ -188,16 +202,20 @@ internal sealed class PeftTrainer : ITrainingProbe
         return run;
     }
 
-    private TrainingProgress Report(int epoch, int step, int total, double loss, double lr, long tokens, TimeSpan elapsed, double? metric)
+    private TrainingProgress Report(int epoch, int step, int total, double loss, double lr, long tokens,
+        TimeSpan elapsed, double? metric)
     {
         double perStep = elapsed.TotalSeconds / Math.Max(step, 1);
         var remaining = TimeSpan.FromSeconds(perStep * (total - step));
-        if (_s.TimeLimit is { } limit && limit - elapsed < remaining) remaining = limit > elapsed ? limit - elapsed : TimeSpan.Zero;
-        return new TrainingProgress(epoch, _s.Epochs, step, total, loss, lr, tokens / Math.Max(elapsed.TotalSeconds, 1e-9), elapsed,
+        if (_s.TimeLimit is { } limit && limit - elapsed < remaining)
+            remaining = limit > elapsed ? limit - elapsed : TimeSpan.Zero;
+        return new TrainingProgress(epoch, _s.Epochs, step, total, loss, lr,
+            tokens / Math.Max(elapsed.TotalSeconds, 1e-9), elapsed,
             remaining, metric, metric is null ? null : MetricName);
     }
 
-    private static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
+    private static bool NoDecay(string name) =>
+        name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
 
     /// <summary>Linear warm-up to 1, then linear decay to 0.</summary>
     internal static double Schedule(int step, int warmup, int total)
@@ -232,7 +250,10 @@ internal sealed class PeftTrainer : ITrainingProbe
     /// <summary>Accuracy (classification) or RMSE (regression) on <paramref name="rows"/>.</summary>
     public double Evaluate(IReadOnlyList<Example> rows) => Score(rows).Metric;
 
-    /// <summary>Accuracy with the mean cross-entropy (classification), or RMSE with NaN (regression), on <paramref name="rows"/>.</summary>
+    /// <summary>
+    /// Accuracy with the mean cross-entropy (classification), or RMSE with NaN (regression), on
+    /// <paramref name="rows"/>.
+    /// </summary>
     private (double Metric, double Loss) Score(IReadOnlyList<Example> rows)
     {
         var outputs = _validationScorer.Score(rows.Select(r => r.Row).ToArray());
@@ -253,14 +274,16 @@ internal sealed class PeftTrainer : ITrainingProbe
         return (_s.Labels.ErrorToLabelUnits(Math.Sqrt(se / rows.Count)), double.NaN);
     }
 
-    // Best-epoch snapshots hold the optimizer's weights (the float32 masters in bf16 mode), then flow down to the model.
+    // Best-epoch snapshots hold the optimizer's weights (the float32 masters in bf16 mode), then flow down to the
+    // model.
     private static Dictionary<string, Tensor> Snapshot(IEnumerable<(string Name, Parameter Parameter)> parameters)
     {
         using var _ = no_grad();
         return parameters.ToDictionary(p => p.Name, p => p.Parameter.detach().clone());
     }
 
-    private static void Restore(IEnumerable<(string Name, Parameter Parameter)> optimized, Dictionary<string, Tensor> snapshot, MasterWeights masters)
+    private static void Restore(IEnumerable<(string Name, Parameter Parameter)> optimized,
+        Dictionary<string, Tensor> snapshot, MasterWeights masters)
     {
         using (no_grad())
             foreach (var (name, p) in optimized) p.copy_(snapshot[name]);

@@ -9,17 +9,25 @@ public enum PeftPrecision
     Auto,
     /// <summary>float32 everywhere.</summary>
     Float32,
-    /// <summary>bfloat16 weights and activations; trainable weights keep float32 master copies and the optimizer, loss and softmax run in float32.</summary>
+    /// <summary>
+    /// bfloat16 weights and activations; trainable weights keep float32 master copies and the optimizer, loss and
+    /// softmax run in float32.
+    /// </summary>
     BFloat16,
 }
 
 /// <summary>Decides the compute type for a requested precision on this machine.</summary>
 public static class PrecisionPolicy
 {
-    /// <summary>Set to <c>0</c> or <c>1</c> to override the CPU's bf16 capability check (e.g. to compare precisions).</summary>
+    /// <summary>
+    /// Set to <c>0</c> or <c>1</c> to override the CPU's bf16 capability check (e.g. to compare precisions).
+    /// </summary>
     public const string OverrideVariable = "PEFT_BF16";
 
-    /// <summary>True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), or <see cref="OverrideVariable"/> says so.</summary>
+    /// <summary>
+    /// True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), or <see cref="OverrideVariable"/> says
+    /// so.
+    /// </summary>
     public static bool CpuSupportsBFloat16()
     {
         switch (Environment.GetEnvironmentVariable(OverrideVariable))
@@ -35,7 +43,9 @@ public static class PrecisionPolicy
     {
         PeftPrecision.Float32 => ScalarType.Float32,
         PeftPrecision.BFloat16 => ScalarType.BFloat16,
-        _ => device.type == TorchSharp.DeviceType.CUDA || CpuSupportsBFloat16() ? ScalarType.BFloat16 : ScalarType.Float32,
+        _ => device.type == TorchSharp.DeviceType.CUDA || CpuSupportsBFloat16()
+            ? ScalarType.BFloat16
+            : ScalarType.Float32,
     };
 
     private static readonly Lazy<HashSet<string>> CpuFlags = new(() =>
@@ -43,8 +53,11 @@ public static class PrecisionPolicy
         try
         {
             if (!File.Exists("/proc/cpuinfo")) return [];
-            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal));
-            return flags is null ? [] : flags[(flags.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+            var flags = File.ReadLines("/proc/cpuinfo")
+                .FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal));
+            return flags is null
+                ? []
+                : flags[(flags.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
         }
         catch (IOException) { return []; }
     });

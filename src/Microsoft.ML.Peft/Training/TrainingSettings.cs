@@ -22,7 +22,9 @@ internal sealed record TrainingSettings
     public double WarmupRatio { get; init; } = 0.06;
     public double MaxGradNorm { get; init; } = 1.0;
     public int EarlyStoppingPatience { get; init; }
-    /// <summary>Training stops once this much time has passed; the schedule then follows time as well as steps.</summary>
+    /// <summary>
+    /// Training stops once this much time has passed; the schedule then follows time as well as steps.
+    /// </summary>
     public TimeSpan? TimeLimit { get; init; }
     public int Seed { get; init; }
     public int LogEverySteps { get; init; } = 20;
@@ -40,7 +42,8 @@ public sealed record TrainingProgress(
 {
     /// <summary>One log line.</summary>
     public override string ToString() =>
-        $"epoch {Epoch}/{Epochs} step {Step}/{TotalSteps} loss {Loss:F4} lr {LearningRate:E2} {TokensPerSecond:F0} tokens/s ETA {Remaining:hh\\:mm\\:ss}"
+        $"epoch {Epoch}/{Epochs} step {Step}/{TotalSteps} loss {Loss:F4} lr {LearningRate:E2} "
+        + $"{TokensPerSecond:F0} tokens/s ETA {Remaining:hh\\:mm\\:ss}"
         + (ValidationMetric is { } m ? $" validation {MetricName} {m:F4}" : "");
 }
 
