@@ -151,7 +151,7 @@ public abstract class PeftTextOptions
     /// Dropout on the encoder's attention probabilities during training. Default null: the base model's own value (0.1
     /// for BERT and MiniLM), as Hugging Face trains. 0 lets libtorch use its fused attention kernel while training,
     /// which on this project's CPU made a training step 3.4× faster at 512 tokens (1.1–1.2× at 64–128) and stops
-    /// memory from growing with the square of the length; see the README's Performance section for the accuracy cost.
+    /// memory from growing with the square of the length; see docs/performance.md for the accuracy cost.
     /// </summary>
     public double? AttentionDropout { get; set; }
 
