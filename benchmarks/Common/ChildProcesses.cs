@@ -10,19 +10,24 @@ namespace Microsoft.ML.Peft.Benchmarks;
 /// </summary>
 internal static class ChildProcess
 {
-    /// <summary>Runs this program again with <paramref name="args"/> and returns the JSON after <paramref name="resultPrefix"/>, or null with the exit code and the last stderr lines.</summary>
-    /// <param name="threads">libtorch threads in the child (OMP_NUM_THREADS/MKL_NUM_THREADS); 0 keeps libtorch's default.</param>
+    /// <summary>Runs this program again with <paramref name="args"/> and returns the JSON after
+    /// <paramref name="resultPrefix"/>, or null with the exit code and the last stderr lines.</summary>
+    /// <param name="threads">libtorch threads in the child (OMP_NUM_THREADS/MKL_NUM_THREADS); 0 keeps libtorch's
+    /// default.</param>
     /// <param name="echo">Where the child's other output lines go.</param>
-    public static (string? ResultJson, int ExitCode, string ErrorTail) Run(IEnumerable<string> args, int threads, string resultPrefix, Action<string> echo)
+    public static (string? ResultJson, int ExitCode, string ErrorTail) Run(IEnumerable<string> args, int threads,
+        string resultPrefix, Action<string> echo)
     {
-        var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true,
+            UseShellExecute = false };
         if (threads > 0)
         {
             // libtorch reads these when it loads, before any code of ours could call torch.set_num_threads.
             psi.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
             psi.Environment["MKL_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
         }
-        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's executable.");
+        string self = Environment.ProcessPath
+            ?? throw new InvalidOperationException("Cannot find this program's executable.");
         psi.FileName = self;
         // Under 'dotnet Program.dll' the process is the dotnet host: hand it the assembly again.
         if (Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase))

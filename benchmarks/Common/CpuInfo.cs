@@ -11,7 +11,8 @@ internal static class CpuInfo
     /// <summary>The vendor id (e.g. <c>AuthenticAMD</c>), or null.</summary>
     public static string? Vendor() => Field("vendor_id");
 
-    /// <summary>The flags that decide precision and kernels (AVX2, FMA, AVX-512, AVX512-BF16, AMX), space-separated.</summary>
+    /// <summary>The flags that decide precision and kernels (AVX2, FMA, AVX-512, AVX512-BF16, AMX),
+    /// space-separated.</summary>
     public static string RelevantFlags()
     {
         var all = (Field("flags") ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);

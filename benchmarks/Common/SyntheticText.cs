@@ -21,7 +21,8 @@ internal static class SyntheticText
         "misunderstood", "carefully documented", "ignored", "was surprised by", "recommended", "repaired", "questioned",
     ];
 
-    /// <summary>Verbs of <see cref="Verbs"/> with a favourable sense: what <see cref="LabelOf"/> calls "positive".</summary>
+    /// <summary>Verbs of <see cref="Verbs"/> with a favourable sense: what <see cref="LabelOf"/> calls
+    /// "positive".</summary>
     private static readonly HashSet<string> PositiveVerbs =
         ["announced", "quietly improved", "celebrated", "reviewed", "carefully documented", "recommended", "repaired"];
 
@@ -49,7 +50,8 @@ internal static class SyntheticText
                random.Next(6) switch { 0 => "!", 1 => "?", 2 => $", scoring {random.Next(1, 100)}%.", _ => "." };
     }
 
-    /// <summary>Varied English sentences, long enough that the text has more than <paramref name="seq"/> tokens.</summary>
+    /// <summary>Varied English sentences, long enough that the text has more than <paramref name="seq"/>
+    /// tokens.</summary>
     public static string Paragraph(Random random, int seq)
     {
         var text = new StringBuilder();
@@ -61,15 +63,18 @@ internal static class SyntheticText
 
     /// <summary>
     /// The shortest word-prefix of a generated paragraph whose encoding ([CLS] text [SEP]) has at least
-    /// <paramref name="tokens"/> tokens; with truncation to <paramref name="tokens"/> every such row is exactly that long,
-    /// and the tokenizer does not spend time on text that truncation then drops (at most one word's worth).
+    /// <paramref name="tokens"/> tokens; with truncation to <paramref name="tokens"/> every such row is exactly that
+    /// long, and the tokenizer does not spend time on text that truncation then drops (at most one word's worth).
     /// </summary>
     public static string OfTokens(TextTokenizer tokenizer, Random random, int tokens)
     {
         var words = Paragraph(random, tokens).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        int Count(int w) => tokenizer.EncodeWithoutSpecialTokens(string.Join(' ', words, 0, w)).Count + tokenizer.SpecialTokenCountSingle;
-        if (Count(words.Length) < tokens) throw new InvalidOperationException($"A generated paragraph has fewer than {tokens} tokens.");
-        // Token counts of word prefixes never decrease as words are added: binary search for the first prefix that is long enough.
+        int Count(int w) => tokenizer.EncodeWithoutSpecialTokens(string.Join(' ', words, 0, w)).Count
+            + tokenizer.SpecialTokenCountSingle;
+        if (Count(words.Length) < tokens) throw new InvalidOperationException("A generated paragraph has fewer than " +
+            $"{tokens} tokens.");
+        // Token counts of word prefixes never decrease as words are added: binary search for the first prefix that is
+        // long enough.
         int lo = 1, hi = words.Length;
         while (lo < hi)
         {
@@ -79,7 +84,8 @@ internal static class SyntheticText
         return string.Join(' ', words, 0, lo);
     }
 
-    /// <summary>A label for a generated text: "positive" when its first sentence's verb is favourable, else "negative".</summary>
+    /// <summary>A label for a generated text: "positive" when its first sentence's verb is favourable, else
+    /// "negative".</summary>
     public static string LabelOf(string text)
     {
         string? first = null;

@@ -16,11 +16,14 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.Benchmarks;
 
-internal sealed record Options(string Model, bool Quick, bool Stage, int Threads, int WarmUp, int Iterations, IReadOnlyList<(int Batch, int Seq)> Shapes)
+internal sealed record Options(string Model, bool Quick, bool Stage, int Threads, int WarmUp, int Iterations,
+    IReadOnlyList<(int Batch, int Seq)> Shapes)
 {
     public const string Usage =
-        "usage: EncoderBenchmark [--stage] [--model minilm|arcticxs] [--quick] [--threads N] [--iterations N] [--lengths 32,128,512]\n" +
-        "  --stage       instead of the encoder: a trained LoRA text-classification stage's Transform (fp32 and bf16)\n" +
+        "usage: EncoderBenchmark [--stage] [--model minilm|arcticxs] [--quick] [--threads N] [--iterations N] " +
+        "[--lengths 32,128,512]\n" +
+        "  --stage       instead of the encoder: a trained LoRA text-classification stage's Transform " +
+        "(fp32 and bf16)\n" +
         "                against ONNX Runtime on the same token ids\n" +
         "  --model       base model (default minilm)\n" +
         "  --quick       1 warm-up + 3 timed iterations instead of 2 + 9 (--stage: 1 + 2, one batch per run)\n" +
@@ -53,9 +56,11 @@ internal sealed record Options(string Model, bool Quick, bool Stage, int Threads
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
-        if (model is not ("minilm" or "arcticxs")) throw new ArgumentException($"--model must be minilm or arcticxs, not '{model}'");
+        if (model is not ("minilm" or "arcticxs")) throw new ArgumentException("--model must be minilm or arcticxs, " +
+            $"not '{model}'");
         if (threads < 1) throw new ArgumentException("--threads must be at least 1");
-        if (lengths.Length == 0 || lengths.Any(l => l is < 8 or > 512)) throw new ArgumentException("--lengths must be between 8 and 512");
+        if (lengths.Length == 0 || lengths.Any(l => l is < 8 or > 512))
+            throw new ArgumentException("--lengths must be between 8 and 512");
         int timed = iterations ?? (quick ? (stage ? 2 : 3) : 9);
         if (timed < 1) throw new ArgumentException("--iterations must be at least 1");
         // 128 first: it is the headline figure and the shape the parity check is reported for.
@@ -65,7 +70,8 @@ internal sealed record Options(string Model, bool Quick, bool Stage, int Threads
 }
 
 /// <summary>One shape's measurements.</summary>
-internal sealed record Row(int Batch, int Seq, double OursMs, double OursMinMs, double OrtMs, double OrtMinMs, double MaxAbsDiff)
+internal sealed record Row(int Batch, int Seq, double OursMs, double OursMinMs, double OrtMs, double OrtMinMs,
+    double MaxAbsDiff)
 {
     public double Tokens => (double)Batch * Seq;
     public double OursTokensPerSecond => Tokens / (OursMs / 1000);
@@ -142,7 +148,8 @@ internal static class Program
         using var session = new InferenceSession(onnxBytes, sessionOptions);
         var sessionCreate = sessionWatch.Elapsed;
 
-        var tokenizer = TextTokenizer.FromWordPieceVocabulary(model.OpenVocab(), new TextTokenizerOptions { LowerCase = model.DoLowerCase });
+        var tokenizer = TextTokenizer.FromWordPieceVocabulary(model.OpenVocab(),
+            new TextTokenizerOptions { LowerCase = model.DoLowerCase });
 
         PrintHeader(options, model, onnxBytes.Length, loadAtStart);
         Console.WriteLine();
@@ -154,12 +161,15 @@ internal static class Program
                 LoadRow("first load (convert ONNX)", firstLoad),
                 LoadRow("second load (cached)", cachedLoad),
                 weightsLoad is null ? ["CreateEncoder"] :
-                    ["CreateEncoder (weights from cache)", Ms(createEncoder), "", Ms(weightsLoad.Import), Ms(weightsLoad.CacheWrite), Ms(weightsLoad.CacheRead)],
+                    ["CreateEncoder (weights from cache)", Ms(createEncoder), "", Ms(weightsLoad.Import),
+                        Ms(weightsLoad.CacheWrite), Ms(weightsLoad.CacheRead)],
                 ["ORT InferenceSession (ENABLE_ALL)", Ms(sessionCreate), "", "", "", ""],
             ],
             rightAlignFrom: 1);
-        if (firstLoad.FromCache) Console.WriteLine("warning: the first load came from the cache; the folder was not empty?");
-        if (!cachedLoad.FromCache) Console.WriteLine($"warning: the second load did not come from the cache ({cachedLoad.Note})");
+        if (firstLoad.FromCache) Console.WriteLine("warning: the first load came from the cache; the folder was not " +
+            "empty?");
+        if (!cachedLoad.FromCache) Console.WriteLine("warning: the second load did not come from the cache " +
+            $"({cachedLoad.Note})");
         Console.WriteLine();
 
         // ---- Throughput.
@@ -173,11 +183,13 @@ internal static class Program
                 var row = Measure(encoder, session, batch, options);
                 rows.Add(row);
                 allAgree &= row.MaxAbsDiff <= Tolerance;
-                Console.Error.WriteLine($"  [{batchSize}x{seq}] ours {row.OursMs:F1} ms, ORT {row.OrtMs:F1} ms, max|diff| {row.MaxAbsDiff:E2}");
+                Console.Error.WriteLine($"  [{batchSize}x{seq}] ours {row.OursMs:F1} ms, ORT {row.OrtMs:F1} ms, " +
+                    $"max|diff| {row.MaxAbsDiff:E2}");
             }
         }
 
-        Console.WriteLine($"Throughput (median of {options.Iterations} timed iterations after {options.WarmUp} warm-up; " +
+        Console.WriteLine($"Throughput (median of {options.Iterations} timed iterations after {options.WarmUp} " +
+            "warm-up; " +
                           "tokens/s = batch*seq / median batch time; all rows full length, no padding):");
         Console.WriteLine();
         PrintTable(
@@ -220,7 +232,8 @@ internal static class Program
                 }
                 times.Sort();
                 double ms = times[times.Count / 2], tps = r.Batch * r.Seq / (ms / 1000);
-                bf16Rows.Add([$"{r.Batch} x {r.Seq}", ms.ToString("F1", CultureInfo.InvariantCulture), tps.ToString("N0", CultureInfo.InvariantCulture),
+                bf16Rows.Add([$"{r.Batch} x {r.Seq}", ms.ToString("F1", CultureInfo.InvariantCulture),
+                    tps.ToString("N0", CultureInfo.InvariantCulture),
                               (tps / r.OrtTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x",
                               (tps / r.OursTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x"]);
             }
@@ -228,13 +241,15 @@ internal static class Program
         Console.WriteLine();
         Console.WriteLine("bfloat16 (our encoder cast to bf16; ratios against the float32 runs above):");
         Console.WriteLine();
-        PrintTable(["batch x seq", "bf16 ms", "bf16 tok/s", "bf16 / ORT fp32", "bf16 / ours fp32"], bf16Rows, rightAlignFrom: 1);
+        PrintTable(["batch x seq", "bf16 ms", "bf16 tok/s", "bf16 / ORT fp32", "bf16 / ours fp32"], bf16Rows,
+            rightAlignFrom: 1);
         Console.WriteLine();
         PrintCeiling(model.Config, rows);
 
         double? loadAtEnd = LoadAverage();
         Console.WriteLine($"Total run time: {total.Elapsed.TotalSeconds:F0} s" +
-                          (loadAtEnd is null ? "" : $"; 1-minute load average at the end {loadAtEnd:F2} (this run alone adds about {options.Threads})"));
+                          (loadAtEnd is null ? "" : $"; 1-minute load average at the end {loadAtEnd:F2} (this run " +
+                              $"alone adds about {options.Threads})"));
 
         encoder.Dispose();
         return allAgree ? 0 : 1;
@@ -264,13 +279,16 @@ internal static class Program
         // ONNX Runtime: the inputs the graph declares, over the same arrays (no copy).
         var wanted = new Dictionary<string, long[]>
         {
-            ["input_ids"] = batch.InputIds, ["attention_mask"] = batch.AttentionMask, ["token_type_ids"] = batch.TokenTypeIds,
+            ["input_ids"] = batch.InputIds, ["attention_mask"] = batch.AttentionMask,
+            ["token_type_ids"] = batch.TokenTypeIds,
         };
         var names = session.InputNames.ToList();
         foreach (var n in names)
-            if (!wanted.ContainsKey(n)) throw new InvalidOperationException($"The ONNX model has an unexpected input '{n}'.");
+            if (!wanted.ContainsKey(n)) throw new InvalidOperationException("The ONNX model has an unexpected input " +
+                $"'{n}'.");
         var values = names.Select(n => OrtValue.CreateTensorValueFromMemory(wanted[n], shape)).ToList();
-        string outputName = session.OutputNames.Contains("last_hidden_state") ? "last_hidden_state" : session.OutputNames[0];
+        string outputName = session.OutputNames.Contains("last_hidden_state") ? "last_hidden_state"
+            : session.OutputNames[0];
         float[]? ortOutput = null;
         using var runOptions = new RunOptions();
         void Ort(bool keep)
@@ -304,7 +322,8 @@ internal static class Program
         }
 
         if (oursOutput!.Length != ortOutput!.Length)
-            throw new InvalidOperationException($"Output sizes differ: ours {oursOutput.Length}, ORT {ortOutput.Length}.");
+            throw new InvalidOperationException($"Output sizes differ: ours {oursOutput.Length}, ORT " +
+                $"{ortOutput.Length}.");
         double maxDiff = 0;
         for (int i = 0; i < oursOutput.Length; i++)
         {
@@ -345,7 +364,8 @@ internal static class Program
         var texts = Enumerable.Range(0, batchSize).Select(_ => (string?)SyntheticText.Paragraph(random, seq)).ToList();
         var batch = tokenizer.EncodeBatch(texts, null, seq);
         if (batch.SequenceLength != seq || batch.Lengths.Any(l => l != seq))
-            throw new InvalidOperationException($"Expected every row to hold {seq} tokens; got {string.Join(",", batch.Lengths)}.");
+            throw new InvalidOperationException($"Expected every row to hold {seq} tokens; got " +
+                $"{string.Join(",", batch.Lengths)}.");
         if (batch.InputIds.Any(id => id < 0 || id >= tokenizer.VocabSize))
             throw new InvalidOperationException("A token id is outside the vocabulary.");
         return batch;
@@ -369,20 +389,27 @@ internal static class Program
         Console.WriteLine();
         Console.WriteLine($"- model: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, {c.NumAttentionHeads} heads, " +
                           $"ONNX {onnxBytes / 1e6:F1} MB, sha256 {model.Sha256[..12]}");
-        Console.WriteLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}");
-        Console.WriteLine($"- threads: torch.set_num_threads({options.Threads}) (get_num_threads = {torch.get_num_threads()}), " +
+        Console.WriteLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; " +
+            $"{RuntimeInformation.OSDescription}");
+        Console.WriteLine($"- threads: torch.set_num_threads({options.Threads}) (get_num_threads = " +
+            $"{torch.get_num_threads()}), " +
                           $"ORT intra-op {options.Threads}, inter-op 1, ORT_ENABLE_ALL");
-        Console.WriteLine($"- versions: {RuntimeInformation.FrameworkDescription}, TorchSharp {Version(typeof(torch).Assembly)}, " +
+        Console.WriteLine($"- versions: {RuntimeInformation.FrameworkDescription}, TorchSharp " +
+            $"{Version(typeof(torch).Assembly)}, " +
                           $"ONNX Runtime {OrtEnv.Instance().GetVersionString()}");
         Console.WriteLine("- ours: BertModel.forward in eval mode under torch.no_grad(), float32, CPU; " +
                           "inputs: varied generated English text, WordPiece-tokenized with the model's vocabulary");
-        Console.WriteLine($"- torch float32 GEMM 2048x2048x2048: {GemmGflops():F0} GFLOPS (libtorch's BLAS on this machine, for context)");
+        Console.WriteLine($"- torch float32 GEMM 2048x2048x2048: {GemmGflops():F0} GFLOPS (libtorch's BLAS on this " +
+            "machine, for context)");
         if (CpuInfo.Vendor() == "AuthenticAMD")
-            Console.WriteLine("- note: libtorch's CPU build calls Intel oneMKL for float32 GEMM, which takes a slower (non-AVX-512) path on " +
+            Console.WriteLine("- note: libtorch's CPU build calls Intel oneMKL for float32 GEMM, which takes a " +
+                "slower (non-AVX-512) path on " +
                               "AMD processors; ONNX Runtime uses its own MLAS kernels. See benchmarks/README.md.");
         if (loadAtStart is { } load)
             Console.WriteLine($"- 1-minute load average before the run: {load:F2}" +
-                              (load > 0.5 ? "  WARNING: other processes are using the CPUs; figures will be low and noisy" : ""));
+                              (load > 0.5
+                                  ? "  WARNING: other processes are using the CPUs; figures will be low and noisy"
+                                  : ""));
     }
 
     private static string[] LoadRow(string label, BaseModelLoadStats s) =>
@@ -399,20 +426,23 @@ internal static class Program
     }
 
     /// <summary>
-    /// How close ORT runs to the machine's matrix-multiply ceiling: the encoder's multiply-adds per token (linear layers and
-    /// attention) times ORT's tokens/s, against libtorch's bf16 2048³ GEMM. A bf16/ORT ratio above ceiling/ORT is impossible.
+    /// How close ORT runs to the machine's matrix-multiply ceiling: the encoder's multiply-adds per token (linear
+    /// layers and attention) times ORT's tokens/s, against libtorch's bf16 2048³ GEMM. A bf16/ORT ratio above
+    /// ceiling/ORT is impossible.
     /// </summary>
     private static void PrintCeiling(EncoderConfig config, List<Row> rows)
     {
         double bf16Gemm = GemmGflops(ScalarType.BFloat16);
-        Console.WriteLine($"Ceiling: libtorch bfloat16 GEMM 2048x2048x2048 reaches {bf16Gemm:F0} GFLOPS here. ONNX Runtime's float32 encoder runs at:");
+        Console.WriteLine($"Ceiling: libtorch bfloat16 GEMM 2048x2048x2048 reaches {bf16Gemm:F0} GFLOPS here. ONNX " +
+            "Runtime's float32 encoder runs at:");
         foreach (var r in rows.OrderBy(r => r.Seq))
         {
             double h = config.HiddenSize, inner = config.IntermediateSize;
             double flopsPerToken = config.NumHiddenLayers * (2 * (4 * h * h + 2 * h * inner) + 4 * r.Seq * h);
             double ortGflops = r.OrtTokensPerSecond * flopsPerToken / 1e9;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"- {r.Batch} x {r.Seq}: {ortGflops:F0} GFLOPS ({flopsPerToken / 1e6:F1} MFLOP/token); bf16 at the GEMM ceiling would be {bf16Gemm / ortGflops:F2}x ORT"));
+                $"- {r.Batch} x {r.Seq}: {ortGflops:F0} GFLOPS ({flopsPerToken / 1e6:F1} MFLOP/token); bf16 at the " +
+                    $"GEMM ceiling would be {bf16Gemm / ortGflops:F2}x ORT"));
         }
         Console.WriteLine();
     }
@@ -449,7 +479,9 @@ internal static class Program
     internal static void PrintTable(string[] header, IReadOnlyList<string[]> rows, int rightAlignFrom)
     {
         int n = header.Length;
-        var widths = Enumerable.Range(0, n).Select(i => Math.Max(3, rows.Select(r => i < r.Length ? r[i].Length : 0).Append(header[i].Length).Max())).ToArray();
+        var widths = Enumerable.Range(0, n)
+            .Select(i => Math.Max(3, rows.Select(r => i < r.Length ? r[i].Length : 0).Append(header[i].Length).Max()))
+            .ToArray();
         string Line(IReadOnlyList<string> cells) => "| " + string.Join(" | ", Enumerable.Range(0, n).Select(i =>
         {
             string cell = i < cells.Count ? cells[i] : "";

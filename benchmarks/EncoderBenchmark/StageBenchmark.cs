@@ -19,7 +19,8 @@ namespace Microsoft.ML.Peft.Benchmarks;
 
 internal static class StageBenchmark
 {
-    /// <summary>Tokens per timed run (full runs): enough batches that the per-Transform cost is spread as it is in use.</summary>
+    /// <summary>Tokens per timed run (full runs): enough batches that the per-Transform cost is spread as it is in
+    /// use.</summary>
     private const int TokensPerRun = 8192;
 
     private sealed class TrainRow
@@ -33,7 +34,8 @@ internal static class StageBenchmark
         public string Sentence1 { get; set; } = "";
     }
 
-    private sealed record StageRow(int Batch, int Seq, int Rows, double OrtMs, double Fp32Ms, double Bf16Ms, string Fp32Type, string Bf16Type)
+    private sealed record StageRow(int Batch, int Seq, int Rows, double OrtMs, double Fp32Ms, double Bf16Ms,
+        string Fp32Type, string Bf16Type)
     {
         public double Tokens => (double)Rows * Seq;
         public double Ort => Tokens / (OrtMs / 1000);
@@ -62,7 +64,8 @@ internal static class StageBenchmark
         using var session = new InferenceSession(onnxBytes, sessionOptions);
 
         // Training rows: short generated sentences (one each, ~15-25 tokens), labelled by the sense of their verb. The
-        // stage trains briefly; only MaxSequenceLength (the length under test) and BatchSize (the scoring batch) matter.
+        // stage trains briefly; only MaxSequenceLength (the length under test) and BatchSize (the scoring batch)
+        // matter.
         var ml = new MLContext(seed: 1);
         int trainRows = options.Quick ? 64 : 256;
         var random = new Random(7);
@@ -81,22 +84,26 @@ internal static class StageBenchmark
             int batches = options.Quick ? 1 : Math.Max(1, TokensPerRun / (batchSize * seq));
             int rows = batchSize * batches;
             var textRandom = new Random(seq);
-            var texts = Enumerable.Range(0, rows).Select(_ => SyntheticText.OfTokens(tokenizer, textRandom, seq)).ToList();
+            var texts = Enumerable.Range(0, rows).Select(_ => SyntheticText.OfTokens(tokenizer, textRandom, seq))
+                .ToList();
             var scoring = ml.Data.LoadFromEnumerable(texts.Select(t => new TextRow { Sentence1 = t }).ToList());
-            // ORT gets the ids the stage's own tokenizer makes of the same texts (the base model's WordPiece vocabulary,
-            // truncated to seq): every row is exactly seq tokens, so there is no padding on either side.
+            // ORT gets the ids the stage's own tokenizer makes of the same texts (the base model's WordPiece
+            // vocabulary, truncated to seq): every row is exactly seq tokens, so there is no padding on either side.
             var tokenBatches = texts.Chunk(batchSize).Select(chunk =>
             {
                 var b = tokenizer.EncodeBatch(chunk.Select(t => (string?)t).ToList(), null, seq);
                 if (b.SequenceLength != seq || b.Lengths.Any(l => l != seq))
-                    throw new InvalidOperationException($"Expected every row to hold {seq} tokens; got {string.Join(",", b.Lengths)}.");
+                    throw new InvalidOperationException($"Expected every row to hold {seq} tokens; got " +
+                        $"{string.Join(",", b.Lengths)}.");
                 return b;
             }).ToList();
 
             using var fp32 = Train(ml, train, baseModel, seq, batchSize, PeftPrecision.Float32, out var fp32Fit);
             using var bf16 = Train(ml, train, baseModel, seq, batchSize, PeftPrecision.BFloat16, out var bf16Fit);
-            Console.Error.WriteLine($"  [{batchSize}x{seq}] trained fp32 stage in {fp32Fit.TotalSeconds:F1} s ({fp32.ScoringPrecision}, merged {fp32.IsMerged}), " +
-                                    $"bf16 stage in {bf16Fit.TotalSeconds:F1} s ({bf16.ScoringPrecision}, merged {bf16.IsMerged})");
+            Console.Error.WriteLine($"  [{batchSize}x{seq}] trained fp32 stage in {fp32Fit.TotalSeconds:F1} s " +
+                $"({fp32.ScoringPrecision}, merged {fp32.IsMerged}), " +
+                                    $"bf16 stage in {bf16Fit.TotalSeconds:F1} s ({bf16.ScoringPrecision}, merged " +
+                                        $"{bf16.IsMerged})");
 
             var ort = new OrtRunner(session, tokenBatches);
             try
@@ -114,10 +121,12 @@ internal static class StageBenchmark
                 for (int i = 0; i < options.Iterations; i++)
                     for (int e = 0; e < engines.Length; e++)
                         ms[e][i] = Program.TimeOnce(_ => engines[e]());
-                var row = new StageRow(batchSize, seq, rows, Program.Summarize(ms[0]).Median, Program.Summarize(ms[1]).Median,
+                var row =
+                    new StageRow(batchSize, seq, rows, Program.Summarize(ms[0]).Median, Program.Summarize(ms[1]).Median,
                                        Program.Summarize(ms[2]).Median, fp32.ScoringPrecision, bf16.ScoringPrecision);
                 results.Add(row);
-                Console.Error.WriteLine($"  [{batchSize}x{seq}] {rows} rows per run: ORT {row.OrtMs:F1} ms, stage fp32 {row.Fp32Ms:F1} ms, stage bf16 {row.Bf16Ms:F1} ms");
+                Console.Error.WriteLine($"  [{batchSize}x{seq}] {rows} rows per run: ORT {row.OrtMs:F1} ms, stage " +
+                    $"fp32 {row.Fp32Ms:F1} ms, stage bf16 {row.Bf16Ms:F1} ms");
             }
             finally
             {
@@ -125,35 +134,44 @@ internal static class StageBenchmark
             }
         }
 
-        Console.WriteLine($"Scoring throughput (median of {options.Iterations} timed runs after {options.WarmUp} warm-up; " +
+        Console.WriteLine($"Scoring throughput (median of {options.Iterations} timed runs after {options.WarmUp} " +
+            "warm-up; " +
                           "tokens/s = rows*seq / median run time; every row exactly seq tokens, no padding):");
         Console.WriteLine();
         string Tps(double v) => v.ToString("N0", CultureInfo.InvariantCulture);
         string Ratio(double v) => v.ToString("F2", CultureInfo.InvariantCulture) + "x";
         Program.PrintTable(
-            ["batch x seq", "rows/run", "ORT fp32 tok/s", "stage fp32 tok/s", "fp32 stage/ORT", "stage bf16 tok/s", "bf16 stage/ORT"],
+            ["batch x seq", "rows/run", "ORT fp32 tok/s", "stage fp32 tok/s", "fp32 stage/ORT", "stage bf16 tok/s",
+                "bf16 stage/ORT"],
             results.Select(r => new[]
             {
-                $"{r.Batch} x {r.Seq}", r.Rows.ToString(CultureInfo.InvariantCulture), Tps(r.Ort), Tps(r.Fp32), Ratio(r.Fp32 / r.Ort),
+                $"{r.Batch} x {r.Seq}", r.Rows.ToString(CultureInfo.InvariantCulture), Tps(r.Ort), Tps(r.Fp32),
+                Ratio(r.Fp32 / r.Ort),
                 Tps(r.Bf16), Ratio(r.Bf16 / r.Ort),
             }).ToList(),
             rightAlignFrom: 1);
         Console.WriteLine();
-        Console.WriteLine("The stage's figures include everything Transform does: WordPiece tokenization of the raw text, the encoder " +
-                          "(LoRA merged into the base weights), pooling, the classification head and softmax, and the IDataView cursor. " +
-                          "ONNX Runtime's are the encoder alone (last_hidden_state) on ids tokenized beforehand, so a ratio of 1.00x " +
+        Console.WriteLine("The stage's figures include everything Transform does: WordPiece tokenization of the raw " +
+            "text, the encoder " +
+                          "(LoRA merged into the base weights), pooling, the classification head and softmax, and " +
+                              "the IDataView cursor. " +
+                          "ONNX Runtime's are the encoder alone (last_hidden_state) on ids tokenized beforehand, so " +
+                              "a ratio of 1.00x " +
                           "means the whole stage keeps up with ORT's bare encoder.");
         var wrongType = results.Where(r => r.Fp32Type != "Float32" || r.Bf16Type != "BFloat16").ToList();
         if (wrongType.Count > 0)
-            Console.WriteLine($"WARNING: a stage scored in another precision than asked: {string.Join(", ", wrongType.Select(r => $"{r.Seq}: {r.Fp32Type}/{r.Bf16Type}"))}.");
+            Console.WriteLine("WARNING: a stage scored in another precision than asked: " +
+                $"{string.Join(", ", wrongType.Select(r => $"{r.Seq}: {r.Fp32Type}/{r.Bf16Type}"))}.");
         Console.WriteLine();
         double? loadAtEnd = Program.LoadAverage();
         Console.WriteLine($"Total run time: {total.Elapsed.TotalSeconds:F0} s" +
-                          (loadAtEnd is null ? "" : $"; 1-minute load average at the end {loadAtEnd:F2} (this run alone adds about {options.Threads})"));
+                          (loadAtEnd is null ? "" : $"; 1-minute load average at the end {loadAtEnd:F2} (this run " +
+                              $"alone adds about {options.Threads})"));
         return wrongType.Count == 0 ? 0 : 1;
     }
 
-    /// <summary>Trains a LoRA classification stage (r = 8, alpha = 16 on query and value) for 1 epoch; merged for scoring.</summary>
+    /// <summary>Trains a LoRA classification stage (r = 8, alpha = 16 on query and value) for 1 epoch; merged for
+    /// scoring.</summary>
     private static PeftTextTransformer Train(MLContext ml, IDataView train, BaseModel baseModel, int seq, int batchSize,
                                              PeftPrecision precision, out TimeSpan elapsed)
     {
@@ -165,7 +183,8 @@ internal static class StageBenchmark
         // Fit draws new weights (adapters, head) from libtorch's global generator; seed it so runs repeat.
         torch.manual_seed(1);
         var watch = Stopwatch.StartNew();
-        var chain = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().LoraTextClassification(options)).Fit(train);
+        var chain = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().LoraTextClassification(options))
+            .Fit(train);
         elapsed = watch.Elapsed;
         return chain.LastTransformer;
     }
@@ -185,7 +204,8 @@ internal static class StageBenchmark
             rows++;
         }
         if (rows != expectedRows || score.Length != 2)
-            throw new InvalidOperationException($"Scored {rows} rows of {score.Length} classes; expected {expectedRows} of 2.");
+            throw new InvalidOperationException($"Scored {rows} rows of {score.Length} classes; expected " +
+                $"{expectedRows} of 2.");
     }
 
     /// <summary>ONNX Runtime over pre-made OrtValues, one Run per batch, as in the encoder comparison.</summary>
@@ -207,10 +227,12 @@ internal static class StageBenchmark
                 long[] shape = [batch.BatchSize, batch.SequenceLength];
                 var wanted = new Dictionary<string, long[]>
                 {
-                    ["input_ids"] = batch.InputIds, ["attention_mask"] = batch.AttentionMask, ["token_type_ids"] = batch.TokenTypeIds,
+                    ["input_ids"] = batch.InputIds, ["attention_mask"] = batch.AttentionMask,
+                    ["token_type_ids"] = batch.TokenTypeIds,
                 };
                 foreach (var n in _names)
-                    if (!wanted.ContainsKey(n)) throw new InvalidOperationException($"The ONNX model has an unexpected input '{n}'.");
+                    if (!wanted.ContainsKey(n)) throw new InvalidOperationException("The ONNX model has an " +
+                        $"unexpected input '{n}'.");
                 return _names.Select(n => OrtValue.CreateTensorValueFromMemory(wanted[n], shape)).ToList();
             }).ToList();
         }
@@ -233,22 +255,33 @@ internal static class StageBenchmark
     private static void PrintHeader(Options options, BaseModel model, int trainRows, double? loadAtStart)
     {
         var c = model.Config;
-        Console.WriteLine($"# Scoring benchmark: trained LoRA stage vs ONNX Runtime, {model.Name}{(options.Quick ? " (--quick)" : "")}");
+        Console.WriteLine("# Scoring benchmark: trained LoRA stage vs ONNX Runtime, " +
+            $"{model.Name}{(options.Quick ? " (--quick)" : "")}");
         Console.WriteLine();
         Console.WriteLine($"- model: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, {c.NumAttentionHeads} heads");
-        Console.WriteLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}; " +
-                          $"bf16 in hardware (AVX512-BF16/AMX): {(PrecisionPolicy.CpuSupportsBFloat16() ? "yes" : "no: bf16 figures are emulated and slow")}");
-        Console.WriteLine($"- threads: torch.set_num_threads({options.Threads}) (get_num_threads = {torch.get_num_threads()}), " +
+        Console.WriteLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; " +
+            $"{RuntimeInformation.OSDescription}; " +
+                          $"bf16 in hardware (AVX512-BF16/AMX): {(PrecisionPolicy.CpuSupportsBFloat16() ? "yes"
+                              : "no: bf16 figures are emulated and slow")}");
+        Console.WriteLine($"- threads: torch.set_num_threads({options.Threads}) (get_num_threads = " +
+            $"{torch.get_num_threads()}), " +
                           $"ORT intra-op {options.Threads}, inter-op 1, ORT_ENABLE_ALL");
-        Console.WriteLine($"- versions: {RuntimeInformation.FrameworkDescription}, TorchSharp {Program.Version(typeof(torch).Assembly)}, " +
+        Console.WriteLine($"- versions: {RuntimeInformation.FrameworkDescription}, TorchSharp " +
+            $"{Program.Version(typeof(torch).Assembly)}, " +
                           $"ONNX Runtime {OrtEnv.Instance().GetVersionString()}");
-        Console.WriteLine($"- stage: ml.Peft().LoraTextClassification (r = 8, alpha = 16, query and value), 1 epoch on {trainRows} short generated " +
-                          "rows, MaxSequenceLength = seq, BatchSize = the batch below (its scoring batch), MergeForScoring = true, " +
-                          "Precision = Float32 or BFloat16; timed: stage.Transform(data) with every row's Score read through a cursor");
-        Console.WriteLine("- ORT: InferenceSession over the embedded ONNX model (float32), one Run per batch on the same token ids, encoder only");
+        Console.WriteLine("- stage: ml.Peft().LoraTextClassification (r = 8, alpha = 16, query and value), 1 epoch " +
+            $"on {trainRows} short generated " +
+                          "rows, MaxSequenceLength = seq, BatchSize = the batch below (its scoring batch), " +
+                              "MergeForScoring = true, " +
+                          "Precision = Float32 or BFloat16; timed: stage.Transform(data) with every row's Score read " +
+                              "through a cursor");
+        Console.WriteLine("- ORT: InferenceSession over the embedded ONNX model (float32), one Run per batch on the " +
+            "same token ids, encoder only");
         if (loadAtStart is { } load)
             Console.WriteLine($"- 1-minute load average before the run: {load:F2}" +
-                              (load > 0.5 ? "  WARNING: other processes are using the CPUs; figures will be low and noisy" : ""));
+                              (load > 0.5
+                                  ? "  WARNING: other processes are using the CPUs; figures will be low and noisy"
+                                  : ""));
         Console.WriteLine();
     }
 }

@@ -1,20 +1,25 @@
-// MethodComparison: every PEFT method this library knows, full fine-tuning and ML.NET's FeaturizeText + SDCA, on the same
-// training subsample and token budget (rows x epochs), in the manner of the review by Xu et al. (arXiv 2312.12148):
-// trainable parameters, dev metric vs full fine-tuning, peak memory. Writes a Markdown table and a PNG chart.
+// MethodComparison: every PEFT method this library knows, full fine-tuning and ML.NET's FeaturizeText + SDCA, on the
+// same training subsample and token budget (rows x epochs), in the manner of the review by Xu et al. (arXiv
+// 2312.12148): trainable parameters, dev metric vs full fine-tuning, peak memory. Writes a Markdown table and a PNG
+// chart.
 //
 //   dotnet run -c Release --project benchmarks/MethodComparison [-- options]
 //
 // Options:
 //   --task <t>            classification (default; SST-2) or regression (STS-B, Pearson correlation and RMSE)
-//   --dataset <name>      folder under shared/data (default sst2 for classification, stsb for regression); the TSV needs a
-//                         header with Label and Text or Sentence1 (and optionally Sentence2) columns
-//   --data <folder>       folder holding train.tsv and dev.tsv (default: shared/data/<dataset> found by walking up from here)
+//   --dataset <name>      folder under shared/data (default sst2 for classification, stsb for regression); the TSV
+// needs a                         header with Label and Text or Sentence1 (and optionally Sentence2) columns
+//   --data <folder>       folder holding train.tsv and dev.tsv (default: shared/data/<dataset> found by walking up from
+// here)
 //   --methods <list>      method names from PeftMethodConfig.KnownMethods plus sdca (default: all of them)
-//   --preset lora-vs-full the former LoraVsFull benchmark: lora, full and sdca, LoRA at 5e-4 and 2e-3, full at 3e-5 and 5e-5
+//   --preset lora-vs-full the former LoraVsFull benchmark: lora, full and sdca, LoRA at 5e-4 and 2e-3, full at 3e-5 and
+// 5e-5
 //   --method-options <m=json>  options for one method as the JSON object PeftMethodConfig.FromJson reads (repeatable),
 //                         e.g. --method-options 'adalora={"OrthRegWeight":0.1}'; the method's defaults otherwise
-//   --lr <a,b,...>        learning rates for every neural method, one run each (default: each method's DefaultLearningRate)
-//   --method-lr <m=a/b>   learning rates for one method (repeatable; overrides --lr for it), e.g. --method-lr lora=5e-4/2e-3
+//   --lr <a,b,...>        learning rates for every neural method, one run each (default: each method's
+// DefaultLearningRate)
+//   --method-lr <m=a/b>   learning rates for one method (repeatable; overrides --lr for it), e.g. --method-lr
+// lora=5e-4/2e-3
 //   --train-rows <n>      training rows drawn (seeded shuffle) from train.tsv (default 16000)
 //   --dev-rows <n>        dev rows scored, seeded sample (default 0: all)
 //   --epochs <n>          passes over the training rows (default: unset, the stage's own plan from the row count, with
@@ -25,11 +30,13 @@
 //                         On cores shared with other work, libtorch's default (one OpenMP thread per core) ran 5x
 //                         slower than one thread here: OpenMP threads spin waiting for each other.
 //   --seed <n>            MLContext seed, libtorch seed and subsample seed (default 1)
-//   --out <folder>        where the table (.md), the results (.json) and the chart (.png) go (default artifacts/method-comparison)
+//   --out <folder>        where the table (.md), the results (.json) and the chart (.png) go (default
+// artifacts/method-comparison)
 //   --quick               smoke run: 300 training rows, 1 epoch, 200 dev rows, first learning rate of each method
 //
 // Each run happens in a child process (this program re-launched with --method NAME) because peak RSS (VmHWM in
-// /proc/self/status) is process-wide and never goes down; each child prints one JSON line on stdout, also when it fails.
+// /proc/self/status) is process-wide and never goes down; each child prints one JSON line on stdout, also when it
+// fails.
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
@@ -61,10 +68,12 @@ if (opt.Replot is { } json)
     return Parent.Replot(json);
 
 string? dataDir = opt.DataDir ?? DataLocator.Find(opt.DatasetName);
-if (dataDir is null || !File.Exists(Path.Combine(dataDir, "train.tsv")) || !File.Exists(Path.Combine(dataDir, "dev.tsv")))
+if (dataDir is null || !File.Exists(Path.Combine(dataDir, "train.tsv"))
+    || !File.Exists(Path.Combine(dataDir, "dev.tsv")))
 {
     Console.WriteLine(dataDir is null
-        ? $"Data not found: no shared/data/{opt.DatasetName} folder above the current directory or the program's folder. Pass --data <folder with train.tsv and dev.tsv>. Nothing to benchmark."
+        ? $"Data not found: no shared/data/{opt.DatasetName} folder above the current directory or the program's " +
+            "folder. Pass --data <folder with train.tsv and dev.tsv>. Nothing to benchmark."
         : $"Data not found: '{dataDir}' has no train.tsv and dev.tsv. Nothing to benchmark.");
     return 0;
 }
@@ -104,7 +113,8 @@ internal sealed record Options
     public static string[] DefaultMethods() =>
         [Full, .. PeftMethodConfig.KnownMethods.Where(m => m != Full).Order(StringComparer.Ordinal), Sdca];
 
-    /// <summary>The learning rates to run for a method: --method-lr, else --lr, else null (the method's default).</summary>
+    /// <summary>The learning rates to run for a method: --method-lr, else --lr, else null (the method's
+    /// default).</summary>
     public double?[] RatesFor(string method) =>
         method == Sdca ? [null]
         : MethodLearningRates.TryGetValue(method, out var r) ? r.Select(x => (double?)x).ToArray()
@@ -117,7 +127,8 @@ internal sealed record Options
         bool rowsSet = false, epochsSet = false, devSet = false;
         for (int i = 0; i < args.Length; i++)
         {
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option '{args[i]}' needs a value.");
+            string Next() => i + 1 < args.Length ? args[++i]
+                : throw new ArgumentException($"Option '{args[i]}' needs a value.");
             int NextInt(int min)
             {
                 string name = args[i], s = Next();
@@ -132,7 +143,8 @@ internal sealed record Options
             double[] Rates(string name, string s, char sep) =>
                 s.Split(sep, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x =>
                     double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v > 0
-                        ? v : throw new ArgumentException($"Option '{name}' needs positive numbers, got '{x}'.")).ToArray();
+                        ? v : throw new ArgumentException($"Option '{name}' needs positive numbers, got '{x}'."))
+                            .ToArray();
             string CheckMethod(string m) => m == Sdca || PeftMethodConfig.KnownMethods.Contains(m) ? m
                 : throw new ArgumentException($"Unknown method '{m}'. Known: {string.Join(",", DefaultMethods())}.");
             switch (args[i])
@@ -141,7 +153,8 @@ internal sealed record Options
                     o = o with { Regression = Next() switch
                     {
                         "classification" => false, "regression" => true,
-                        var t => throw new ArgumentException($"Option '--task' takes classification or regression, got '{t}'."),
+                        var t => throw new ArgumentException("Option '--task' takes classification or regression, " +
+                            $"got '{t}'."),
                     } };
                     break;
                 case "--dataset": o = o with { Dataset = Next() }; break;
@@ -156,13 +169,17 @@ internal sealed record Options
                 {
                     string n = args[i], s = Next();
                     int eq = s.IndexOf('=');
-                    if (eq <= 0) throw new ArgumentException($"Option '--method-lr' takes method=rate[/rate...], got '{s}'.");
+                    if (eq <= 0) throw new ArgumentException("Option '--method-lr' takes method=rate[/rate...], got " +
+                        $"'{s}'.");
                     o.MethodLearningRates[CheckMethod(s[..eq])] = Rates(n, s[(eq + 1)..], '/');
                     break;
                 }
                 case "--methods":
-                    o = o with { Methods = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(CheckMethod).Distinct().ToArray() };
-                    if (o.Methods.Length == 0) throw new ArgumentException("Option '--methods' needs at least one method.");
+                    o = o with { Methods = Next().Split(',',
+                        StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(CheckMethod)
+                        .Distinct().ToArray() };
+                    if (o.Methods.Length == 0) throw new ArgumentException("Option '--methods' needs at least one " +
+                        "method.");
                     break;
                 case "--preset":
                     if (Next() != "lora-vs-full") throw new ArgumentException("Option '--preset' takes lora-vs-full.");
@@ -185,11 +202,15 @@ internal sealed record Options
                     break;
                 }
                 case "--method": o = o with { ChildMethod = CheckMethod(Next()) }; break;
-                case "--child-lr": { string n = args[i]; o = o with { ChildLearningRate = Rates(n, Next(), ',')[0] }; break; }
+                case "--child-lr":
+                    { string n = args[i]; o = o with { ChildLearningRate = Rates(n, Next(), ',')[0] }; break; }
                 case "-h" or "--help":
-                    throw new ArgumentException("Usage: MethodComparison [--task classification|regression] [--dataset name] [--data <folder>] "
-                        + "[--methods a,b,...] [--preset lora-vs-full] [--lr a,b] [--method-lr m=a/b] [--train-rows n] [--dev-rows n] [--epochs n] "
-                        + "[--max-length n] [--batch-size n] [--threads n] [--seed n] [--out <folder>] [--quick]\nMethods: " + string.Join(",", DefaultMethods()));
+                    throw new ArgumentException("Usage: MethodComparison [--task classification|regression] " +
+                        "[--dataset name] [--data <folder>] "
+                        + "[--methods a,b,...] [--preset lora-vs-full] [--lr a,b] [--method-lr m=a/b] [--train-rows " +
+                            "n] [--dev-rows n] [--epochs n] "
+                        + "[--max-length n] [--batch-size n] [--threads n] [--seed n] [--out <folder>] " +
+                            "[--quick]\nMethods: " + string.Join(",", DefaultMethods()));
                 default: throw new ArgumentException($"Unknown option '{args[i]}'. Use --help.");
             }
         }
@@ -197,7 +218,8 @@ internal sealed record Options
         {
             o = o with
             {
-                TrainRows = rowsSet ? o.TrainRows : 300, Epochs = epochsSet ? o.Epochs : 1, DevRows = devSet ? o.DevRows : 200,
+                TrainRows = rowsSet ? o.TrainRows : 300, Epochs = epochsSet ? o.Epochs : 1, 
+                DevRows = devSet ? o.DevRows : 200,
                 LearningRates = o.LearningRates is { } l ? [l[0]] : null,
                 MethodLearningRates = o.MethodLearningRates.ToDictionary(kv => kv.Key, kv => new[] { kv.Value[0] }),
             };
@@ -208,7 +230,8 @@ internal sealed record Options
     /// <summary>The options a child needs to rebuild the same data and budget.</summary>
     public IEnumerable<string> SharedArgs(string dataDir) =>
     [
-        "--task", Regression ? "regression" : "classification", "--data", dataDir, "--train-rows", Inv(TrainRows), "--dev-rows", Inv(DevRows),
+        "--task", Regression ? "regression" : "classification", "--data", dataDir, "--train-rows", Inv(TrainRows),
+        "--dev-rows", Inv(DevRows),
         "--epochs", Epochs is { } e ? Inv(e) : "default", "--max-length", Inv(MaxLength),
         "--batch-size", BatchSize is { } b ? Inv(b) : "default", "--seed", Inv(Seed),
     ];
@@ -249,9 +272,11 @@ internal sealed record RunResult
     public int TrainRows { get; init; }
     public int DevRows { get; init; }
     public int Epochs { get; init; }
-    /// <summary>The epoch whose weights were kept (early stopping on the held-out rows), 0 when none was held out.</summary>
+    /// <summary>The epoch whose weights were kept (early stopping on the held-out rows), 0 when none was held
+    /// out.</summary>
     public int BestEpoch { get; init; }
-    /// <summary>The stage's plan as logged ("300 rows (45 held out): 19 epochs × 16 steps of 16 ..."), if any.</summary>
+    /// <summary>The stage's plan as logged ("300 rows (45 held out): 19 epochs × 16 steps of 16 ..."), if
+    /// any.</summary>
     public string? Plan { get; init; }
     /// <summary>The method's options when --method-options set them.</summary>
     public string? MethodOptions { get; init; }
@@ -268,7 +293,8 @@ internal sealed record RunResult
     public long ZipBytes { get; init; }
 
     public bool IsNeural => Method != Options.Sdca;
-    public string Label => Method == Options.Sdca ? "FeaturizeText + SDCA" : $"{Method} lr {Options.Rate(LearningRate)}{(MethodOptions is { } o ? " " + o : "")}";
+    public string Label => Method == Options.Sdca ? "FeaturizeText + SDCA"
+        : $"{Method} lr {Options.Rate(LearningRate)}{(MethodOptions is { } o ? " " + o : "")}";
 }
 
 /// <summary>One benchmark run in its own process.</summary>
@@ -288,8 +314,10 @@ internal static class Child
         {
             Console.Error.WriteLine(ex);
             var inner = ex;
-            while (inner.InnerException is not null && inner is TargetInvocationException or AggregateException) inner = inner.InnerException;
-            result = new RunResult { Method = method, LearningRate = opt.ChildLearningRate, Error = $"{inner.GetType().Name}: {inner.Message}", PeakRssBytes = PeakRss() };
+            while (inner.InnerException is not null && inner is TargetInvocationException or AggregateException)
+                inner = inner.InnerException;
+            result = new RunResult { Method = method, LearningRate = opt.ChildLearningRate,
+                Error = $"{inner.GetType().Name}: {inner.Message}", PeakRssBytes = PeakRss() };
             code = 1;
         }
         Console.Out.WriteLine(ResultPrefix + JsonSerializer.Serialize(result));
@@ -308,7 +336,8 @@ internal static class Child
         IDataView Load(Tsv t, int count) => opt.Regression
             ? ml.Data.LoadFromEnumerable(t.Sample(count, opt.Seed).Select(r => new RegressionRow
             {
-                Label = float.Parse(r.Label, CultureInfo.InvariantCulture), Sentence1 = r.Sentence1, Sentence2 = r.Sentence2,
+                Label = float.Parse(r.Label, CultureInfo.InvariantCulture), Sentence1 = r.Sentence1,
+                Sentence2 = r.Sentence2,
             }).ToList())
             : ml.Data.LoadFromEnumerable(t.Sample(count, opt.Seed).ToList());
         var train = Load(table, trainCount);
@@ -320,7 +349,8 @@ internal static class Child
         RunResult result;
         if (method == Options.Sdca)
         {
-            var featurize = ml.Transforms.Text.FeaturizeText("Features", new TextFeaturizingEstimator.Options(), textColumns);
+            var featurize =
+                ml.Transforms.Text.FeaturizeText("Features", new TextFeaturizingEstimator.Options(), textColumns);
             long parameters;
             if (opt.Regression)
             {
@@ -338,7 +368,8 @@ internal static class Child
                 model = fitted;
             }
             double fitSeconds = clock.Elapsed.TotalSeconds;
-            result = new RunResult { TrainableParameters = parameters, TotalParameters = parameters, TrainingSeconds = fitSeconds, FitSeconds = fitSeconds };
+            result = new RunResult { TrainableParameters = parameters, TotalParameters = parameters,
+                TrainingSeconds = fitSeconds, FitSeconds = fitSeconds };
         }
         else
         {
@@ -347,10 +378,13 @@ internal static class Child
             double? lr = opt.ChildLearningRate;
             void Fill(PeftTextOptions o)
             {
-                o.LabelColumnName = "Label"; o.Sentence1ColumnName = "Sentence1"; o.Sentence2ColumnName = pair ? "Sentence2" : null;
-                o.Method = config; o.Epochs = opt.Epochs; o.BatchSize = opt.BatchSize; o.LearningRate = lr; o.MaxSequenceLength = opt.MaxLength;
+                o.LabelColumnName = "Label"; o.Sentence1ColumnName = "Sentence1"; 
+                o.Sentence2ColumnName = pair ? "Sentence2" : null;
+                o.Method = config; o.Epochs = opt.Epochs; o.BatchSize = opt.BatchSize; 
+                o.LearningRate = lr; o.MaxSequenceLength = opt.MaxLength;
                 o.LogEverySteps = 25;
-                o.Progress = p => Console.Error.WriteLine($"  [{method}] {p} RSS {ProcStatus.Read("VmRSS:") / (1024 * 1024)} MiB");
+                o.Progress = p =>
+                    Console.Error.WriteLine($"  [{method}] {p} RSS {ProcStatus.Read("VmRSS:") / (1024 * 1024)} MiB");
             }
             // Fit draws new weights (adapters, head) from libtorch's global generator; seed it so runs repeat.
             TorchSharp.torch.manual_seed(opt.Seed);
@@ -367,20 +401,24 @@ internal static class Child
             {
                 var o = new PeftTextClassificationOptions();
                 Fill(o);
-                var fitted = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(o)).Fit(train);
+                var fitted = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(o))
+                    .Fit(train);
                 stage = fitted.LastTransformer;
                 model = fitted;
             }
             double fitSeconds = clock.Elapsed.TotalSeconds;
-            var report = stage.TrainingReport ?? throw new InvalidOperationException("The fitted stage has no TrainingReport.");
+            var report = stage.TrainingReport
+                ?? throw new InvalidOperationException("The fitted stage has no TrainingReport.");
             result = new RunResult
             {
                 LearningRate = lr ?? config.DefaultLearningRate,
                 TrainableParameters = stage.TrainableParameterCount, TotalParameters = stage.TotalParameterCount,
                 TrainablePercent = stage.TrainablePercent, TokensPerSecond = report.TokensPerSecond,
                 TrainingTokens = (long)Math.Round(report.TokensPerSecond * report.Duration.TotalSeconds),
-                FinalTrainLoss = report.FinalTrainLoss, TrainingSeconds = report.Duration.TotalSeconds, FitSeconds = fitSeconds,
-                MethodOptions = methodOptions == "{}" ? null : methodOptions, Epochs = report.EpochsRun, BestEpoch = report.BestValidationMetric is null ? 0 : report.BestEpoch,
+                FinalTrainLoss = report.FinalTrainLoss, TrainingSeconds = report.Duration.TotalSeconds,
+                FitSeconds = fitSeconds,
+                MethodOptions = methodOptions == "{}" ? null : methodOptions, Epochs = report.EpochsRun,
+                BestEpoch = report.BestValidationMetric is null ? 0 : report.BestEpoch,
                 Plan = report.Plan?.ToString(),
             };
         }
@@ -392,15 +430,18 @@ internal static class Child
             var labels = scored.GetColumn<float>("Label").ToArray();
             var scores = scored.GetColumn<float>("Score").ToArray();
             var rmse = ml.Regression.Evaluate(scored, "Label", "Score").RootMeanSquaredError;
-            result = result with { MetricName = "Pearson", Metric = Pearson(labels, scores), SecondMetricName = "RMSE", SecondMetric = rmse };
+            result = result with { MetricName = "Pearson", Metric = Pearson(labels, scores), SecondMetricName = "RMSE",
+                SecondMetric = rmse };
         }
         else
         {
             var metrics = ml.MulticlassClassification.Evaluate(scored, "Label");
-            result = result with { MetricName = "accuracy", Metric = metrics.MicroAccuracy, SecondMetricName = "macro accuracy", SecondMetric = metrics.MacroAccuracy };
+            result = result with { MetricName = "accuracy", Metric = metrics.MicroAccuracy,
+                SecondMetricName = "macro accuracy", SecondMetric = metrics.MacroAccuracy };
         }
 
-        string folder = Path.Combine(Path.GetTempPath(), $"methodcomparison-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        string folder =
+            Path.Combine(Path.GetTempPath(), $"methodcomparison-{Environment.ProcessId}-{Guid.NewGuid():N}");
         long zipBytes;
         try
         {
@@ -415,7 +456,8 @@ internal static class Child
 
         return result with
         {
-            Method = method, TrainRows = trainCount, DevRows = devCount, Epochs = method == Options.Sdca ? 0 : result.Epochs,
+            Method = method, TrainRows = trainCount, DevRows = devCount, Epochs = method == Options.Sdca ? 0
+                : result.Epochs,
             PeakRssAfterFitBytes = hwmAfterFit, PeakRssBytes = PeakRss(), ZipBytes = zipBytes,
         };
     }
@@ -436,7 +478,8 @@ internal static class Child
     private static long PeakRss() => ProcStatus.Read("VmHWM:");
 }
 
-/// <summary>A headed TSV (no quoting, the shared data's format): Label plus Text or Sentence1, optionally Sentence2.</summary>
+/// <summary>A headed TSV (no quoting, the shared data's format): Label plus Text or Sentence1, optionally
+/// Sentence2.</summary>
 internal sealed class Tsv
 {
     private readonly List<ClassRow> _rows = [];
@@ -452,7 +495,8 @@ internal sealed class Tsv
         int label = Array.IndexOf(header, "Label");
         int s1 = Array.IndexOf(header, "Text") is int ti and >= 0 ? ti : Array.IndexOf(header, "Sentence1");
         int s2 = Array.IndexOf(header, "Sentence2");
-        if (label < 0 || s1 < 0) throw new InvalidDataException($"{path}: the header needs Label and Text or Sentence1 columns, got '{lines.Current}'.");
+        if (label < 0 || s1 < 0) throw new InvalidDataException($"{path}: the header needs Label and Text or " +
+            $"Sentence1 columns, got '{lines.Current}'.");
         t.HasSentence2 = s2 >= 0;
         int needed = Math.Max(label, Math.Max(s1, s2)) + 1;
         while (lines.MoveNext())
@@ -460,7 +504,8 @@ internal sealed class Tsv
             var line = lines.Current;
             if (line.Length == 0) continue;
             var f = line.Split('\t');
-            if (f.Length < needed) throw new InvalidDataException($"{path}: expected at least {needed} fields, got '{line}'.");
+            if (f.Length < needed) throw new InvalidDataException($"{path}: expected at least {needed} fields, got " +
+                $"'{line}'.");
             t._rows.Add(new ClassRow { Label = f[label], Sentence1 = f[s1], Sentence2 = s2 >= 0 ? f[s2] : "" });
         }
         return t;
@@ -487,8 +532,10 @@ internal static class Parent
         header.AppendLine();
         header.AppendLine($"{opt.TrainRows} training rows (seed {opt.Seed}) x {opt.EpochText}, "
             + $"{(opt.DevRows > 0 ? Options.Inv(opt.DevRows) : "all")} dev rows, "
-            + $"max length {opt.MaxLength}, batch {(opt.BatchSize is { } b ? Options.Inv(b) : "default")}; {Environment.ProcessorCount} logical cores, libtorch threads "
-            + $"{(opt.Threads > 0 ? Options.Inv(opt.Threads) : "default")}; {runs.Count} runs, each in its own process{(opt.Quick ? "; --quick smoke run: the metrics mean nothing" : "")}.");
+            + $"max length {opt.MaxLength}, batch {(opt.BatchSize is { } b ? Options.Inv(b) : "default")}; " +
+                $"{Environment.ProcessorCount} logical cores, libtorch threads "
+            + $"{(opt.Threads > 0 ? Options.Inv(opt.Threads) : "default")}; {runs.Count} runs, each in its own " +
+                $"process{(opt.Quick ? "; --quick smoke run: the metrics mean nothing" : "")}.");
         Console.Write(header);
         Console.WriteLine();
 
@@ -496,7 +543,8 @@ internal static class Parent
         var total = Stopwatch.StartNew();
         foreach (var (method, lr) in runs)
         {
-            Console.Error.WriteLine($"--- {method}{(lr is { } r ? $" lr {Options.Inv(r)}" : "")} (elapsed {total.Elapsed:mm\\:ss})");
+            Console.Error.WriteLine($"--- {method}{(lr is { } r ? $" lr {Options.Inv(r)}" : "")} (elapsed " +
+                $"{total.Elapsed:mm\\:ss})");
             var result = Launch(opt, dataDir, method, lr);
             Console.Error.WriteLine(result.Error is { } e
                 ? $"    {method} failed: {e}. Continuing with the other runs."
@@ -504,17 +552,21 @@ internal static class Parent
             results.Add(result);
         }
         string table = Table(results);
-        string footer = $"Total wall time {total.Elapsed:hh\\:mm\\:ss}. Timings and tokens/s are noisy when the cores are shared with other work.";
+        string footer = $"Total wall time {total.Elapsed:hh\\:mm\\:ss}. Timings and tokens/s are noisy when the " +
+            "cores are shared with other work.";
         Console.WriteLine(table);
         Console.WriteLine(footer);
 
         Directory.CreateDirectory(opt.OutDir);
-        string stem = Path.Combine(opt.OutDir, $"{Path.GetFileName(dataDir.TrimEnd('/'))}{(opt.Quick ? "-quick" : "")}");
+        string stem =
+            Path.Combine(opt.OutDir, $"{Path.GetFileName(dataDir.TrimEnd('/'))}{(opt.Quick ? "-quick" : "")}");
         File.WriteAllText(stem + ".md", header + "\n" + table + "\n" + footer + "\n");
-        File.WriteAllText(stem + ".json", JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(stem + ".json",
+            JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
         try
         {
-            Chart.Draw(results, stem + ".png", $"{Path.GetFileName(dataDir.TrimEnd('/'))}: {opt.TrainRows} rows x {opt.EpochText}{(opt.Quick ? " (quick smoke run)" : "")}");
+            Chart.Draw(results, stem + ".png", $"{Path.GetFileName(dataDir.TrimEnd('/'))}: {opt.TrainRows} rows x " +
+                $"{opt.EpochText}{(opt.Quick ? " (quick smoke run)" : "")}");
             Console.WriteLine($"Wrote {stem}.md, {stem}.json and {stem}.png.");
         }
         catch (Exception ex)
@@ -539,11 +591,14 @@ internal static class Parent
     private static RunResult Launch(Options opt, string dataDir, string method, double? lr)
     {
         var args = opt.SharedArgs(dataDir).Concat(["--method", method]);
-        if (opt.MethodOptions.TryGetValue(method, out var options)) args = args.Concat(["--method-options", $"{method}={options}"]);
+        if (opt.MethodOptions.TryGetValue(method, out var options)) args =
+            args.Concat(["--method-options", $"{method}={options}"]);
         if (lr is { } r) args = args.Concat(["--child-lr", r.ToString("R", CultureInfo.InvariantCulture)]);
-        var (json, exitCode, tail) = ChildProcess.Run(args, opt.Threads, Child.ResultPrefix, line => Console.Error.WriteLine("  " + line));
+        var (json, exitCode, tail) =
+            ChildProcess.Run(args, opt.Threads, Child.ResultPrefix, line => Console.Error.WriteLine("  " + line));
         return json is not null ? JsonSerializer.Deserialize<RunResult>(json)!
-            : new RunResult { Method = method, LearningRate = lr, Error = $"child exited with code {exitCode} and no result: {tail}" };
+            : new RunResult { Method = method, LearningRate = lr,
+                Error = $"child exited with code {exitCode} and no result: {tail}" };
     }
 
     /// <summary>The reference for "vs full": full fine-tuning at its default rate, else the first full run.</summary>
@@ -559,28 +614,35 @@ internal static class Parent
         string metric = ok?.MetricName ?? "metric";
         var reference = Reference(results);
         var sb = new StringBuilder();
-        sb.AppendLine($"| method | trainable parameters | dev {metric} | vs full (points) | {ok?.SecondMetricName ?? "second metric"} | epochs run (kept) | peak RSS | training tokens/s | model zip | training time |");
+        sb.AppendLine($"| method | trainable parameters | dev {metric} | vs full (points) | " +
+            $"{ok?.SecondMetricName ?? "second metric"} | epochs run (kept) | peak RSS | training tokens/s | model " +
+            "zip | training time |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
         {
             if (r.Error is { } e)
             {
-                sb.AppendLine($"| {r.Label} | failed: {e.Replace("|", "\\|").Replace("\n", " ").Replace("\r", "")} | | | | | {Mb(r.PeakRssBytes)} | | | |");
+                sb.AppendLine($"| {r.Label} | failed: {e.Replace("|", "\\|").Replace("\n", " ").Replace("\r", "")} | " +
+                    $"| | | | {Mb(r.PeakRssBytes)} | | | |");
                 continue;
             }
             string parameters = r.TrainablePercent is { } pct
                 ? $"{r.TrainableParameters:N0} ({Percent(pct)})"
                 : $"{r.TrainableParameters:N0} (linear weights)";
             string tokens = r.TokensPerSecond is { } t ? $"{t:N0}" : "-";
-            string diff = reference is null ? "-" : r == reference ? "0 (reference)" : $"{100 * (r.Metric - reference.Metric):+0.0;-0.0;0.0}";
+            string diff = reference is null ? "-" : r == reference ? "0 (reference)"
+                : $"{100 * (r.Metric - reference.Metric):+0.0;-0.0;0.0}";
             string second = r.SecondMetric is { } s ? $"{s:F4}" : "-";
             string epochs = !r.IsNeural ? "-" : r.BestEpoch > 0 ? $"{r.Epochs} ({r.BestEpoch})" : $"{r.Epochs}";
-            sb.AppendLine($"| {r.Label} | {parameters} | {r.Metric:F4} | {diff} | {second} | {epochs} | {Mb(r.PeakRssBytes)} | {tokens} | {Size(r.ZipBytes)} | {Seconds(r.TrainingSeconds)} |");
+            sb.AppendLine($"| {r.Label} | {parameters} | {r.Metric:F4} | {diff} | {second} | {epochs} | " +
+                $"{Mb(r.PeakRssBytes)} | {tokens} | {Size(r.ZipBytes)} | {Seconds(r.TrainingSeconds)} |");
         }
         var first = results.FirstOrDefault(r => r.IsNeural && r.Error is null);
         if (first is not null)
-            sb.AppendLine($"\nDev: {first.DevRows} rows. Training: {first.TrainRows} rows; {first.Plan ?? $"{first.Epochs} epoch(s)"}; "
-                + "each neural run's epochs are in its row (early stopping may end it sooner); SDCA fits the same rows. Peak RSS is the child's VmHWM after scoring dev and saving the zip; "
+            sb.AppendLine($"\nDev: {first.DevRows} rows. Training: {first.TrainRows} rows; " +
+                $"{first.Plan ?? $"{first.Epochs} epoch(s)"}; "
+                + "each neural run's epochs are in its row (early stopping may end it sooner); SDCA fits the same " +
+                    "rows. Peak RSS is the child's VmHWM after scoring dev and saving the zip; "
                 + "learning rates are each method's DefaultLearningRate unless --lr or --method-lr was given.");
         return sb.ToString();
     }
@@ -588,7 +650,8 @@ internal static class Parent
     private static string Seconds(double s) => s < 10 ? $"{s:F1} s" : $"{s:F0} s";
     internal static string Percent(double pct) => pct >= 1 ? $"{pct:F1}%" : pct >= 0.01 ? $"{pct:F2}%" : $"{pct:F4}%";
     private static string Mb(long bytes) => bytes > 0 ? $"{bytes / (1024.0 * 1024):N0} MiB" : "-";
-    private static string Size(long bytes) => bytes >= 1024 * 1024 ? $"{bytes / (1024.0 * 1024):N1} MiB" : $"{bytes / 1024.0:N0} KiB";
+    private static string Size(long bytes) => bytes >= 1024 * 1024 ? $"{bytes / (1024.0 * 1024):N1} MiB"
+        : $"{bytes / 1024.0:N0} KiB";
 }
 
 /// <summary>Dev metric vs trainable parameters (log scale), as in the review's figures.</summary>
@@ -609,7 +672,8 @@ internal static class Chart
             double x = Math.Log10(r.TrainablePercent!.Value);
             // Labels of points that nearly coincide (e.g. lora and dora) go one line lower each instead of overlapping.
             float offsetY = -6;
-            while (placed.Any(p => Math.Abs(p.X - x) < 0.4 && Math.Abs(p.Y - r.Metric) < 0.03 * ySpan && p.OffsetY == offsetY)) offsetY += 14;
+            while (placed.Any(p => Math.Abs(p.X - x) < 0.4 && Math.Abs(p.Y - r.Metric) < 0.03 * ySpan
+                && p.OffsetY == offsetY)) offsetY += 14;
             placed.Add((x, r.Metric, offsetY));
             var marker = plt.Add.Marker(x, r.Metric);
             marker.MarkerSize = 10;
@@ -637,10 +701,12 @@ internal static class Chart
         }
         // ScottPlot 5 has no log axis: x is log10(trainable %) with tick labels at the decades.
         double lo = points.Count > 0 ? Math.Floor(points.Min(r => Math.Log10(r.TrainablePercent!.Value))) : -3;
-        foreach (var t in plt.GetPlottables<ScottPlot.Plottables.Text>().Where(t => t.LabelText is "full fine-tuning" or "FeaturizeText + SDCA"))
+        foreach (var t in plt.GetPlottables<ScottPlot.Plottables.Text>()
+            .Where(t => t.LabelText is "full fine-tuning" or "FeaturizeText + SDCA"))
             t.Location = new ScottPlot.Coordinates(lo - 0.15, t.Location.Y);
         double[] ticks = Enumerable.Range((int)lo, 2 - (int)lo + 1).Select(d => (double)d).ToArray();
-        plt.Axes.Bottom.SetTicks(ticks, ticks.Select(d => d >= 0 ? $"{Math.Pow(10, d):0}%" : $"{Math.Pow(10, d):0.####}%").ToArray());
+        plt.Axes.Bottom.SetTicks(ticks,
+            ticks.Select(d => d >= 0 ? $"{Math.Pow(10, d):0}%" : $"{Math.Pow(10, d):0.####}%").ToArray());
         plt.Axes.SetLimitsX(lo - 0.2, 2.6);
         var ys = ok.Select(r => r.Metric).Where(double.IsFinite).ToList();
         if (ys.Count > 0)
@@ -655,7 +721,8 @@ internal static class Chart
         plt.SavePng(path, 1000, 650);
     }
 
-    /// <summary>A caption just above a horizontal reference line, at its right end (moved there once the x range is known).</summary>
+    /// <summary>A caption just above a horizontal reference line, at its right end (moved there once the x range is
+    /// known).</summary>
     private static void LineLabel(ScottPlot.Plot plt, string text, double y, ScottPlot.Color color)
     {
         var label = plt.Add.Text(text, 0, y);

@@ -8,22 +8,27 @@
 // Options:
 //   --part <p>            length, rows or all (default all)
 //   --precision <p>       auto (default: bf16 where the CPU has it), fp32 or bf16
-//   --threads <n>         libtorch threads in each child (OMP_NUM_THREADS/MKL_NUM_THREADS; default 1; 0 keeps libtorch's default)
+//   --threads <n>         libtorch threads in each child (OMP_NUM_THREADS/MKL_NUM_THREADS; default 1; 0 keeps
+// libtorch's default)
 //   --lengths <a,b,...>   part 1: sequence lengths (default 64,128,256,512)
 //   --length-rows <n>     part 1: generated rows of exactly that many tokens at each length (default 256)
 //   --length-batch <n>    part 1: rows per batch (default 16: 16 optimizer steps at 256 rows)
-//   --sizes <a,b,...>     part 2: training rows drawn from SST-2 (seeded shuffle, nested prefixes; default 1000,4000,16000,64000)
+//   --sizes <a,b,...>     part 2: training rows drawn from SST-2 (seeded shuffle, nested prefixes; default
+// 1000,4000,16000,64000)
 //   --rows-batch <n>      part 2: rows per batch (default 32, the library's default)
 //   --max-length <n>      part 2: MaxSequenceLength (default 64)
 //   --data <folder>       part 2: folder holding train.tsv (default: shared/data/sst2 found by walking up from here)
 //   --seed <n>            MLContext, libtorch and shuffle seed (default 1)
-//   --attention-dropout <p> PeftTextOptions.AttentionDropout for every point (default: the base model's own, 0.1); 0 lets
-//                         libtorch use its fused attention kernel in training
-//   --out <folder>        where the table (.md), the results (.json) and the charts (.png) go (default artifacts/scaling)
-//   --quick               smoke run: lengths 64,128 with 32 rows, sizes 250,1000 (under a minute; the figures mean little)
+//   --attention-dropout <p> PeftTextOptions.AttentionDropout for every point (default: the base model's own, 0.1); 0
+// lets                         libtorch use its fused attention kernel in training
+//   --out <folder>        where the table (.md), the results (.json) and the charts (.png) go (default
+// artifacts/scaling)
+//   --quick               smoke run: lengths 64,128 with 32 rows, sizes 250,1000 (under a minute; the figures mean
+// little)
 //
-// Each point runs in a child process (this program re-launched with --child KIND:VALUE[:ckpt]) because peak RSS (VmHWM in
-// /proc/self/status) is process-wide and never goes down; each child prints one JSON line on stdout, also when it fails.
+// Each point runs in a child process (this program re-launched with --child KIND:VALUE[:ckpt]) because peak RSS (VmHWM
+// in /proc/self/status) is process-wide and never goes down; each child prints one JSON line on stdout, also when it
+// fails.
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
@@ -71,7 +76,8 @@ internal sealed record Point(string Kind, int Value, bool Checkpointing)
     public static Point Parse(string s)
     {
         var p = s.Split(':');
-        if (p.Length is < 2 or > 3 || p[0] is not (Length or Rows) || !int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
+        if (p.Length is < 2 or > 3 || p[0] is not (Length or Rows)
+            || !int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
             || (p.Length == 3 && p[2] != "ckpt"))
             throw new ArgumentException($"Option '--child' takes length:N[:ckpt] or rows:N, got '{s}'.");
         return new Point(p[0], v, p.Length == 3);
@@ -82,10 +88,13 @@ internal sealed record Point(string Kind, int Value, bool Checkpointing)
 internal sealed record Options
 {
     public const string Usage =
-        "Usage: ScalingBenchmark [--part length|rows|all] [--precision auto|fp32|bf16] [--threads n] [--lengths 64,128,256,512]\n" +
-        "    [--length-rows 256] [--length-batch 16] [--sizes 1000,4000,16000,64000] [--rows-batch 32] [--max-length 64]\n" +
+        "Usage: ScalingBenchmark [--part length|rows|all] [--precision auto|fp32|bf16] [--threads n] [--lengths " +
+            "64,128,256,512]\n" +
+        "    [--length-rows 256] [--length-batch 16] [--sizes 1000,4000,16000,64000] [--rows-batch 32] [--max-length " +
+            "64]\n" +
         "    [--data <folder>] [--seed 1] [--attention-dropout p] [--out artifacts/scaling] [--quick]\n" +
-        "  Part 1 (length): LoRA training tokens/s and peak RSS at each sequence length, with and without gradient checkpointing.\n" +
+        "  Part 1 (length): LoRA training tokens/s and peak RSS at each sequence length, with and without gradient " +
+            "checkpointing.\n" +
         "  Part 2 (rows): the same as the SST-2 training set grows (1 epoch, max length 64). See benchmarks/README.md.";
 
     public bool Help { get; init; }
@@ -120,20 +129,27 @@ internal sealed record Options
         bool lengthsSet = false, lengthRowsSet = false, sizesSet = false;
         for (int i = 0; i < args.Length; i++)
         {
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option '{args[i]}' needs a value.");
+            string Next() => i + 1 < args.Length ? args[++i]
+                : throw new ArgumentException($"Option '{args[i]}' needs a value.");
             int NextInt(int min, int max = int.MaxValue)
             {
                 string name = args[i], s = Next();
-                return int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
-                    ? v : throw new ArgumentException($"Option '{name}' needs an integer in [{min}, {max}], got '{s}'.");
+                return int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
+                    && v >= min && v <= max
+                    ? v
+                    : throw new ArgumentException($"Option '{name}' needs an integer in [{min}, {max}], got '{s}'.");
             }
             int[] NextInts(int min, int max)
             {
                 string name = args[i];
-                var values = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x =>
-                    int.TryParse(x, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
-                        ? v : throw new ArgumentException($"Option '{name}' needs integers in [{min}, {max}], got '{x}'.")).Distinct().ToArray();
-                return values.Length > 0 ? values : throw new ArgumentException($"Option '{name}' needs at least one value.");
+                var values = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(x =>
+                    int.TryParse(x, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min
+                        && v <= max
+                        ? v : throw new ArgumentException($"Option '{name}' needs integers in [{min}, {max}], got " +
+                            $"'{x}'.")).Distinct().ToArray();
+                return values.Length > 0 ? values
+                    : throw new ArgumentException($"Option '{name}' needs at least one value.");
             }
             switch (args[i])
             {
@@ -150,7 +166,8 @@ internal sealed record Options
                     o = o with { Precision = Next() switch
                     {
                         "auto" => "auto", "fp32" => "fp32", "bf16" => "bf16",
-                        var p => throw new ArgumentException($"Option '--precision' takes auto, fp32 or bf16, got '{p}'."),
+                        var p => throw new ArgumentException("Option '--precision' takes auto, fp32 or bf16, got " +
+                            $"'{p}'."),
                     } };
                     break;
                 case "--threads": o = o with { Threads = NextInt(0) }; break;
@@ -165,8 +182,11 @@ internal sealed record Options
                 case "--attention-dropout":
                 {
                     string v = Next();
-                    o = o with { AttentionDropout = double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d is >= 0 and < 1
-                        ? d : throw new ArgumentException($"Option '--attention-dropout' needs a number in [0, 1), got '{v}'.") };
+                    o = o with { AttentionDropout =
+                        double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double d)
+                        && d is >= 0 and < 1
+                        ? d : throw new ArgumentException("Option '--attention-dropout' needs a number in [0, 1), " +
+                            $"got '{v}'.") };
                     break;
                 }
                 case "--out": o = o with { OutDir = Next() }; break;
@@ -248,7 +268,8 @@ internal static class Child
         {
             Console.Error.WriteLine(ex);
             var inner = ex;
-            while (inner.InnerException is not null && inner is TargetInvocationException or AggregateException) inner = inner.InnerException;
+            while (inner.InnerException is not null && inner is TargetInvocationException or AggregateException)
+                inner = inner.InnerException;
             result = new PointResult
             {
                 Kind = point.Kind, Value = point.Value, Checkpointing = point.Checkpointing,
@@ -297,41 +318,49 @@ internal static class Child
             LabelColumnName = "Label", Sentence1ColumnName = "Sentence1", BaseModel = baseModel,
             Epochs = 1, BatchSize = batch, MaxSequenceLength = maxLength, Precision = opt.PeftPrecision,
             GradientCheckpointing = point.Checkpointing, AttentionDropout = opt.AttentionDropout, LogEverySteps = 50,
-            Progress = p => Console.Error.WriteLine($"  [{point}] {p} RSS {ProcStatus.Read("VmRSS:") / (1024 * 1024)} MiB"),
+            Progress = p =>
+                Console.Error.WriteLine($"  [{point}] {p} RSS {ProcStatus.Read("VmRSS:") / (1024 * 1024)} MiB"),
         };
         // Fit draws new weights (adapters, head) from libtorch's global generator; seed it so runs repeat.
         TorchSharp.torch.manual_seed(opt.Seed);
         var clock = Stopwatch.StartNew();
-        var fitted = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().LoraTextClassification(options)).Fit(train);
+        var fitted = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().LoraTextClassification(options))
+            .Fit(train);
         double fitSeconds = clock.Elapsed.TotalSeconds;
         long peak = ProcStatus.Read("VmHWM:");
         using var stage = fitted.LastTransformer;
-        var report = stage.TrainingReport ?? throw new InvalidOperationException("The fitted stage has no TrainingReport.");
+        var report = stage.TrainingReport
+            ?? throw new InvalidOperationException("The fitted stage has no TrainingReport.");
         return new PointResult
         {
             Kind = point.Kind, Value = point.Value, Checkpointing = point.Checkpointing,
-            Rows = rows.Count, BatchSize = batch, MaxSequenceLength = maxLength, Steps = (rows.Count + batch - 1) / batch,
+            Rows = rows.Count, BatchSize = batch, MaxSequenceLength = maxLength,
+            Steps = (rows.Count + batch - 1) / batch,
             Precision = stage.ScoringPrecision,
             TrainingTokens = (long)Math.Round(report.TokensPerSecond * report.Duration.TotalSeconds),
-            TokensPerSecond = report.TokensPerSecond, TrainingSeconds = report.Duration.TotalSeconds, FitSeconds = fitSeconds,
+            TokensPerSecond = report.TokensPerSecond, TrainingSeconds = report.Duration.TotalSeconds,
+            FitSeconds = fitSeconds,
             FinalTrainLoss = report.FinalTrainLoss, RssBeforeFitBytes = rssBeforeFit, PeakRssBytes = peak,
         };
     }
 
-    /// <summary>The first <paramref name="count"/> rows of a seeded shuffle of a headed TSV (Label, Text; no quoting).</summary>
+    /// <summary>The first <paramref name="count"/> rows of a seeded shuffle of a headed TSV (Label, Text; no
+    /// quoting).</summary>
     private static List<TrainRow> ReadSst2(string path, int count, int seed)
     {
         using var lines = File.ReadLines(path, Encoding.UTF8).GetEnumerator();
         if (!lines.MoveNext()) throw new InvalidDataException($"{path} is empty.");
         var header = lines.Current.Split('\t');
         int label = Array.IndexOf(header, "Label"), text = Array.IndexOf(header, "Text");
-        if (label < 0 || text < 0) throw new InvalidDataException($"{path}: the header needs Label and Text columns, got '{lines.Current}'.");
+        if (label < 0 || text < 0) throw new InvalidDataException($"{path}: the header needs Label and Text columns, " +
+            $"got '{lines.Current}'.");
         var all = new List<TrainRow>();
         while (lines.MoveNext())
         {
             if (lines.Current.Length == 0) continue;
             var f = lines.Current.Split('\t');
-            if (f.Length <= Math.Max(label, text)) throw new InvalidDataException($"{path}: too few fields in '{lines.Current}'.");
+            if (f.Length <= Math.Max(label, text)) throw new InvalidDataException($"{path}: too few fields in " +
+                $"'{lines.Current}'.");
             all.Add(new TrainRow { Label = f[label], Sentence1 = f[text] });
         }
         // The same shuffle for every size, so each training set is a prefix of the next one.
@@ -357,7 +386,8 @@ internal static class Parent
             if (dataDir is null || !File.Exists(Path.Combine(dataDir, "train.tsv")))
             {
                 skipped = dataDir is null
-                    ? "SST-2 not found: no shared/data/sst2/train.tsv above the current directory or the program's folder (pass --data <folder>); skipping the rows part."
+                    ? "SST-2 not found: no shared/data/sst2/train.tsv above the current directory or the program's " +
+                        "folder (pass --data <folder>); skipping the rows part."
                     : $"SST-2 not found: '{dataDir}' has no train.tsv; skipping the rows part.";
                 Console.WriteLine(skipped);
                 runRows = false;
@@ -373,20 +403,28 @@ internal static class Parent
             points.AddRange(opt.Sizes.Select(n => new Point(Point.Rows, n, false)));
 
         var header = new StringBuilder();
-        header.AppendLine($"# ScalingBenchmark: LoRA training (r = 8, alpha = 16 on query and value) on all-MiniLM-L6-v2{(opt.Quick ? " (--quick smoke run: the figures mean little)" : "")}");
+        header.AppendLine("# ScalingBenchmark: LoRA training (r = 8, alpha = 16 on query and value) on " +
+            $"all-MiniLM-L6-v2{(opt.Quick ? " (--quick smoke run: the figures mean little)" : "")}");
         header.AppendLine();
-        header.AppendLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; {RuntimeInformation.OSDescription}; {RuntimeInformation.FrameworkDescription}");
-        header.AppendLine($"- precision: {opt.Precision} (bf16 in hardware: {(PrecisionPolicy.CpuSupportsBFloat16() ? "yes" : "no")}); libtorch threads per child: " +
-                          $"{(opt.Threads > 0 ? Options.Inv(opt.Threads) : "libtorch's default")}; seed {opt.Seed}; {points.Count} points, each in its own process");
+        header.AppendLine($"- machine: {CpuInfo.Name()}, {Environment.ProcessorCount} logical CPUs; " +
+            $"{RuntimeInformation.OSDescription}; {RuntimeInformation.FrameworkDescription}");
+        header.AppendLine($"- precision: {opt.Precision} (bf16 in hardware: " +
+            $"{(PrecisionPolicy.CpuSupportsBFloat16() ? "yes" : "no")}); libtorch threads per child: " +
+                          $"{(opt.Threads > 0 ? Options.Inv(opt.Threads) : "libtorch's default")}; seed {opt.Seed}; " +
+                              $"{points.Count} points, each in its own process");
         if (opt.RunLengths)
-            header.AppendLine($"- part 1: {opt.LengthRows} generated rows of exactly seq tokens, batch {opt.LengthBatch} " +
-                              $"({(opt.LengthRows + opt.LengthBatch - 1) / opt.LengthBatch} steps), 1 epoch, at seq = {string.Join(", ", opt.Lengths)}; " +
+            header.AppendLine($"- part 1: {opt.LengthRows} generated rows of exactly seq tokens, batch " +
+                $"{opt.LengthBatch} " +
+                              $"({(opt.LengthRows + opt.LengthBatch - 1) / opt.LengthBatch} steps), 1 epoch, at seq " +
+                                  $"= {string.Join(", ", opt.Lengths)}; " +
                               "with GradientCheckpointing off and on");
         if (runRows)
-            header.AppendLine($"- part 2: SST-2 training phrases ({dataDir}), seeded shuffle, the first {string.Join(", ", opt.Sizes.Select(n => n.ToString("N0", CultureInfo.InvariantCulture)))} rows; " +
+            header.AppendLine($"- part 2: SST-2 training phrases ({dataDir}), seeded shuffle, the first " +
+                $"{string.Join(", ", opt.Sizes.Select(n => n.ToString("N0", CultureInfo.InvariantCulture)))} rows; " +
                               $"1 epoch, batch {opt.RowsBatch}, max length {opt.MaxLength}");
         if (LoadAverage() is { } load)
-            header.AppendLine($"- 1-minute load average before the run: {load:F2}" + (load > 0.5 ? "  WARNING: other processes are using the CPUs; figures will be low and noisy" : ""));
+            header.AppendLine($"- 1-minute load average before the run: {load:F2}"
+                + (load > 0.5 ? "  WARNING: other processes are using the CPUs; figures will be low and noisy" : ""));
         Console.Write(header);
         Console.WriteLine();
 
@@ -398,19 +436,22 @@ internal static class Parent
             var r = Launch(opt, dataDir, point);
             Console.Error.WriteLine(r.Error is { } e
                 ? $"    {point} failed: {e}. Continuing with the other points."
-                : $"    {point}: {r.TokensPerSecond:N0} tokens/s, training {r.TrainingSeconds:F1} s, peak RSS {Mib(r.PeakRssBytes)}");
+                : $"    {point}: {r.TokensPerSecond:N0} tokens/s, training {r.TrainingSeconds:F1} s, peak RSS " +
+                    $"{Mib(r.PeakRssBytes)}");
             results.Add(r);
         }
 
         string tables = Tables(results, skipped);
-        string footer = $"Total wall time {total.Elapsed:hh\\:mm\\:ss}. Tokens/s and times are noisy when the cores are shared with other work; compare within one run.";
+        string footer = $"Total wall time {total.Elapsed:hh\\:mm\\:ss}. Tokens/s and times are noisy when the cores " +
+            "are shared with other work; compare within one run.";
         Console.WriteLine(tables);
         Console.WriteLine(footer);
 
         Directory.CreateDirectory(opt.OutDir);
         string stem = Path.Combine(opt.OutDir, $"scaling{(opt.Quick ? "-quick" : "")}");
         File.WriteAllText(stem + ".md", header + "\n" + tables + "\n" + footer + "\n");
-        File.WriteAllText(stem + ".json", JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(stem + ".json",
+            JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
         var written = new List<string> { stem + ".md", stem + ".json" };
         try
         {
@@ -426,10 +467,12 @@ internal static class Parent
 
     private static PointResult Launch(Options opt, string? dataDir, Point point)
     {
-        var (json, exitCode, tail) = ChildProcess.Run(opt.ChildArgs(dataDir).Concat(["--child", point.ToString()]), opt.Threads,
+        var (json, exitCode, tail) =
+            ChildProcess.Run(opt.ChildArgs(dataDir).Concat(["--child", point.ToString()]), opt.Threads,
             Child.ResultPrefix, line => Console.Error.WriteLine("  " + line));
         return json is not null ? JsonSerializer.Deserialize<PointResult>(json)!
-            : new PointResult { Kind = point.Kind, Value = point.Value, Checkpointing = point.Checkpointing, Error = $"child exited with code {exitCode} and no result: {tail}" };
+            : new PointResult { Kind = point.Kind, Value = point.Value, Checkpointing = point.Checkpointing,
+                Error = $"child exited with code {exitCode} and no result: {tail}" };
     }
 
     private static string Tables(List<PointResult> results, string? skipped)
@@ -438,9 +481,11 @@ internal static class Parent
         var lengths = results.Where(r => r.Kind == Point.Length).ToList();
         if (lengths.Count > 0)
         {
-            sb.AppendLine("Part 1: sequence length (same rows and optimizer steps at each length; \"vs shortest\" compares tokens/s with the shortest length, same checkpointing)");
+            sb.AppendLine("Part 1: sequence length (same rows and optimizer steps at each length; \"vs shortest\" " +
+                "compares tokens/s with the shortest length, same checkpointing)");
             sb.AppendLine();
-            sb.AppendLine("| seq | checkpointing | rows x batch (steps) | precision | training tokens | tokens/s | vs shortest | training time | peak RSS | RSS before Fit |");
+            sb.AppendLine("| seq | checkpointing | rows x batch (steps) | precision | training tokens | tokens/s | " +
+                "vs shortest | training time | peak RSS | RSS before Fit |");
             sb.AppendLine("|---:|:--|---:|:--|---:|---:|---:|---:|---:|---:|");
             foreach (var r in lengths.OrderBy(r => r.Value).ThenBy(r => r.Checkpointing))
             {
@@ -450,20 +495,26 @@ internal static class Parent
                     sb.AppendLine($"| {r.Value} | {ckpt} | failed: {Escape(e)} | | | | | | {Mib(r.PeakRssBytes)} | |");
                     continue;
                 }
-                var shortest = lengths.Where(x => x.Error is null && x.Checkpointing == r.Checkpointing).MinBy(x => x.Value);
-                string vs = shortest is null || shortest.TokensPerSecond <= 0 ? "-" : $"{r.TokensPerSecond / shortest.TokensPerSecond:F2}x";
-                sb.AppendLine($"| {r.Value} | {ckpt} | {r.Rows} x {r.BatchSize} ({r.Steps}) | {r.Precision} | {r.TrainingTokens:N0} | {r.TokensPerSecond:N0} | {vs} | " +
+                var shortest = lengths.Where(x => x.Error is null && x.Checkpointing == r.Checkpointing)
+                    .MinBy(x => x.Value);
+                string vs = shortest is null || shortest.TokensPerSecond <= 0 ? "-"
+                    : $"{r.TokensPerSecond / shortest.TokensPerSecond:F2}x";
+                sb.AppendLine($"| {r.Value} | {ckpt} | {r.Rows} x {r.BatchSize} ({r.Steps}) | {r.Precision} | " +
+                    $"{r.TrainingTokens:N0} | {r.TokensPerSecond:N0} | {vs} | " +
                               $"{Seconds(r.TrainingSeconds)} | {Mib(r.PeakRssBytes)} | {Mib(r.RssBeforeFitBytes)} |");
             }
             var pairs = lengths.Where(r => r.Error is null).GroupBy(r => r.Value)
-                .Select(g => (Seq: g.Key, Off: g.FirstOrDefault(r => !r.Checkpointing), On: g.FirstOrDefault(r => r.Checkpointing)))
+                .Select(g => (Seq: g.Key, Off: g.FirstOrDefault(r => !r.Checkpointing),
+                    On: g.FirstOrDefault(r => r.Checkpointing)))
                 .Where(p => p.Off is not null && p.On is not null).OrderBy(p => p.Seq).ToList();
             if (pairs.Count > 0)
             {
                 sb.AppendLine();
                 sb.AppendLine("Checkpointing on / off: " + string.Join("; ", pairs.Select(p =>
-                    $"seq {p.Seq}: peak RSS {Ratio(p.On!.PeakRssBytes, p.Off!.PeakRssBytes)}, tokens/s {Ratio(p.On.TokensPerSecond, p.Off.TokensPerSecond)}")) + ". " +
-                    "GradientCheckpointing is only set on the stage; where this build of the library does not implement it, the two rows differ by noise alone.");
+                    $"seq {p.Seq}: peak RSS {Ratio(p.On!.PeakRssBytes, p.Off!.PeakRssBytes)}, tokens/s " +
+                        $"{Ratio(p.On.TokensPerSecond, p.Off.TokensPerSecond)}")) + ". " +
+                    "GradientCheckpointing is only set on the stage; where this build of the library does not " +
+                        "implement it, the two rows differ by noise alone.");
             }
             sb.AppendLine();
         }
@@ -472,7 +523,8 @@ internal static class Parent
         {
             sb.AppendLine("Part 2: training-set size (SST-2, 1 epoch)");
             sb.AppendLine();
-            sb.AppendLine("| training rows | batch (steps) | max length | precision | training tokens | tokens/s | training time | Fit wall time | peak RSS | RSS before Fit |");
+            sb.AppendLine("| training rows | batch (steps) | max length | precision | training tokens | tokens/s | " +
+                "training time | Fit wall time | peak RSS | RSS before Fit |");
             sb.AppendLine("|---:|---:|---:|:--|---:|---:|---:|---:|---:|---:|");
             foreach (var r in sizes.OrderBy(r => r.Value))
             {
@@ -481,8 +533,10 @@ internal static class Parent
                     sb.AppendLine($"| {r.Value:N0} | failed: {Escape(e)} | | | | | | | {Mib(r.PeakRssBytes)} | |");
                     continue;
                 }
-                sb.AppendLine($"| {r.Rows:N0} | {r.BatchSize} ({r.Steps:N0}) | {r.MaxSequenceLength} | {r.Precision} | {r.TrainingTokens:N0} | {r.TokensPerSecond:N0} | " +
-                              $"{Seconds(r.TrainingSeconds)} | {Seconds(r.FitSeconds)} | {Mib(r.PeakRssBytes)} | {Mib(r.RssBeforeFitBytes)} |");
+                sb.AppendLine($"| {r.Rows:N0} | {r.BatchSize} ({r.Steps:N0}) | {r.MaxSequenceLength} | {r.Precision} " +
+                    $"| {r.TrainingTokens:N0} | {r.TokensPerSecond:N0} | " +
+                              $"{Seconds(r.TrainingSeconds)} | {Seconds(r.FitSeconds)} | {Mib(r.PeakRssBytes)} | " +
+                                  $"{Mib(r.RssBeforeFitBytes)} |");
             }
             sb.AppendLine();
         }
@@ -491,9 +545,12 @@ internal static class Parent
             sb.AppendLine("Part 2: " + skipped);
             sb.AppendLine();
         }
-        sb.AppendLine("Tokens are real (non-padding) training tokens (TrainingReport: tokens/s x duration). Training time is the training loop; " +
-                      "Fit wall time adds reading and tokenizing the rows and building the model. Peak RSS is the child's VmHWM right after Fit; " +
-                      "RSS before Fit is its VmHWM once the runtime, libtorch, the base model's files and the rows are loaded.");
+        sb.AppendLine("Tokens are real (non-padding) training tokens (TrainingReport: tokens/s x duration). Training " +
+            "time is the training loop; " +
+                      "Fit wall time adds reading and tokenizing the rows and building the model. Peak RSS is the " +
+                          "child's VmHWM right after Fit; " +
+                      "RSS before Fit is its VmHWM once the runtime, libtorch, the base model's files and the rows " +
+                          "are loaded.");
         return sb.ToString();
     }
 
@@ -517,7 +574,8 @@ internal static class Parent
     }
 }
 
-/// <summary>Tokens/s (left axis) and peak RSS (right axis) against the sequence length or the training-set size.</summary>
+/// <summary>Tokens/s (left axis) and peak RSS (right axis) against the sequence length or the training-set
+/// size.</summary>
 internal static class Chart
 {
     public static IEnumerable<string> Draw(List<PointResult> results, string stem, bool quick)
@@ -535,7 +593,8 @@ internal static class Chart
                 double[] x = series.Select(r => (double)Array.IndexOf(xs, r.Value)).ToArray();
                 AddSeries(plt, x, series, ckpt ? " (checkpointing)" : "", ckpt);
             }
-            Finish(plt, lengths, xs.Select(v => v.ToString(CultureInfo.InvariantCulture)).ToArray(), "sequence length (tokens)",
+            Finish(plt, lengths, xs.Select(v => v.ToString(CultureInfo.InvariantCulture)).ToArray(),
+                "sequence length (tokens)",
                    $"LoRA training vs sequence length{(quick ? " (quick smoke run)" : "")}");
             string path = stem + "-length.png";
             plt.SavePng(path, 900, 560);
@@ -546,7 +605,8 @@ internal static class Chart
         {
             var plt = new ScottPlot.Plot();
             AddSeries(plt, sizes.Select((_, i) => (double)i).ToArray(), sizes, "", dashed: false);
-            Finish(plt, sizes, sizes.Select(r => r.Rows.ToString("N0", CultureInfo.InvariantCulture)).ToArray(), "SST-2 training rows (1 epoch)",
+            Finish(plt, sizes, sizes.Select(r => r.Rows.ToString("N0", CultureInfo.InvariantCulture)).ToArray(),
+                "SST-2 training rows (1 epoch)",
                    $"LoRA training vs training-set size{(quick ? " (quick smoke run)" : "")}");
             string path = stem + "-rows.png";
             plt.SavePng(path, 900, 560);
@@ -573,7 +633,8 @@ internal static class Chart
         }
     }
 
-    private static void Finish(ScottPlot.Plot plt, List<PointResult> shown, string[] labels, string xLabel, string title)
+    private static void Finish(ScottPlot.Plot plt, List<PointResult> shown, string[] labels, string xLabel,
+        string title)
     {
         plt.Axes.Bottom.SetTicks(Enumerable.Range(0, labels.Length).Select(i => (double)i).ToArray(), labels);
         plt.Axes.SetLimitsX(-0.3, labels.Length - 0.7);

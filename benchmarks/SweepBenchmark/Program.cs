@@ -4,11 +4,11 @@
 //
 // Two arms run at the same time, each in its own process with the same number of libtorch threads, on the same rows:
 //   sweep  ml.Peft().CreateSweep(): cost-frugal tuner over the default search space, successive halving, a wall-clock
-//          budget of --minutes of which --refit is kept to retrain the --refit-configurations best configurations; trials
-//          train on the training rows and are ranked on held-out validation rows; by default the refits then train on
-//          the training and validation rows together and the sweep returns their average.
-//   lora   ml.Peft().LoraTextClassification with every default except MaxTrainingTime = --minutes (and epochs unbounded):
-//          "train for N minutes", with the learning rate decaying by the clock.
+//          budget of --minutes of which --refit is kept to retrain the --refit-configurations best configurations;
+// trials          train on the training rows and are ranked on held-out validation rows; by default the refits then
+// train on          the training and validation rows together and the sweep returns their average.
+//   lora   ml.Peft().LoraTextClassification with every default except MaxTrainingTime = --minutes (and epochs
+// unbounded):          "train for N minutes", with the learning rate decaying by the clock.
 // Both final models are scored on SST-2's dev set, which neither arm saw. Another single-text folder of shared/data
 // (Label<TAB>Text train.tsv and dev.tsv, e.g. cola) can stand in with --data; the tables then name that folder.
 //
@@ -18,7 +18,8 @@
 //   --validation-rows <n>  further rows from train.tsv the sweep ranks trials on (default 1000)
 //   --threads <n>          libtorch threads in each arm's process (default 1: the two arms share 2 cores)
 //   --seed <n>             subsample, MLContext and tuner seed (default 1)
-//   --refit <f>            share of the sweep's budget kept to retrain its best configurations (PeftSweep.SetRefit; default 0.5)
+//   --refit <f>            share of the sweep's budget kept to retrain its best configurations (PeftSweep.SetRefit;
+// default 0.5)
 //   --refit-configurations <n>  how many of the best configurations share that reserve (default 2)
 //   --refit-data <all|train>    all (default): the refits also learn from the validation rows (SetRefit onAllData),
 //                          cross-fitted when there are several (refit k holds out the k-th fold of the validation rows,
@@ -49,18 +50,24 @@ if (opt is null) { Console.WriteLine(Options.Usage); return 2; }
 string? data = opt.Data ?? DataLocator.Find("sst2");
 if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exists(Path.Combine(data, "dev.tsv")))
 {
-    Console.WriteLine("Data not found: no shared/data/sst2 folder above the current directory or the program's folder. Pass --data <folder with train.tsv and dev.tsv>. Nothing to benchmark.");
+    Console.WriteLine("Data not found: no shared/data/sst2 folder above the current directory or the program's " +
+        "folder. Pass --data <folder with train.tsv and dev.tsv>. Nothing to benchmark.");
     return 1;
 }
 if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
 return Parent.Run(opt, data);
 
-internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data, string Out, string? Arm, double Refit = 0.5, int Ensemble = 5, int RefitConfigurations = 2, bool RefitAllData = true, bool KeepDefault = true)
+internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data,
+    string Out, string? Arm, double Refit = 0.5, int Ensemble = 5, int RefitConfigurations = 2,
+    bool RefitAllData = true, bool KeepDefault = true)
 {
-    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] [--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-data all|train] [--keep-default yes|no] [--ensemble n] [--data folder] [--out folder] [--quick]";
+    public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] " +
+        "[--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-data all|train] [--keep-default " +
+        "yes|no] [--ensemble n] [--data folder] [--out folder] [--quick]";
     public const string ResultPrefix = "RESULT ";
     // A failed arm reports NaN accuracies.
-    public static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    public static readonly JsonSerializerOptions Json =
+        new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public static Options? Parse(string[] args)
     {
@@ -68,7 +75,8 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-            int NextInt(int min) => int.Parse(Next(), CultureInfo.InvariantCulture) is var v && v >= min ? v : throw new ArgumentException($"{args[i - 1]} must be at least {min}");
+            int NextInt(int min) => int.Parse(Next(), CultureInfo.InvariantCulture) is var v && v >= min ? v
+                : throw new ArgumentException($"{args[i - 1]} must be at least {min}");
             switch (args[i])
             {
                 case "--minutes": o = o with { Minutes = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
@@ -82,9 +90,11 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
                 case "--arm": o = o with { Arm = Next() }; break;
                 case "--refit": o = o with { Refit = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 case "--ensemble": o = o with { Ensemble = NextInt(0) }; break;
-                case "--keep-default": o = o with { KeepDefault = Next() switch { "yes" => true, "no" => false, var v => throw new ArgumentException($"--keep-default must be yes or no, got '{v}'") } }; break;
+                case "--keep-default": o = o with { KeepDefault = Next() switch { "yes" => true, "no" => false,
+                    var v => throw new ArgumentException($"--keep-default must be yes or no, got '{v}'") } }; break;
                 case "--refit-configurations": o = o with { RefitConfigurations = NextInt(1) }; break;
-                case "--refit-data": o = o with { RefitAllData = Next() switch { "all" => true, "train" => false, var v => throw new ArgumentException($"--refit-data must be all or train, got '{v}'") } }; break;
+                case "--refit-data": o = o with { RefitAllData = Next() switch { "all" => true, "train" => false,
+                    var v => throw new ArgumentException($"--refit-data must be all or train, got '{v}'") } }; break;
                 case "-h" or "--help": return null;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
@@ -100,7 +110,8 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
     public IEnumerable<string> ChildArgs(string data) =>
     [
         "--minutes", Inv(Minutes), "--train-rows", Inv(TrainRows), "--validation-rows", Inv(ValidationRows),
-        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit), "--refit-configurations", Inv(RefitConfigurations), "--ensemble", Inv(Ensemble),
+        "--threads", Inv(Threads), "--seed", Inv(Seed), "--data", data, "--out", Out, "--refit", Inv(Refit),
+        "--refit-configurations", Inv(RefitConfigurations), "--ensemble", Inv(Ensemble),
         "--refit-data", RefitAllData ? "all" : "train", "--keep-default", KeepDefault ? "yes" : "no",
     ];
 
@@ -134,7 +145,8 @@ internal static class Arms
         {
             var ml = new MLContext(opt.Seed);
             var (train, validation, dev) = Load(ml, opt, data);
-            result = arm == "sweep" ? Sweep(ml, opt, Parent.DataName(data), train, validation, dev) : Lora(ml, opt, train, validation, dev);
+            result = arm == "sweep" ? Sweep(ml, opt, Parent.DataName(data), train, validation, dev)
+                : Lora(ml, opt, train, validation, dev);
         }
         catch (Exception e)
         {
@@ -148,11 +160,13 @@ internal static class Arms
     private static (IDataView Train, IDataView Validation, IDataView Dev) Load(MLContext ml, Options opt, string data)
     {
         static List<Row> Read(string path) => File.ReadLines(path).Skip(1)
-            .Select(l => l.Split('\t')).Where(f => f.Length >= 2).Select(f => new Row { Label = f[0], Text = f[1] }).ToList();
+            .Select(l => l.Split('\t')).Where(f => f.Length >= 2).Select(f => new Row { Label = f[0], Text = f[1] })
+            .ToList();
         var all = Read(Path.Combine(data, "train.tsv"));
         var rng = new Random(opt.Seed);
         for (int i = all.Count - 1; i > 0; i--) { int j = rng.Next(i + 1); (all[i], all[j]) = (all[j], all[i]); }
-        if (all.Count < opt.TrainRows + opt.ValidationRows) throw new InvalidOperationException($"train.tsv has {all.Count} rows, fewer than --train-rows + --validation-rows.");
+        if (all.Count < opt.TrainRows + opt.ValidationRows) throw new InvalidOperationException("train.tsv has " +
+            $"{all.Count} rows, fewer than --train-rows + --validation-rows.");
         return (ml.Data.LoadFromEnumerable(all.Take(opt.TrainRows).ToList()),
                 ml.Data.LoadFromEnumerable(all.Skip(opt.TrainRows).Take(opt.ValidationRows).ToList()),
                 ml.Data.LoadFromEnumerable(Read(Path.Combine(data, "dev.tsv"))));
@@ -164,13 +178,15 @@ internal static class Arms
     private static string Correct(ITransformer model, IDataView data)
     {
         var scored = model.Transform(data);
-        return string.Concat(scored.GetColumn<uint>("Label").Zip(scored.GetColumn<uint>("PredictedLabel"), (y, p) => y == p ? '1' : '0'));
+        return string.Concat(scored.GetColumn<uint>("Label")
+            .Zip(scored.GetColumn<uint>("PredictedLabel"), (y, p) => y == p ? '1' : '0'));
     }
 
     // Every dev row has a label, so accuracy is the share of right rows (one scoring pass serves both).
     private static double Share(string correct) => correct.Count(c => c == '1') / (double)correct.Length;
 
-    private static ArmResult Sweep(MLContext ml, Options opt, string name, IDataView train, IDataView validation, IDataView dev)
+    private static ArmResult Sweep(MLContext ml, Options opt, string name, IDataView train, IDataView validation,
+        IDataView dev)
     {
         var sweep = ml.Peft().CreateSweep()
             .SetDataset(train, validation)
@@ -184,8 +200,10 @@ internal static class Arms
             {
                 if (e.Kind == SweepEventKind.TrialEnded && e.Result is { } r)
                     Console.Error.WriteLine(r.Ensemble.Count > 0
-                        ? $"[sweep] ensemble {r.Id} {r.Status} {r.Metric:F4}: {string.Join(", ", r.Ensemble.Select(m => $"{m.TrialId} × {m.Weight:F2}"))}"
-                        : $"[sweep] {(r.Refit ? "refit" : "trial")} {r.Id} {r.Parameters.Method} {r.Status} {r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
+                        ? $"[sweep] ensemble {r.Id} {r.Status} {r.Metric:F4}: " +
+                            $"{string.Join(", ", r.Ensemble.Select(m => $"{m.TrialId} × {m.Weight:F2}"))}"
+                        : $"[sweep] {(r.Refit ? "refit" : "trial")} {r.Id} {r.Parameters.Method} {r.Status} " +
+                            $"{r.Metric:F4} in {r.Duration.TotalSeconds:F0} s: {r.Parameters.ToJson()}");
             });
         if (opt.Ensemble >= 2 && !opt.RefitAllData) sweep.SetEnsemble(opt.Ensemble);
         var result = sweep.RunAsync().GetAwaiter().GetResult();
@@ -194,7 +212,8 @@ internal static class Arms
         Chart.Draw(result, Path.Combine(opt.Out, "sweep-vs-default-lora.png"), name, opt.RefitAllData);
         var best = result.BestTrial;
         string configuration = (best.Refit ? "refit of " : "trial ") + best.Parameters.ToJson();
-        if (result.BestModel is TransformerChain<ITransformer> chain && chain.LastTransformer is PeftEnsembleTransformer ensemble)
+        if (result.BestModel is TransformerChain<ITransformer> chain
+            && chain.LastTransformer is PeftEnsembleTransformer ensemble)
         {
             // Each member alone on dev as well, to show what the averaging adds.
             var keys = chain.Take(chain.Count() - 1).ToArray();
@@ -203,14 +222,18 @@ internal static class Arms
                 var trial = result.Trials.First(t => t.Id == best.Ensemble[i].TrialId);
                 double alone = Accuracy(ml, new TransformerChain<ITransformer>([.. keys, m]), dev);
                 return string.Create(CultureInfo.InvariantCulture,
-                    $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} ({(trial.TrainedOnValidation ? "in-sample " : opt.RefitAllData && trial.Refit ? "held-out fold " : "")}validation {trial.Metric:F4}, dev alone {alone:F4}) {trial.Parameters.ToJson()}");
+                    $"{(trial.Refit ? "refit" : "trial")} {trial.Id} × {best.Ensemble[i].Weight:F2} " +
+                    $"({(trial.TrainedOnValidation ? "in-sample "
+                        : opt.RefitAllData && trial.Refit ? "held-out fold " : "")}validation {trial.Metric:F4}, " +
+                    $"dev alone {alone:F4}) {trial.Parameters.ToJson()}");
             }));
         }
         string correct = Correct(result.BestModel!, dev);
         return new ArmResult
         {
             // A model trained on the validation rows has no held-out validation accuracy.
-            Arm = "sweep", DevAccuracy = Share(correct), DevCorrect = correct, ValidationAccuracy = best.TrainedOnValidation ? double.NaN : best.Metric, Trials = result.Trials.Count,
+            Arm = "sweep", DevAccuracy = Share(correct), DevCorrect = correct,
+            ValidationAccuracy = best.TrainedOnValidation ? double.NaN : best.Metric, Trials = result.Trials.Count,
             Configuration = configuration, TrainableParameters = best.TrainableParameters,
         };
     }
@@ -222,14 +245,18 @@ internal static class Arms
             LabelColumnName = "Label", Sentence1ColumnName = "Text",
             Epochs = 100_000, MaxTrainingTime = TimeSpan.FromMinutes(opt.Minutes),
         };
-        var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(options)).Fit(train);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(options))
+            .Fit(train);
         var stage = model.LastTransformer;
         string correct = Correct(model, dev);
         return new ArmResult
         {
-            Arm = "lora", DevAccuracy = Share(correct), DevCorrect = correct, ValidationAccuracy = Accuracy(ml, model, validation), Trials = 1,
+            Arm = "lora", DevAccuracy = Share(correct), DevCorrect = correct,
+            ValidationAccuracy = Accuracy(ml, model, validation), Trials = 1,
             Epochs = stage.TrainingReport?.EpochsRun ?? 0, TrainableParameters = stage.TrainableParameterCount,
-            Configuration = $"defaults (LoRA r=8, lr {stage.Method.DefaultLearningRate:G3}, batch {options.BatchSize}, max length {options.MaxSequenceLength}), {stage.TrainingReport?.EpochsRun} epoch(s) in the time limit",
+            Configuration =
+                $"defaults (LoRA r=8, lr {stage.Method.DefaultLearningRate:G3}, batch {options.BatchSize}, max " +
+                $"length {options.MaxSequenceLength}), {stage.TrainingReport?.EpochsRun} epoch(s) in the time limit",
         };
     }
 }
@@ -238,38 +265,49 @@ internal static class Parent
 {
     public static int Run(Options opt, string data)
     {
-        Console.WriteLine($"Sweep vs default LoRA: {opt.Minutes:G} minute(s) each, {opt.TrainRows} training rows, {opt.ValidationRows} validation rows (sweep only), "
-            + $"{DataName(data)} dev for both; {opt.Threads} libtorch thread(s) per arm, both arms at once on {Environment.ProcessorCount} logical cores.");
+        Console.WriteLine($"Sweep vs default LoRA: {opt.Minutes:G} minute(s) each, {opt.TrainRows} training rows, " +
+            $"{opt.ValidationRows} validation rows (sweep only), "
+            + $"{DataName(data)} dev for both; {opt.Threads} libtorch thread(s) per arm, both arms at once on " +
+                $"{Environment.ProcessorCount} logical cores.");
         var arms = new[] { "sweep", "lora" }.Select(a => Task.Run(() => Launch(opt, data, a))).ToArray();
         var results = arms.Select(t => t.GetAwaiter().GetResult()).ToList();
         string table = Table(opt, DataName(data), results);
         Console.WriteLine(table);
         Directory.CreateDirectory(opt.Out);
         File.WriteAllText(Path.Combine(opt.Out, "sweep-vs-default-lora.md"), table);
-        Console.WriteLine($"Wrote {Path.Combine(opt.Out, "sweep-vs-default-lora.md")}, sweep-leaderboard.csv and sweep-vs-default-lora.png.");
+        Console.WriteLine($"Wrote {Path.Combine(opt.Out, "sweep-vs-default-lora.md")}, sweep-leaderboard.csv and " +
+            "sweep-vs-default-lora.png.");
         return results.All(r => r.Error is null) ? 0 : 1;
     }
 
     /// <summary>"SST-2" for the default data, else the data folder's name.</summary>
-    public static string DataName(string data) => Path.GetFileName(Path.TrimEndingDirectorySeparator(data)) is var name && name != "sst2" ? name : "SST-2";
+    public static string DataName(string data) => Path.GetFileName(Path.TrimEndingDirectorySeparator(data)) is var name
+        && name != "sst2" ? name : "SST-2";
 
     private static string Table(Options opt, string name, List<ArmResult> results)
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"{name}, {opt.TrainRows} training rows, {opt.Minutes:G} min per arm, {opt.Threads} thread(s) per arm, seed {opt.Seed}");
+        sb.AppendLine($"{name}, {opt.TrainRows} training rows, {opt.Minutes:G} min per arm, {opt.Threads} thread(s) " +
+            $"per arm, seed {opt.Seed}");
         sb.AppendLine();
-        sb.AppendLine($"| arm | {name} dev accuracy | held-out validation accuracy | wall s | trials | trainable params | peak RSS MB | configuration |");
+        sb.AppendLine($"| arm | {name} dev accuracy | held-out validation accuracy | wall s | trials | trainable " +
+            "params | peak RSS MB | configuration |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
         foreach (var r in results)
             sb.AppendLine(r.Error is not null
                 ? $"| {r.Arm} | failed: {r.Error} | | {r.Seconds:F0} | | | | |"
                 : string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Arm} | {r.DevAccuracy:F4} | {(double.IsNaN(r.ValidationAccuracy) ? "– (trained on it)" : r.ValidationAccuracy.ToString("F4", CultureInfo.InvariantCulture))} | {r.Seconds:F0} | {r.Trials} | {r.TrainableParameters:N0} | {r.PeakRssBytes / 1048576.0:F0} | {r.Configuration.Replace("|", "/")} |"));
+                    $"| {r.Arm} | {r.DevAccuracy:F4} | {(double.IsNaN(r.ValidationAccuracy) ? "– (trained on it)"
+                        : r.ValidationAccuracy.ToString("F4", CultureInfo.InvariantCulture))} | {r.Seconds:F0} | " +
+                    $"{r.Trials} | {r.TrainableParameters:N0} | {r.PeakRssBytes / 1048576.0:F0} | " +
+                    $"{r.Configuration.Replace("|", "/")} |"));
         var sweep = results.FirstOrDefault(r => r.Arm == "sweep" && r.Error is null);
         var lora = results.FirstOrDefault(r => r.Arm == "lora" && r.Error is null);
         if (sweep is not null && lora is not null)
             sb.AppendLine().AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"Sweep best minus default LoRA on {name} dev: {100 * (sweep.DevAccuracy - lora.DevAccuracy):+0.0;-0.0} points ({(sweep.DevAccuracy > lora.DevAccuracy ? "the sweep wins" : "the sweep does not win")})."))
+                $"Sweep best minus default LoRA on {name} dev: " +
+                    $"{100 * (sweep.DevAccuracy - lora.DevAccuracy):+0.0;-0.0} points " +
+                    $"({(sweep.DevAccuracy > lora.DevAccuracy ? "the sweep wins" : "the sweep does not win")})."))
               .AppendLine(McNemar(sweep.DevCorrect, lora.DevCorrect));
         return sb.ToString();
     }
@@ -280,7 +318,8 @@ internal static class Parent
     /// </summary>
     private static string McNemar(string sweep, string lora)
     {
-        if (sweep.Length != lora.Length || sweep.Length == 0) return "Paired test: the arms scored different row counts.";
+        if (sweep.Length != lora.Length || sweep.Length == 0)
+            return "Paired test: the arms scored different row counts.";
         int onlySweep = sweep.Zip(lora).Count(p => p.First == '1' && p.Second == '0');
         int onlyLora = sweep.Zip(lora).Count(p => p.First == '0' && p.Second == '1');
         int n = onlySweep + onlyLora, k = Math.Min(onlySweep, onlyLora);
@@ -289,7 +328,8 @@ internal static class Parent
         for (int i = 0; i <= k; i++) tail += Math.Exp(LogChoose(n, i) - n * Math.Log(2));
         double p = Math.Min(1, 2 * tail);
         return string.Create(CultureInfo.InvariantCulture,
-            $"Paired on the {sweep.Length} dev rows: only the sweep right on {onlySweep}, only default LoRA right on {onlyLora}; exact McNemar p = {p:G3}.");
+            $"Paired on the {sweep.Length} dev rows: only the sweep right on {onlySweep}, only default LoRA right on " +
+                $"{onlyLora}; exact McNemar p = {p:G3}.");
     }
 
     private static double LogChoose(int n, int k)
@@ -301,14 +341,19 @@ internal static class Parent
 
     private static ArmResult Launch(Options opt, string data, string arm)
     {
-        var (json, exitCode, tail) = ChildProcess.Run(opt.ChildArgs(data).Concat(["--arm", arm]), opt.Threads, Options.ResultPrefix, line =>
+        var (json, exitCode, tail) =
+            ChildProcess.Run(opt.ChildArgs(data).Concat(["--arm", arm]), opt.Threads, Options.ResultPrefix, line =>
         {
-            // The sweep's monitor lines, the trials' log lines and the LoRA arm's time-limit line; not every progress report.
+            // The sweep's monitor lines, the trials' log lines and the LoRA arm's time-limit line; not every progress
+            // report.
             if (line.StartsWith("[sweep]", StringComparison.Ordinal)) Console.WriteLine(line);
-            else if (line.Contains("Trial ", StringComparison.Ordinal) || line.Contains("Stopped at the time limit", StringComparison.Ordinal)) Console.WriteLine($"[{arm}] {line}");
+            else if (line.Contains("Trial ", StringComparison.Ordinal)
+                || line.Contains("Stopped at the time limit", StringComparison.Ordinal))
+                Console.WriteLine($"[{arm}] {line}");
         });
         return json is not null ? JsonSerializer.Deserialize<ArmResult>(json, Options.Json)!
-            : new ArmResult { Arm = arm, Error = $"the arm's process exited with code {exitCode} and no result: {tail}" };
+            : new ArmResult { Arm = arm,
+                Error = $"the arm's process exited with code {exitCode} and no result: {tail}" };
     }
 }
 
@@ -326,11 +371,12 @@ internal static class Chart
     {
         var plt = new ScottPlot.Plot();
         double end = 0, best = double.NegativeInfinity;
-        var (ends, metrics, bests, prunedEnds, prunedMetrics) = (new List<double>(), new List<double>(), new List<double>(), new List<double>(), new List<double>());
+        var (ends, metrics, bests, prunedEnds, prunedMetrics) =
+            (new List<double>(), new List<double>(), new List<double>(), new List<double>(), new List<double>());
         var (refitEnds, refitMetrics) = (new List<double>(), new List<double>());
         var (ensembleEnds, ensembleMetrics) = (new List<double>(), new List<double>());
-        // A single refit on all the data scores rows it trained on: its point is drawn, but named as in-sample. Cross-fitted
-        // refits are scored on the fold they held out, and their average on the out-of-fold scores.
+        // A single refit on all the data scores rows it trained on: its point is drawn, but named as in-sample.
+        // Cross-fitted refits are scored on the fold they held out, and their average on the out-of-fold scores.
         bool inSample = result.Trials.Any(t => t.TrainedOnValidation);
         foreach (var t in result.Trials)
         {
@@ -365,7 +411,8 @@ internal static class Chart
             refit.MarkerShape = ScottPlot.MarkerShape.FilledDiamond;
             refit.MarkerSize = 12;
             refit.LegendText = inSample ? "refit on training + validation rows (in-sample)"
-                : refitOnAllData ? "refit on training + other validation folds (on its fold)" : "refit of a best configuration";
+                : refitOnAllData ? "refit on training + other validation folds (on its fold)"
+                    : "refit of a best configuration";
         }
         if (ensembleEnds.Count > 0)
         {

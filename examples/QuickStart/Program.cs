@@ -12,7 +12,8 @@ using Spectre.Console;
 string dataPath = args.Length > 0 ? args[0] : Path.Combine(AppContext.BaseDirectory, "data", "sentiment.tsv");
 if (!File.Exists(dataPath))
 {
-    AnsiConsole.MarkupLineInterpolated($"[red]Data file '{dataPath}' does not exist.[/] Give a TSV with a header row and columns Label<TAB>Text.");
+    AnsiConsole.MarkupLineInterpolated(
+        $"[red]Data file '{dataPath}' does not exist.[/] Give a TSV with a header row and columns Label<TAB>Text.");
     return 1;
 }
 string modelPath = Path.GetFullPath("sentiment.zip");
@@ -22,7 +23,8 @@ var data = ml.Data.LoadFromTextFile(dataPath,
     [new TextLoader.Column("Label", DataKind.String, 0), new TextLoader.Column("Text", DataKind.String, 1)],
     separatorChar: '\t', hasHeader: true, allowQuoting: false);
 var split = ml.Data.TrainTestSplit(data, testFraction: 0.2, seed: 1);
-long trainRows = split.TrainSet.GetColumn<string>("Label").LongCount(), testRows = split.TestSet.GetColumn<string>("Label").LongCount();
+long trainRows = split.TrainSet.GetColumn<string>("Label").LongCount(),
+    testRows = split.TestSet.GetColumn<string>("Label").LongCount();
 AnsiConsole.MarkupLineInterpolated($"[bold]Data[/]: {dataPath} — {trainRows} training rows, {testRows} test rows");
 
 // 1. ML.NET's classic bag-of-words baseline.
@@ -61,15 +63,20 @@ var metrics = ml.MulticlassClassification.Evaluate(model.Transform(split.TestSet
 var stage = ((IEnumerable<ITransformer>)model).OfType<PeftTextTransformer>().Single();
 AnsiConsole.MarkupLineInterpolated($"[bold]Training plan[/]: {stage.TrainingReport?.Plan}");
 
-var table = new Table().AddColumns("model", "accuracy", "macro accuracy", "log-loss", "trainable parameters", "training time");
-table.AddRow("FeaturizeText + SdcaMaximumEntropy", $"{baselineMetrics.MicroAccuracy:F3}", $"{baselineMetrics.MacroAccuracy:F3}", $"{baselineMetrics.LogLoss:F3}", "-", $"{baselineTime.TotalSeconds:F1} s");
-table.AddRow($"LoRA r=8 on {stage.BaseModelIdentity.Name}", $"{metrics.MicroAccuracy:F3}", $"{metrics.MacroAccuracy:F3}", $"{metrics.LogLoss:F3}",
-    $"{stage.TrainableParameterCount:N0} of {stage.TotalParameterCount:N0} ({stage.TrainablePercent:F2}%)", $"{loraTime.TotalSeconds:F1} s");
+var table = new Table()
+    .AddColumns("model", "accuracy", "macro accuracy", "log-loss", "trainable parameters", "training time");
+table.AddRow("FeaturizeText + SdcaMaximumEntropy", $"{baselineMetrics.MicroAccuracy:F3}",
+    $"{baselineMetrics.MacroAccuracy:F3}", $"{baselineMetrics.LogLoss:F3}", "-", $"{baselineTime.TotalSeconds:F1} s");
+table.AddRow($"LoRA r=8 on {stage.BaseModelIdentity.Name}", $"{metrics.MicroAccuracy:F3}",
+    $"{metrics.MacroAccuracy:F3}", $"{metrics.LogLoss:F3}",
+    $"{stage.TrainableParameterCount:N0} of {stage.TotalParameterCount:N0} ({stage.TrainablePercent:F2}%)",
+        $"{loraTime.TotalSeconds:F1} s");
 AnsiConsole.Write(table);
 
 // 3. Save atomically, reload in a fresh context, predict.
 PeftModelIO.SaveAtomic(ml, model, split.TrainSet.Schema, modelPath);
-AnsiConsole.MarkupLineInterpolated($"Saved [bold]{modelPath}[/] ({new FileInfo(modelPath).Length / 1024.0:F0} KB: LoRA and head weights, vocabulary and the base model's identity)");
+AnsiConsole.MarkupLineInterpolated($"Saved [bold]{modelPath}[/] ({new FileInfo(modelPath).Length
+    / 1024.0:F0} KB: LoRA and head weights, vocabulary and the base model's identity)");
 var fresh = new MLContext(seed: 2);
 var loaded = fresh.Model.Load(modelPath, out _);
 var engine = fresh.Model.CreatePredictionEngine<Review, Prediction>(loaded);

@@ -27,7 +27,8 @@ var second = ml.Data.TrainTestSplit(first.TrainSet, testFraction: 0.2, seed: 2);
 var (train, validation, test) = (second.TrainSet, second.TestSet, first.TestSet);
 
 Action? refresh = null;
-var table = new Table().AddColumns("trial", "method", "parameters", "status", "validation accuracy", "seconds", "best so far");
+var table = new Table()
+    .AddColumns("trial", "method", "parameters", "status", "validation accuracy", "seconds", "best so far");
 var sweep = ml.Peft().CreateSweep()
     .SetDataset(train, validation)
     .SetLabel("Label").SetText("Text")
@@ -42,17 +43,22 @@ var sweep = ml.Peft().CreateSweep()
         if (e.Kind != SweepEventKind.TrialEnded || e.Result is not { } r) return;
         bool ensemble = r.Ensemble.Count > 0;
         string parameters = ensemble
-            ? string.Join(", ", r.Ensemble.Select(m => $"#{m.TrialId} × {m.Weight.ToString("F2", CultureInfo.InvariantCulture)}"))
-            : string.Join(", ", r.Parameters.Values.Select(kv => $"{kv.Key}={(kv.Value is double d ? d.ToString("G3", CultureInfo.InvariantCulture) : kv.Value)}"));
-        table.AddRow(r.Id.ToString(CultureInfo.InvariantCulture), ensemble ? "ensemble" : r.Parameters.Method, Markup.Escape(parameters), r.Status.ToString(),
+            ? string.Join(", ",
+                r.Ensemble.Select(m => $"#{m.TrialId} × {m.Weight.ToString("F2", CultureInfo.InvariantCulture)}"))
+            : string.Join(", ", r.Parameters.Values.Select(kv =>
+                $"{kv.Key}={(kv.Value is double d ? d.ToString("G3", CultureInfo.InvariantCulture) : kv.Value)}"));
+        table.AddRow(r.Id.ToString(CultureInfo.InvariantCulture), ensemble ? "ensemble" : r.Parameters.Method,
+            Markup.Escape(parameters), r.Status.ToString(),
             double.IsNaN(r.Metric) ? "-" : r.Metric.ToString("F3", CultureInfo.InvariantCulture),
             r.Duration.TotalSeconds.ToString("F0", CultureInfo.InvariantCulture),
             e.BestSoFar is { } b ? $"#{b.Id} {b.Metric:F3}" : "-");
         refresh?.Invoke();
     });
 
-AnsiConsole.MarkupLine($"[bold]Sweeping[/] for up to {seconds:F0} s (cost-frugal tuner, checkpoint in ./sweep-checkpoint)...");
-// The leaderboard table redraws as each trial ends (a plain dump of the final table where the output is not a terminal).
+AnsiConsole.MarkupLine($"[bold]Sweeping[/] for up to {seconds:F0} s (cost-frugal tuner, checkpoint in " +
+    "./sweep-checkpoint)...");
+// The leaderboard table redraws as each trial ends (a plain dump of the final table where the output is not a
+// terminal).
 PeftSweepResult result = null!;
 await AnsiConsole.Live(table).StartAsync(async ctx =>
 {
@@ -61,13 +67,19 @@ await AnsiConsole.Live(table).StartAsync(async ctx =>
 });
 result.WriteCsv(Path.GetFullPath("sweep-leaderboard.csv"));
 SaveChart(result, Path.GetFullPath("sweep-progress.png"));
-AnsiConsole.MarkupLine($"Best: {(result.BestTrial.Ensemble.Count > 0 ? "ensemble" : "trial")} {result.BestTrial.Id} ({(result.BestTrial.Ensemble.Count > 0 ? $"{result.BestTrial.Ensemble.Count} models" : result.BestTrial.Parameters.Method)}), validation accuracy {result.BestTrial.Metric:F3}; leaderboard in sweep-leaderboard.csv, chart in sweep-progress.png");
+AnsiConsole.MarkupLine($"Best: {(result.BestTrial.Ensemble.Count > 0 ? "ensemble" : "trial")} {result.BestTrial.Id} " +
+    $"({(result.BestTrial.Ensemble.Count > 0
+        ? $"{result.BestTrial.Ensemble.Count} models"
+        : result.BestTrial.Parameters.Method)}), " +
+    $"validation accuracy {result.BestTrial.Metric:F3}; leaderboard in sweep-leaderboard.csv, " +
+    "chart in sweep-progress.png");
 
 string modelPath = Path.GetFullPath("sweep-best.zip");
 PeftModelIO.SaveAtomic(ml, result.BestModel!, train.Schema, modelPath);
 var loaded = new MLContext(seed: 2).Model.Load(modelPath, out _);
 var metrics = ml.MulticlassClassification.Evaluate(loaded.Transform(test));
-AnsiConsole.MarkupLine($"Reloaded {Path.GetFileName(modelPath)}: test accuracy {metrics.MicroAccuracy:F3} on {test.GetColumn<string>("Label").Count()} held-out rows");
+AnsiConsole.MarkupLine($"Reloaded {Path.GetFileName(modelPath)}: test accuracy {metrics.MicroAccuracy:F3} on " +
+    $"{test.GetColumn<string>("Label").Count()} held-out rows");
 return 0;
 
 // Metric of each finished trial against the time it ended, with the best-so-far line (as AutoML's progress charts).

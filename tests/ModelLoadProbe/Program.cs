@@ -32,9 +32,11 @@ try
         .Where(c => !c.IsHidden)
         .Select((c, i) => c.Type is TextDataViewType
             ? new TextLoader.Column(c.Name, DataKind.String, i)
-            : throw new NotSupportedException($"Input column '{c.Name}' is {c.Type}; the probe reads text columns only."))
+            : throw new NotSupportedException(
+                $"Input column '{c.Name}' is {c.Type}; the probe reads text columns only."))
         .ToArray();
-    var data = ml.Data.LoadFromTextFile(positional[1], loaderColumns, separatorChar: '\t', hasHeader: false, allowQuoting: false);
+    var data = ml.Data
+        .LoadFromTextFile(positional[1], loaderColumns, separatorChar: '\t', hasHeader: false, allowQuoting: false);
     foreach (var line in RowFormatter.Format(model.Transform(data), positional.Skip(2).ToArray()))
         Console.WriteLine(line);
     return 0;

@@ -13,7 +13,8 @@ internal static class RowFormatter
     public static List<string> Format(IDataView view, IReadOnlyList<string> columnNames)
     {
         var columns = columnNames
-            .Select(n => view.Schema.GetColumnOrNull(n) ?? throw new ArgumentException($"No column '{n}' in the data view."))
+            .Select(n => view.Schema.GetColumnOrNull(n)
+                ?? throw new ArgumentException($"No column '{n}' in the data view."))
             .ToArray();
         var lines = new List<string>();
         using var cursor = view.GetRowCursor(columns);
@@ -34,7 +35,8 @@ internal static class RowFormatter
                 return () =>
                 {
                     getter(ref value);
-                    return string.Join(' ', value.DenseValues().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
+                    return string.Join(' ',
+                        value.DenseValues().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
                 };
             }
             case KeyDataViewType when column.Type.RawType == typeof(uint):
@@ -68,7 +70,8 @@ internal static class RowFormatter
                 };
             }
             default:
-                throw new NotSupportedException($"Column '{column.Name}' has type {column.Type}, which this formatter does not print.");
+                throw new NotSupportedException($"Column '{column.Name}' has type {column.Type}, which this " +
+                    "formatter does not print.");
         }
     }
 }

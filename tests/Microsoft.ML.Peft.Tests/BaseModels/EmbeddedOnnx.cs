@@ -28,11 +28,14 @@ internal static class EmbeddedOnnx
     /// <summary>A temporary folder deleted on dispose.</summary>
     public sealed class TempFolder : IDisposable
     {
-        public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "peft-tests-" + Guid.NewGuid().ToString("N"));
+        public string Path { get; } =
+            System.IO.Path.Combine(System.IO.Path.GetTempPath(), "peft-tests-" + Guid.NewGuid().ToString("N"));
         public TempFolder() => Directory.CreateDirectory(Path);
         public void Dispose()
         {
-            try { Directory.Delete(Path, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            try { Directory.Delete(Path, recursive: true); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
         }
     }
 }

@@ -7,8 +7,10 @@ namespace Microsoft.ML.Peft.Tests.BaseModels;
 [TestClass]
 public sealed class FromFolderTests
 {
-    /// <summary>Writes a Hugging Face-style folder from the tiny ONNX model's weights, as a task model checkpoint (bert. prefix, head tensors).</summary>
-    private static (BaseModel Source, string Folder) MakeFolder(EmbeddedOnnx.TempFolder temp, string format, Action<Dictionary<string, Tensor>>? edit = null)
+    /// <summary>Writes a Hugging Face-style folder from the tiny ONNX model's weights, as a task model checkpoint
+    /// (bert. prefix, head tensors).</summary>
+    private static (BaseModel Source, string Folder) MakeFolder(EmbeddedOnnx.TempFolder temp, string format,
+        Action<Dictionary<string, Tensor>>? edit = null)
     {
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "src"));
         var source = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache"));
@@ -20,14 +22,17 @@ public sealed class FromFolderTests
 
         var weights = source.LoadWeights();
         var checkpoint = weights.ToDictionary(kv => "bert." + kv.Key, kv => kv.Value);
-        checkpoint["bert.embeddings.position_ids"] = arange(source.Config.MaxPositionEmbeddings, dtype: ScalarType.Int64).unsqueeze(0);
+        checkpoint["bert.embeddings.position_ids"] =
+            arange(source.Config.MaxPositionEmbeddings, dtype: ScalarType.Int64).unsqueeze(0);
         checkpoint["cls.predictions.bias"] = zeros(source.Config.VocabSize);
-        checkpoint["bert.encoder.layer.0.attention.output.LayerNorm.weight"] = checkpoint["bert.encoder.layer.0.attention.output.LayerNorm.weight"].to_type(ScalarType.Float16);
+        checkpoint["bert.encoder.layer.0.attention.output.LayerNorm.weight"] =
+            checkpoint["bert.encoder.layer.0.attention.output.LayerNorm.weight"].to_type(ScalarType.Float16);
         edit?.Invoke(checkpoint);
         if (format == "safetensors")
             SafeTensors.WriteAtomic(Path.Combine(folder, "model.safetensors"), checkpoint);
         else
-            TorchSharp.PyBridge.PyTorchPickler.PickleStateDict(Path.Combine(folder, "pytorch_model.bin"), new Hashtable(checkpoint));
+            TorchSharp.PyBridge.PyTorchPickler
+                .PickleStateDict(Path.Combine(folder, "pytorch_model.bin"), new Hashtable(checkpoint));
         foreach (var t in checkpoint.Values) t.Dispose();
         return (source, folder);
     }
@@ -91,7 +96,8 @@ public sealed class FromFolderTests
         Assert.ThrowsExactly<DirectoryNotFoundException>(() => BaseModel.FromFolder(Path.Combine(temp.Path, "nope")));
         var e = Assert.ThrowsExactly<FileNotFoundException>(() => BaseModel.FromFolder(temp.Path));
         StringAssert.Contains(e.Message, "config.json");
-        File.WriteAllText(Path.Combine(temp.Path, "config.json"), new Microsoft.ML.Peft.Modeling.EncoderConfig().ToJson());
+        File.WriteAllText(Path.Combine(temp.Path, "config.json"),
+            new Microsoft.ML.Peft.Modeling.EncoderConfig().ToJson());
         e = Assert.ThrowsExactly<FileNotFoundException>(() => BaseModel.FromFolder(temp.Path));
         StringAssert.Contains(e.Message, "model.safetensors");
     }

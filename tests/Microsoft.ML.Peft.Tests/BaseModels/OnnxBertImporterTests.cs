@@ -9,7 +9,8 @@ public sealed class OnnxBertImporterTests
 {
     private static readonly string[] Linears =
     [
-        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense",
+        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+        "intermediate.dense", "output.dense",
     ];
 
     private static void CheckEmbedded(string package, bool expectPooler)
@@ -50,7 +51,8 @@ public sealed class OnnxBertImporterTests
         Assert.IsEmpty(problems, string.Join("; ", problems));
 
         // The 36 anonymous matrices are all distinct initializers, none chosen by name.
-        var sources = result.Provenance.Where(kv => kv.Key.StartsWith("encoder.", StringComparison.Ordinal)).Select(kv => kv.Value.Split('\'')[1]).ToList();
+        var sources = result.Provenance.Where(kv => kv.Key.StartsWith("encoder.", StringComparison.Ordinal))
+            .Select(kv => kv.Value.Split('\'')[1]).ToList();
         Assert.HasCount(36, sources);
         Assert.HasCount(36, sources.Distinct());
 
@@ -58,7 +60,8 @@ public sealed class OnnxBertImporterTests
         string queryInit = result.Provenance["encoder.layer.0.attention.self.query.weight"].Split('\'')[1];
         using var stored = model.Graph.Initializers[queryInit].ToTorch();
         using var transposed = stored.t();
-        Assert.IsTrue(result.Weights["encoder.layer.0.attention.self.query.weight"].allclose(transposed, rtol: 0, atol: 0));
+        Assert.IsTrue(result.Weights["encoder.layer.0.attention.self.query.weight"]
+            .allclose(transposed, rtol: 0, atol: 0));
     }
 
     [TestMethod]
@@ -109,7 +112,8 @@ public sealed class OnnxBertImporterTests
         byte[] tensor = TinyOnnx.FloatTensor("some.weight", [2, 2], [1, 2, 3, 4], rawData: true);
         byte[] graph = TinyOnnx.Message(o => TinyOnnx.Sub(o, 5, tensor));
         byte[] bytes = TinyOnnx.Message(o => TinyOnnx.Sub(o, 7, graph));
-        var e = Assert.ThrowsExactly<InvalidDataException>(() => OnnxBertImporter.Import(OnnxModel.Parse(bytes, bytes.Length, "x"), "x"));
+        var e = Assert.ThrowsExactly<InvalidDataException>(() =>
+            OnnxBertImporter.Import(OnnxModel.Parse(bytes, bytes.Length, "x"), "x"));
         StringAssert.Contains(e.Message, "embeddings.word_embeddings.weight");
     }
 }

@@ -18,7 +18,8 @@ public sealed class OnnxReaderTests
         var vocab = EmbeddedOnnx.Vocab("ArcticXs");
         string text = System.Text.Encoding.UTF8.GetString(vocab.ReadAllBytes());
         StringAssert.StartsWith(text, "[PAD]");
-        Assert.IsFalse(AppDomain.CurrentDomain.GetAssemblies().Any(a => a.GetName().Name?.StartsWith("SentenceTransformers", StringComparison.Ordinal) == true),
+        Assert.IsFalse(AppDomain.CurrentDomain.GetAssemblies()
+            .Any(a => a.GetName().Name?.StartsWith("SentenceTransformers", StringComparison.Ordinal) == true),
                        "the SentenceTransformers assemblies must not be loaded");
     }
 
@@ -35,11 +36,14 @@ public sealed class OnnxReaderTests
         CollectionAssert.AreEqual(new long[] { 30522, 384 }, word.Dims);
         Assert.AreEqual(OnnxDataType.Float, word.DataType);
         Assert.AreEqual(30522L * 384 * 4, word.RawData.Length);
-        CollectionAssert.AreEqual(new long[] { 512, 384 }, g.Initializers["embeddings.position_embeddings.weight"].Dims);
-        CollectionAssert.AreEqual(new long[] { 2, 384 }, g.Initializers["embeddings.token_type_embeddings.weight"].Dims);
+        CollectionAssert.AreEqual(new long[] { 512, 384 },
+            g.Initializers["embeddings.position_embeddings.weight"].Dims);
+        CollectionAssert.AreEqual(new long[] { 2, 384 },
+            g.Initializers["embeddings.token_type_embeddings.weight"].Dims);
         CollectionAssert.AreEqual(new long[] { 1536 }, g.Initializers["encoder.layer.5.intermediate.dense.bias"].Dims);
         Assert.AreEqual(OnnxDataType.Int64, g.Initializers["embeddings.position_ids"].DataType);
-        CollectionAssert.AreEqual(Enumerable.Range(0, 512).Select(i => (long)i).ToArray(), g.Initializers["embeddings.position_ids"].ToInt64Array());
+        CollectionAssert.AreEqual(Enumerable.Range(0, 512).Select(i => (long)i).ToArray(),
+            g.Initializers["embeddings.position_ids"].ToInt64Array());
 
         // Nodes carry op types, inputs, outputs and attributes.
         var erf = g.Nodes.Where(n => n.OpType == "Erf").ToList();

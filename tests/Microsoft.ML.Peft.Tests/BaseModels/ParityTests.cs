@@ -35,7 +35,8 @@ internal sealed class ParityHarness : IDisposable
         "日本語のテキストも少し混ぜてみます。",
         "Tabs\tand\nnewlines\r\ninside the text.",
         "[CLS] literal special tokens [SEP] in the input [MASK]",
-        string.Join(" ", Enumerable.Range(0, 30).Select(i => $"word{i} is part of a rather long paragraph, number {i}.")),
+        string.Join(" ",
+            Enumerable.Range(0, 30).Select(i => $"word{i} is part of a rather long paragraph, number {i}.")),
         "Mixed: ŁÓDŹ, São Paulo, Zürich, Kraków, İstanbul, Ærøskøbing.",
         "The end.",
     ];
@@ -56,7 +57,8 @@ internal sealed class ParityHarness : IDisposable
         Model = create(CacheFolder.Path);
         _encoder = Model.CreateEncoder();
         _encoder.eval();
-        _tokenizer = BertTokenizer.Create(Model.OpenVocab(), new BertOptions { LowerCaseBeforeTokenization = Model.DoLowerCase });
+        _tokenizer = BertTokenizer.Create(Model.OpenVocab(),
+            new BertOptions { LowerCaseBeforeTokenization = Model.DoLowerCase });
         var options = new SessionOptions { IntraOpNumThreads = 2 };
         _session = new InferenceSession(EmbeddedOnnx.Model(package).ReadAllBytes(), options);
     }
@@ -65,20 +67,24 @@ internal sealed class ParityHarness : IDisposable
 
     public (long[] Ids, long[] Types) Encode(string text)
     {
-        var ids = _tokenizer.EncodeToIds(text, addSpecialTokens: true, considerPreTokenization: true, considerNormalization: true).Select(i => (long)i).Take(512).ToArray();
+        var ids = _tokenizer.EncodeToIds(text, addSpecialTokens: true, considerPreTokenization: true,
+            considerNormalization: true).Select(i => (long)i).Take(512).ToArray();
         return (ids, new long[ids.Length]);
     }
 
     public (long[] Ids, long[] Types) EncodePair(string a, string b)
     {
-        var ia = _tokenizer.EncodeToIds(a, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true);
-        var ib = _tokenizer.EncodeToIds(b, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true);
+        var ia = _tokenizer.EncodeToIds(a, addSpecialTokens: false, considerPreTokenization: true,
+            considerNormalization: true);
+        var ib = _tokenizer.EncodeToIds(b, addSpecialTokens: false, considerPreTokenization: true,
+            considerNormalization: true);
         var ids = _tokenizer.BuildInputsWithSpecialTokens(ia, ib).Select(i => (long)i).ToArray();
         var types = _tokenizer.CreateTokenTypeIdsFromSequences(ia, ib).Select(i => (long)i).ToArray();
         return (ids, types);
     }
 
-    /// <summary>Runs both on a (padded) batch; returns the largest absolute difference over non-padded positions.</summary>
+    /// <summary>Runs both on a (padded) batch; returns the largest absolute difference over non-padded
+    /// positions.</summary>
     public double MaxDiff(IReadOnlyList<(long[] Ids, long[] Types)> batch)
     {
         int b = batch.Count, s = batch.Max(x => x.Ids.Length), h = Model.Config.HiddenSize;
@@ -107,7 +113,8 @@ internal sealed class ParityHarness : IDisposable
         using (var inMask = OrtValue.CreateTensorValueFromMemory(mask, shape))
         using (var inTypes = OrtValue.CreateTensorValueFromMemory(types, shape))
         using (var runOptions = new RunOptions())
-        using (var outputs = _session.Run(runOptions, ["input_ids", "attention_mask", "token_type_ids"], [inIds, inMask, inTypes], ["last_hidden_state"]))
+        using (var outputs = _session.Run(runOptions, ["input_ids", "attention_mask", "token_type_ids"],
+            [inIds, inMask, inTypes], ["last_hidden_state"]))
         {
             reference = outputs[0].GetTensorDataAsSpan<float>().ToArray();
         }
@@ -147,7 +154,8 @@ internal static class ParityChecks
         }
         double pair = h.MaxDiff([h.EncodePair(ParityHarness.Pair.A, ParityHarness.Pair.B)]);
         Assert.IsLessThan(ParityHarness.Tolerance, pair, $"{label}: sentence pair differs by {pair:E2}");
-        Console.WriteLine($"{label} parity, {ParityHarness.Sentences.Length} sentences + 1 pair one at a time: max |diff| = {Math.Max(worst, pair):E2}");
+        Console.WriteLine($"{label} parity, {ParityHarness.Sentences.Length} sentences + 1 pair one at a time: max " +
+            $"|diff| = {Math.Max(worst, pair):E2}");
     }
 
     public static void Padded(ParityHarness h, string label)
@@ -158,7 +166,8 @@ internal static class ParityChecks
         Assert.IsTrue(batch.Any(x => x.Types.Any(t => t == 1)), "the batch must hold token type ids");
         double d = h.MaxDiff(batch);
         Assert.IsLessThan(ParityHarness.Tolerance, d, $"{label}: padded batch differs by {d:E2}");
-        Console.WriteLine($"{label} parity, padded batch of {batch.Count} (lengths {batch.Min(x => x.Ids.Length)}..{batch.Max(x => x.Ids.Length)}): max |diff| = {d:E2}");
+        Console.WriteLine($"{label} parity, padded batch of {batch.Count} (lengths " +
+            $"{batch.Min(x => x.Ids.Length)}..{batch.Max(x => x.Ids.Length)}): max |diff| = {d:E2}");
     }
 }
 
@@ -189,7 +198,8 @@ public sealed class MiniLMParityTests
     [TestMethod]
     public void KnownTokenIds()
     {
-        CollectionAssert.AreEqual(new long[] { 101, 7592, 2088, 1010, 2009, 1005, 1055, 14477, 20961, 3468, 999, 102 }, s_h.Encode("Hello world, it's unaffable!").Ids);
+        CollectionAssert.AreEqual(new long[] { 101, 7592, 2088, 1010, 2009, 1005, 1055, 14477, 20961, 3468, 999, 102 },
+            s_h.Encode("Hello world, it's unaffable!").Ids);
     }
 
     [TestMethod]

@@ -18,7 +18,8 @@ internal sealed class TinyOnnx
     public int Types { get; init; } = 2;
     public float Eps { get; init; } = 1e-12f;
     public bool Pooler { get; init; } = true;
-    /// <summary>Layer 1's key bias is added straight to the hidden state: no MatMul, so its weight cannot be found.</summary>
+    /// <summary>Layer 1's key bias is added straight to the hidden state: no MatMul, so its weight cannot be
+    /// found.</summary>
     public bool OmitLayer1KeyMatMul { get; init; }
 
     /// <summary>The values the importer must produce, by Hugging Face name (Linear weights [out, in]).</summary>
@@ -54,7 +55,8 @@ internal sealed class TinyOnnx
         {
             string p = $"encoder.layer.{l}.";
             string q = Linear(x, p + "attention.self.query", Hidden, Hidden);
-            string k = OmitLayer1KeyMatMul && l == 1 ? AddBiasOnly(x, p + "attention.self.key", Hidden) : Linear(x, p + "attention.self.key", Hidden, Hidden);
+            string k = OmitLayer1KeyMatMul && l == 1 ? AddBiasOnly(x, p + "attention.self.key", Hidden)
+                : Linear(x, p + "attention.self.key", Hidden, Hidden);
             string v = Linear(x, p + "attention.self.value", Hidden, Hidden, identityBeforeAdd: l == 1);
             // Reshape to [batch, seq, heads, headSize] through Concat(Shape-derived, Shape-derived, heads, headSize).
             string shapeOf = Value(), d0 = Value(), d1 = Value(), shape = Value(), kr = Value();
@@ -104,7 +106,8 @@ internal sealed class TinyOnnx
             foreach (var n in _nodes) Sub(o, 1, n);
             o.WriteTag(2, WireFormat.WireType.LengthDelimited); o.WriteString("tiny_bert");
             foreach (var t in _initializers) Sub(o, 5, t);
-            foreach (var input in new[] { "input_ids", "attention_mask", "token_type_ids" }) Sub(o, 11, ValueInfo(input));
+            foreach (var input in new[] { "input_ids", "attention_mask", "token_type_ids" })
+                Sub(o, 11, ValueInfo(input));
             foreach (var output in outputs) Sub(o, 12, ValueInfo(output));
         });
         return Message(o =>
@@ -118,7 +121,8 @@ internal sealed class TinyOnnx
 
     private string Value() => $"v{_values++}";
 
-    private string Linear(string input, string prefix, int outDim, int inDim, bool transposeNode = false, bool identityBeforeAdd = false)
+    private string Linear(string input, string prefix, int outDim, int inDim, bool transposeNode = false,
+        bool identityBeforeAdd = false)
     {
         var weight = RandomData(outDim * inDim); // [out, in], row-major
         Expected[prefix + ".weight"] = ([outDim, inDim], weight);
@@ -161,7 +165,8 @@ internal sealed class TinyOnnx
     {
         Named(prefix + ".weight", [Hidden], rawData: false);
         Named(prefix + ".bias", [Hidden]);
-        string mean = Value(), centered = Value(), sq = Value(), variance = Value(), plus = Value(), std = Value(), norm = Value(), scaled = Value();
+        string mean = Value(), centered = Value(), sq = Value(), variance = Value(), plus = Value(), std = Value(),
+            norm = Value(), scaled = Value();
         string output = outputName ?? Value();
         Node("ReduceMean", [input], [mean], ints: ("axes", [-1]));
         Node("Sub", [input, mean], [centered]);
@@ -228,7 +233,8 @@ internal sealed class TinyOnnx
         return output;
     }
 
-    private void Node(string op, string[] inputs, string[] outputs, (string Name, long[] Values)? ints = null, (string Name, byte[] Tensor)? tensor = null)
+    private void Node(string op, string[] inputs, string[] outputs, (string Name, long[] Values)? ints = null,
+        (string Name, byte[] Tensor)? tensor = null)
     {
         _nodes.Add(Message(o =>
         {
@@ -306,7 +312,8 @@ internal sealed class TinyOnnx
         foreach (long v in values) o.WriteInt64(v);
     }
 
-    private static byte[] ValueInfo(string name) => Message(o => { o.WriteTag(1, WireFormat.WireType.LengthDelimited); o.WriteString(name); });
+    private static byte[] ValueInfo(string name) =>
+        Message(o => { o.WriteTag(1, WireFormat.WireType.LengthDelimited); o.WriteString(name); });
 
     internal static byte[] Message(Action<CodedOutputStream> write)
     {
@@ -333,7 +340,8 @@ internal sealed class TinyOnnx
         return string.Join("\n", tokens) + "\n";
     }
 
-    /// <summary>Writes the model and a vocabulary into <paramref name="folder"/>; returns (onnx path, vocab path).</summary>
+    /// <summary>Writes the model and a vocabulary into <paramref name="folder"/>; returns (onnx path, vocab
+    /// path).</summary>
     public (string Onnx, string Vocab) WriteTo(string folder)
     {
         Directory.CreateDirectory(folder);

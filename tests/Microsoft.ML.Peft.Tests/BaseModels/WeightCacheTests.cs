@@ -30,7 +30,8 @@ public sealed class WeightCacheTests
         using var a = arange(12, dtype: ScalarType.Float32).reshape(3, 4);
         using var b = tensor(new long[] { 5, -7 });
         using var c = ones(2, 2, dtype: ScalarType.BFloat16);
-        SafeTensors.WriteAtomic(path, new Dictionary<string, Tensor> { ["z.a"] = a, ["b"] = b, ["c"] = c }, new Dictionary<string, string> { ["k"] = "v" });
+        SafeTensors.WriteAtomic(path, new Dictionary<string, Tensor> { ["z.a"] = a, ["b"] = b, ["c"] = c },
+            new Dictionary<string, string> { ["k"] = "v" });
         var header = SafeTensors.ReadHeader(path);
         CollectionAssert.AreEqual(new[] { "z.a", "b", "c" }, header.Entries.Select(e => e.Name).ToArray());
         Assert.AreEqual("v", header.Metadata["k"]);

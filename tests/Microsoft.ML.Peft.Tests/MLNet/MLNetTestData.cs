@@ -74,5 +74,6 @@ internal static class MLNetTestData
         return result.ToArray();
     }
 
-    public static string Describe(float[] values) => string.Join(' ', values.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
+    public static string Describe(float[] values) =>
+        string.Join(' ', values.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 }

@@ -46,7 +46,8 @@ public sealed class PeftTransformerBaseTests
         CollectionAssert.AreEquivalent(new[] { "sport", "weather", "food" }, classNames);
         Assert.IsInstanceOfType<TextDataViewType>(scored.Schema["PredictedLabel"].Type);
 
-        var metrics = ml.MulticlassClassification.Evaluate(scored, labelColumnName: "Label", scoreColumnName: "Score", predictedLabelColumnName: "PredictedLabel");
+        var metrics = ml.MulticlassClassification.Evaluate(scored, labelColumnName: "Label", scoreColumnName: "Score",
+            predictedLabelColumnName: "PredictedLabel");
         Assert.IsGreaterThan(0.9, metrics.MicroAccuracy, $"micro-accuracy {metrics.MicroAccuracy}");
         Assert.AreEqual(3, metrics.ConfusionMatrix.NumberOfClasses);
 
@@ -90,7 +91,8 @@ public sealed class PeftTransformerBaseTests
     {
         var ml = new MLContext(seed: 1);
         var rows = MLNetTestData.Rows(100, seed: 4);
-        var mapped = ml.Transforms.Conversion.MapValueToKey("Label").Fit(MLNetTestData.Load(ml, MLNetTestData.Rows(300, seed: 1)));
+        var mapped = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(MLNetTestData.Load(ml, MLNetTestData.Rows(300, seed: 1)));
         var data = mapped.Transform(MLNetTestData.Load(ml, rows));
         var batched = new TinyTextScorerEstimator(ml, batchSize: 32).Fit(data);
         var single = new TinyTextScorerEstimator(ml, batchSize: 1).Fit(data);
@@ -234,7 +236,9 @@ public sealed class PeftTransformerBaseTests
         ml.Model.Save(model, data.Schema, path);
 
         using (var zip = ZipFile.OpenRead(path))
-            Assert.IsTrue(zip.Entries.Any(e => e.FullName.EndsWith("/" + TinyTextScorer.WeightsStream, StringComparison.Ordinal)), "weights stream in the zip");
+            Assert.IsTrue(zip.Entries.Any(e =>
+                e.FullName.EndsWith("/" + TinyTextScorer.WeightsStream, StringComparison.Ordinal)),
+                "weights stream in the zip");
 
         var loaded = ml.Model.Load(path, out var schema);
         var loadedScorer = ((IEnumerable<ITransformer>)loaded).OfType<TinyTextScorer>().Single();
@@ -280,7 +284,8 @@ public sealed class PeftTransformerBaseTests
         Assert.IsTrue(process.WaitForExit(TimeSpan.FromMinutes(3)), "probe timed out");
         Assert.AreEqual(0, process.ExitCode, $"probe failed: {stderr.Result}");
 
-        var actual = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToList();
+        var actual = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r'))
+            .ToList();
         Assert.HasCount(60, actual);
         CollectionAssert.AreEqual(expected, actual);
         // Sanity: the outputs are real predictions, not constants.
@@ -315,7 +320,8 @@ public sealed class PeftTransformerBaseTests
         // Flip one byte in the middle of the weights (a valid zip entry, a parseable tensor, wrong numbers).
         using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
         {
-            var entry = zip.Entries.Single(e => e.FullName.EndsWith("/" + TinyTextScorer.WeightsStream, StringComparison.Ordinal));
+            var entry = zip.Entries
+                .Single(e => e.FullName.EndsWith("/" + TinyTextScorer.WeightsStream, StringComparison.Ordinal));
             byte[] content;
             using (var s = entry.Open())
             using (var m = new MemoryStream())
@@ -351,7 +357,8 @@ public sealed class PeftTransformerBaseTests
         string path = Path.Combine(_dir, "model.zip");
         ml.Model.Save(model, schema, path);
         using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
-            zip.Entries.Single(e => e.FullName.EndsWith("/" + TinyTextScorer.WeightsStream, StringComparison.Ordinal)).Delete();
+            zip.Entries.Single(e => e.FullName.EndsWith("/" + TinyTextScorer.WeightsStream, StringComparison.Ordinal))
+                .Delete();
 
         var ex = Assert.ThrowsExactly<PeftModelFormatException>(() => PeftModelIO.Load(ml, path, out _));
         StringAssert.Contains(ex.Message, "stream 'Weights.bin' is listed in the model header but missing");
@@ -431,12 +438,14 @@ public sealed class PeftTransformerBaseTests
     {
         Assert.ThrowsExactly<ArgumentException>(() => new PeftModelSignature("Ok", "SEVEN77"));
         Assert.ThrowsExactly<ArgumentException>(() => new PeftModelSignature(new string('x', 25), "EIGHT888"));
-        var signature = new PeftModelSignature(new string('x', 24), "EIGHT888", formatVersion: 0x00010002, oldestReadableVersion: 0x00010001);
+        var signature = new PeftModelSignature(new string('x', 24), "EIGHT888", formatVersion: 0x00010002,
+            oldestReadableVersion: 0x00010001);
         Assert.AreEqual(0x00010002u, signature.MinimumReaderVersion);
         Assert.AreEqual(0x00010001u, signature.OldestReadableVersion);
     }
 
-    private static (MLContext Ml, ITransformer Model, TinyTextScorer Scorer) Fit(int batchSize = PeftTransformerBase.DefaultBatchSize)
+    private static (MLContext Ml, ITransformer Model, TinyTextScorer Scorer) Fit(
+        int batchSize = PeftTransformerBase.DefaultBatchSize)
     {
         var ml = new MLContext(seed: 1);
         var train = MLNetTestData.Load(ml, MLNetTestData.Rows(300, seed: 1));

@@ -7,7 +7,8 @@ using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-[assembly: LoadableClass(typeof(TinyTextScorer), null, typeof(SignatureLoadModel), "PEFT tiny text scorer (tests)", TinyTextScorer.LoaderSignature)]
+[assembly: LoadableClass(typeof(TinyTextScorer), null, typeof(SignatureLoadModel), "PEFT tiny text scorer (tests)",
+    TinyTextScorer.LoaderSignature)]
 
 namespace Microsoft.ML.Peft.Tests.MLNet;
 
@@ -26,13 +27,16 @@ internal sealed class TinyTextScorer : PeftTransformerBase
     private readonly TinyTextScorerOptions _options;
     private readonly Tensor _weights; // [classes, buckets]
 
-    internal TinyTextScorer(IHostEnvironment env, string textColumn, TinyTextScorerOptions options, Tensor weights, int batchSize = DefaultBatchSize)
+    internal TinyTextScorer(IHostEnvironment env, string textColumn, TinyTextScorerOptions options, Tensor weights,
+        int batchSize = DefaultBatchSize)
         : base(env, nameof(TinyTextScorer), [textColumn], batchSize)
     {
         if (options.Labels.Length == 0 || options.Buckets <= 0)
             throw new ArgumentException("Options need labels and a positive bucket count.", nameof(options));
-        if (weights.shape.Length != 2 || weights.shape[0] != options.Labels.Length || weights.shape[1] != options.Buckets || weights.dtype != ScalarType.Float32)
-            throw new ArgumentException($"Weights must be float32 [{options.Labels.Length}, {options.Buckets}].", nameof(weights));
+        if (weights.shape.Length != 2 || weights.shape[0] != options.Labels.Length
+            || weights.shape[1] != options.Buckets || weights.dtype != ScalarType.Float32)
+            throw new ArgumentException($"Weights must be float32 [{options.Labels.Length}, {options.Buckets}].",
+                nameof(weights));
         _options = options;
         _weights = weights;
     }
@@ -54,7 +58,8 @@ internal sealed class TinyTextScorer : PeftTransformerBase
     private protected override void CheckInputColumn(int inputIndex, DataViewSchema.Column column)
     {
         if (column.Type is not TextDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(column), $"Input column '{column.Name}' must be text, not {column.Type}.");
+            throw new ArgumentOutOfRangeException(nameof(column),
+                $"Input column '{column.Name}' must be text, not {column.Type}.");
     }
 
     private protected override IReadOnlyList<PeftOutputColumn> GetOutputColumns(DataViewSchema inputSchema)
@@ -62,8 +67,10 @@ internal sealed class TinyTextScorer : PeftTransformerBase
         int classes = _options.Labels.Length;
         return
         [
-            new PeftOutputColumn(_options.ScoreColumn, new VectorDataViewType(NumberDataViewType.Single, classes), PeftAnnotations.MulticlassScore(_options.Labels)),
-            new PeftOutputColumn(_options.PredictedLabelColumn, new KeyDataViewType(typeof(uint), classes), PeftAnnotations.MulticlassPredictedLabel(_options.Labels)),
+            new PeftOutputColumn(_options.ScoreColumn, new VectorDataViewType(NumberDataViewType.Single, classes),
+                PeftAnnotations.MulticlassScore(_options.Labels)),
+            new PeftOutputColumn(_options.PredictedLabelColumn, new KeyDataViewType(typeof(uint), classes),
+                PeftAnnotations.MulticlassPredictedLabel(_options.Labels)),
         ];
     }
 
@@ -81,7 +88,8 @@ internal sealed class TinyTextScorer : PeftTransformerBase
         using (torch.no_grad())
         {
             // torch.tensor(array) wraps the pinned managed array; its alignment varies from call to call, and so
-            // would the last bits of the matmul. A copy in libtorch's (64-byte aligned) memory makes results reproducible.
+            // would the last bits of the matmul. A copy in libtorch's (64-byte aligned) memory makes results
+            // reproducible.
             var x = torch.tensor(features, [rows, buckets]).clone();
             var p = torch.nn.functional.softmax(x.matmul(_weights.t()), 1);
             probabilities = p.data<float>().ToArray();
@@ -163,7 +171,8 @@ internal sealed class TinyTextScorerOptions
 }
 
 /// <summary>"Trains" a <see cref="TinyTextScorer"/>: each class's weights are its scaled mean feature vector.</summary>
-internal sealed class TinyTextScorerEstimator(MLContext ml, string textColumn = "Text", string labelColumn = "Label", int buckets = 256, int batchSize = PeftTransformerBase.DefaultBatchSize)
+internal sealed class TinyTextScorerEstimator(MLContext ml, string textColumn = "Text", string labelColumn = "Label",
+    int buckets = 256, int batchSize = PeftTransformerBase.DefaultBatchSize)
     : IEstimator<TinyTextScorer>
 {
     public TinyTextScorer Fit(IDataView input)
@@ -215,9 +224,12 @@ internal sealed class TinyTextScorerEstimator(MLContext ml, string textColumn = 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         var columns = inputSchema.ToDictionary(c => c.Name);
-        var keyValues = new SchemaShape([new SchemaShape.Column(PeftAnnotations.KeyValuesKind, SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)]);
-        columns["Score"] = new SchemaShape.Column("Score", SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
-        columns["PredictedLabel"] = new SchemaShape.Column("PredictedLabel", SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true, keyValues);
+        var keyValues = new SchemaShape([new SchemaShape.Column(PeftAnnotations.KeyValuesKind,
+            SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)]);
+        columns["Score"] =
+            new SchemaShape.Column("Score", SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
+        columns["PredictedLabel"] = new SchemaShape.Column("PredictedLabel", SchemaShape.Column.VectorKind.Scalar,
+            NumberDataViewType.UInt32, true, keyValues);
         return new SchemaShape(columns.Values);
     }
 }

@@ -21,11 +21,14 @@ public sealed class BertModelTests
         var names = model.state_dict().Keys.ToHashSet();
         string[] expected =
         [
-            "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight", "embeddings.token_type_embeddings.weight",
+            "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+            "embeddings.token_type_embeddings.weight",
             "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias",
-            "encoder.layer.1.attention.self.query.weight", "encoder.layer.1.attention.self.key.bias", "encoder.layer.1.attention.self.value.weight",
+            "encoder.layer.1.attention.self.query.weight", "encoder.layer.1.attention.self.key.bias",
+            "encoder.layer.1.attention.self.value.weight",
             "encoder.layer.1.attention.output.dense.weight", "encoder.layer.1.attention.output.LayerNorm.bias",
-            "encoder.layer.1.intermediate.dense.weight", "encoder.layer.1.output.dense.bias", "encoder.layer.1.output.LayerNorm.weight",
+            "encoder.layer.1.intermediate.dense.weight", "encoder.layer.1.output.dense.bias",
+            "encoder.layer.1.output.LayerNorm.weight",
             "pooler.dense.weight",
         ];
         foreach (var n in expected) Assert.Contains(n, names, $"missing {n}");
@@ -72,8 +75,10 @@ public sealed class BertModelTests
         torch.manual_seed(5);
         using var model = new BertModel(Tiny());
         model.eval();
-        using var alone = model.forward(tensor(new long[] { 2, 7, 9 }, [1, 3]), ones(1, 3, dtype: ScalarType.Int64), null);
-        using var padded = model.forward(tensor(new long[] { 2, 7, 9, 0, 0, 0 }, [1, 6]), tensor(new long[] { 1, 1, 1, 0, 0, 0 }, [1, 6]), null);
+        using var alone =
+            model.forward(tensor(new long[] { 2, 7, 9 }, [1, 3]), ones(1, 3, dtype: ScalarType.Int64), null);
+        using var padded = model.forward(tensor(new long[] { 2, 7, 9, 0, 0, 0 }, [1, 6]),
+            tensor(new long[] { 1, 1, 1, 0, 0, 0 }, [1, 6]), null);
         float diff = (alone - padded[.., ..3]).abs().max().item<float>();
         Assert.IsLessThan(1e-5f, diff);
     }
@@ -82,10 +87,13 @@ public sealed class BertModelTests
     public void DistilBertCheckpointNamesMapOntoBert()
     {
         Assert.AreEqual("encoder.layer.3.attention.self.query.weight",
-            CheckpointNames.ToEncoderName("distilbert.transformer.layer.3.attention.q_lin.weight", EncoderArchitecture.DistilBert));
+            CheckpointNames.ToEncoderName("distilbert.transformer.layer.3.attention.q_lin.weight",
+                EncoderArchitecture.DistilBert));
         Assert.AreEqual("encoder.layer.0.output.LayerNorm.bias",
-            CheckpointNames.ToEncoderName("transformer.layer.0.output_layer_norm.bias", EncoderArchitecture.DistilBert));
-        Assert.AreEqual("embeddings.LayerNorm.weight", CheckpointNames.ToEncoderName("bert.embeddings.LayerNorm.gamma", EncoderArchitecture.Bert));
+            CheckpointNames.ToEncoderName("transformer.layer.0.output_layer_norm.bias",
+                EncoderArchitecture.DistilBert));
+        Assert.AreEqual("embeddings.LayerNorm.weight",
+            CheckpointNames.ToEncoderName("bert.embeddings.LayerNorm.gamma", EncoderArchitecture.Bert));
         Assert.IsNull(CheckpointNames.ToEncoderName("classifier.weight", EncoderArchitecture.Bert));
         Assert.IsNull(CheckpointNames.ToEncoderName("embeddings.position_ids", EncoderArchitecture.Bert));
     }
@@ -97,12 +105,14 @@ public sealed class BertModelTests
         Assert.AreEqual(c, EncoderConfig.FromJson(c.ToJson()));
         var d = Tiny(EncoderArchitecture.DistilBert);
         Assert.AreEqual(d, EncoderConfig.FromJson(d.ToJson()));
-        var ex = Assert.ThrowsExactly<ArgumentException>(() => EncoderConfig.FromJson("""{"hidden_size": 10, "num_attention_heads": 3}"""));
+        var ex = Assert.ThrowsExactly<ArgumentException>(() =>
+            EncoderConfig.FromJson("""{"hidden_size": 10, "num_attention_heads": 3}"""));
         StringAssert.Contains(ex.Message, "num_attention_heads");
     }
 
     /// <summary>Textbook BERT written with plain tensor ops (no SDPA, no modules), reading the same weights.</summary>
-    internal static Tensor Reference(Dictionary<string, Tensor> w, EncoderConfig c, Tensor ids, Tensor mask, Tensor? types)
+    internal static Tensor Reference(Dictionary<string, Tensor> w, EncoderConfig c, Tensor ids, Tensor mask,
+        Tensor? types)
     {
         using var scope = NewDisposeScope();
         Tensor Lin(Tensor x, string n) => x.matmul(w[n + ".weight"].t()) + w[n + ".bias"];

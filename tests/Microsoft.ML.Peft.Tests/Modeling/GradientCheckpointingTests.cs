@@ -14,17 +14,19 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Tests.Modeling;
 
 /// <summary>
-/// Gradient checkpointing (<see cref="BertEncoder.GradientCheckpointing"/>, <see cref="LayerCheckpoint"/>): a training step
-/// gives the same loss and gradients with and without it, dropout included; evaluation and no_grad never recompute; the
-/// stage option trains and switches it off again.
+/// Gradient checkpointing (<see cref="BertEncoder.GradientCheckpointing"/>, <see cref="LayerCheckpoint"/>): a training
+/// step gives the same loss and gradients with and without it, dropout included; evaluation and no_grad never
+/// recompute; the stage option trains and switches it off again.
 /// </summary>
 [TestClass]
 public sealed class GradientCheckpointingTests
 {
-    /// <summary>Two layers, hidden 32, BERT's default dropout (0.1 on hidden states and attention probabilities).</summary>
+    /// <summary>Two layers, hidden 32, BERT's default dropout (0.1 on hidden states and attention
+    /// probabilities).</summary>
     private static EncoderConfig Small() => new()
     {
-        HiddenSize = 32, NumHiddenLayers = 2, NumAttentionHeads = 4, IntermediateSize = 64, VocabSize = 60, MaxPositionEmbeddings = 40,
+        HiddenSize = 32, NumHiddenLayers = 2, NumAttentionHeads = 4, IntermediateSize = 64, VocabSize = 60,
+        MaxPositionEmbeddings = 40,
         HiddenDropoutProb = 0.1, AttentionDropoutProb = 0.1,
     };
 
@@ -75,7 +77,8 @@ public sealed class GradientCheckpointingTests
             var loss = nn.functional.cross_entropy(output, labels);
             loss.backward();
             model.Encoder.encoder.ThrowIfBackwardFailed();
-            var grads = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Parameter.grad is { } g ? g.to(ScalarType.Float32).data<float>().ToArray() : null);
+            var grads = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Parameter.grad is { } g
+                ? g.to(ScalarType.Float32).data<float>().ToArray() : null);
             // The generator's state after the step: the recomputation must leave it where the plain step does.
             float next = rand(1).item<float>();
             return new StepResult(loss.item<float>(), grads, next);
@@ -127,13 +130,16 @@ public sealed class GradientCheckpointingTests
     [TestMethod]
     public void LoraGradientsAndLossMatchWithDropoutActive()
     {
-        using var model = Model(new LoraConfig { Rank = 4, Alpha = 8, Dropout = 0.1, TargetModules = ["query", "key", "value", "dense"] });
+        using var model = Model(new LoraConfig { Rank = 4, Alpha = 8, Dropout = 0.1,
+            TargetModules = ["query", "key", "value", "dense"] });
         var plain = Step(model, checkpoint: false);
         var checkpointed = Step(model, checkpoint: true);
         AssertSameStep(plain, checkpointed, "LoRA");
         foreach (var (name, g) in checkpointed.Grads)
-            Assert.IsTrue(g is not null && g.Any(v => v != 0), $"{name} got no gradient through the checkpointed layers");
-        Assert.IsTrue(checkpointed.Grads.Keys.Any(n => n.Contains("layer.0.", StringComparison.Ordinal) && n.Contains("lora_A", StringComparison.Ordinal)),
+            Assert.IsTrue(g is not null && g.Any(v => v != 0),
+                $"{name} got no gradient through the checkpointed layers");
+        Assert.IsTrue(checkpointed.Grads.Keys.Any(n => n.Contains("layer.0.", StringComparison.Ordinal)
+            && n.Contains("lora_A", StringComparison.Ordinal)),
             "the lowest layer's LoRA weights train although the embeddings below them are frozen");
 
         // Dropout does change this step (so the equality above needed the replayed random state): another seed differs.
@@ -162,11 +168,12 @@ public sealed class GradientCheckpointingTests
         AssertSameStep(Step(model, checkpoint: false), Step(model, checkpoint: true), "LoRA in bf16");
     }
 
-    public static IEnumerable<object[]> Methods => PeftMethodConfig.KnownMethods.Order(StringComparer.Ordinal).Select(m => new object[] { m });
+    public static IEnumerable<object[]> Methods => PeftMethodConfig.KnownMethods.Order(StringComparer.Ordinal)
+        .Select(m => new object[] { m });
 
     /// <summary>
-    /// Every method's hooks (adapters, prefixes shared across layers, prompts, gates, masks, quantized bases) recompute to
-    /// the same values: forward passes have no side effects that a second run would change.
+    /// Every method's hooks (adapters, prefixes shared across layers, prompts, gates, masks, quantized bases) recompute
+    /// to the same values: forward passes have no side effects that a second run would change.
     /// </summary>
     [TestMethod]
     [DynamicData(nameof(Methods))]
@@ -179,14 +186,16 @@ public sealed class GradientCheckpointingTests
     [TestMethod]
     public void RepeatedStepsDoNotAccumulateTensors()
     {
-        // Full fine-tuning: every layer hands an input gradient back to libtorch, the case whose handles must be released.
+        // Full fine-tuning: every layer hands an input gradient back to libtorch, the case whose handles must be
+        // released.
         using var model = Model(new FullFineTuningConfig());
         Step(model, checkpoint: true);
         long live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         for (int i = 0; i < 3; i++)
         {
             Step(model, checkpoint: true);
-            Assert.AreEqual(live, DisposeScopeManager.Statistics.ThreadTotalLiveCount, $"live tensors grew after step {i + 2}");
+            Assert.AreEqual(live, DisposeScopeManager.Statistics.ThreadTotalLiveCount,
+                $"live tensors grew after step {i + 2}");
         }
     }
 
@@ -281,7 +290,8 @@ public sealed class GradientCheckpointingTests
         using var temp = new EmbeddedOnnx.TempFolder();
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
         var ml = new MLContext(1);
-        var data = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, StageTestData.Negation(48, 1)))
+        var data = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(48, 1)))
             .Transform(StageTestData.Load(ml, StageTestData.Negation(48, 1)));
         var messages = new List<string>();
         PeftTextTransformer Train(bool checkpoint)
@@ -289,17 +299,22 @@ public sealed class GradientCheckpointingTests
             var context = new MLContext(7);
             // Through reflection: the publicized ML.NET reference makes 'ml.Log' ambiguous at compile time.
             if (checkpoint)
-                typeof(MLContext).GetEvent("Log")!.AddEventHandler(context, new EventHandler<LoggingEventArgs>((_, e) => { lock (messages) messages.Add(e.Message); }));
+                typeof(MLContext).GetEvent("Log")!.AddEventHandler(context,
+                    new EventHandler<LoggingEventArgs>((_, e) => { lock (messages) messages.Add(e.Message); }));
             return context.Peft().TextClassification(new PeftTextClassificationOptions
             {
-                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 2, BatchSize = 16, MaxSequenceLength = 16,
-                BaseModel = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")), LearningRate = 1e-2,
-                Precision = Peft.Training.PeftPrecision.Float32, Method = new LoraConfig { Dropout = 0.1 }, GradientCheckpointing = checkpoint,
+                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 2, BatchSize = 16,
+                MaxSequenceLength = 16,
+                BaseModel = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")),
+                LearningRate = 1e-2,
+                Precision = Peft.Training.PeftPrecision.Float32, Method = new LoraConfig { Dropout = 0.1 },
+                GradientCheckpointing = checkpoint,
             }).Fit(data);
         }
 
         using var checkpointed = Train(checkpoint: true);
-        Assert.IsTrue(messages.Any(m => m.Contains("Gradient checkpointing: on", StringComparison.Ordinal)), "the option is not logged");
+        Assert.IsTrue(messages.Any(m => m.Contains("Gradient checkpointing: on", StringComparison.Ordinal)),
+            "the option is not logged");
         Assert.IsTrue(double.IsFinite(checkpointed.TrainingReport!.FinalTrainLoss));
         Assert.IsFalse(checkpointed.Model.Encoder.encoder.GradientCheckpointing, "scoring must not checkpoint");
         var scores = checkpointed.Transform(data).GetColumn<float[]>("Score").ToArray();

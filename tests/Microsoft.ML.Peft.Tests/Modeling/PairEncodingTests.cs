@@ -25,7 +25,8 @@ public sealed class PairEncodingTests
     public void BiEncoderEncodesEachSentenceAloneAndCombinesThem()
     {
         torch.manual_seed(5);
-        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LinearProbeConfig(), 3, Pooling.Mean, 0.0,
+        using var model =
+            PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LinearProbeConfig(), 3, Pooling.Mean, 0.0,
             PairEncoding.BiEncoder);
         model.eval();
         // Two collated pairs, [CLS]=2 a [SEP]=3 b [SEP]=3, the second shorter and padded with 0.
@@ -38,7 +39,8 @@ public sealed class PairEncodingTests
         using var actual = model.forward(ids, mask, types);
 
         var expected = new List<Tensor>();
-        foreach (var (a, b) in new[] { (new long[] { 2, 7, 9, 3 }, new long[] { 2, 11, 12, 13, 3 }), ([2, 5, 6, 8, 3], [2, 10, 3]) })
+        foreach (var (a, b) in new[] { (new long[] { 2, 7, 9, 3 }, new long[] { 2, 11, 12, 13, 3 }),
+            ([2, 5, 6, 8, 3], [2, 10, 3]) })
         {
             using var u = MeanPooled(model.Encoder, a);
             using var v = MeanPooled(model.Encoder, b);
@@ -54,30 +56,37 @@ public sealed class PairEncodingTests
     public void AutoPicksTheBiEncoderForPairsOnASentenceEmbeddingBase()
     {
         var miniLm = BaseModel.MiniLM();
-        PeftTextOptions Pair(PairEncoding e = PairEncoding.Auto, Pooling p = Pooling.Auto) => new PeftTextClassificationOptions
-        { Sentence1ColumnName = "A", Sentence2ColumnName = "B", PairEncoding = e, Pooling = p, Method = new LoraConfig() };
-        Assert.AreEqual(PairEncoding.BiEncoder, PeftTextEstimator.ResolvePairEncoding(Pair(), miniLm, TextTokenizerKind.WordPiece));
+        PeftTextOptions Pair(PairEncoding e = PairEncoding.Auto, Pooling p = Pooling.Auto) =>
+            new PeftTextClassificationOptions
+        { Sentence1ColumnName = "A", Sentence2ColumnName = "B", PairEncoding = e, Pooling = p,
+          Method = new LoraConfig() };
+        Assert.AreEqual(PairEncoding.BiEncoder,
+            PeftTextEstimator.ResolvePairEncoding(Pair(), miniLm, TextTokenizerKind.WordPiece));
         Assert.AreEqual(PairEncoding.BiEncoder,
             PeftTextEstimator.ResolvePairEncoding(Pair(p: Pooling.Cls), miniLm, TextTokenizerKind.WordPiece));
         Assert.AreEqual(PairEncoding.CrossEncoder,
             PeftTextEstimator.ResolvePairEncoding(Pair(p: Pooling.Pooler), miniLm, TextTokenizerKind.WordPiece));
         Assert.AreEqual(PairEncoding.CrossEncoder,
-            PeftTextEstimator.ResolvePairEncoding(Pair(PairEncoding.CrossEncoder), miniLm, TextTokenizerKind.WordPiece));
+            PeftTextEstimator.ResolvePairEncoding(Pair(PairEncoding.CrossEncoder), miniLm,
+                TextTokenizerKind.WordPiece));
         Assert.AreEqual(PairEncoding.CrossEncoder,
             PeftTextEstimator.ResolvePairEncoding(Pair(), miniLm, TextTokenizerKind.ByteLevelBpe));
         var single = new PeftTextClassificationOptions { Sentence1ColumnName = "A" };
-        Assert.AreEqual(PairEncoding.CrossEncoder, PeftTextEstimator.ResolvePairEncoding(single, miniLm, TextTokenizerKind.WordPiece));
+        Assert.AreEqual(PairEncoding.CrossEncoder,
+            PeftTextEstimator.ResolvePairEncoding(single, miniLm, TextTokenizerKind.WordPiece));
     }
 
     [TestMethod]
     public void BiEncoderWithoutWhatItNeedsNamesTheOption()
     {
         var untyped = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => PeftTextEstimator.ResolvePairEncoding(
-            new PeftTextClassificationOptions { Sentence1ColumnName = "A", Sentence2ColumnName = "B", PairEncoding = PairEncoding.BiEncoder },
+            new PeftTextClassificationOptions { Sentence1ColumnName = "A", Sentence2ColumnName = "B",
+                PairEncoding = PairEncoding.BiEncoder },
             BaseModel.MiniLM(), TextTokenizerKind.ByteLevelBpe));
         StringAssert.Contains(untyped.Message, "PairEncoding");
         var single = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
-            new PeftTextClassificationOptions { Sentence1ColumnName = "A", PairEncoding = PairEncoding.BiEncoder }.Validate());
+            new PeftTextClassificationOptions { Sentence1ColumnName = "A",
+                PairEncoding = PairEncoding.BiEncoder }.Validate());
         StringAssert.Contains(single.Message, "Sentence2ColumnName");
         Assert.AreEqual("PairEncoding", single.ParamName);
     }

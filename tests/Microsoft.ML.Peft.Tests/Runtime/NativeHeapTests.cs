@@ -7,7 +7,8 @@ namespace Microsoft.ML.Peft.Tests.Runtime;
 [TestClass]
 public sealed class NativeHeapTests
 {
-    private const int BlockBytes = 64 * 1024;   // under glibc's smallest mmap threshold, so the blocks come from the heap
+    // under glibc's smallest mmap threshold, so the blocks come from the heap
+    private const int BlockBytes = 64 * 1024;
     private const int Blocks = 4096;            // 256 MiB in all
 
     [TestMethod]
@@ -34,7 +35,8 @@ public sealed class NativeHeapTests
             Assert.IsTrue(NativeHeap.Release(), "glibc's malloc_trim should be found on this Linux machine.");
             long afterRelease = ResidentBytes();
             Assert.IsTrue(freedButResident - afterRelease > Blocks * (long)BlockBytes / 2,
-                $"Resident memory went from {freedButResident >> 20} MiB to {afterRelease >> 20} MiB; at least half of the {Blocks * (long)BlockBytes >> 20} MiB freed should have gone back.");
+                $"Resident memory went from {freedButResident >> 20} MiB to {afterRelease >> 20} MiB; at least half " +
+                    $"of the {Blocks * (long)BlockBytes >> 20} MiB freed should have gone back.");
         }
         finally
         {

@@ -30,7 +30,8 @@ public sealed class TorchRuntimeTests
             Assert.IsTrue(TorchRuntime.LibraryHasSymbolVersion(fake, TorchRuntime.RequiredGlibcxx));
         }
         finally { File.Delete(fake); }
-        var msg = TorchRuntime.Explain(new TypeInitializationException("TorchSharp.torch", new DllNotFoundException("libLibTorchSharp.so")));
+        var msg = TorchRuntime.Explain(new TypeInitializationException("TorchSharp.torch",
+            new DllNotFoundException("libLibTorchSharp.so")));
         StringAssert.Contains(msg, "libLibTorchSharp.so");
     }
 }

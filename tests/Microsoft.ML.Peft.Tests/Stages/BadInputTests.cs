@@ -23,10 +23,12 @@ public sealed class BadInputTests
     {
         var ml = new MLContext(1);
         var data = StageTestData.Load(ml, StageTestData.Negation(10, 1));
-        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(Options()).Fit(data));
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(Options())
+            .Fit(data));
         StringAssert.Contains(e.Message, "MapValueToKey");
         StringAssert.Contains(e.Message, "'Label'");
-        var s = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(Options()).GetOutputSchema(SchemaShape.Create(data.Schema)));
+        var s = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(Options())
+            .GetOutputSchema(SchemaShape.Create(data.Schema)));
         StringAssert.Contains(s.Message, "MapValueToKey");
     }
 
@@ -34,16 +36,21 @@ public sealed class BadInputTests
     public void MissingAndNonTextColumnsAreNamed()
     {
         var ml = new MLContext(1);
-        var data = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, StageTestData.Negation(10, 1)))
+        var data = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(10, 1)))
             .Transform(StageTestData.Load(ml, StageTestData.Negation(10, 1)));
         var options = Options();
         options.Sentence1ColumnName = "Review";
-        var missing = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(options).Fit(data));
+        var missing =
+            Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(options).Fit(data));
         StringAssert.Contains(missing.Message, "'Review'");
 
-        var numeric = ml.Transforms.Conversion.MapValueToKey("Label").Fit(ml.Data.LoadFromEnumerable(new[] { new NumericRow { Label = "a", Text = 1 } }))
-            .Transform(ml.Data.LoadFromEnumerable(new[] { new NumericRow { Label = "a", Text = 1 }, new NumericRow { Label = "b", Text = 2 } }));
-        var wrongType = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(Options()).Fit(numeric));
+        var numeric = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(ml.Data.LoadFromEnumerable(new[] { new NumericRow { Label = "a", Text = 1 } }))
+            .Transform(ml.Data.LoadFromEnumerable(new[] { new NumericRow { Label = "a", Text = 1 },
+                new NumericRow { Label = "b", Text = 2 } }));
+        var wrongType = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(Options())
+            .Fit(numeric));
         StringAssert.Contains(wrongType.Message, "'Text'");
         StringAssert.Contains(wrongType.Message, "Text (string)");
     }
@@ -52,13 +59,17 @@ public sealed class BadInputTests
     public void EmptyAndSingleClassTrainingSetsAreRejected()
     {
         var ml = new MLContext(1);
-        var toKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, StageTestData.Negation(50, 1)));
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(50, 1)));
         var empty = toKey.Transform(StageTestData.Load(ml, []));
-        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Peft().TextClassification(Options()).Fit(empty));
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Peft().TextClassification(Options())
+            .Fit(empty));
         StringAssert.Contains(e.Message, "no rows");
 
-        var oneClass = toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(50, 1).Where(r => r.Label == "positive")));
-        var s = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Peft().TextClassification(Options()).Fit(oneClass));
+        var oneClass =
+            toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(50, 1).Where(r => r.Label == "positive")));
+        var s = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Peft().TextClassification(Options())
+            .Fit(oneClass));
         StringAssert.Contains(s.Message, "only one class");
         StringAssert.Contains(s.Message, "positive");
     }
@@ -69,12 +80,15 @@ public sealed class BadInputTests
         var ml = new MLContext(1);
         var messages = new List<string>();
         // Through reflection: the publicized ML.NET reference makes 'ml.Log' ambiguous at compile time.
-        typeof(MLContext).GetEvent("Log")!.AddEventHandler(ml, new EventHandler<LoggingEventArgs>((_, e) => { lock (messages) messages.Add(e.Message); }));
+        typeof(MLContext).GetEvent("Log")!.AddEventHandler(ml,
+            new EventHandler<LoggingEventArgs>((_, e) => { lock (messages) messages.Add(e.Message); }));
         var rows = StageTestData.Negation(40, 1);
         var toKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, rows));
-        rows.AddRange([new TextRow { Label = "unseen", Text = "a label the key map never saw" }, new TextRow { Label = "unseen", Text = "another one" }]);
+        rows.AddRange([new TextRow { Label = "unseen", Text = "a label the key map never saw" },
+            new TextRow { Label = "unseen", Text = "another one" }]);
         var stage = ml.Peft().TextClassification(Options()).Fit(toKey.Transform(StageTestData.Load(ml, rows)));
-        Assert.IsTrue(messages.Any(m => m.Contains("Skipped 2 training row(s) with a missing label")), string.Join("\n", messages.Take(20)));
+        Assert.IsTrue(messages.Any(m => m.Contains("Skipped 2 training row(s) with a missing label")),
+            string.Join("\n", messages.Take(20)));
         Assert.AreEqual(2, stage.TrainingReport!.SkippedRows);
         Assert.IsTrue(messages.Any(m => m.Contains("trainable params:")), "peft-style parameter summary missing");
     }
@@ -89,17 +103,21 @@ public sealed class BadInputTests
         StringAssert.Contains(e.Message, "Epochs");
         var badLora = Options();
         badLora.Method = new LoraConfig { Dropout = 1.5 };
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(badLora)).Message, "Dropout");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft()
+            .TextClassification(badLora)).Message, "Dropout");
         var noValidation = Options();
         noValidation.EarlyStoppingPatience = 2;
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(noValidation)).Message, "ValidationSet");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft()
+            .TextClassification(noValidation)).Message, "ValidationSet");
 
         var options = Options();
         var lora = new LoraConfig { Rank = 4 };
         options.Method = lora;
         var estimator = ml.Peft().TextClassification(options);
         lora.Rank = 64; // changing the user's object after creating the estimator must not change the estimator
-        var data = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, StageTestData.Negation(40, 1))).Transform(StageTestData.Load(ml, StageTestData.Negation(40, 1)));
+        var data = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(40, 1)))
+            .Transform(StageTestData.Load(ml, StageTestData.Negation(40, 1)));
         var stage = estimator.Fit(data);
         Assert.AreEqual(4, ((LoraConfig)stage.Method).Rank);
         Assert.AreSame(lora, options.Method);
@@ -121,7 +139,8 @@ public sealed class BadInputTests
         Directory.CreateDirectory(dir);
         try
         {
-            var pipeline = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(options));
+            var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+                .Append(ml.Peft().TextClassification(options));
             Assert.ThrowsExactly<OperationCanceledException>(() =>
             {
                 var model = pipeline.Fit(data);

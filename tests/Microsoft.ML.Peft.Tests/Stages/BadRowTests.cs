@@ -30,9 +30,12 @@ public sealed class BadRowTests
             string.Join("\n", logs.Where(l => l.Contains("row"))));
 
         // Scoring: the bad rows get scores, equal to those of the same text with U+FFFD where the surrogate was.
-        var scoring = new List<TextRow> { new() { Label = "positive", Text = LoneHigh }, new() { Label = "negative", Text = LoneLow },
-            new() { Label = "positive", Text = "I really love this \uFFFD movie" }, new() { Label = "negative", Text = "\uFFFD We hate this book" } };
-        var scores = ml.Data.CreateEnumerable<ScoreOut>(model.Transform(ml.Data.LoadFromEnumerable(scoring)), false).ToList();
+        var scoring = new List<TextRow> { new() { Label = "positive", Text = LoneHigh },
+            new() { Label = "negative", Text = LoneLow },
+            new() { Label = "positive", Text = "I really love this \uFFFD movie" },
+            new() { Label = "negative", Text = "\uFFFD We hate this book" } };
+        var scores = ml.Data.CreateEnumerable<ScoreOut>(model.Transform(ml.Data.LoadFromEnumerable(scoring)), false)
+            .ToList();
         Assert.HasCount(4, scores);
         Assert.IsTrue(scores.All(s => s.Score.Length == 2 && s.Score.All(float.IsFinite)));
         CollectionAssert.AreEqual(scores[2].Score, scores[0].Score);
@@ -46,7 +49,8 @@ public sealed class BadRowTests
         var ml = new MLContext(1);
         var logs = CaptureLogs(ml);
         var rows = StageTestData.Negation(32, 1)
-            .Select(r => new RegressionAndPairTests.ScoreRow { Label = r.Label == "positive" ? 4 : 1, Text = r.Text! }).ToList();
+            .Select(r => new RegressionAndPairTests.ScoreRow { Label = r.Label == "positive" ? 4 : 1, Text = r.Text! })
+            .ToList();
         rows[0].Label = float.PositiveInfinity;
         rows[1].Label = float.NegativeInfinity;
         rows[2].Label = float.NaN;

@@ -17,7 +17,8 @@ public sealed class BaseModelStorageTests
         var model = ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
             {
-                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 1, BatchSize = 16, MaxSequenceLength = 16,
+                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 1, BatchSize = 16,
+                MaxSequenceLength = 16,
                 BaseModel = baseModel, StoreBaseModelWeights = store, LearningRate = 1e-2,
             }))
             .Fit(data);
@@ -29,7 +30,8 @@ public sealed class BaseModelStorageTests
     {
         using var temp = new EmbeddedOnnx.TempFolder();
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
-        var (ml, model, data) = Train(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")), store: true);
+        var (ml, model, data) =
+            Train(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")), store: true);
         string zip = Path.Combine(temp.Path, "model.zip");
         PeftModelIO.SaveAtomic(ml, model, data.Schema, zip);
         var expected = RowFormatter.Format(model.Transform(data), ["Score"]);
@@ -44,7 +46,8 @@ public sealed class BaseModelStorageTests
     {
         using var temp = new EmbeddedOnnx.TempFolder();
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
-        var (ml, model, data) = Train(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")), store: false);
+        var (ml, model, data) =
+            Train(BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")), store: false);
         string zip = Path.Combine(temp.Path, "model.zip");
         PeftModelIO.SaveAtomic(ml, model, data.Schema, zip);
         var expected = RowFormatter.Format(model.Transform(data), ["Score"]);

@@ -92,17 +92,22 @@ public sealed class EnsembleTransformerTests
         var (ml, train, _, baseModel) = SweepEndToEndTests.Setup(temp);
         var keyed = ml.Transforms.Conversion.MapValueToKey("Label").Fit(train).Transform(train);
         using var a = Stage(ml, keyed, baseModel, 1e-2);
-        var numeric = ml.Data.LoadFromEnumerable(StageTestData.Negation(32, 3).Select(r => new ScoreRow { Label = r.Label == "positive" ? 1 : 0, Text = r.Text! }));
+        var numeric = ml.Data.LoadFromEnumerable(StageTestData.Negation(32, 3)
+            .Select(r => new ScoreRow { Label = r.Label == "positive" ? 1 : 0, Text = r.Text! }));
         using var regression = ml.Peft().TextRegression(new PeftTextRegressionOptions
         {
-            LabelColumnName = "Label", Sentence1ColumnName = "Text", BaseModel = baseModel, Epochs = 1, BatchSize = 16, MaxSequenceLength = 16,
+            LabelColumnName = "Label", Sentence1ColumnName = "Text", BaseModel = baseModel, Epochs = 1, BatchSize = 16,
+            MaxSequenceLength = 16,
         }).Fit(numeric);
 
         var task = Assert.ThrowsExactly<ArgumentException>(() => ml.Peft().Ensemble([a, regression]));
         StringAssert.Contains(task.Message, "task is Regression");
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Peft().Ensemble([a, a])).Message, "appears twice");
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Peft().Ensemble([])).Message, "at least one member");
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Peft().Ensemble([a], [1, 2])).Message, "2 weight(s) for 1 member(s)");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Peft().Ensemble([a, a])).Message,
+            "appears twice");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Peft().Ensemble([])).Message,
+            "at least one member");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Peft().Ensemble([a], [1, 2])).Message,
+            "2 weight(s) for 1 member(s)");
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().Ensemble([a], [-1]));
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().Ensemble([a], [0]));
     }

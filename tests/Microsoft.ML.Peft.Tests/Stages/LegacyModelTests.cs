@@ -52,7 +52,8 @@ public sealed class LegacyModelTests
         try
         {
             File.WriteAllBytes(path, edited);
-            var ex = Assert.ThrowsExactly<PeftModelFormatException>(() => PeftModelIO.Load(new MLContext(1), path, out _));
+            var ex = Assert.ThrowsExactly<PeftModelFormatException>(() =>
+                PeftModelIO.Load(new MLContext(1), path, out _));
             StringAssert.Contains(ex.Message, "Transform_001/Model.key");
             StringAssert.Contains(ex.Message, "'Pooling'");
         }

@@ -23,7 +23,8 @@ public sealed class LoraTextClassificationTests
         ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
             {
-                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = epochs, BatchSize = 16, LearningRate = 2e-3,
+                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = epochs, BatchSize = 16,
+                LearningRate = 2e-3,
                 MaxSequenceLength = 32, Method = new LoraConfig { Rank = 8, Alpha = 16 },
             }))
             .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabelValue", "PredictedLabel"));
@@ -53,7 +54,8 @@ public sealed class LoraTextClassificationTests
             .Append(_ml.MulticlassClassification.Trainers.SdcaMaximumEntropy())
             .Fit(StageTestData.Load(_ml, StageTestData.Negation(320, seed: 1)));
         var baselineMetrics = _ml.MulticlassClassification.Evaluate(baseline.Transform(_test));
-        Console.WriteLine($"LoRA accuracy {metrics.MicroAccuracy:F3}, log-loss {metrics.LogLoss:F3}; FeaturizeText+SDCA {baselineMetrics.MicroAccuracy:F3}");
+        Console.WriteLine($"LoRA accuracy {metrics.MicroAccuracy:F3}, log-loss {metrics.LogLoss:F3}; " +
+            $"FeaturizeText+SDCA {baselineMetrics.MicroAccuracy:F3}");
         Assert.IsGreaterThan(0.85, metrics.MicroAccuracy);
         Assert.IsGreaterThan(baselineMetrics.MicroAccuracy + 0.15, metrics.MicroAccuracy);
         Assert.IsTrue(double.IsFinite(metrics.LogLoss) && metrics.LogLoss < baselineMetrics.LogLoss);
@@ -87,7 +89,8 @@ public sealed class LoraTextClassificationTests
     public void PredictionEngineMatchesBatchScoring()
     {
         var engine = _ml.Model.CreatePredictionEngine<TextRow, ScoredRow>(_model);
-        var batch = _ml.Data.CreateEnumerable<ScoredRow>(_model.Transform(_test), reuseRowObject: false).Take(20).ToList();
+        var batch = _ml.Data.CreateEnumerable<ScoredRow>(_model.Transform(_test), reuseRowObject: false).Take(20)
+            .ToList();
         var inputs = StageTestData.Negation(200, seed: 2).Take(20).ToList();
         for (int i = 0; i < 20; i++)
         {
@@ -129,19 +132,23 @@ public sealed class LoraTextClassificationTests
         var rows = StageTestData.Negation(40, seed: 3);
         // The probe reads the model's input columns in schema order: Label, Text.
         File.WriteAllLines(dataPath, rows.Select(r => $"{r.Label}\t{r.Text}"));
-        var data = _ml.Data.LoadFromTextFile(dataPath, [new TextLoader.Column("Label", DataKind.String, 0), new TextLoader.Column("Text", DataKind.String, 1)],
+        var data = _ml.Data.LoadFromTextFile(dataPath,
+            [new TextLoader.Column("Label", DataKind.String, 0), new TextLoader.Column("Text", DataKind.String, 1)],
             separatorChar: '\t', allowQuoting: false);
         _ml.Model.Save(_model, data.Schema, modelPath);
         var expected = RowFormatter.Format(_model.Transform(data), ["Score", "PredictedLabelValue"]);
 
-        var start = new ProcessStartInfo(PeftTransformerBaseTests.DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { PeftTransformerBaseTests.ProbePath(), modelPath, dataPath, "Score", "PredictedLabelValue" }) start.ArgumentList.Add(a);
+        var start = new ProcessStartInfo(PeftTransformerBaseTests.DotnetHost()) { RedirectStandardOutput = true,
+            RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { PeftTransformerBaseTests.ProbePath(), modelPath, dataPath, "Score",
+            "PredictedLabelValue" }) start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         Assert.IsTrue(process.WaitForExit(TimeSpan.FromMinutes(3)), "probe timed out");
         Assert.AreEqual(0, process.ExitCode, stderr.Result);
-        var actual = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToList();
+        var actual = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r'))
+            .ToList();
         CollectionAssert.AreEqual(expected, actual);
         Assert.IsGreaterThan(1, actual.Select(l => l.Split('\t')[^1]).Distinct().Count());
     }
@@ -167,9 +174,11 @@ public sealed class LoraTextClassificationTests
         var rows = new List<TextRow>
         {
             new() { Label = "positive", Text = null }, new() { Label = "negative", Text = "" },
-            new() { Label = "positive", Text = string.Join(' ', Enumerable.Repeat("I do really love this movie", 3000)) },
+            new() { Label = "positive",
+                Text = string.Join(' ', Enumerable.Repeat("I do really love this movie", 3000)) },
         };
-        var scored = _ml.Data.CreateEnumerable<ScoredRow>(_model.Transform(StageTestData.Load(_ml, rows)), reuseRowObject: false).ToList();
+        var scored = _ml.Data.CreateEnumerable<ScoredRow>(_model.Transform(StageTestData.Load(_ml, rows)),
+            reuseRowObject: false).ToList();
         Assert.HasCount(3, scored);
         foreach (var r in scored) Assert.AreEqual(1f, r.Score.Sum(), 1e-4f);
     }
@@ -187,17 +196,20 @@ public sealed class LoraTextClassificationTests
                 string.Join(", ", weights.Keys.Where(k => k.Contains("lora_") || k.Contains("base_layer")).Take(3)));
             // A plain encoder + head (full fine-tuning attaches nothing) loaded with them scores as the stage does.
             var encoder = stage.Model.Encoder;
-            using var plain = PeftModel.Create(new BertModel(encoder.Config, encoder.HasPooler), new FullFineTuningConfig(),
+            using var plain =
+                PeftModel.Create(new BertModel(encoder.Config, encoder.HasPooler), new FullFineTuningConfig(),
                 2, stage.Model.Pooling, 0.0);
             var (_, unexpected) = plain.load_state_dict(weights, strict: true);
             Assert.IsEmpty(unexpected);
             plain.to(stage.Model.classifier.weight!.dtype);
             plain.eval();
-            string[] texts = ["I do not really love this movie", "We do simply adore this book", "They do hate this car"];
+            string[] texts =
+                ["I do not really love this movie", "We do simply adore this book", "They do hate this car"];
             using var batch = torch.NewDisposeScope();
             var (ids, mask, types) = stage.Tokenizer.EncodeBatch(texts, null, 32).ToTensors();
             using var noGrad = torch.no_grad();
-            var expected = plain.forward(ids, mask, types).to(torch.ScalarType.Float32).softmax(-1).data<float>().ToArray();
+            var expected = plain.forward(ids, mask, types).to(torch.ScalarType.Float32).softmax(-1).data<float>()
+                .ToArray();
             var rows = texts.Select(t => new TextRow { Label = "positive", Text = t }).ToList();
             var scored = _ml.Data.CreateEnumerable<ScoredRow>(_model.Transform(StageTestData.Load(_ml, rows)),
                 reuseRowObject: false).ToList();

@@ -5,8 +5,8 @@ namespace Microsoft.ML.Peft.Tests.Stages;
 
 /// <summary>
 /// Damage to any entry a PEFT stage writes into a model zip either fails the load with a
-/// <see cref="PeftModelFormatException"/> that names the entry, or (only for bytes the format ignores) leaves the scores
-/// exactly as they were. Entries are re-zipped with a valid CRC, as after an edit or damage before zipping.
+/// <see cref="PeftModelFormatException"/> that names the entry, or (only for bytes the format ignores) leaves the
+/// scores exactly as they were. Entries are re-zipped with a valid CRC, as after an edit or damage before zipping.
 /// </summary>
 [TestClass]
 public sealed class ModelFileFuzzTests
@@ -16,7 +16,8 @@ public sealed class ModelFileFuzzTests
     public TestContext TestContext { get; set; } = null!;
 
     public static IEnumerable<object[]> StageEntries =>
-        new[] { "Model.key", "Trained.safetensors", "Tokenizer.vocab.txt", "Tokenizer.tokenizer_config.json", "Base.safetensors" }
+        new[] { "Model.key", "Trained.safetensors", "Tokenizer.vocab.txt", "Tokenizer.tokenizer_config.json",
+            "Base.safetensors" }
         .Select(e => new object[] { e });
 
     [TestMethod]
@@ -97,7 +98,8 @@ public sealed class ModelFileFuzzTests
         return null;
     }
 
-    /// <summary>Where the stage's own bytes lie in its Model.key: ML.NET's header stores FpModel and CbModel at 24 and 32.</summary>
+    /// <summary>Where the stage's own bytes lie in its Model.key: ML.NET's header stores FpModel and CbModel at 24 and
+    /// 32.</summary>
     private static (long Start, long End) Body(byte[] key)
     {
         long start = BitConverter.ToInt64(key, 24);

@@ -63,7 +63,8 @@ public sealed class ModelHeaderEditTests
         var inner = ZipSurgery.Chain(raw).OfType<PeftModelFormatException>().Single();
         StringAssert.Contains(inner.Message, entry);
         StringAssert.Contains(inner.Message, "'Pooling' changed");
-        StringAssert.Contains(raw.ToString(), $"{entry}: the stage header fails its SHA-256 check: field(s) 'Pooling' changed");
+        StringAssert.Contains(raw.ToString(),
+            $"{entry}: the stage header fails its SHA-256 check: field(s) 'Pooling' changed");
     }
 
     [TestMethod]
@@ -105,11 +106,13 @@ public sealed class ModelHeaderEditTests
     private static PeftSavedModel SavedOptionsWith(Action<PeftSavedModel> edit)
     {
         var model = ZipSurgery.Model;
-        var key = System.Text.Encoding.UTF8.GetString(ZipSurgery.Entries(model.Zip)[model.StageDirectory + "/Model.key"]);
+        var key =
+            System.Text.Encoding.UTF8.GetString(ZipSurgery.Entries(model.Zip)[model.StageDirectory + "/Model.key"]);
         int start = key.IndexOf("{\"FormatVersion\"", StringComparison.Ordinal);
         int end = key.IndexOf("\"TotalParameters\":", start, StringComparison.Ordinal);
         end = key.IndexOf('}', end) + 1;
-        var saved = System.Text.Json.JsonSerializer.Deserialize<PeftSavedModel>(key[start..end], PeftModelWriter.JsonOptions)!;
+        var saved =
+            System.Text.Json.JsonSerializer.Deserialize<PeftSavedModel>(key[start..end], PeftModelWriter.JsonOptions)!;
         PeftSavedModelChecks.Validate(saved, "X/Model.key"); // as saved: valid
         edit(saved);
         return saved;

@@ -13,7 +13,8 @@ public sealed class PrecisionTests
     private static PeftTextTransformer Train(MLContext ml, IDataView data, PeftPrecision precision) =>
         ml.Peft().TextClassification(new PeftTextClassificationOptions
         {
-            LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 2, BatchSize = 16, LearningRate = 2e-3, MaxSequenceLength = 32,
+            LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 2, BatchSize = 16, LearningRate = 2e-3,
+            MaxSequenceLength = 32,
             Precision = precision,
         }).Fit(data);
 
@@ -28,7 +29,8 @@ public sealed class PrecisionTests
         {
             Environment.SetEnvironmentVariable(PrecisionPolicy.OverrideVariable, "0");
             Assert.AreEqual(ScalarType.Float32, PrecisionPolicy.Resolve(PeftPrecision.Auto, CPU));
-            Assert.AreEqual(ScalarType.BFloat16, PrecisionPolicy.Resolve(PeftPrecision.BFloat16, CPU), "an explicit request is honoured");
+            Assert.AreEqual(ScalarType.BFloat16, PrecisionPolicy.Resolve(PeftPrecision.BFloat16, CPU),
+                "an explicit request is honoured");
             Environment.SetEnvironmentVariable(PrecisionPolicy.OverrideVariable, "1");
             Assert.AreEqual(ScalarType.BFloat16, PrecisionPolicy.Resolve(PeftPrecision.Auto, CPU));
             Assert.AreEqual(ScalarType.Float32, PrecisionPolicy.Resolve(PeftPrecision.Float32, CPU));
@@ -40,7 +42,8 @@ public sealed class PrecisionTests
     public void Bf16ModelScoresInFloat32WhereBf16IsMissingAndAgrees()
     {
         var ml = new MLContext(1);
-        var toKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, StageTestData.Negation(200, 1)));
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(200, 1)));
         var train = toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(200, 1)));
         var test = toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(100, 2)));
         string? saved = Environment.GetEnvironmentVariable(PrecisionPolicy.OverrideVariable);
@@ -59,9 +62,12 @@ public sealed class PrecisionTests
             Assert.AreEqual("Float32", loaded.ScoringPrecision);
             var fp32Scores = Scores(ml, loaded, test);
             double maxDiff = bf16Scores.Zip(fp32Scores, (a, b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max()).Max();
-            int agree = bf16Scores.Zip(fp32Scores, (a, b) => Array.IndexOf(a, a.Max()) == Array.IndexOf(b, b.Max()) ? 1 : 0).Sum();
-            Console.WriteLine($"bf16 vs float32 scoring of one trained model: max |Δp| {maxDiff:F4}, same prediction on {agree}/100 rows");
-            // bf16 has 8 mantissa bits (~0.4% relative); through 6 layers probabilities move by a few hundredths at most.
+            int agree = bf16Scores.Zip(fp32Scores,
+                (a, b) => Array.IndexOf(a, a.Max()) == Array.IndexOf(b, b.Max()) ? 1 : 0).Sum();
+            Console.WriteLine($"bf16 vs float32 scoring of one trained model: max |Δp| {maxDiff:F4}, " +
+                $"same prediction on {agree}/100 rows");
+            // bf16 has 8 mantissa bits (~0.4% relative); through 6 layers probabilities move by a few hundredths at
+            // most.
             Assert.IsLessThan(0.05, maxDiff);
             Assert.IsGreaterThanOrEqualTo(97, agree);
         }
@@ -76,7 +82,8 @@ public sealed class PrecisionTests
     public void Float32ModelLoadsAndScoresInBf16()
     {
         var ml = new MLContext(1);
-        var toKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, StageTestData.Negation(120, 1)));
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(120, 1)));
         var train = toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(120, 1)));
         var test = toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(60, 2)));
         string? saved = Environment.GetEnvironmentVariable(PrecisionPolicy.OverrideVariable);

@@ -14,7 +14,8 @@ public sealed class RegressionAndPairTests
     }
 
     private static List<ScoreRow> Scores(int n, int seed) =>
-        StageTestData.Negation(n, seed).Select(r => new ScoreRow { Label = r.Label == "positive" ? 4.5f : 0.5f, Text = r.Text! }).ToList();
+        StageTestData.Negation(n, seed)
+            .Select(r => new ScoreRow { Label = r.Label == "positive" ? 4.5f : 0.5f, Text = r.Text! }).ToList();
 
     [TestMethod]
     public void RegressionLearnsAndWorksWithRegressionEvaluate()
@@ -24,12 +25,15 @@ public sealed class RegressionAndPairTests
         var test = ml.Data.LoadFromEnumerable(Scores(120, 2));
         var model = ml.Peft().TextRegression(new PeftTextRegressionOptions
         {
-            LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 4, BatchSize = 16, LearningRate = 2e-3, MaxSequenceLength = 32,
+            LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 4, BatchSize = 16, LearningRate = 2e-3,
+            MaxSequenceLength = 32,
         }).Fit(train);
         var metrics = ml.Regression.Evaluate(model.Transform(test));
-        var baseline = ml.Transforms.Text.FeaturizeText("Features", "Text").Append(ml.Regression.Trainers.Sdca()).Fit(train);
+        var baseline = ml.Transforms.Text.FeaturizeText("Features", "Text").Append(ml.Regression.Trainers.Sdca())
+            .Fit(train);
         var baselineMetrics = ml.Regression.Evaluate(baseline.Transform(test));
-        Console.WriteLine($"LoRA regression RMSE {metrics.RootMeanSquaredError:F3}, R² {metrics.RSquared:F3}; SDCA RMSE {baselineMetrics.RootMeanSquaredError:F3}");
+        Console.WriteLine($"LoRA regression RMSE {metrics.RootMeanSquaredError:F3}, R² {metrics.RSquared:F3}; SDCA " +
+            $"RMSE {baselineMetrics.RootMeanSquaredError:F3}");
         Assert.IsLessThan(1.0, metrics.RootMeanSquaredError);
         Assert.IsLessThan(baselineMetrics.RootMeanSquaredError, metrics.RootMeanSquaredError);
 
@@ -38,7 +42,8 @@ public sealed class RegressionAndPairTests
         {
             PeftModelIO.SaveAtomic(ml, model, train.Schema, path);
             var loaded = new MLContext(3).Model.Load(path, out _);
-            CollectionAssert.AreEqual(RowFormatter.Format(model.Transform(test), ["Score"]), RowFormatter.Format(loaded.Transform(test), ["Score"]));
+            CollectionAssert.AreEqual(RowFormatter.Format(model.Transform(test), ["Score"]),
+                RowFormatter.Format(loaded.Transform(test), ["Score"]));
         }
         finally { File.Delete(path); }
     }
@@ -58,7 +63,8 @@ public sealed class RegressionAndPairTests
                 bool same = rng.Next(2) == 0;
                 string topic = x.Text!.Split(' ')[^1];
                 string second = same ? string.Join(' ', y.Text!.Split(' ')[..^1].Append(topic)) : y.Text!;
-                return new PairRow { Label = second.Split(' ')[^1] == topic ? 1 : 0, Sentence1 = x.Text!, Sentence2 = second };
+                return new PairRow { Label = second.Split(' ')[^1] == topic ? 1 : 0, Sentence1 = x.Text!,
+                    Sentence2 = second };
             }).ToList();
         }
         var train = ml.Data.LoadFromEnumerable(Pairs(320, 1));
@@ -66,7 +72,8 @@ public sealed class RegressionAndPairTests
         var model = ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
             {
-                Sentence1ColumnName = "Sentence1", Sentence2ColumnName = "Sentence2", Epochs = 3, BatchSize = 16, LearningRate = 2e-3, MaxSequenceLength = 40,
+                Sentence1ColumnName = "Sentence1", Sentence2ColumnName = "Sentence2", Epochs = 3, BatchSize = 16,
+                LearningRate = 2e-3, MaxSequenceLength = 40,
             }))
             .Fit(train);
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
@@ -78,7 +85,8 @@ public sealed class RegressionAndPairTests
         {
             PeftModelIO.SaveAtomic(ml, model, train.Schema, path);
             var loaded = new MLContext(3).Model.Load(path, out _);
-            CollectionAssert.AreEqual(RowFormatter.Format(model.Transform(test), ["Score"]), RowFormatter.Format(loaded.Transform(test), ["Score"]));
+            CollectionAssert.AreEqual(RowFormatter.Format(model.Transform(test), ["Score"]),
+                RowFormatter.Format(loaded.Transform(test), ["Score"]));
         }
         finally { File.Delete(path); }
     }

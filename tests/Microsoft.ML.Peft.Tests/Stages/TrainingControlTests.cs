@@ -14,14 +14,16 @@ public sealed class TrainingControlTests
     private static (MLContext Ml, IDataView Train, IDataView Test) Data(int trainRows, int testRows)
     {
         var ml = new MLContext(1);
-        var toKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(StageTestData.Load(ml, StageTestData.Negation(trainRows, 1)));
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Fit(StageTestData.Load(ml, StageTestData.Negation(trainRows, 1)));
         return (ml, toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(trainRows, 1))),
                 toKey.Transform(StageTestData.Load(ml, StageTestData.Negation(testRows, 2))));
     }
 
     private static PeftTextClassificationOptions Options() => new()
     {
-        LabelColumnName = "Label", Sentence1ColumnName = "Text", BatchSize = 16, MaxSequenceLength = 32, LearningRate = 2e-3, LogEverySteps = 1,
+        LabelColumnName = "Label", Sentence1ColumnName = "Text", BatchSize = 16, MaxSequenceLength = 32,
+        LearningRate = 2e-3, LogEverySteps = 1,
     };
 
     [TestMethod]
@@ -42,7 +44,8 @@ public sealed class TrainingControlTests
         var scores = model.Transform(test).GetColumn<float[]>("Score").ToArray();
         Assert.AreEqual(16, scores.Length);
         Assert.IsTrue(scores.All(s => s.All(float.IsFinite)));
-        // The schedule follows the clock: it reaches its peak and is close to zero at the last step before the deadline.
+        // The schedule follows the clock: it reaches its peak and is close to zero at the last step before the
+        // deadline.
         Assert.IsGreaterThan(2, rates.Count);
         Assert.IsLessThanOrEqualTo(2e-3 + 1e-12, rates.Max());
         Assert.IsLessThan(0.5 * rates.Max(), rates[^1], $"last rate {rates[^1]:E2}, peak {rates.Max():E2}");
@@ -82,7 +85,8 @@ public sealed class TrainingControlTests
         Assert.AreEqual(before, torch.get_num_threads());
         model.NumberOfThreads = null;
         var defaultThreads = model.Transform(test).GetColumn<float[]>("Score").ToArray();
-        Assert.IsLessThan(1e-4, oneThread.Zip(defaultThreads, (a, b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max()).Max());
+        Assert.IsLessThan(1e-4,
+            oneThread.Zip(defaultThreads, (a, b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max()).Max());
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.NumberOfThreads = 0);
 
         model.NumberOfThreads = 1;
@@ -101,11 +105,13 @@ public sealed class TrainingControlTests
     {
         var (ml, train, test) = Data(32, 8);
         static double[] Dropouts(PeftTextTransformer t) =>
-            t.Model.modules().OfType<Microsoft.ML.Peft.Modeling.BertSelfAttention>().Select(a => a.AttentionDropout).ToArray();
+            t.Model.modules().OfType<Microsoft.ML.Peft.Modeling.BertSelfAttention>().Select(a => a.AttentionDropout)
+                .ToArray();
         var options = Options();
         options.Epochs = 1;
         var plain = ml.Peft().TextClassification(options).Fit(train);
-        Assert.IsTrue(Dropouts(plain).All(d => d == Microsoft.ML.Peft.BaseModels.BaseModel.Default.Config.AttentionDropoutProb));
+        Assert.IsTrue(Dropouts(plain)
+            .All(d => d == Microsoft.ML.Peft.BaseModels.BaseModel.Default.Config.AttentionDropoutProb));
 
         options.AttentionDropout = 0;
         var noDropout = ml.Peft().TextClassification(options).Fit(train);
@@ -114,7 +120,8 @@ public sealed class TrainingControlTests
         Assert.IsTrue(noDropout.Transform(test).GetColumn<float[]>("Score").All(s => s.All(float.IsFinite)));
 
         options.AttentionDropout = 1;
-        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(options).Fit(train));
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Peft().TextClassification(options)
+            .Fit(train));
         StringAssert.Contains(e.Message, "AttentionDropout");
     }
 }

@@ -34,7 +34,8 @@ internal static class ZipSurgery
         });
     }
 
-    /// <summary>A copy of <paramref name="zip"/> with entry <paramref name="name"/> holding <paramref name="content"/>.</summary>
+    /// <summary>A copy of <paramref name="zip"/> with entry <paramref name="name"/> holding
+    /// <paramref name="content"/>.</summary>
     internal static byte[] Replace(byte[] zip, string name, byte[] content)
     {
         var output = new MemoryStream();
@@ -49,7 +50,8 @@ internal static class ZipSurgery
         return output.ToArray();
     }
 
-    /// <summary>Replaces the one occurrence of <paramref name="from"/> (ASCII) in the entry by <paramref name="to"/>.</summary>
+    /// <summary>Replaces the one occurrence of <paramref name="from"/> (ASCII) in the entry by
+    /// <paramref name="to"/>.</summary>
     internal static byte[] Edit(byte[] zip, string name, string from, string to)
     {
         Assert.AreEqual(from.Length, to.Length, "a same-length edit keeps every length prefix valid");
@@ -66,7 +68,8 @@ internal static class ZipSurgery
     internal static ITransformer Load(byte[] zip) => new MLContext(1).Model.Load(new MemoryStream(zip), out _);
 
     /// <summary>The score lines of <paramref name="model"/> on the shared data.</summary>
-    internal static List<string> Score(ITransformer model) => RowFormatter.Format(model.Transform(Model.Data), ["Score"]);
+    internal static List<string> Score(ITransformer model) =>
+        RowFormatter.Format(model.Transform(Model.Data), ["Score"]);
 
     /// <summary>The exception and every inner one, outermost first.</summary>
     internal static IEnumerable<Exception> Chain(Exception? ex)
@@ -85,7 +88,8 @@ internal static class ZipSurgery
         string folder = Path.Combine(Path.GetTempPath(), "peft-integrity-" + Guid.NewGuid().ToString("N"));
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(folder, "base"));
         var ml = new MLContext(1);
-        var rows = StageTestData.Negation(32, 1).Select(r => new TextRow { Label = r.Label == "positive" ? "1" : "0", Text = r.Text });
+        var rows = StageTestData.Negation(32, 1)
+            .Select(r => new TextRow { Label = r.Label == "positive" ? "1" : "0", Text = r.Text });
         var data = ml.Data.LoadFromEnumerable(rows.OrderBy(r => r.Label, StringComparer.Ordinal).ToList());
         var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(
             new PeftTextClassificationOptions

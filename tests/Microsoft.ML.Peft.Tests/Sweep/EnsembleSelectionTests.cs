@@ -4,7 +4,8 @@ using Microsoft.ML.Peft.Sweep;
 
 namespace Microsoft.ML.Peft.Tests.Sweep;
 
-/// <summary>The sweep's metrics on score arrays (checked against ML.NET's evaluators) and greedy ensemble selection.</summary>
+/// <summary>The sweep's metrics on score arrays (checked against ML.NET's evaluators) and greedy ensemble
+/// selection.</summary>
 [TestClass]
 public sealed class EnsembleSelectionTests
 {
@@ -54,7 +55,8 @@ public sealed class EnsembleSelectionTests
         var rows = Enumerable.Range(0, 200).Select(i =>
         {
             var p = Probabilities(rng, 3);
-            return new ClassRow { Label = i % 10 == 0 ? 2u : (uint)rng.Next(0, 2), Score = p, PredictedLabel = ArgMaxIndex(p) };
+            return new ClassRow { Label = i % 10 == 0 ? 2u : (uint)rng.Next(0, 2), Score = p,
+                PredictedLabel = ArgMaxIndex(p) };
         }).ToList();
         var view = ml.Data.LoadFromEnumerable(rows);
         var scores = ValidationScores.Read(view, "Label", "Score", regression: false);
@@ -77,8 +79,10 @@ public sealed class EnsembleSelectionTests
         Assert.AreEqual(2 * tp / (2 * tp + fp + fn), binaryScores.Compute(PeftMetric.F1), 1e-9);
         // AUC as ML.NET's binary evaluator computes it on the positive class's probability (some scores tied).
         var auc = ml.BinaryClassification.EvaluateNonCalibrated(ml.Data.LoadFromEnumerable(binary.Select((r, i) =>
-            new AucRow { Label = r.Label == 1, Score = i % 5 == 0 ? 0.5f : r.Score[1], PredictedLabel = (i % 5 == 0 ? 0.5f : r.Score[1]) > 0.5f })));
-        var tied = new ValidationScores(binaryScores.Labels, binary.Select((r, i) => i % 5 == 0 ? new[] { 0.5f, 0.5f } : r.Score).ToArray(), regression: false);
+            new AucRow { Label = r.Label == 1, Score = i % 5 == 0 ? 0.5f : r.Score[1],
+                PredictedLabel = (i % 5 == 0 ? 0.5f : r.Score[1]) > 0.5f })));
+        var tied = new ValidationScores(binaryScores.Labels,
+            binary.Select((r, i) => i % 5 == 0 ? new[] { 0.5f, 0.5f } : r.Score).ToArray(), regression: false);
         Assert.AreEqual(auc.AreaUnderRocCurve, tied.Compute(PeftMetric.Auc), 1e-9);
         Assert.ThrowsExactly<InvalidOperationException>(() => scores.Compute(PeftMetric.Auc));
         Assert.ThrowsExactly<InvalidOperationException>(() => scores.Compute(PeftMetric.F1));
@@ -93,7 +97,8 @@ public sealed class EnsembleSelectionTests
         var rows = Enumerable.Range(0, 120).Select(i =>
         {
             float y = (float)(rng.NextDouble() * 5);
-            return new RegressionRow { Label = i % 13 == 0 ? float.NaN : y, Score = y + (float)(rng.NextDouble() - 0.3) };
+            return new RegressionRow { Label = i % 13 == 0 ? float.NaN : y,
+                Score = y + (float)(rng.NextDouble() - 0.3) };
         }).ToList();
         var view = ml.Data.LoadFromEnumerable(rows);
         var scores = ValidationScores.Read(view, "Label", "Score", regression: true);
@@ -105,15 +110,16 @@ public sealed class EnsembleSelectionTests
         var kept = rows.Where(r => !float.IsNaN(r.Label)).ToList();
         double my = kept.Average(r => r.Label), ms = kept.Average(r => r.Score);
         double cov = kept.Sum(r => (r.Label - my) * (r.Score - ms));
-        double pearson = cov / Math.Sqrt(kept.Sum(r => (r.Label - my) * (r.Label - my)) * kept.Sum(r => (r.Score - ms) * (r.Score - ms)));
+        double pearson = cov / Math.Sqrt(kept.Sum(r => (r.Label - my) * (r.Label - my))
+            * kept.Sum(r => (r.Score - ms) * (r.Score - ms)));
         Assert.AreEqual(pearson, scores.Compute(PeftMetric.Pearson), 1e-9);
     }
 
     [TestMethod]
     public void SelectionAveragesModelsWhoseErrorsDiffer()
     {
-        // Three classifiers, each confidently wrong on a different third of the rows and mildly right elsewhere: each alone
-        // scores 2/3, any two averaged are right everywhere.
+        // Three classifiers, each confidently wrong on a different third of the rows and mildly right elsewhere: each
+        // alone scores 2/3, any two averaged are right everywhere.
         const int n = 30;
         var labels = Enumerable.Range(0, n).Select(i => (float)(i % 2 + 1)).ToArray();
         ValidationScores Model(int wrongThird) => new(labels, Enumerable.Range(0, n).Select(i =>
@@ -130,13 +136,15 @@ public sealed class EnsembleSelectionTests
         Assert.IsGreaterThanOrEqualTo(2, counts.Count(c => c > 0));
 
         // A candidate that is right everywhere and most confident is chosen alone.
-        var perfect = new ValidationScores(labels, labels.Select(y => y == 1 ? new[] { 0.99f, 0.01f } : [0.01f, 0.99f]).ToArray(), regression: false);
+        var perfect = new ValidationScores(labels,
+            labels.Select(y => y == 1 ? new[] { 0.99f, 0.01f } : [0.01f, 0.99f]).ToArray(), regression: false);
         var (alone, aloneMetric) = EnsembleSelection.Select(PeftMetric.Accuracy, [.. candidates, perfect], rounds: 6);
         CollectionAssert.AreEqual(new[] { 0, 0, 0, 1 }, alone);
         Assert.AreEqual(1.0, aloneMetric, 1e-9);
 
         var other = new ValidationScores([.. labels.Reverse()], candidates[0].Scores, regression: false);
-        Assert.ThrowsExactly<ArgumentException>(() => EnsembleSelection.Select(PeftMetric.Accuracy, [candidates[0], other], rounds: 2));
+        Assert.ThrowsExactly<ArgumentException>(() =>
+            EnsembleSelection.Select(PeftMetric.Accuracy, [candidates[0], other], rounds: 2));
     }
 
     [TestMethod]

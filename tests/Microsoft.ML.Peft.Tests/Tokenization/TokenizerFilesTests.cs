@@ -20,7 +20,8 @@ public sealed class TokenizerFilesTests
     [TestMethod]
     public void WordPiece_ExportThenLoad_GivesIdenticalIdsAndSettings()
     {
-        var cased = TextTokenizer.FromWordPieceVocabulary(new MemoryStream(MiniLmVocab), new TextTokenizerOptions { LowerCase = false, ModelMaxLength = 256 });
+        var cased = TextTokenizer.FromWordPieceVocabulary(new MemoryStream(MiniLmVocab),
+            new TextTokenizerOptions { LowerCase = false, ModelMaxLength = 256 });
         foreach (TextTokenizer original in new TextTokenizer[] { Bert, cased })
         {
             IReadOnlyDictionary<string, byte[]> files = original.ExportFiles();
@@ -35,7 +36,8 @@ public sealed class TokenizerFilesTests
             foreach (string s in Sentences)
             {
                 CollectionAssert.AreEqual(original.EncodeSingle(s).InputIds, reloaded.EncodeSingle(s).InputIds, s);
-                CollectionAssert.AreEqual(original.EncodePair(s, "the cat").TokenTypeIds, reloaded.EncodePair(s, "the cat").TokenTypeIds, s);
+                CollectionAssert.AreEqual(original.EncodePair(s, "the cat").TokenTypeIds,
+                    reloaded.EncodePair(s, "the cat").TokenTypeIds, s);
             }
         }
         // The cased setting matters: "Hello" is not in the uncased vocabulary.
@@ -50,7 +52,9 @@ public sealed class TokenizerFilesTests
         string dir = TempDir();
         File.WriteAllBytes(Path.Combine(dir, "vocab.txt"), MiniLmVocab);
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
-            """{ "do_lower_case": false, "model_max_length": 128, "unk_token": {"content": "[UNK]", "lstrip": false} }""");
+            """
+            { "do_lower_case": false, "model_max_length": 128, "unk_token": {"content": "[UNK]", "lstrip": false} }
+            """);
         TextTokenizer t = TextTokenizer.FromPretrained(dir);
         Assert.AreEqual(TextTokenizerKind.WordPiece, t.Kind);
         Assert.IsFalse(t.LowerCase);
@@ -58,7 +62,8 @@ public sealed class TokenizerFilesTests
         Assert.AreEqual(128, t.EncodeSingle(string.Join(' ', Enumerable.Repeat("the", 500))).Length);
 
         // Hugging Face's "unknown length" marker (1e30) falls back to 512; overrides win over the file.
-        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{ "do_lower_case": true, "model_max_length": 1000000000000000019884624838656 }""");
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
+            """{ "do_lower_case": true, "model_max_length": 1000000000000000019884624838656 }""");
         TextTokenizer u = TextTokenizer.FromPretrained(dir);
         Assert.AreEqual((true, 512), (u.LowerCase, u.ModelMaxLength));
         TextTokenizer v = TextTokenizer.FromPretrained(dir, new TextTokenizerOptions { ModelMaxLength = 64 });
@@ -69,7 +74,8 @@ public sealed class TokenizerFilesTests
     [TestMethod]
     public void FromPretrained_TokenizerJsonOnly_GivesTheSameIdsAsVocabTxt()
     {
-        string[] lines = Encoding.UTF8.GetString(MiniLmVocab).Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0).ToArray();
+        string[] lines = Encoding.UTF8.GetString(MiniLmVocab).Split('\n').Select(l => l.TrimEnd('\r'))
+            .Where(l => l.Length > 0).ToArray();
         var vocab = new JsonObject();
         for (int i = 0; i < lines.Length; i++)
         {
@@ -77,7 +83,8 @@ public sealed class TokenizerFilesTests
         }
         var root = new JsonObject
         {
-            ["normalizer"] = new JsonObject { ["type"] = "BertNormalizer", ["lowercase"] = true, ["strip_accents"] = null, ["handle_chinese_chars"] = true },
+            ["normalizer"] = new JsonObject { ["type"] = "BertNormalizer", ["lowercase"] = true,
+                ["strip_accents"] = null, ["handle_chinese_chars"] = true },
             ["model"] = new JsonObject { ["type"] = "WordPiece", ["unk_token"] = "[UNK]", ["vocab"] = vocab },
         };
         string dir = TempDir();
@@ -105,14 +112,17 @@ public sealed class TokenizerFilesTests
         Assert.AreEqual("merges.txt", e2.FileName);
 
         var e3 = Assert.ThrowsExactly<FileNotFoundException>(() =>
-            TextTokenizer.Load(new Dictionary<string, byte[]> { ["tokenizer_config.json"] = "{}"u8.ToArray() }, TextTokenizerKind.WordPiece));
+            TextTokenizer.Load(new Dictionary<string, byte[]> { ["tokenizer_config.json"] = "{}"u8.ToArray() },
+                TextTokenizerKind.WordPiece));
         StringAssert.Contains(e3.Message, "vocab.txt");
         var e4 = Assert.ThrowsExactly<FileNotFoundException>(() =>
-            TextTokenizer.Load(new Dictionary<string, byte[]> { ["merges.txt"] = "#version: 0.2\n"u8.ToArray() }, TextTokenizerKind.ByteLevelBpe));
+            TextTokenizer.Load(new Dictionary<string, byte[]> { ["merges.txt"] = "#version: 0.2\n"u8.ToArray() },
+                TextTokenizerKind.ByteLevelBpe));
         StringAssert.Contains(e4.Message, "vocab.json");
 
         Assert.ThrowsExactly<DirectoryNotFoundException>(() => TextTokenizer.FromPretrained(Path.Combine(dir, "nope")));
-        var e5 = Assert.ThrowsExactly<InvalidDataException>(() => TextTokenizer.FromWordPieceVocabulary(new MemoryStream("a\nb\n[PAD]\n"u8.ToArray())));
+        var e5 = Assert.ThrowsExactly<InvalidDataException>(() =>
+            TextTokenizer.FromWordPieceVocabulary(new MemoryStream("a\nb\n[PAD]\n"u8.ToArray())));
         StringAssert.Contains(e5.Message, "[CLS]");
         Directory.Delete(dir, true);
     }
@@ -122,7 +132,8 @@ public sealed class TokenizerFilesTests
     {
         string path = ManifestResourceReader.FindAssemblyFile(ManifestResourceReader.MiniLmAssemblyFileName)!;
         Assert.IsNotNull(path);
-        CollectionAssert.Contains(ManifestResourceReader.List(path).ToArray(), ManifestResourceReader.MiniLmVocabResource);
+        CollectionAssert.Contains(ManifestResourceReader.List(path).ToArray(),
+            ManifestResourceReader.MiniLmVocabResource);
         StringAssert.StartsWith(Encoding.UTF8.GetString(MiniLmVocab, 0, 5), "[PAD]");
         Assert.ThrowsExactly<FileNotFoundException>(() => ManifestResourceReader.Read(path, "no.such.resource"));
     }

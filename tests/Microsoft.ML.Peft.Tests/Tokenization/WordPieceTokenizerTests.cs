@@ -28,7 +28,8 @@ public sealed class WordPieceTokenizerTests
         Assert.AreEqual(VocabId("[PAD]"), Bert.PadTokenId);
         Assert.AreEqual(VocabId("[UNK]"), Bert.UnknownTokenId);
         Assert.AreEqual(VocabId("[MASK]"), Bert.MaskTokenId);
-        Assert.AreEqual((101, 102, 0, 100, 103), (Bert.ClsTokenId, Bert.SepTokenId, Bert.PadTokenId, Bert.UnknownTokenId, Bert.MaskTokenId!.Value));
+        Assert.AreEqual((101, 102, 0, 100, 103),
+            (Bert.ClsTokenId, Bert.SepTokenId, Bert.PadTokenId, Bert.UnknownTokenId, Bert.MaskTokenId!.Value));
         Assert.AreEqual(30522, Bert.VocabSize);
         Assert.AreEqual(512, Bert.ModelMaxLength);
         Assert.IsTrue(Bert.LowerCase);
@@ -38,9 +39,11 @@ public sealed class WordPieceTokenizerTests
     [TestMethod]
     public void WholeWords_GetTheirVocabLineIds()
     {
-        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), VocabId("cat"), Sep }, Bert.EncodeSingle("the cat").InputIds);
+        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), VocabId("cat"), Sep },
+            Bert.EncodeSingle("the cat").InputIds);
         CollectionAssert.AreEqual(
-            new[] { Cls, VocabId("the"), VocabId("cat"), VocabId("sat"), VocabId("on"), VocabId("the"), VocabId("mat"), VocabId("."), Sep },
+            new[] { Cls, VocabId("the"), VocabId("cat"), VocabId("sat"), VocabId("on"), VocabId("the"), VocabId("mat"),
+                VocabId("."), Sep },
             Bert.EncodeSingle("The CAT sat on the mat.").InputIds);
     }
 
@@ -49,9 +52,11 @@ public sealed class WordPieceTokenizerTests
     {
         int[] ids = Bert.EncodeSingle("Café ÉCOLE naïve Über Zürich").InputIds;
         CollectionAssert.AreEqual(
-            new[] { Cls, VocabId("cafe"), VocabId("ecole"), VocabId("naive"), VocabId("uber"), VocabId("zurich"), Sep }, ids);
+            new[] { Cls, VocabId("cafe"), VocabId("ecole"), VocabId("naive"), VocabId("uber"), VocabId("zurich"), Sep },
+                ids);
         // Decomposed input (e + combining acute) gives the same ids as the precomposed one.
-        CollectionAssert.AreEqual(ids, Bert.EncodeSingle("Cafe\u0301 E\u0301COLE nai\u0308ve U\u0308ber Zu\u0308rich").InputIds);
+        CollectionAssert.AreEqual(ids,
+            Bert.EncodeSingle("Cafe\u0301 E\u0301COLE nai\u0308ve U\u0308ber Zu\u0308rich").InputIds);
         // Greek capitals are lower-cased too: Σ → σ.
         CollectionAssert.AreEqual(new[] { Cls, VocabId("σ"), Sep }, Bert.EncodeSingle("Σ").InputIds);
     }
@@ -70,8 +75,10 @@ public sealed class WordPieceTokenizerTests
     [TestMethod]
     public void UnknownCharacters_MapToUnk_AndSpecialTokenTextIsRecognised()
     {
-        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), VocabId("[UNK]"), Sep }, Bert.EncodeSingle("the \U0001F642").InputIds);
-        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), Sep, VocabId("cat"), Sep }, Bert.EncodeSingle("the [SEP] cat").InputIds);
+        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), VocabId("[UNK]"), Sep },
+            Bert.EncodeSingle("the \U0001F642").InputIds);
+        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), Sep, VocabId("cat"), Sep },
+            Bert.EncodeSingle("the [SEP] cat").InputIds);
     }
 
     [TestMethod]
@@ -80,9 +87,11 @@ public sealed class WordPieceTokenizerTests
         // HF's BasicTokenizer treats ASCII symbols as punctuation (own token) and keeps other symbols; the
         // Microsoft.ML.Tokenizers default pre-tokenizer would drop all of them.
         CollectionAssert.AreEqual(
-            new[] { Cls, VocabId("$"), VocabId("100"), VocabId("+"), VocabId("5"), VocabId("="), VocabId("105"), VocabId("^"), VocabId("|"), VocabId("~"), Sep },
+            new[] { Cls, VocabId("$"), VocabId("100"), VocabId("+"), VocabId("5"), VocabId("="), VocabId("105"),
+                VocabId("^"), VocabId("|"), VocabId("~"), Sep },
             Bert.EncodeSingle("$100+5 = 105^|~").InputIds);
-        CollectionAssert.AreEqual(new[] { Cls, VocabId("€"), VocabId("©"), VocabId("a"), VocabId("_"), VocabId("b"), Sep }, Bert.EncodeSingle("€ © a_b").InputIds);
+        CollectionAssert.AreEqual(new[] { Cls, VocabId("€"), VocabId("©"), VocabId("a"), VocabId("_"), VocabId("b"),
+            Sep }, Bert.EncodeSingle("€ © a_b").InputIds);
     }
 
     [TestMethod]
@@ -91,7 +100,8 @@ public sealed class WordPieceTokenizerTests
         int[] expected = [Cls, VocabId("hello"), VocabId("world"), VocabId("the"), VocabId("cat"), Sep];
         CollectionAssert.AreEqual(expected, Bert.EncodeSingle("hello\nworld\tthe\r\ncat").InputIds);
         // U+00AD soft hyphen and U+200B zero-width space are format characters: HF deletes them.
-        CollectionAssert.AreEqual(Bert.EncodeSingle("unaffable").InputIds, Bert.EncodeSingle("un\u00ADaff\u200Bable").InputIds);
+        CollectionAssert.AreEqual(Bert.EncodeSingle("unaffable").InputIds,
+            Bert.EncodeSingle("un\u00ADaff\u200Bable").InputIds);
         Assert.AreSame("plain text", WordPieceTextTokenizer.CleanText("plain text"));
     }
 
@@ -99,7 +109,8 @@ public sealed class WordPieceTokenizerTests
     public void Pair_LayoutAndTokenTypes()
     {
         TokenizedText t = Bert.EncodePair("the cat", "a dog");
-        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), VocabId("cat"), Sep, VocabId("a"), VocabId("dog"), Sep }, t.InputIds);
+        CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), VocabId("cat"), Sep, VocabId("a"), VocabId("dog"), Sep },
+            t.InputIds);
         CollectionAssert.AreEqual(new[] { 0, 0, 0, 0, 1, 1, 1 }, t.TokenTypeIds);
         Assert.AreEqual((2, 2), (t.FirstSegmentLength, t.SecondSegmentLength));
         Assert.AreEqual(3, Bert.SpecialTokenCountPair);
@@ -125,14 +136,16 @@ public sealed class WordPieceTokenizerTests
         TokenizedText t = Bert.EncodeSingle("the cat sat on the mat", maxLength: 5);
         CollectionAssert.AreEqual(new[] { Cls, VocabId("the"), VocabId("cat"), VocabId("sat"), Sep }, t.InputIds);
         // Truncation cuts inside a word (unaffable = un ##aff ##able) as Hugging Face does.
-        CollectionAssert.AreEqual(new[] { Cls, 14477, 20961, Sep }, Bert.EncodeSingle("unaffable", maxLength: 4).InputIds);
+        CollectionAssert.AreEqual(new[] { Cls, 14477, 20961, Sep },
+            Bert.EncodeSingle("unaffable", maxLength: 4).InputIds);
         CollectionAssert.AreEqual(new[] { Cls, Sep }, Bert.EncodeSingle("the cat", maxLength: 2).InputIds);
     }
 
     [TestMethod]
     public void Pair_TruncatesLongestFirst()
     {
-        int the = VocabId("the"), cat = VocabId("cat"), sat = VocabId("sat"), on = VocabId("on"), mat = VocabId("mat"), a = VocabId("a"), dog = VocabId("dog");
+        int the = VocabId("the"), cat = VocabId("cat"), sat = VocabId("sat"), on = VocabId("on"), mat = VocabId("mat"),
+            a = VocabId("a"), dog = VocabId("dog");
         // 6 + 2 tokens into a budget of 8 - 3 = 5: the longer first segment loses 3.
         TokenizedText t = Bert.EncodePair("the cat sat on the mat", "a dog", maxLength: 8);
         CollectionAssert.AreEqual(new[] { Cls, the, cat, sat, Sep, a, dog, Sep }, t.InputIds);
@@ -166,7 +179,8 @@ public sealed class WordPieceTokenizerTests
                     b--;
                 }
             }
-            Assert.AreEqual((a, b), TextTokenizer.LongestFirstLengths(la, lb, budget), $"la={la} lb={lb} budget={budget}");
+            Assert.AreEqual((a, b), TextTokenizer.LongestFirstLengths(la, lb, budget),
+                $"la={la} lb={lb} budget={budget}");
         }
     }
 
@@ -194,7 +208,8 @@ public sealed class WordPieceTokenizerTests
         Assert.AreEqual(512, Bert.EncodeSingle(text).Length, "default maxLength is ModelMaxLength");
 
         // One 100k-character "word" (beyond WordPiece's 100-character limit) becomes a single [UNK].
-        CollectionAssert.AreEqual(new[] { Cls, VocabId("[UNK]"), Sep }, Bert.EncodeSingle(new string('a', 100_000), 64).InputIds);
+        CollectionAssert.AreEqual(new[] { Cls, VocabId("[UNK]"), Sep },
+            Bert.EncodeSingle(new string('a', 100_000), 64).InputIds);
     }
 
     [TestMethod]
@@ -210,7 +225,8 @@ public sealed class WordPieceTokenizerTests
         CollectionAssert.AreEqual(new long[] { 1, 1, 1, 1, 0, 0, 0, 0 }, b.AttentionMask[0..8]);
         CollectionAssert.AreEqual(new long[] { Cls, Sep, pad, pad, pad, pad, pad, pad }, b.InputIds[8..16]);
         CollectionAssert.AreEqual(new long[] { 1, 1, 0, 0, 0, 0, 0, 0 }, b.AttentionMask[16..24]);
-        CollectionAssert.AreEqual(Bert.EncodeSingle("the cat sat on the mat").InputIds.Select(i => (long)i).ToArray(), b.InputIds[24..32]);
+        CollectionAssert.AreEqual(Bert.EncodeSingle("the cat sat on the mat").InputIds.Select(i => (long)i).ToArray(),
+            b.InputIds[24..32]);
         CollectionAssert.AreEqual(Enumerable.Repeat(1L, 8).ToArray(), b.AttentionMask[24..32]);
         CollectionAssert.AreEqual(new long[32], b.TokenTypeIds);
 
@@ -258,7 +274,9 @@ public sealed class WordPieceTokenizerTests
     [TestMethod]
     public void ConcurrentEncoding_GivesTheSameIdsAsSequential()
     {
-        string[] texts = Enumerable.Range(0, 400).Select(i => $"Sentence number {i}: café {i * 7919} unaffable 中文 über").ToArray();
+        string[] texts = Enumerable.Range(0, 400)
+            .Select(i => $"Sentence number {i}: café {i * 7919} unaffable 中文 über")
+            .ToArray();
         int[][] expected = texts.Select(t => Bert.EncodeSingle(t).InputIds).ToArray();
         var actual = new int[texts.Length][];
         Parallel.For(0, texts.Length * 4, new ParallelOptions { MaxDegreeOfParallelism = 4 }, k =>

@@ -49,7 +49,8 @@ public class AdamWUpdateTests
         b.grad = tensor(new[] { 4f });
         double before = AdamWUpdate.ClipGradientNorm([a, b], 1.0);
         Assert.AreEqual(5.0, before, 1e-5);
-        CollectionAssert.AreEqual(new[] { 0.6f, 0f }, a.grad!.data<float>().ToArray().Select(v => MathF.Round(v, 4)).ToArray());
+        CollectionAssert.AreEqual(new[] { 0.6f, 0f },
+            a.grad!.data<float>().ToArray().Select(v => MathF.Round(v, 4)).ToArray());
         Assert.AreEqual(0.8f, b.grad!.item<float>(), 1e-4f);
         Assert.AreEqual(1.0, AdamWUpdate.ClipGradientNorm([a, b], 2.0), 1e-4, "below the maximum nothing changes");
         Assert.AreEqual(0.8f, b.grad!.item<float>(), 1e-4f);

@@ -88,8 +88,10 @@ public sealed class TrainerTests
     public void LearnsWordOrderAndKeepsBestEpoch()
     {
         torch.manual_seed(11);
-        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig { Rank = 4, TargetModules = [LoraConfig.AllLinear], Dropout = 0 }, 2, Pooling.Cls, 0);
-        var settings = new TrainingSettings { BatchSize = 16, Epochs = 8, LearningRate = 5e-3, Seed = 1, Task = PeftTask.Classification, WarmupRatio = 0.05 };
+        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()),
+            new LoraConfig { Rank = 4, TargetModules = [LoraConfig.AllLinear], Dropout = 0 }, 2, Pooling.Cls, 0);
+        var settings = new TrainingSettings { BatchSize = 16, Epochs = 8, LearningRate = 5e-3, Seed = 1,
+            Task = PeftTask.Classification, WarmupRatio = 0.05 };
         var trainer = new PeftTrainer(model, settings, 0, torch.CPU);
         var train = Synthetic(400, 1);
         var valid = Synthetic(100, 2);
@@ -98,7 +100,8 @@ public sealed class TrainerTests
         var report = trainer.Train(train, valid, reports.Add, () => { }, CancellationToken.None);
         double after = trainer.Evaluate(valid);
         Assert.IsGreaterThan(0.85, after, $"accuracy before {before:F3}, after {after:F3}");
-        Assert.AreEqual(report.BestValidationMetric!.Value, after, 1e-9, "the best epoch's weights must be the ones kept");
+        Assert.AreEqual(report.BestValidationMetric!.Value, after, 1e-9,
+            "the best epoch's weights must be the ones kept");
         Assert.IsTrue(reports.Any(r => r.ValidationMetric is not null));
         Assert.IsGreaterThan(0, report.TokensPerSecond);
     }
@@ -107,8 +110,10 @@ public sealed class TrainerTests
     public void EqualValidationAccuracyKeepsTheEpochWithTheLowerCrossEntropy()
     {
         torch.manual_seed(13);
-        using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig { Rank = 4 }, 2, Pooling.Cls, 0);
-        var trainer = new PeftTrainer(model, new TrainingSettings { BatchSize = 16, Epochs = 6, LearningRate = 2e-3, Seed = 1, Task = PeftTask.Classification }, 0, torch.CPU);
+        using var model =
+            PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig { Rank = 4 }, 2, Pooling.Cls, 0);
+        var trainer = new PeftTrainer(model, new TrainingSettings { BatchSize = 16, Epochs = 6, LearningRate = 2e-3,
+            Seed = 1, Task = PeftTask.Classification }, 0, torch.CPU);
         // One text with a 90% prior for class 1: every epoch that predicts class 1 is right on all the validation rows,
         // and each one moves the probability closer to the prior, lowering the cross-entropy.
         static Example Row(int label) => new(new TokenizedText([2, 10, 11, 3], new int[4], 2, 0), label);
@@ -116,9 +121,11 @@ public sealed class TrainerTests
         var valid = Enumerable.Range(0, 40).Select(_ => Row(1)).ToList();
         var reports = new List<TrainingProgress>();
         var report = trainer.Train(train, valid, reports.Add, () => { }, CancellationToken.None);
-        var accuracies = reports.Where(r => r.ValidationMetric is not null).Select(r => r.ValidationMetric!.Value).ToList();
+        var accuracies = reports.Where(r => r.ValidationMetric is not null).Select(r => r.ValidationMetric!.Value)
+            .ToList();
         Assert.AreEqual(6, accuracies.Count);
-        Assert.IsTrue(accuracies[^1] == 1.0 && accuracies[^2] == 1.0, $"the last epochs tie: {string.Join(", ", accuracies)}");
+        Assert.IsTrue(accuracies[^1] == 1.0 && accuracies[^2] == 1.0,
+            $"the last epochs tie: {string.Join(", ", accuracies)}");
         Assert.AreEqual(6, report.BestEpoch, "the later of tied epochs learned more of the prior");
     }
 
@@ -127,7 +134,8 @@ public sealed class TrainerTests
     {
         torch.manual_seed(12);
         using var model = PeftModel.Create(new BertModel(BertModelTests.Tiny()), new LoraConfig(), 2);
-        var trainer = new PeftTrainer(model, new TrainingSettings { Epochs = 50, BatchSize = 4, Task = PeftTask.Classification }, 0, torch.CPU);
+        var trainer = new PeftTrainer(model,
+            new TrainingSettings { Epochs = 50, BatchSize = 4, Task = PeftTask.Classification }, 0, torch.CPU);
         using var cts = new CancellationTokenSource();
         int steps = 0;
         Assert.ThrowsExactly<OperationCanceledException>(() =>
