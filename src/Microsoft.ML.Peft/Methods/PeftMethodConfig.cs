@@ -17,29 +17,40 @@ public abstract class PeftMethodConfig
     [JsonIgnore]
     public abstract string MethodName { get; }
 
-    /// <summary>Learning rate used when the stage's options leave it unset: 5e-4 suits methods that train few weights.</summary>
+    /// <summary>
+    /// Learning rate used when the stage's options leave it unset: 5e-4 suits methods that train few weights.
+    /// </summary>
     [JsonIgnore]
     public virtual double DefaultLearningRate => 5e-4;
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the option at fault when a value is out of range.</summary>
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming the option at fault when a value is out of range.
+    /// </summary>
     public abstract void Validate();
 
     /// <summary>
     /// Modifies <paramref name="model"/> in place (swapping or wrapping its modules) so that it carries this
-    /// method's trainable parameters, initialised so the output starts equal to the base model's where the method promises that.
+    /// method's trainable parameters, initialised so the output starts equal to the base model's where the method
+    /// promises that.
     /// </summary>
     internal abstract void Attach(PeftModel model);
 
-    /// <summary>True when the named parameter (a full path in <see cref="PeftModel"/>) trains under this method.</summary>
+    /// <summary>
+    /// True when the named parameter (a full path in <see cref="PeftModel"/>) trains under this method.
+    /// </summary>
     internal abstract bool IsTrainable(string parameterName);
 
-    /// <summary>Folds the method's update into the base weights for faster inference; false when the method cannot merge.</summary>
+    /// <summary>
+    /// Folds the method's update into the base weights for faster inference; false when the method cannot merge.
+    /// </summary>
     internal virtual bool Merge(PeftModel model) => false;
 
     /// <summary>Reverses <see cref="Merge"/>.</summary>
     internal virtual void Unmerge(PeftModel model) { }
 
-    /// <summary>Hook for methods that adapt during training (e.g. rank reallocation); called after each optimizer step.</summary>
+    /// <summary>
+    /// Hook for methods that adapt during training (e.g. rank reallocation); called after each optimizer step.
+    /// </summary>
     internal virtual void OnStepEnd(PeftModel model, int step, int totalSteps) { }
 
     /// <summary>
@@ -55,10 +66,14 @@ public abstract class PeftMethodConfig
     /// </summary>
     internal virtual void OnTrainingStart(PeftModel model, ITrainingProbe probe) { }
 
-    /// <summary>Called after <c>backward()</c> and before clipping and the optimizer step (e.g. to mask gradients).</summary>
+    /// <summary>
+    /// Called after <c>backward()</c> and before clipping and the optimizer step (e.g. to mask gradients).
+    /// </summary>
     internal virtual void OnAfterBackward(PeftModel model) { }
 
-    /// <summary>An extra term added to the task loss (e.g. AdaLoRA's orthogonality regulariser); null for none.</summary>
+    /// <summary>
+    /// An extra term added to the task loss (e.g. AdaLoRA's orthogonality regulariser); null for none.
+    /// </summary>
     internal virtual Tensor? ExtraLoss(PeftModel model) => null;
 
     /// <summary>
@@ -81,14 +96,18 @@ public abstract class PeftMethodConfig
         return node.ToJsonString();
     }
 
-    /// <summary>Reads options written by <see cref="ToJson"/>; the method is found by name among this library's methods.</summary>
+    /// <summary>
+    /// Reads options written by <see cref="ToJson"/>; the method is found by name among this library's methods.
+    /// </summary>
     public static PeftMethodConfig FromJson(string json)
     {
         var node = JsonNode.Parse(json)!.AsObject();
         string name = (string?)node["method"] ?? throw new FormatException("PEFT method options lack a 'method' name.");
         if (!Registry.Value.TryGetValue(name, out var type))
-            throw new FormatException($"Unknown PEFT method '{name}'. Known: {string.Join(", ", Registry.Value.Keys.Order())}.");
-        return (PeftMethodConfig)(node["options"]!.Deserialize(type, JsonOptions) ?? throw new FormatException($"PEFT method '{name}' has no options."));
+            throw new FormatException(
+                $"Unknown PEFT method '{name}'. Known: {string.Join(", ", Registry.Value.Keys.Order())}.");
+        return (PeftMethodConfig)(node["options"]!.Deserialize(type, JsonOptions)
+            ?? throw new FormatException($"PEFT method '{name}' has no options."));
     }
 
     /// <summary>Names of every method this library knows.</summary>
@@ -100,10 +119,12 @@ public abstract class PeftMethodConfig
         WriteIndented = false,
     };
 
-    // Every concrete subclass in this assembly registers itself by its MethodName, so adding a method needs no list edit.
+    // Every concrete subclass in this assembly registers itself by its MethodName, so adding a method needs no
+    // list edit.
     private static readonly Lazy<Dictionary<string, Type>> Registry = new(() =>
         typeof(PeftMethodConfig).Assembly.GetTypes()
-            .Where(t => t.IsSubclassOf(typeof(PeftMethodConfig)) && !t.IsAbstract && t.GetConstructor(Type.EmptyTypes) is not null)
+            .Where(t => t.IsSubclassOf(typeof(PeftMethodConfig)) && !t.IsAbstract
+                && t.GetConstructor(Type.EmptyTypes) is not null)
             .ToDictionary(t => ((PeftMethodConfig)Activator.CreateInstance(t)!).MethodName, t => t));
 
     /// <summary>Helper for validation messages.</summary>
@@ -116,7 +137,7 @@ public abstract class PeftMethodConfig
 /// <summary>Lets a method look at the training data through the model before training starts.</summary>
 internal interface ITrainingProbe
 {
-    /// <summary>Runs forward and backward over up to <paramref name="maxBatches"/> training batches, accumulating gradients
-    /// into every parameter with <c>requires_grad</c>; returns the number of batches run.</summary>
+    /// <summary>Runs forward and backward over up to <paramref name="maxBatches"/> training batches, accumulating
+    /// gradients into every parameter with <c>requires_grad</c>; returns the number of batches run.</summary>
     int AccumulateGradients(int maxBatches);
 }

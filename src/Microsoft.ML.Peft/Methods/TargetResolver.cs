@@ -10,7 +10,8 @@ internal static class TargetResolver
     public static IReadOnlyList<string> Resolve(PeftModel model, string[] targets, string? pattern, string optionName)
     {
         var linears = ModuleSurgery.NamedModules(model)
-            .Where(m => m.Module is Linear && m.Path.StartsWith("bert.", StringComparison.Ordinal) && !m.Path.StartsWith("bert.pooler.", StringComparison.Ordinal))
+            .Where(m => m.Module is Linear && m.Path.StartsWith("bert.", StringComparison.Ordinal)
+                && !m.Path.StartsWith("bert.pooler.", StringComparison.Ordinal))
             .Select(m => m.Path)
             .ToList();
         List<string> chosen;
@@ -18,16 +19,23 @@ internal static class TargetResolver
         {
             var rx = new Regex("^(?:" + pattern + ")$");
             chosen = linears.Where(p => rx.IsMatch(p) || rx.IsMatch(p["bert.".Length..])).ToList();
-            if (chosen.Count == 0) throw new ArgumentException($"Option 'TargetModulesPattern' ('{pattern}') matches no linear layer. Examples: {string.Join(", ", linears.Take(6))}.");
+            if (chosen.Count == 0)
+                throw new ArgumentException($"Option 'TargetModulesPattern' ('{pattern}') matches no linear layer. " +
+                    $"Examples: {string.Join(", ", linears.Take(6))}.");
             return chosen;
         }
         if (targets.Length == 1 && targets[0] == "all-linear") return linears;
-        var names = targets.Select(t => CheckpointNames.DistilBertModuleAliases.TryGetValue(t, out var a) ? a : t).ToArray();
+        var names = targets
+            .Select(t => CheckpointNames.DistilBertModuleAliases.TryGetValue(t, out var a) ? a : t)
+            .ToArray();
         chosen = linears.Where(p => names.Any(n => p.EndsWith("." + n, StringComparison.Ordinal))).ToList();
         var unmatched = names.Where(n => !linears.Any(p => p.EndsWith("." + n, StringComparison.Ordinal))).ToList();
         if (unmatched.Count > 0)
-            throw new ArgumentException($"Option '{optionName}' names modules that are not linear layers of this encoder: {string.Join(", ", unmatched)}. " +
-                                        "Known names: query, key, value, attention.output.dense, intermediate.dense, output.dense (or 'all-linear').");
+            throw new ArgumentException(
+                $"Option '{optionName}' names modules that are not linear layers of this encoder: " +
+                $"{string.Join(", ", unmatched)}. " +
+                "Known names: query, key, value, attention.output.dense, intermediate.dense, output.dense " +
+                "(or 'all-linear').");
         return chosen;
     }
 }

@@ -1,15 +1,19 @@
 namespace Microsoft.ML.Peft.Methods.AdaLora;
 
-/// <summary>AdaLoRA's cubic budget schedule (<c>peft</c>'s <c>RankAllocator.budget_schedule</c>), as a pure function.</summary>
+/// <summary>
+/// AdaLoRA's cubic budget schedule (<c>peft</c>'s <c>RankAllocator.budget_schedule</c>), as a pure function.
+/// </summary>
 internal static class AdaLoraBudget
 {
     /// <summary>
-    /// The total number of singular values to keep after step <paramref name="step"/> (1-based) and whether to mask now.
-    /// Up to <paramref name="tinit"/> steps the full initial budget trains unmasked; from step <c>total − tfinal</c> on the
-    /// target budget holds; in between the budget falls as <c>target + (init − target) · (1 − progress)³</c>, masking every
-    /// <paramref name="deltaT"/> steps.
+    /// The total number of singular values to keep after step <paramref name="step"/> (1-based) and whether to mask
+    /// now.
+    /// Up to <paramref name="tinit"/> steps the full initial budget trains unmasked; from step <c>total − tfinal</c>
+    /// on the target budget holds; in between the budget falls as
+    /// <c>target + (init − target) · (1 − progress)³</c>, masking every <paramref name="deltaT"/> steps.
     /// </summary>
-    public static (int Budget, bool Mask) At(int step, int totalSteps, int initBudget, int targetBudget, int tinit, int tfinal, int deltaT)
+    public static (int Budget, bool Mask) At(int step, int totalSteps, int initBudget, int targetBudget, int tinit,
+        int tfinal, int deltaT)
     {
         if (step <= tinit) return (initBudget, false);
         if (step >= totalSteps - tfinal) return (targetBudget, true);
@@ -19,7 +23,9 @@ internal static class AdaLoraBudget
         return (budget, step % Math.Max(1, deltaT) == 0);
     }
 
-    /// <summary>Steps of the initial (unmasked) and final (fixed-budget) phases for <paramref name="totalSteps"/> steps.</summary>
+    /// <summary>
+    /// Steps of the initial (unmasked) and final (fixed-budget) phases for <paramref name="totalSteps"/> steps.
+    /// </summary>
     public static (int Tinit, int Tfinal) Phases(int totalSteps, double initialFraction, double finalFraction)
     {
         int tinit = (int)Math.Round(totalSteps * initialFraction);

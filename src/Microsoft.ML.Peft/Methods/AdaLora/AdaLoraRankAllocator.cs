@@ -5,10 +5,11 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.AdaLora;
 
 /// <summary>
-/// Importance tracking and budget masking (<c>peft</c>'s <c>RankAllocator</c>): per-entry sensitivity |θ · ∂L/∂θ| smoothed by
-/// an EMA (beta1), its uncertainty |sensitivity − EMA| smoothed by a second EMA (beta2), score = EMA · uncertainty; a
-/// singular value's importance adds its own score to the mean scores of its row of Q and its column of P. Lives only
-/// during training: its state is not saved (the pruned singular values are saved as zeros).
+/// Importance tracking and budget masking (<c>peft</c>'s <c>RankAllocator</c>): per-entry sensitivity
+/// |θ · ∂L/∂θ| smoothed by an EMA (beta1), its uncertainty |sensitivity − EMA| smoothed by a second EMA
+/// (beta2), score = EMA · uncertainty; a singular value's importance adds its own score to the mean scores of its row
+/// of Q and its column of P. Lives only during training: its state is not saved (the pruned singular values are saved
+/// as zeros).
 /// </summary>
 internal sealed class AdaLoraRankAllocator : IDisposable
 {
@@ -44,7 +45,8 @@ internal sealed class AdaLoraRankAllocator : IDisposable
         if (step < finalStep)
         {
             UpdateImportance();
-            var (budget, mask) = AdaLoraBudget.At(step, totalSteps, InitialBudget, TargetBudget, tinit, tfinal, _config.DeltaT);
+            var (budget, mask) =
+                AdaLoraBudget.At(step, totalSteps, InitialBudget, TargetBudget, tinit, tfinal, _config.DeltaT);
             if (mask) DisposeAll(MaskToBudget(budget));
         }
         else if (_rankPattern is null)
@@ -76,9 +78,13 @@ internal sealed class AdaLoraRankAllocator : IDisposable
                 using var scope = NewDisposeScope();
                 var sensitivity = (p * grad).abs_();
                 if (!_ema.TryGetValue(p, out var ema)) _ema[p] = ema = new Ema();
-                var importance = ema.Importance is null ? sensitivity * (1 - b1) : ema.Importance * b1 + sensitivity * (1 - b1);
+                var importance = ema.Importance is null
+                    ? sensitivity * (1 - b1)
+                    : ema.Importance * b1 + sensitivity * (1 - b1);
                 var deviation = (sensitivity - importance).abs_();
-                var uncertainty = ema.Uncertainty is null ? deviation * (1 - b2) : ema.Uncertainty * b2 + deviation * (1 - b2);
+                var uncertainty = ema.Uncertainty is null
+                    ? deviation * (1 - b2)
+                    : ema.Uncertainty * b2 + deviation * (1 - b2);
                 ema.Dispose();
                 ema.Importance = importance.MoveToOuterDisposeScope();
                 ema.Uncertainty = uncertainty.MoveToOuterDisposeScope();
@@ -91,7 +97,10 @@ internal sealed class AdaLoraRankAllocator : IDisposable
         return zeros_like(p);
     }
 
-    /// <summary>Keeps the <paramref name="budget"/> most important singular values over all layers, zeroing the rest; returns the keep-masks.</summary>
+    /// <summary>
+    /// Keeps the <paramref name="budget"/> most important singular values over all layers, zeroing the rest; returns
+    /// the keep-masks.
+    /// </summary>
     private Dictionary<SvdLinear, Tensor> MaskToBudget(int budget)
     {
         using var _ = no_grad();

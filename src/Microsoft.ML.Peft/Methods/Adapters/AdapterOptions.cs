@@ -16,7 +16,10 @@ public enum AdapterNonLinearity
 /// <summary>Where sequential bottleneck adapters go in each layer.</summary>
 public enum BottleneckAdapterPlacement
 {
-    /// <summary>Houlsby et al. (2019): after the attention output projection and after the feed-forward output projection (2 per layer).</summary>
+    /// <summary>
+    /// Houlsby et al. (2019): after the attention output projection and after the feed-forward output projection (2 per
+    /// layer).
+    /// </summary>
     Houlsby,
     /// <summary>Pfeiffer et al. (2021): after the feed-forward output projection only (1 per layer).</summary>
     Pfeiffer,

@@ -5,10 +5,10 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.Adapters;
 
 /// <summary>
-/// A bottleneck adapter in a block's <see cref="Modeling.BertResidualOutput.Adapter"/> slot: <c>h + s · up(dropout(act(down(u))))</c>,
-/// where u is the block's projected output h (sequential) or the sub-layer's input (parallel). <c>adapter_up</c> starts at
-/// zero, so an untrained adapter returns h unchanged. With a gate (UniPELT) the update is also multiplied per token by
-/// <c>sigmoid(adapter_gate(u))</c>.
+/// A bottleneck adapter in a block's <see cref="Modeling.BertResidualOutput.Adapter"/> slot:
+/// <c>h + s · up(dropout(act(down(u))))</c>, where u is the block's projected output h (sequential) or the sub-layer's
+/// input (parallel). <c>adapter_up</c> starts at zero, so an untrained adapter returns h unchanged. With a gate
+/// (UniPELT) the update is also multiplied per token by <c>sigmoid(adapter_gate(u))</c>.
 /// </summary>
 internal sealed class BottleneckAdapter : nn.Module<Tensor, Tensor, Tensor>
 {
@@ -22,10 +22,14 @@ internal sealed class BottleneckAdapter : nn.Module<Tensor, Tensor, Tensor>
     private readonly bool _parallel;
     private readonly double _scaling;
 
-    /// <summary>The name under which a block registers its adapter (parameters read <c>...output.adapter.adapter_down.weight</c>).</summary>
+    /// <summary>
+    /// The name under which a block registers its adapter (parameters read
+    /// <c>...output.adapter.adapter_down.weight</c>).
+    /// </summary>
     public const string ChildName = "adapter";
 
-    public BottleneckAdapter(int hidden, int bottleneck, AdapterNonLinearity nonLinearity, bool parallel, double scaling, double dropout, bool gated, Device device)
+    public BottleneckAdapter(int hidden, int bottleneck, AdapterNonLinearity nonLinearity, bool parallel,
+        double scaling, double dropout, bool gated, Device device)
         : base("adapter")
     {
         adapter_down = nn.Linear(hidden, bottleneck, device: device);
@@ -44,8 +48,8 @@ internal sealed class BottleneckAdapter : nn.Module<Tensor, Tensor, Tensor>
         _scaling = scaling;
         using (no_grad())
         {
-            // He et al.'s (and LoRA's) init: down as nn.Linear's default (Kaiming-uniform, a = √5), zero bias; up all zeros,
-            // so the adapter starts as the identity and the first steps move up before down.
+            // He et al.'s (and LoRA's) init: down as nn.Linear's default (Kaiming-uniform, a = √5), zero bias; up all
+            // zeros, so the adapter starts as the identity and the first steps move up before down.
             nn.init.kaiming_uniform_(adapter_down.weight!, Math.Sqrt(5));
             nn.init.zeros_(adapter_down.bias!);
             nn.init.zeros_(adapter_up.weight!);
@@ -60,7 +64,9 @@ internal sealed class BottleneckAdapter : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Returns h plus the adapter's update computed from h (sequential) or from <paramref name="residual"/> (parallel).</summary>
+    /// <summary>
+    /// Returns h plus the adapter's update computed from h (sequential) or from <paramref name="residual"/> (parallel).
+    /// </summary>
     public override Tensor forward(Tensor h, Tensor residual)
     {
         using var scope = NewDisposeScope();

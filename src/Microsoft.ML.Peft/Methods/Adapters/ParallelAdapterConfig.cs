@@ -5,10 +5,10 @@ namespace Microsoft.ML.Peft.Methods.Adapters;
 /// <summary>
 /// Parallel adapters (He et al., 2022, "Towards a Unified View of Parameter-Efficient Transfer Learning"; AdapterHub's
 /// <c>par_bn</c>): a bottleneck beside a sub-layer reads the sub-layer's input x and adds
-/// <c>s · adapter_up(act(adapter_down(x)))</c> to the sub-layer's output before the residual LayerNorm. <c>adapter_up</c>
-/// starts at zero, so an untrained adapter leaves the encoder's output unchanged. Not mergeable.
-/// Trainable parameters per adapter, with b = H / <see cref="ReductionFactor"/>: <c>H·b + b + b·H + H</c>; one per layer for
-/// <see cref="ParallelAdapterPlacement.Ffn"/> or <see cref="ParallelAdapterPlacement.Attention"/>, two for
+/// <c>s · adapter_up(act(adapter_down(x)))</c> to the sub-layer's output before the residual LayerNorm.
+/// <c>adapter_up</c> starts at zero, so an untrained adapter leaves the encoder's output unchanged. Not mergeable.
+/// Trainable parameters per adapter, with b = H / <see cref="ReductionFactor"/>: <c>H·b + b + b·H + H</c>; one per
+/// layer for <see cref="ParallelAdapterPlacement.Ffn"/> or <see cref="ParallelAdapterPlacement.Attention"/>, two for
 /// <see cref="ParallelAdapterPlacement.Both"/>. MiniLM-L6 (H = 384, b = 192), Ffn: 6 · 148,032 = 888,192.
 /// </summary>
 public sealed class ParallelAdapterConfig : PeftMethodConfig
@@ -16,7 +16,9 @@ public sealed class ParallelAdapterConfig : PeftMethodConfig
     /// <inheritdoc/>
     public override string MethodName => "parallel-adapter";
 
-    /// <summary>Which sub-layers get an adapter beside them. Default <see cref="ParallelAdapterPlacement.Ffn"/>.</summary>
+    /// <summary>
+    /// Which sub-layers get an adapter beside them. Default <see cref="ParallelAdapterPlacement.Ffn"/>.
+    /// </summary>
     public ParallelAdapterPlacement Placement { get; set; } = ParallelAdapterPlacement.Ffn;
 
     /// <summary>
@@ -25,7 +27,9 @@ public sealed class ParallelAdapterConfig : PeftMethodConfig
     /// </summary>
     public int ReductionFactor { get; set; } = 2;
 
-    /// <summary>The factor s on the adapter's output. Default 4 (He et al.'s value for the feed-forward adapter).</summary>
+    /// <summary>
+    /// The factor s on the adapter's output. Default 4 (He et al.'s value for the feed-forward adapter).
+    /// </summary>
     public double Scaling { get; set; } = 4.0;
 
     /// <summary>Activation inside the bottleneck. Default <see cref="AdapterNonLinearity.Relu"/>.</summary>
@@ -48,8 +52,10 @@ public sealed class ParallelAdapterConfig : PeftMethodConfig
     {
         var device = model.classifier.weight!.device;
         int b = AdapterSlots.Bottleneck(model.Encoder.Config.HiddenSize, ReductionFactor);
-        AdapterSlots.Insert(model, attention: Placement != ParallelAdapterPlacement.Ffn, ffn: Placement != ParallelAdapterPlacement.Attention,
-            hidden => new BottleneckAdapter(hidden, b, NonLinearity, parallel: true, Scaling, Dropout, gated: false, device));
+        AdapterSlots.Insert(model, attention: Placement != ParallelAdapterPlacement.Ffn,
+            ffn: Placement != ParallelAdapterPlacement.Attention,
+            hidden => new BottleneckAdapter(hidden, b, NonLinearity, parallel: true, Scaling, Dropout, gated: false,
+                device));
     }
 
     internal override bool IsTrainable(string parameterName) => AdapterSlots.IsAdapterParameter(parameterName);

@@ -14,7 +14,9 @@ internal sealed class ChildTuningMask : IDisposable
     // Frozen: true outside the child network. FrozenValues: those entries' starting values, in order (1-D).
     private readonly List<(string Name, Parameter Parameter, Tensor Frozen, Tensor FrozenValues)> _entries = [];
 
-    /// <summary>The child-network masks (true where the weight may change) by parameter name; new tensors the caller disposes.</summary>
+    /// <summary>
+    /// The child-network masks (true where the weight may change) by parameter name; new tensors the caller disposes.
+    /// </summary>
     public Dictionary<string, Tensor> Masks() => _entries.ToDictionary(e => e.Name, e => e.Frozen.logical_not());
 
     /// <summary>Number of entries the masks let train.</summary>
@@ -24,18 +26,21 @@ internal sealed class ChildTuningMask : IDisposable
     public long Total { get; private set; }
 
     /// <summary>
-    /// Estimates each weight's Fisher information as the sum over <paramref name="batches"/> training batches of its squared
-    /// gradient, then keeps the <paramref name="reserveRatio"/> share of all entries with the highest scores (one threshold
-    /// across every tensor, as the paper's reference code; exactly round(ratio · total) entries, ties broken arbitrarily).
+    /// Estimates each weight's Fisher information as the sum over <paramref name="batches"/> training batches of its
+    /// squared gradient, then keeps the <paramref name="reserveRatio"/> share of all entries with the highest scores
+    /// (one threshold across every tensor, as the paper's reference code; exactly round(ratio · total) entries, ties
+    /// broken arbitrarily).
     /// </summary>
-    public static ChildTuningMask Estimate(PeftModel model, ITrainingProbe probe, IReadOnlyList<(string Name, Parameter Parameter)> masked, int batches, double reserveRatio)
+    public static ChildTuningMask Estimate(PeftModel model, ITrainingProbe probe,
+        IReadOnlyList<(string Name, Parameter Parameter)> masked, int batches, double reserveRatio)
     {
         var result = new ChildTuningMask();
         try
         {
             using var scope = NewDisposeScope();
             var fisher = masked.Select(p => zeros_like(p.Parameter, dtype: ScalarType.Float32)).ToList();
-            // One batch per probe call: the Fisher estimate sums squared per-batch gradients, not the square of their sum.
+            // One batch per probe call: the Fisher estimate sums squared per-batch gradients, not the square of their
+            // sum.
             for (int b = 0; b < batches; b++)
             {
                 model.zero_grad();
@@ -64,7 +69,8 @@ internal sealed class ChildTuningMask : IDisposable
                 foreach (var (name, p) in masked)
                 {
                     long n = p.numel();
-                    var frozen = chosen.narrow(0, offset, n).view(p.shape).to(p.device).logical_not().DetachFromDisposeScope();
+                    var frozen = chosen.narrow(0, offset, n).view(p.shape).to(p.device).logical_not()
+                        .DetachFromDisposeScope();
                     var values = p.detach().masked_select(frozen).DetachFromDisposeScope();
                     result._entries.Add((name, p, frozen, values));
                     offset += n;
@@ -91,8 +97,8 @@ internal sealed class ChildTuningMask : IDisposable
     }
 
     /// <summary>
-    /// Puts back the starting value of every entry outside the child network. Their gradients are zero, so Adam never moves
-    /// them, but AdamW's decoupled weight decay still shrinks every weight it is given.
+    /// Puts back the starting value of every entry outside the child network. Their gradients are zero, so Adam never
+    /// moves them, but AdamW's decoupled weight decay still shrinks every weight it is given.
     /// </summary>
     public void RestoreFrozen()
     {

@@ -5,8 +5,9 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.IA3;
 
 /// <summary>
-/// A frozen <c>base_layer</c> whose output (attention keys/values: <c>ia3_l</c> shaped [out, 1]) or input (feed-forward:
-/// [1, in]) is rescaled per channel by the learned vector <c>ia3_l</c>, as <c>peft</c>'s IA3 <c>Linear</c>.
+/// A frozen <c>base_layer</c> whose output (attention keys/values: <c>ia3_l</c> shaped [out, 1]) or input
+/// (feed-forward: [1, in]) is rescaled per channel by the learned vector <c>ia3_l</c>, as <c>peft</c>'s IA3
+/// <c>Linear</c>.
 /// </summary>
 internal sealed class IA3Linear : nn.Module<Tensor, Tensor>
 {
@@ -15,19 +16,25 @@ internal sealed class IA3Linear : nn.Module<Tensor, Tensor>
     internal readonly Parameter ia3_l;
 #pragma warning restore IDE1006
 
-    /// <summary>True when the vector scales the layer's input (feed-forward placement) rather than its output.</summary>
+    /// <summary>
+    /// True when the vector scales the layer's input (feed-forward placement) rather than its output.
+    /// </summary>
     public bool IsFeedforward { get; }
 
     /// <summary>True while the vector is folded into <c>base_layer</c>'s weight (and bias).</summary>
     public bool Merged { get; private set; }
 
-    /// <summary>Wraps <paramref name="baseLayer"/> with a vector of ones, so the wrapped layer starts equal to it.</summary>
+    /// <summary>
+    /// Wraps <paramref name="baseLayer"/> with a vector of ones, so the wrapped layer starts equal to it.
+    /// </summary>
     public IA3Linear(Linear baseLayer, bool isFeedforward) : base("ia3")
     {
         base_layer = baseLayer;
         IsFeedforward = isFeedforward;
         long inF = baseLayer.weight!.shape[1], outF = baseLayer.weight.shape[0];
-        ia3_l = new Parameter(isFeedforward ? ones(1, inF, device: baseLayer.weight.device) : ones(outF, 1, device: baseLayer.weight.device));
+        ia3_l = new Parameter(isFeedforward
+            ? ones(1, inF, device: baseLayer.weight.device)
+            : ones(outF, 1, device: baseLayer.weight.device));
         RegisterComponents();
     }
 
@@ -50,8 +57,8 @@ internal sealed class IA3Linear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Folds the vector into the base layer: weight rows and bias for an output scale, weight columns for an input scale
-    /// (the bias is added after the input is scaled, so it stays). A no-op when already merged.
+    /// Folds the vector into the base layer: weight rows and bias for an output scale, weight columns for an input
+    /// scale (the bias is added after the input is scaled, so it stays). A no-op when already merged.
     /// </summary>
     public void Merge()
     {
@@ -66,7 +73,9 @@ internal sealed class IA3Linear : nn.Module<Tensor, Tensor>
         Merged = true;
     }
 
-    /// <summary>Divides the vector out again (exact up to rounding; the vector itself is kept). A no-op when not merged.</summary>
+    /// <summary>
+    /// Divides the vector out again (exact up to rounding; the vector itself is kept). A no-op when not merged.
+    /// </summary>
     public void Unmerge()
     {
         if (!Merged) return;

@@ -4,15 +4,16 @@ namespace Microsoft.ML.Peft.Methods.LayerNormTuning;
 
 /// <summary>
 /// LayerNorm tuning (LN-tuning, Qi et al., 2022; <c>peft</c>'s <c>LNTuningConfig</c>): only the gains and biases of the
-/// encoder's LayerNorms (and the task head) train. Nothing is added, so the untrained model is the base model and there is
-/// nothing to merge; a saved model holds only the LayerNorm vectors and the head.
+/// encoder's LayerNorms (and the task head) train. Nothing is added, so the untrained model is the base model and there
+/// is nothing to merge; a saved model holds only the LayerNorm vectors and the head.
 /// Trainable parameters, for L layers of width H: <c>4H · L</c> (two LayerNorms per layer, gain and bias each), plus
 /// <c>2H</c> for the embedding LayerNorm when <see cref="IncludeEmbeddingLayerNorm"/> is set.
 /// For MiniLM-L6 (L 6, H 384): 9,216 + 768 = 9,984.
 /// </summary>
 /// <remarks>
-/// <c>peft</c> trains a copy of each LayerNorm (<c>ln_tuning_layers</c>) so several adapters can share a base model; here
-/// the LayerNorms themselves train, so saved tensors keep the base names (<c>...attention.output.LayerNorm.weight</c>).
+/// <c>peft</c> trains a copy of each LayerNorm (<c>ln_tuning_layers</c>) so several adapters can share a base model;
+/// here the LayerNorms themselves train, so saved tensors keep the base names
+/// (<c>...attention.output.LayerNorm.weight</c>).
 /// </remarks>
 public sealed class LayerNormTuningConfig : PeftMethodConfig
 {
@@ -37,6 +38,7 @@ public sealed class LayerNormTuningConfig : PeftMethodConfig
 
     internal override bool IsTrainable(string name) =>
         name.StartsWith("bert.", StringComparison.Ordinal)
-        && (name.EndsWith(".LayerNorm.weight", StringComparison.Ordinal) || name.EndsWith(".LayerNorm.bias", StringComparison.Ordinal))
+        && (name.EndsWith(".LayerNorm.weight", StringComparison.Ordinal)
+            || name.EndsWith(".LayerNorm.bias", StringComparison.Ordinal))
         && (IncludeEmbeddingLayerNorm || !name.StartsWith("bert.embeddings.", StringComparison.Ordinal));
 }

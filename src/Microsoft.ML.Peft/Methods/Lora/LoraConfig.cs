@@ -41,7 +41,8 @@ public sealed class LoraConfig : LowRankConfigBase
 
     internal override bool IsTrainable(string name) =>
         name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal)
-        || (Bias == LoraBias.All && name.StartsWith("bert.", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal))
+        || (Bias == LoraBias.All && name.StartsWith("bert.", StringComparison.Ordinal)
+            && name.EndsWith(".bias", StringComparison.Ordinal))
         || (Bias == LoraBias.LoraOnly && name.EndsWith(".base_layer.bias", StringComparison.Ordinal));
 
     internal override bool Merge(PeftModel model)

@@ -5,13 +5,15 @@ using Microsoft.ML.Peft.Modeling;
 namespace Microsoft.ML.Peft.Methods.Mam;
 
 /// <summary>
-/// The Mix-and-Match adapter (He et al., 2022, "Towards a Unified View of Parameter-Efficient Transfer Learning"): prefix
-/// tuning in every attention layer plus a scaled parallel adapter beside every feed-forward block, built from
+/// The Mix-and-Match adapter (He et al., 2022, "Towards a Unified View of Parameter-Efficient Transfer Learning"):
+/// prefix tuning in every attention layer plus a scaled parallel adapter beside every feed-forward block, built from
 /// <see cref="PrefixTuningConfig"/> and <see cref="ParallelAdapterConfig"/>. He et al. used 30 prefix positions and a
-/// 512-unit adapter scaled by 4 on 1024-wide models; the adapter here keeps their ratio (<see cref="ReductionFactor"/> 2,
-/// 192 units on a 384-wide encoder). He et al. trained the prefixes through an MLP; here that is optional
-/// (<see cref="Reparameterize"/>, off by default for the reason given on <see cref="PrefixTuningConfig"/>). Not mergeable.
-/// Trainable parameters (L layers, hidden H, P = <see cref="NumVirtualTokens"/>, b = H / <see cref="ReductionFactor"/>):
+/// 512-unit adapter scaled by 4 on 1024-wide models; the adapter here keeps their ratio
+/// (<see cref="ReductionFactor"/> 2, 192 units on a 384-wide encoder). He et al. trained the prefixes through an MLP;
+/// here that is optional (<see cref="Reparameterize"/>, off by default for the reason given on
+/// <see cref="PrefixTuningConfig"/>). Not mergeable.
+/// Trainable parameters (L layers, hidden H, P = <see cref="NumVirtualTokens"/>,
+/// b = H / <see cref="ReductionFactor"/>):
 /// prefix as <see cref="PrefixTuningConfig"/> (<c>P·L·2·H</c> plain) plus <c>L · (H·b + b + b·H + H)</c>.
 /// MiniLM-L6, defaults: 138,240 + 888,192 = 1,026,432.
 /// </summary>
@@ -43,12 +45,18 @@ public sealed class MamAdapterConfig : PeftMethodConfig
 
     private PrefixTuningConfig PrefixPart() => new()
     {
-        NumVirtualTokens = NumVirtualTokens, Reparameterize = Reparameterize, ProjectionHiddenSize = ProjectionHiddenSize,
+        NumVirtualTokens = NumVirtualTokens,
+        Reparameterize = Reparameterize,
+        ProjectionHiddenSize = ProjectionHiddenSize,
     };
 
     private ParallelAdapterConfig AdapterPart() => new()
     {
-        Placement = ParallelAdapterPlacement.Ffn, ReductionFactor = ReductionFactor, Scaling = Scaling, NonLinearity = NonLinearity, Dropout = AdapterDropout,
+        Placement = ParallelAdapterPlacement.Ffn,
+        ReductionFactor = ReductionFactor,
+        Scaling = Scaling,
+        NonLinearity = NonLinearity,
+        Dropout = AdapterDropout,
     };
 
     /// <inheritdoc/>
@@ -68,7 +76,8 @@ public sealed class MamAdapterConfig : PeftMethodConfig
         AdapterPart().Attach(model);
     }
 
-    internal override bool IsTrainable(string parameterName) => PrefixPart().IsTrainable(parameterName) || AdapterPart().IsTrainable(parameterName);
+    internal override bool IsTrainable(string parameterName) =>
+        PrefixPart().IsTrainable(parameterName) || AdapterPart().IsTrainable(parameterName);
 
     internal override void PrepareForInference(PeftModel model) => PrefixPart().PrepareForInference(model);
 }

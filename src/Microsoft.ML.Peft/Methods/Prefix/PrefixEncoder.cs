@@ -9,8 +9,10 @@ namespace Microsoft.ML.Peft.Methods.Prefix;
 /// The trainable key/value prefixes of every layer (<c>peft</c>'s <c>PrefixEncoder</c>), registered on the model as
 /// <c>prefix_encoder</c>. Two forms: reparameterised (Li &amp; Liang, 2021) — <c>embedding</c> [P, H] →
 /// <c>transform</c> = Linear(H, m) → tanh → Linear(m, L·2·H) — used while training; and plain — one tensor
-/// <c>past_key_values</c> [P, L·2·H] — which <see cref="Fold"/> computes once from the first (peft's inference mode).
-/// The last dimension is laid out layer, then key/value, then head, then head dimension, as peft's <c>past_key_values</c>.
+/// <c>past_key_values</c> [P, L·2·H] — which <see cref="Fold"/> computes once from the first (peft's inference
+/// mode).
+/// The last dimension is laid out layer, then key/value, then head, then head dimension, as peft's
+/// <c>past_key_values</c>.
 /// </summary>
 internal sealed class PrefixEncoder : nn.Module
 {
@@ -24,8 +26,12 @@ internal sealed class PrefixEncoder : nn.Module
 #pragma warning restore IDE1006
     private readonly int _tokens, _layers, _heads, _headSize;
 
-    /// <summary>Creates P = <paramref name="tokens"/> prefixes for every layer of an encoder shaped by <paramref name="config"/>.</summary>
-    public PrefixEncoder(EncoderConfig config, int tokens, bool reparameterize, int projectionHiddenSize, Device device) : base(ChildName)
+    /// <summary>
+    /// Creates P = <paramref name="tokens"/> prefixes for every layer of an encoder shaped by
+    /// <paramref name="config"/>.
+    /// </summary>
+    public PrefixEncoder(EncoderConfig config, int tokens, bool reparameterize, int projectionHiddenSize,
+        Device device) : base(ChildName)
     {
         _tokens = tokens;
         _layers = config.NumHiddenLayers;
@@ -61,7 +67,8 @@ internal sealed class PrefixEncoder : nn.Module
             var (first, last) = Linears();
             var mid = first.forward(embedding!.weight!).tanh();
             // Only this layer's rows of the last projection: the other layers' prefixes are not needed here.
-            kv = nn.functional.linear(mid, last.weight!.narrow(0, layer * h2, h2), last.bias!.narrow(0, layer * h2, h2));
+            kv = nn.functional.linear(mid, last.weight!.narrow(0, layer * h2, h2),
+                last.bias!.narrow(0, layer * h2, h2));
         }
         else kv = past_key_values!.narrow(1, layer * h2, h2);
         var split = kv.reshape(_tokens, 2, _heads, _headSize).permute(1, 2, 0, 3); // [2, heads, P, headSize]
@@ -101,12 +108,15 @@ internal sealed class PrefixEncoder : nn.Module
         return ((Linear)children[0], (Linear)children[2]);
     }
 
-    /// <summary>Trainable parameters: <c>P·L·2·H</c> plain, or <c>P·H + H·m + m + m·L·2·H + L·2·H</c> reparameterised.</summary>
+    /// <summary>
+    /// Trainable parameters: <c>P·L·2·H</c> plain, or <c>P·H + H·m + m + m·L·2·H + L·2·H</c> reparameterised.
+    /// </summary>
     public static long ParameterCount(int tokens, int layers, int hidden, bool reparameterize, int projectionHiddenSize)
     {
         long width = 2L * layers * hidden;
         return reparameterize
-            ? (long)tokens * hidden + (long)hidden * projectionHiddenSize + projectionHiddenSize + projectionHiddenSize * width + width
+            ? (long)tokens * hidden + (long)hidden * projectionHiddenSize + projectionHiddenSize
+                + projectionHiddenSize * width + width
             : tokens * width;
     }
 }

@@ -5,9 +5,10 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.Prefix;
 
 /// <summary>
-/// One layer's view of the shared <see cref="PrefixEncoder"/>, set as that layer's <c>BertSelfAttention.Prefix</c>. With a
-/// gate (UniPELT) both prefixes are multiplied by <c>g = mean over the row's real tokens of sigmoid(prefix_gate(x))</c>, x the
-/// layer input: one value per row since every token shares the prefixes.
+/// One layer's view of the shared <see cref="PrefixEncoder"/>, set as that layer's <c>BertSelfAttention.Prefix</c>.
+/// With a gate (UniPELT) both prefixes are multiplied by
+/// <c>g = mean over the row's real tokens of sigmoid(prefix_gate(x))</c>, x the layer input: one value per row since
+/// every token shares the prefixes.
 /// </summary>
 internal sealed class PrefixLayer(PrefixEncoder encoder, int layer, Linear? gate) : IKeyValuePrefix
 {

@@ -7,36 +7,43 @@ using Microsoft.ML.SearchSpace;
 namespace Microsoft.ML.Peft.Methods.Prefix;
 
 /// <summary>
-/// Prefix tuning (Li &amp; Liang, 2021; P-tuning v2, Liu et al., 2022; <c>peft</c>'s <c>PrefixTuningConfig</c>): every layer's
-/// self-attention also attends to P trainable key/value positions, which every token sees. By default the prefixes are
-/// trained directly (peft's default, P-tuning v2); with <see cref="Reparameterize"/> they come from an MLP over P embeddings
-/// (Li &amp; Liang), which is folded away into plain prefixes after training, so a saved model always holds the prefixes
-/// themselves. The output differs from the base model's from the start (as in peft); not mergeable.
-/// Trainable parameters with L layers and hidden size H: plain, and after folding, <c>P·L·2·H</c>; reparameterised, while
-/// training, with m = <see cref="ProjectionHiddenSize"/>: <c>P·H + H·m + m + m·L·2·H + L·2·H</c>.
+/// Prefix tuning (Li &amp; Liang, 2021; P-tuning v2, Liu et al., 2022; <c>peft</c>'s <c>PrefixTuningConfig</c>): every
+/// layer's self-attention also attends to P trainable key/value positions, which every token sees. By default the
+/// prefixes are trained directly (peft's default, P-tuning v2); with <see cref="Reparameterize"/> they come from an MLP
+/// over P embeddings (Li &amp; Liang), which is folded away into plain prefixes after training, so a saved model always
+/// holds the prefixes themselves. The output differs from the base model's from the start (as in peft); not mergeable.
+/// Trainable parameters with L layers and hidden size H: plain, and after folding, <c>P·L·2·H</c>; reparameterised,
+/// while training, with m = <see cref="ProjectionHiddenSize"/>: <c>P·H + H·m + m + m·L·2·H + L·2·H</c>.
 /// MiniLM-L6 (L = 6, H = 384), P = 20: 92,160 (2,568,704 while training with the MLP).
 /// </summary>
 /// <remarks>
-/// The MLP is off by default because, with the one learning rate the stage gives the head and the method, it either barely
-/// moved or collapsed the encoder's output in short runs on MiniLM (Li &amp; Liang trained it at 5e-5 for many epochs);
-/// P-tuning v2 likewise found it unnecessary for classification with encoders.
+/// The MLP is off by default because, with the one learning rate the stage gives the head and the method, it either
+/// barely moved or collapsed the encoder's output in short runs on MiniLM (Li &amp; Liang trained it at 5e-5 for
+/// many epochs); P-tuning v2 likewise found it unnecessary for classification with encoders.
 /// </remarks>
 public sealed class PrefixTuningConfig : PeftMethodConfig
 {
     /// <inheritdoc/>
     public override string MethodName => "prefix";
 
-    /// <summary>1e-2: prefixes need a larger step than weight updates (P-tuning v2 used 5e-3 to 1e-2 on BERT-sized encoders).</summary>
+    /// <summary>
+    /// 1e-2: prefixes need a larger step than weight updates (P-tuning v2 used 5e-3 to 1e-2 on BERT-sized encoders).
+    /// </summary>
     public override double DefaultLearningRate => 1e-2;
 
     /// <summary>Number P of virtual key/value positions per layer. Default 20. Sweep range: {10, 20, 30}.</summary>
     [Choice(new object[] { 10, 20, 30 }, 20)]
     public int NumVirtualTokens { get; set; } = 20;
 
-    /// <summary>Train the prefixes through an MLP (peft's <c>prefix_projection</c>), folded away after training. Default false (as peft).</summary>
+    /// <summary>
+    /// Train the prefixes through an MLP (peft's <c>prefix_projection</c>), folded away after training. Default false
+    /// (as peft).
+    /// </summary>
     public bool Reparameterize { get; set; }
 
-    /// <summary>Hidden width m of the reparameterisation MLP (peft's <c>encoder_hidden_size</c>). Default 512 (Li &amp; Liang).</summary>
+    /// <summary>
+    /// Hidden width m of the reparameterisation MLP (peft's <c>encoder_hidden_size</c>). Default 512 (Li &amp; Liang).
+    /// </summary>
     public int ProjectionHiddenSize { get; set; } = 512;
 
     /// <summary>UniPELT's per-layer gate on the prefixes; set by methods that compose this one.</summary>
@@ -46,7 +53,8 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
     public override void Validate()
     {
         Require(NumVirtualTokens >= 1, nameof(NumVirtualTokens), $"must be at least 1, got {NumVirtualTokens}.");
-        Require(ProjectionHiddenSize >= 1, nameof(ProjectionHiddenSize), $"must be at least 1, got {ProjectionHiddenSize}.");
+        Require(ProjectionHiddenSize >= 1, nameof(ProjectionHiddenSize),
+            $"must be at least 1, got {ProjectionHiddenSize}.");
     }
 
     internal override void Attach(PeftModel model)
@@ -58,7 +66,9 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
         for (int l = 0; l < model.Encoder.Layers.Count; l++)
         {
             var self = model.Encoder.Layers[l].attention.self;
-            if (self.Prefix is not null) throw new InvalidOperationException("This encoder already carries prefixes; attach one prefix method per model.");
+            if (self.Prefix is not null)
+                throw new InvalidOperationException(
+                    "This encoder already carries prefixes; attach one prefix method per model.");
             Linear? gate = null;
             if (Gated)
             {
@@ -80,6 +90,10 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
         parameterName.StartsWith(PrefixEncoder.ChildName + ".", StringComparison.Ordinal)
         || (Gated && parameterName.Contains(".attention.self." + GateName + ".", StringComparison.Ordinal));
 
-    /// <summary>Folds the reparameterisation into plain prefixes: after training, and on load before the saved prefixes are copied in.</summary>
-    internal override void PrepareForInference(PeftModel model) => ((PrefixEncoder)ModuleSurgery.Get(model, PrefixEncoder.ChildName)).Fold();
+    /// <summary>
+    /// Folds the reparameterisation into plain prefixes: after training, and on load before the saved prefixes are
+    /// copied in.
+    /// </summary>
+    internal override void PrepareForInference(PeftModel model) =>
+        ((PrefixEncoder)ModuleSurgery.Get(model, PrefixEncoder.ChildName)).Fold();
 }

@@ -3,7 +3,10 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.Methods.ProPetl;
 
-/// <summary>One layer's mask scores for the adapter prototype, shaped like its weights (names as ProPETL's <c>AdapterSubnet</c>).</summary>
+/// <summary>
+/// One layer's mask scores for the adapter prototype, shaped like its weights (names as ProPETL's
+/// <c>AdapterSubnet</c>).
+/// </summary>
 internal sealed class AdapterMasks : nn.Module
 {
 #pragma warning disable IDE1006
@@ -12,7 +15,10 @@ internal sealed class AdapterMasks : nn.Module
     internal Parameter up_mask;
 #pragma warning restore IDE1006
 
-    /// <summary>Scores for a <paramref name="hidden"/> → <paramref name="bottleneck"/> → <paramref name="hidden"/> adapter, Kaiming-uniform as ProPETL.</summary>
+    /// <summary>
+    /// Scores for a <paramref name="hidden"/> → <paramref name="bottleneck"/> → <paramref name="hidden"/> adapter,
+    /// Kaiming-uniform as ProPETL.
+    /// </summary>
     public AdapterMasks(long hidden, long bottleneck) : base("propetl_mask")
     {
         down_mask = new Parameter(empty(bottleneck, hidden));
@@ -26,7 +32,9 @@ internal sealed class AdapterMasks : nn.Module
     }
 }
 
-/// <summary>One layer's mask scores for a shared LoRA pair (<c>lora_A_mask</c> [r, in], <c>lora_B_mask</c> [out, r]).</summary>
+/// <summary>
+/// One layer's mask scores for a shared LoRA pair (<c>lora_A_mask</c> [r, in], <c>lora_B_mask</c> [out, r]).
+/// </summary>
 internal sealed class LoraMasks : nn.Module
 {
 #pragma warning disable IDE1006
@@ -34,7 +42,10 @@ internal sealed class LoraMasks : nn.Module
     internal Parameter lora_B_mask;
 #pragma warning restore IDE1006
 
-    /// <summary>Scores for a rank-<paramref name="rank"/> pair of an <paramref name="inFeatures"/> → <paramref name="outFeatures"/> layer.</summary>
+    /// <summary>
+    /// Scores for a rank-<paramref name="rank"/> pair of an <paramref name="inFeatures"/> →
+    /// <paramref name="outFeatures"/> layer.
+    /// </summary>
     public LoraMasks(long inFeatures, long outFeatures, int rank) : base("propetl_mask")
     {
         lora_A_mask = new Parameter(empty(rank, inFeatures));

@@ -15,14 +15,16 @@ public enum ProPetlPrototype
 
 /// <summary>
 /// ProPETL (Zeng et al., 2023, "One Network, Many Masks"): ONE prototype module, stored once as
-/// <c>propetl_prototype</c>, is shared by every layer; each layer sees it through its own binary masks over the prototype's
-/// weight matrices (<c>...propetl_mask.down_mask</c>/<c>up_mask</c>, or <c>lora_A_mask</c>/<c>lora_B_mask</c>). The masks come
-/// from real-valued scores: per matrix the top (1 − <see cref="Sparsity"/>) of |score| are 1, the rest 0, trained with a
-/// straight-through estimator; at inference they are hard, recomputed from the saved scores. The prototype starts as a
-/// zero update (adapter up-projection or LoRA B at zero), so the untrained model equals the base.
-/// Trainable parameters (h hidden, L layers): Adapter with bottleneck b: <c>(2hb + b + h) + L · 2hb</c> — MiniLM-L6, b = 64:
-/// 49,600 + 294,912 = 344,512; Lora with rank r: <c>2 · 2hr + L · 2 · 2hr</c> — MiniLM-L6, r = 8: 12,288 + 73,728 = 86,016
-/// (plus the head). The scores are float parameters; the paper counts the masks as bits, which is what they carry.
+/// <c>propetl_prototype</c>, is shared by every layer; each layer sees it through its own binary masks over the
+/// prototype's weight matrices (<c>...propetl_mask.down_mask</c>/<c>up_mask</c>, or
+/// <c>lora_A_mask</c>/<c>lora_B_mask</c>). The masks come from real-valued scores: per matrix the top
+/// (1 − <see cref="Sparsity"/>) of |score| are 1, the rest 0, trained with a straight-through estimator; at inference
+/// they are hard, recomputed from the saved scores. The prototype starts as a zero update (adapter up-projection or
+/// LoRA B at zero), so the untrained model equals the base.
+/// Trainable parameters (h hidden, L layers): Adapter with bottleneck b: <c>(2hb + b + h) + L · 2hb</c> — MiniLM-L6,
+/// b = 64: 49,600 + 294,912 = 344,512; Lora with rank r: <c>2 · 2hr + L · 2 · 2hr</c> — MiniLM-L6, r = 8:
+/// 12,288 + 73,728 = 86,016 (plus the head). The scores are float parameters; the paper counts the masks as bits,
+/// which is what they carry.
 /// Mergeable for the Lora prototype (each layer's masked update folds into its weight); the adapter is not mergeable.
 /// </summary>
 public sealed class ProPetlConfig : PeftMethodConfig
@@ -36,7 +38,10 @@ public sealed class ProPetlConfig : PeftMethodConfig
     /// <summary>The kind of shared prototype. Default <see cref="ProPetlPrototype.Adapter"/>.</summary>
     public ProPetlPrototype Prototype { get; set; } = ProPetlPrototype.Adapter;
 
-    /// <summary>Fraction of each prototype weight matrix that a layer's mask zeroes (top 1 − sparsity of |score| are kept). Default 0.5.</summary>
+    /// <summary>
+    /// Fraction of each prototype weight matrix that a layer's mask zeroes (top 1 − sparsity of |score| are kept).
+    /// Default 0.5.
+    /// </summary>
     public double Sparsity { get; set; } = 0.5;
 
     /// <summary>Bottleneck width of the adapter prototype. Default 64.</summary>
@@ -70,14 +75,16 @@ public sealed class ProPetlConfig : PeftMethodConfig
         if (Prototype == ProPetlPrototype.Adapter)
         {
             var prototype = new AdapterPrototype(hidden, BottleneckSize);
-            // Registered once on the root: every layer holds it by reference, so its parameters count, train and save once.
+            // Registered once on the root: every layer holds it by reference, so its parameters count, train and
+            // save once.
             model.register_module(PrototypeName, prototype);
             var shared = new Shared<AdapterPrototype>(prototype);
             for (int i = 0; i < layers; i++)
             {
                 string path = $"bert.encoder.layer.{i}.output.dense";
                 var dense = (nn.Module<Tensor, Tensor>)ModuleSurgery.Get(model, path);
-                ModuleSurgery.Replace(model, path, new ProPetlAdapterLayer(dense, shared, hidden, BottleneckSize, Sparsity));
+                ModuleSurgery.Replace(model, path,
+                    new ProPetlAdapterLayer(dense, shared, hidden, BottleneckSize, Sparsity));
             }
         }
         else
@@ -92,14 +99,17 @@ public sealed class ProPetlConfig : PeftMethodConfig
                 {
                     string path = $"bert.encoder.layer.{i}.attention.self.{name}";
                     if (ModuleSurgery.Get(model, path) is not Linear linear)
-                        throw new InvalidOperationException($"ProPETL's LoRA prototype needs a plain linear layer at '{path}'.");
-                    ModuleSurgery.Replace(model, path, new ProPetlLoraLinear(linear, pair, Rank, scaling, Dropout, Sparsity));
+                        throw new InvalidOperationException(
+                            $"ProPETL's LoRA prototype needs a plain linear layer at '{path}'.");
+                    ModuleSurgery.Replace(model, path,
+                        new ProPetlLoraLinear(linear, pair, Rank, scaling, Dropout, Sparsity));
                 }
         }
     }
 
     internal override bool IsTrainable(string name) =>
-        name.StartsWith(PrototypeName + ".", StringComparison.Ordinal) || name.Contains(".propetl_mask.", StringComparison.Ordinal);
+        name.StartsWith(PrototypeName + ".", StringComparison.Ordinal)
+        || name.Contains(".propetl_mask.", StringComparison.Ordinal);
 
     internal override bool Merge(PeftModel model)
     {

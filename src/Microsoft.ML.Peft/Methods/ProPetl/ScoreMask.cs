@@ -3,8 +3,8 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.ProPetl;
 
 /// <summary>
-/// Binary masks from real-valued scores (ProPETL, after Ramanujan et al.'s edge-popup): keep the entries whose |score| is
-/// among the top (1 − sparsity) of the tensor, zero the rest; in training the gradient passes straight through the
+/// Binary masks from real-valued scores (ProPETL, after Ramanujan et al.'s edge-popup): keep the entries whose |score|
+/// is among the top (1 − sparsity) of the tensor, zero the rest; in training the gradient passes straight through the
 /// thresholding to |score|.
 /// </summary>
 internal static class ScoreMask
@@ -25,8 +25,8 @@ internal static class ScoreMask
     }
 
     /// <summary>
-    /// The mask to multiply the prototype's weight with: hard in value; while <paramref name="training"/> it carries the
-    /// straight-through gradient (∂mask/∂score = sign(score)), as hard + |s| − stop_gradient(|s|).
+    /// The mask to multiply the prototype's weight with: hard in value; while <paramref name="training"/> it carries
+    /// the straight-through gradient (∂mask/∂score = sign(score)), as hard + |s| − stop_gradient(|s|).
     /// </summary>
     public static Tensor Apply(Tensor scores, double sparsity, bool training)
     {

@@ -14,10 +14,11 @@ namespace Microsoft.ML.Peft.Methods.Prompt;
 /// Trainable parameters: <c>P·H</c>; MiniLM-L6 (H = 384), P = 20: 7,680.
 /// </summary>
 /// <remarks>
-/// peft concatenates the prompt before the embedding layer (so it also gets position embeddings and the real tokens shift
-/// by P positions); here the encoder's <c>Prompt</c> hook prepends it after, so the real tokens keep their positions. To
-/// match that, <see cref="PromptTuningInit.SampleVocab"/> and <see cref="PromptTuningInit.Text"/> start from the embedding
-/// layer's output for the chosen tokens (word + position + type embeddings, LayerNorm), not from raw word-embedding rows.
+/// peft concatenates the prompt before the embedding layer (so it also gets position embeddings and the real tokens
+/// shift by P positions); here the encoder's <c>Prompt</c> hook prepends it after, so the real tokens keep their
+/// positions. To match that, <see cref="PromptTuningInit.SampleVocab"/> and <see cref="PromptTuningInit.Text"/> start
+/// from the embedding layer's output for the chosen tokens (word + position + type embeddings, LayerNorm), not from raw
+/// word-embedding rows.
 /// </remarks>
 public sealed class PromptTuningConfig : PeftMethodConfig
 {
@@ -25,8 +26,8 @@ public sealed class PromptTuningConfig : PeftMethodConfig
     public override string MethodName => "prompt";
 
     /// <summary>
-    /// 1e-1: the prompt is a handful of vectors and needs large steps (Lester et al. used 0.3 with Adafactor). Measured on
-    /// 3,000 SST-2 rows at the stage's default plan with AdamW: 3e-2 0.711, 1e-1 0.742, 3e-1 0.509 (collapsed).
+    /// 1e-1: the prompt is a handful of vectors and needs large steps (Lester et al. used 0.3 with Adafactor). Measured
+    /// on 3,000 SST-2 rows at the stage's default plan with AdamW: 3e-2 0.711, 1e-1 0.742, 3e-1 0.509 (collapsed).
     /// </summary>
     public override double DefaultLearningRate => 1e-1;
 
@@ -36,18 +37,23 @@ public sealed class PromptTuningConfig : PeftMethodConfig
     /// <summary>How the virtual tokens start. Default <see cref="PromptTuningInit.Random"/> (as peft).</summary>
     public PromptTuningInit Init { get; set; } = PromptTuningInit.Random;
 
-    /// <summary>The text behind <see cref="InitTokenIds"/>, kept for the record (the library has no tokenizer at attach time). Default null.</summary>
+    /// <summary>
+    /// The text behind <see cref="InitTokenIds"/>, kept for the record (the library has no tokenizer at attach time).
+    /// Default null.
+    /// </summary>
     public string? InitText { get; set; }
 
     /// <summary>
     /// Token ids (from the base model's tokenizer) whose embeddings start the prompt when <see cref="Init"/> is
-    /// <see cref="PromptTuningInit.Text"/>; repeated or cut to <see cref="NumVirtualTokens"/>. <see cref="FromText"/> fills it. Default null.
+    /// <see cref="PromptTuningInit.Text"/>; repeated or cut to <see cref="NumVirtualTokens"/>. <see cref="FromText"/>
+    /// fills it. Default null.
     /// </summary>
     public int[]? InitTokenIds { get; set; }
 
     /// <summary>
     /// A <see cref="PromptTuningInit.Text"/> config whose prompt starts as <paramref name="text"/>, tokenized (without
-    /// special tokens) by <paramref name="baseModel"/>'s tokenizer, e.g. <c>"Classify if the review is positive or negative"</c>.
+    /// special tokens) by <paramref name="baseModel"/>'s tokenizer, e.g.
+    /// <c>"Classify if the review is positive or negative"</c>.
     /// </summary>
     public static PromptTuningConfig FromText(string text, BaseModel baseModel, int numVirtualTokens = 20)
     {
@@ -55,7 +61,13 @@ public sealed class PromptTuningConfig : PeftMethodConfig
         ArgumentNullException.ThrowIfNull(baseModel);
         var ids = baseModel.CreateTokenizer().EncodeWithoutSpecialTokens(text).ToArray();
         if (ids.Length == 0) throw new ArgumentException($"'{text}' gives no tokens.", nameof(text));
-        return new PromptTuningConfig { Init = PromptTuningInit.Text, InitText = text, InitTokenIds = ids, NumVirtualTokens = numVirtualTokens };
+        return new PromptTuningConfig
+        {
+            Init = PromptTuningInit.Text,
+            InitText = text,
+            InitTokenIds = ids,
+            NumVirtualTokens = numVirtualTokens
+        };
     }
 
     /// <inheritdoc/>
@@ -65,15 +77,20 @@ public sealed class PromptTuningConfig : PeftMethodConfig
         Require(Enum.IsDefined(Init), nameof(Init), $"has an unknown value {Init}.");
         if (Init == PromptTuningInit.Text)
             Require(InitTokenIds is { Length: > 0 } && InitTokenIds.All(i => i >= 0), nameof(InitTokenIds),
-                "must hold the init text's token ids when Init is Text; build the config with PromptTuningConfig.FromText(text, baseModel).");
+                "must hold the init text's token ids when Init is Text; " +
+                "build the config with PromptTuningConfig.FromText(text, baseModel).");
     }
 
     internal override void Attach(PeftModel model)
     {
         var config = model.Encoder.Config;
-        if (model.Encoder.Prompt is not null) throw new InvalidOperationException("This encoder already carries a prompt; attach one prompt method per model.");
+        if (model.Encoder.Prompt is not null)
+            throw new InvalidOperationException(
+                "This encoder already carries a prompt; attach one prompt method per model.");
         if (NumVirtualTokens > config.MaxSequenceLength && Init != PromptTuningInit.Random)
-            throw new ArgumentOutOfRangeException(nameof(NumVirtualTokens), $"Option 'NumVirtualTokens' ({NumVirtualTokens}) exceeds the encoder's {config.MaxSequenceLength} positions, which token-based inits need.");
+            throw new ArgumentOutOfRangeException(nameof(NumVirtualTokens),
+                $"Option 'NumVirtualTokens' ({NumVirtualTokens}) exceeds the encoder's " +
+                $"{config.MaxSequenceLength} positions, which token-based inits need.");
         var device = model.classifier.weight!.device;
         var table = nn.Embedding(NumVirtualTokens, config.HiddenSize, device: device); // N(0, 1), peft's RANDOM
         if (Init != PromptTuningInit.Random)
@@ -88,20 +105,26 @@ public sealed class PromptTuningConfig : PeftMethodConfig
 
     private const string ChildName = "prompt_embeddings";
 
-    internal override bool IsTrainable(string parameterName) => parameterName.StartsWith(ChildName + ".", StringComparison.Ordinal);
+    internal override bool IsTrainable(string parameterName) =>
+        parameterName.StartsWith(ChildName + ".", StringComparison.Ordinal);
 
     private Tensor InitIds(int vocabSize, Device device)
     {
-        if (Init == PromptTuningInit.SampleVocab) return randint(0, vocabSize, [NumVirtualTokens], dtype: ScalarType.Int64, device: device);
+        if (Init == PromptTuningInit.SampleVocab)
+            return randint(0, vocabSize, [NumVirtualTokens], dtype: ScalarType.Int64, device: device);
         var text = InitTokenIds!;
         var bad = text.FirstOrDefault(i => i >= vocabSize, -1);
-        if (bad >= 0) throw new ArgumentOutOfRangeException(nameof(InitTokenIds), $"Option 'InitTokenIds' holds id {bad}, outside this encoder's vocabulary of {vocabSize}; tokenize with the same base model.");
+        if (bad >= 0)
+            throw new ArgumentOutOfRangeException(nameof(InitTokenIds),
+                $"Option 'InitTokenIds' holds id {bad}, outside this encoder's vocabulary of {vocabSize}; " +
+                "tokenize with the same base model.");
         // As peft: repeat the text's ids until there are enough, then cut.
         var ids = Enumerable.Range(0, NumVirtualTokens).Select(i => (long)text[i % text.Length]).ToArray();
         return tensor(ids, device: device);
     }
 
-    // The embedding layer's output for the tokens at positions 0..P-1, without dropout: what the encoder would see for them.
+    // The embedding layer's output for the tokens at positions 0..P-1, without dropout: what the encoder would see for
+    // them.
     private static Tensor EmbedTokens(BertModel encoder, Tensor ids)
     {
         using var _ = no_grad();

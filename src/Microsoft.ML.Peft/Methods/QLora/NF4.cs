@@ -3,9 +3,10 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Methods.QLora;
 
 /// <summary>
-/// Blockwise 4-bit NormalFloat quantization (Dettmers et al., 2023): each block of <c>blockSize</c> consecutive weights is
-/// scaled by its absolute maximum into [−1, 1] and each value is replaced by the index of the nearest of 16 levels
-/// (quantiles of a standard normal, with an exact zero); two 4-bit indices are packed per byte (first in the high nibble).
+/// Blockwise 4-bit NormalFloat quantization (Dettmers et al., 2023): each block of <c>blockSize</c> consecutive weights
+/// is scaled by its absolute maximum into [−1, 1] and each value is replaced by the index of the nearest of 16 levels
+/// (quantiles of a standard normal, with an exact zero); two 4-bit indices are packed per byte (first in the high
+/// nibble).
 /// All work is done with tensor operations, no per-element loops.
 /// </summary>
 internal static class NF4
@@ -13,17 +14,21 @@ internal static class NF4
     /// <summary>The 16 NF4 levels of the QLoRA paper (bitsandbytes' table), ascending.</summary>
     public static readonly float[] Levels =
     [
-        -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f, -0.18477343022823334f,
-        -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+        -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+        -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+        0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
         0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
     ];
 
-    /// <summary>The largest gap between neighbouring levels (between 0.7230 and 1.0): twice the worst rounding error on the [−1, 1] scale.</summary>
+    /// <summary>
+    /// The largest gap between neighbouring levels (between 0.7230 and 1.0): twice the worst rounding error on the
+    /// [−1, 1] scale.
+    /// </summary>
     public static float LargestGap => Enumerable.Range(1, Levels.Length - 1).Max(i => Levels[i] - Levels[i - 1]);
 
     /// <summary>
-    /// Quantizes <paramref name="weight"/> (any shape): returns the packed codes (uint8, ⌈n / 2⌉ after padding n to whole
-    /// blocks) and one float32 absmax per block.
+    /// Quantizes <paramref name="weight"/> (any shape): returns the packed codes (uint8, ⌈n / 2⌉ after padding n to
+    /// whole blocks) and one float32 absmax per block.
     /// </summary>
     public static (Tensor Packed, Tensor Absmax) Quantize(Tensor weight, int blockSize)
     {
@@ -68,10 +73,14 @@ internal static class NF4
     }
 }
 
-/// <summary>Blockwise absmax int8 quantization (LLM.int8-style, without outlier handling): code = round(127 · w / absmax).</summary>
+/// <summary>
+/// Blockwise absmax int8 quantization (LLM.int8-style, without outlier handling): code = round(127 · w / absmax).
+/// </summary>
 internal static class Int8Absmax
 {
-    /// <summary>Quantizes <paramref name="weight"/>: int8 codes (padded to whole blocks) and one float32 absmax per block.</summary>
+    /// <summary>
+    /// Quantizes <paramref name="weight"/>: int8 codes (padded to whole blocks) and one float32 absmax per block.
+    /// </summary>
     public static (Tensor Codes, Tensor Absmax) Quantize(Tensor weight, int blockSize)
     {
         using var _ = no_grad();

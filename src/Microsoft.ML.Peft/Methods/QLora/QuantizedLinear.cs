@@ -25,10 +25,13 @@ internal sealed class QuantizedLinear : nn.Module<Tensor, Tensor>, Modeling.IPac
     /// <summary>Weights per absmax block.</summary>
     public int BlockSize { get; }
 
-    /// <summary>Quantizes <paramref name="linear"/>'s weight (the caller disposes <paramref name="linear"/> afterwards).</summary>
+    /// <summary>
+    /// Quantizes <paramref name="linear"/>'s weight (the caller disposes <paramref name="linear"/> afterwards).
+    /// </summary>
     public QuantizedLinear(Linear linear, int bits, int blockSize) : base("quantized_linear")
     {
-        if (bits is not (4 or 8)) throw new ArgumentOutOfRangeException(nameof(bits), $"Bits must be 4 or 8, got {bits}.");
+        if (bits is not (4 or 8))
+            throw new ArgumentOutOfRangeException(nameof(bits), $"Bits must be 4 or 8, got {bits}.");
         Bits = bits;
         BlockSize = blockSize;
         var w = linear.weight!;
@@ -47,7 +50,8 @@ internal sealed class QuantizedLinear : nn.Module<Tensor, Tensor>, Modeling.IPac
     long Modeling.IPackedWeights.LogicalParameterCount => _shape[0] * _shape[1];
 
     /// <summary>Bytes held by the quantized weight: codes plus absmax scales.</summary>
-    public long QuantizedBytes => weight_quant.numel() * weight_quant.ElementSize + weight_absmax.numel() * weight_absmax.ElementSize;
+    public long QuantizedBytes =>
+        weight_quant.numel() * weight_quant.ElementSize + weight_absmax.numel() * weight_absmax.ElementSize;
 
     /// <summary>The weight dequantized to float32 [out, in].</summary>
     public Tensor DequantizedWeight() => Bits == 4
