@@ -66,10 +66,12 @@ for (int i = 1; i < args.Length; i++)
         }
     }
 
-    // Write to a temporary name first so an interrupted run never leaves a half-written copy that looks up to date.
+    // Write to a temporary name first so an interrupted run never leaves a half-written copy that looks up to
+    // date.
     string temp = output + ".tmp";
     module.Write(temp);
     File.Move(temp, output, overwrite: true);
-    Console.WriteLine($"Publicizer: {Path.GetFileName(input)}: {types} types, {methods} methods, {fields} fields made public -> {output}");
+    Console.WriteLine($"Publicizer: {Path.GetFileName(input)}: {types} types, {methods} methods, " +
+        $"{fields} fields made public -> {output}");
 }
 return 0;

@@ -167,7 +167,8 @@ public sealed class AdaLoraTests
     {
         var (expected, actual, stage) = RoundTrip(new AdaLoraConfig { InitialRank = 4, TargetRank = 2 });
         CollectionAssert.AreEqual(expected, actual);
-        // Tiny base: 2 layers × query, value → target budget 4 × 2 = 8 singular values survive and are saved as such.
+        // Tiny base: 2 layers × query, value → target budget 4 × 2 = 8 singular values survive and are saved as
+        // such.
         long nonZero = Trained(stage).Where(t => t.Key.EndsWith(".lora_E")).Sum(t =>
             t.Value.count_nonzero().item<long>());
         Assert.AreEqual(8L, nonZero);

@@ -23,17 +23,19 @@ internal static class AdditiveTestKit
     /// <summary>The 2-class head: 384 · 2 + 2.</summary>
     public const long MiniLmHead = ReparamTestKit.MiniLmHead;
 
-    public static BertModel Encoder(int seed, EncoderConfig? config = null) => PartialMethodsTestKit.Encoder(seed, config);
+    public static BertModel Encoder(int seed, EncoderConfig? config = null) =>
+        PartialMethodsTestKit.Encoder(seed, config);
 
     public static (Tensor Ids, Tensor Mask) Batch() => PartialMethodsTestKit.Batch();
 
     public static float MaxDiff(Tensor a, Tensor b) => ReparamTestKit.MaxDiff(a, b);
 
-    public static void Perturb(PeftModel model, string part, double std) => ReparamTestKit.Perturb(model, part, std);
+    public static void Perturb(PeftModel model, string part, double std) =>
+        ReparamTestKit.Perturb(model, part, std);
 
     /// <summary>
-    /// Scores the second row of <see cref="Batch"/> alone (no padding) and inside the padded batch, and returns the largest
-    /// difference of its encoder outputs over its real positions: zero when padding cannot leak into a row.
+    /// Scores the second row of <see cref="Batch"/> alone (no padding) and inside the padded batch, and returns the
+    /// largest difference of its encoder outputs over its real positions: zero when padding cannot leak into a row.
     /// </summary>
     public static float PaddingLeak(PeftModel model)
     {
@@ -46,7 +48,10 @@ internal static class AdditiveTestKit
         return MaxDiff(batched[1..2, ..(p + 3)], alone);
     }
 
-    /// <summary>Trainable parameter count right after attaching <paramref name="method"/> to a random MiniLM-shaped encoder with a 2-class head.</summary>
+    /// <summary>
+    /// Trainable parameter count right after attaching <paramref name="method"/> to a random MiniLM-shaped encoder with
+    /// a 2-class head.
+    /// </summary>
     public static long TrainableOnMiniLm(PeftMethodConfig method)
     {
         using var model = PeftModel.Create(Encoder(3, MiniLm()), method, 2);
@@ -54,10 +59,11 @@ internal static class AdditiveTestKit
     }
 
     /// <summary>
-    /// Trains one epoch on the tiny ONNX base, saves, reloads in a fresh context and returns (scores before, scores after,
-    /// the names of the tensors the saved model holds).
+    /// Trains one epoch on the tiny ONNX base, saves, reloads in a fresh context and returns (scores before, scores
+    /// after, the names of the tensors the saved model holds).
     /// </summary>
-    public static (List<string> Expected, List<string> Actual, string[] SavedNames) RoundTrip(PeftMethodConfig method, double learningRate = 1e-2)
+    public static (List<string> Expected, List<string> Actual, string[] SavedNames) RoundTrip(
+        PeftMethodConfig method, double learningRate = 1e-2)
     {
         using var temp = new EmbeddedOnnx.TempFolder();
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
@@ -66,8 +72,10 @@ internal static class AdditiveTestKit
         var model = ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
             {
-                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 1, BatchSize = 16, MaxSequenceLength = 16,
-                BaseModel = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")), LearningRate = learningRate,
+                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 1, BatchSize = 16,
+                MaxSequenceLength = 16,
+                BaseModel = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")),
+                LearningRate = learningRate,
                 Method = method,
             }))
             .Fit(data);

@@ -20,15 +20,19 @@ public sealed class DefaultsLearnTests
     private const double Margin = 0.1;
 
     public static IEnumerable<object[]> Methods =>
-        PeftMethodConfig.KnownMethods.Where(m => m != "linear-probe").Order(StringComparer.Ordinal).Select(m => new object[] { m });
+        PeftMethodConfig.KnownMethods.Where(m => m != "linear-probe").Order(StringComparer.Ordinal)
+            .Select(m => new object[] { m });
 
     private static readonly Lazy<double> Probe = new(() => Fit(Config("linear-probe")).Accuracy);
 
     private static PeftMethodConfig Config(string method) =>
         PeftMethodConfig.FromJson("{\"method\":\"" + method + "\",\"options\":{}}");
 
-    /// <summary>Fits the stage with <paramref name="config"/> and the stage's defaults otherwise; returns test accuracy.</summary>
-    internal static (double Accuracy, PeftTextTransformer Stage) Fit(PeftMethodConfig config, double? learningRate = null)
+    /// <summary>
+    /// Fits the stage with <paramref name="config"/> and the stage's defaults otherwise; returns test accuracy.
+    /// </summary>
+    internal static (double Accuracy, PeftTextTransformer Stage) Fit(
+        PeftMethodConfig config, double? learningRate = null)
     {
         // The stage draws the head's and the method's first weights from libtorch's global generator: seed it so the
         // result does not depend on which tests ran before.
@@ -45,7 +49,8 @@ public sealed class DefaultsLearnTests
         var test = StageTestData.Load(ml, StageTestData.Negation(200, seed: 2));
         double accuracy = ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
         var report = model.LastTransformer.TrainingReport!;
-        Console.WriteLine($"{config.MethodName}: accuracy {accuracy:F3}, {report.EpochsRun} epochs (best {report.BestEpoch}), "
+        Console.WriteLine($"{config.MethodName}: accuracy {accuracy:F3}, {report.EpochsRun} epochs "
+            + $"(best {report.BestEpoch}), "
             + $"{clock.Elapsed.TotalSeconds:F0} s");
         return (accuracy, model.LastTransformer);
     }
@@ -59,9 +64,10 @@ public sealed class DefaultsLearnTests
         string message = $"{method} at its defaults: {accuracy:F3}; linear probe at its defaults {probe:F3}";
         if (method == "prompt")
         {
-            // Exempt from the margin, as the literature says: prompt tuning only matches fine-tuning on ~10B-parameter
-            // models (Lester et al., 2021, "The Power of Scale for Parameter-Efficient Prompt Tuning"; Liu et al., 2022,
-            // P-Tuning v2, on models under 1B). On MiniLM it stays near the probe; the guard is that it does no harm.
+            // Exempt from the margin, as the literature says: prompt tuning only matches fine-tuning on
+            // ~10B-parameter models (Lester et al., 2021, "The Power of Scale for Parameter-Efficient Prompt Tuning";
+            // Liu et al., 2022, P-Tuning v2, on models under 1B). On MiniLM it stays near the probe; the guard is that
+            // it does no harm.
             Assert.IsGreaterThan(probe - 0.05, accuracy, message);
             return;
         }

@@ -55,7 +55,8 @@ public sealed class DoraTests
     [TestMethod]
     public void NormIsDetachedSoOnlyTheDirectionTermCarriesGradient()
     {
-        // peft detaches ‖W + sBA‖_c: the gradient reaching B must be that of m/‖·‖ · s·B·A x alone (norm constant).
+        // peft detaches ‖W + sBA‖_c: the gradient reaching B must be that of m/‖·‖ · s·B·A x alone
+        // (norm constant).
         using var model = PeftModel.Create(Encoder(5), new DoraConfig { Rank = 2, Alpha = 2, Dropout = 0 }, 2);
         model.train();
         Perturb(model, "lora_B", 0.3);

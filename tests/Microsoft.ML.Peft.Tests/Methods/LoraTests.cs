@@ -55,7 +55,8 @@ public sealed class LoraTests
     [TestMethod]
     public void TrainableCountMatchesFormulaOnMiniLmShape()
     {
-        // MiniLM-L6: 6 layers, hidden 384; r = 8 on query and value: 6 × 2 × (384·8 + 8·384) = 73,728; head 384·2 + 2.
+        // MiniLM-L6: 6 layers, hidden 384; r = 8 on query and value: 6 × 2 × (384·8 + 8·384) = 73,728;
+        // head 384·2 + 2.
         var miniLm = new EncoderConfig { HiddenSize = 384, NumHiddenLayers = 6, NumAttentionHeads = 12,
             IntermediateSize = 1536, VocabSize = 30522 };
         using var model = PeftModel.Create(Encoder(3, miniLm), new LoraConfig(), 2);

@@ -7,7 +7,9 @@ using static Microsoft.ML.Peft.Tests.Methods.AdditiveTestKit;
 
 namespace Microsoft.ML.Peft.Tests.Methods;
 
-/// <summary>MAM carries prefixes, so its output differs from the base from the start: no identity-at-init or merge test.</summary>
+/// <summary>
+/// MAM carries prefixes, so its output differs from the base from the start: no identity-at-init or merge test.
+/// </summary>
 [TestClass]
 public sealed class MamAdapterTests
 {
@@ -40,7 +42,8 @@ public sealed class MamAdapterTests
     [TestMethod]
     public void SaveLoadRoundTripGivesIdenticalScores()
     {
-        var (expected, actual, saved) = RoundTrip(new MamAdapterConfig { NumVirtualTokens = 4, Reparameterize = true, ProjectionHiddenSize = 16 });
+        var (expected, actual, saved) = RoundTrip(
+            new MamAdapterConfig { NumVirtualTokens = 4, Reparameterize = true, ProjectionHiddenSize = 16 });
         CollectionAssert.AreEqual(expected, actual);
         Assert.Contains("prefix_encoder.past_key_values", saved);
         Assert.IsFalse(saved.Any(n => n.Contains("transform")), string.Join(", ", saved));
@@ -50,13 +53,17 @@ public sealed class MamAdapterTests
     [TestMethod]
     public void BadOptionsNameTheOptionAndOptionsRoundTrip()
     {
-        var d = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MamAdapterConfig { AdapterDropout = 1 }.Validate());
+        var d = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            new MamAdapterConfig { AdapterDropout = 1 }.Validate());
         StringAssert.Contains(d.Message, "AdapterDropout");
-        var s = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MamAdapterConfig { Scaling = -1 }.Validate());
+        var s = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            new MamAdapterConfig { Scaling = -1 }.Validate());
         StringAssert.Contains(s.Message, "Scaling");
-        var p = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MamAdapterConfig { NumVirtualTokens = 0 }.Validate());
+        var p = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            new MamAdapterConfig { NumVirtualTokens = 0 }.Validate());
         StringAssert.Contains(p.Message, "NumVirtualTokens");
-        var back = (MamAdapterConfig)PeftMethodConfig.FromJson(new MamAdapterConfig { NumVirtualTokens = 12, ReductionFactor = 4, Scaling = 2 }.ToJson());
+        var back = (MamAdapterConfig)PeftMethodConfig.FromJson(
+            new MamAdapterConfig { NumVirtualTokens = 12, ReductionFactor = 4, Scaling = 2 }.ToJson());
         Assert.AreEqual(12, back.NumVirtualTokens);
         Assert.AreEqual(4, back.ReductionFactor);
         Assert.AreEqual(2.0, back.Scaling);

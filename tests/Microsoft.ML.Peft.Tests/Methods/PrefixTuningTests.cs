@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Peft.Tests.Methods;
 
 /// <summary>
-/// Prefix tuning changes the output from the start (as in peft), so there is no identity-at-init test; nor a merge test.
+/// Prefix tuning changes the output from the start (as in peft), so there is no identity-at-init test; nor a merge
+/// test.
 /// </summary>
 [TestClass]
 public sealed class PrefixTuningTests
@@ -39,7 +40,9 @@ public sealed class PrefixTuningTests
         var prefixNames = model.named_parameters().Select(p => p.name).Where(config.IsTrainable).ToArray();
         CollectionAssert.AreEqual(new[] { "prefix_encoder.past_key_values" }, prefixNames);
         // Tiny: 2 layers, hidden 16 → P · L · 2 · H = 4 · 2 · 2 · 16.
-        Assert.AreEqual(4L * 2 * 2 * 16, model.named_parameters().Single(p => p.name == "prefix_encoder.past_key_values").parameter.numel());
+        Assert.AreEqual(
+            4L * 2 * 2 * 16,
+            model.named_parameters().Single(p => p.name == "prefix_encoder.past_key_values").parameter.numel());
         config.PrepareForInference(model); // a second fold is a no-op
         using var again = model.forward(ids, mask, null);
         Assert.AreEqual(0f, MaxDiff(after, again));
@@ -65,21 +68,30 @@ public sealed class PrefixTuningTests
     {
         foreach (bool reparameterize in new[] { false, true })
         {
-            var (expected, actual, saved) = RoundTrip(new PrefixTuningConfig { Reparameterize = reparameterize, NumVirtualTokens = 4, ProjectionHiddenSize = 16 });
+            var (expected, actual, saved) = RoundTrip(new PrefixTuningConfig
+            {
+                Reparameterize = reparameterize, NumVirtualTokens = 4, ProjectionHiddenSize = 16,
+            });
             CollectionAssert.AreEqual(expected, actual, $"reparameterize {reparameterize}");
             // Either way the saved model holds the prefixes themselves, never the MLP.
-            CollectionAssert.AreEqual(new[] { "classifier.bias", "classifier.weight", "prefix_encoder.past_key_values" }, saved);
+            CollectionAssert.AreEqual(
+                new[] { "classifier.bias", "classifier.weight", "prefix_encoder.past_key_values" }, saved);
         }
     }
 
     [TestMethod]
     public void BadOptionsNameTheOptionAndOptionsRoundTrip()
     {
-        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new PrefixTuningConfig { NumVirtualTokens = 0 }.Validate());
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            new PrefixTuningConfig { NumVirtualTokens = 0 }.Validate());
         StringAssert.Contains(e.Message, "NumVirtualTokens");
-        var m = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new PrefixTuningConfig { ProjectionHiddenSize = 0 }.Validate());
+        var m = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            new PrefixTuningConfig { ProjectionHiddenSize = 0 }.Validate());
         StringAssert.Contains(m.Message, "ProjectionHiddenSize");
-        var back = (PrefixTuningConfig)PeftMethodConfig.FromJson(new PrefixTuningConfig { NumVirtualTokens = 7, Reparameterize = true, ProjectionHiddenSize = 64 }.ToJson());
+        var back = (PrefixTuningConfig)PeftMethodConfig.FromJson(new PrefixTuningConfig
+        {
+            NumVirtualTokens = 7, Reparameterize = true, ProjectionHiddenSize = 64,
+        }.ToJson());
         Assert.AreEqual(7, back.NumVirtualTokens);
         Assert.IsTrue(back.Reparameterize);
         Assert.AreEqual(64, back.ProjectionHiddenSize);

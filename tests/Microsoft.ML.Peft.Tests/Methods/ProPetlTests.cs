@@ -13,7 +13,8 @@ public sealed class ProPetlTests
     [TestMethod]
     public void TrainableCountMatchesFormulaForTheAdapterPrototype()
     {
-        // One adapter 384 → 64 → 384 (2·384·64 + 64 + 384 = 49,600) plus per layer scores over its two weight matrices (6 · 2 · 384 · 64).
+        // One adapter 384 → 64 → 384 (2·384·64 + 64 + 384 = 49,600) plus per layer scores over its two weight
+        // matrices (6 · 2 · 384 · 64).
         using var model = PeftModel.Create(Encoder(3, MiniLm()), new ProPetlConfig(), 2);
         var (trainable, _) = model.CountParameters();
         Assert.AreEqual(2L * 384 * 64 + 64 + 384 + 6L * 2 * 384 * 64 + MiniLmHead, trainable);
@@ -26,8 +27,10 @@ public sealed class ProPetlTests
     [TestMethod]
     public void TrainableCountMatchesFormulaForTheLoraPrototype()
     {
-        // Shared pairs for query and value (2 · 2·384·8 = 12,288) plus per layer scores over all four matrices (6 · 12,288).
-        using var model = PeftModel.Create(Encoder(3, MiniLm()), new ProPetlConfig { Prototype = ProPetlPrototype.Lora }, 2);
+        // Shared pairs for query and value (2 · 2·384·8 = 12,288) plus per layer scores over all four matrices
+        // (6 · 12,288).
+        using var model = PeftModel.Create(
+            Encoder(3, MiniLm()), new ProPetlConfig { Prototype = ProPetlPrototype.Lora }, 2);
         var (trainable, _) = model.CountParameters();
         Assert.AreEqual(2L * 2 * 384 * 8 + 6L * 2 * 2 * 384 * 8 + MiniLmHead, trainable);
         Assert.AreEqual(86_016L + MiniLmHead, trainable);
@@ -67,7 +70,8 @@ public sealed class ProPetlTests
         using var scores = new TorchSharp.Modules.Parameter(tensor(new float[] { 0.1f, -0.9f, 0.3f, -0.2f }));
         using var weight = tensor(new float[] { 1f, 2f, 3f, 4f });
         using var m = ScoreMask.Apply(scores, 0.5, training: true);
-        CollectionAssert.AreEqual(new float[] { 0, 1, 1, 0 }, m.detach().data<float>().ToArray(), "the value is the hard mask");
+        CollectionAssert.AreEqual(
+            new float[] { 0, 1, 1, 0 }, m.detach().data<float>().ToArray(), "the value is the hard mask");
         using var loss = (m * weight).sum();
         loss.backward();
         // ∂/∂s of Σ mask·w through |s| straight-through: w · sign(s), also for masked-out entries.
@@ -84,10 +88,12 @@ public sealed class ProPetlTests
         using var output = model.forward(ids, mask, null);
         using var loss = output.pow(2).sum();
         loss.backward();
-        var grads = model.TrainableParameters().Where(p => p.Name.Contains("propetl")).ToDictionary(p => p.Name, p => p.Parameter.grad);
+        var grads = model.TrainableParameters().Where(p => p.Name.Contains("propetl"))
+            .ToDictionary(p => p.Name, p => p.Parameter.grad);
         // Both layers' scores and the one shared prototype receive gradient.
         foreach (var name in new[] { "propetl_prototype.adapter_up.weight", "propetl_prototype.adapter_down.weight",
-                                     "bert.encoder.layer.0.output.dense.propetl_mask.up_mask", "bert.encoder.layer.1.output.dense.propetl_mask.down_mask" })
+                                     "bert.encoder.layer.0.output.dense.propetl_mask.up_mask",
+                                     "bert.encoder.layer.1.output.dense.propetl_mask.down_mask" })
         {
             Assert.IsNotNull(grads[name], name);
             Assert.IsGreaterThan(0f, grads[name]!.abs().sum().item<float>(), name);
@@ -117,7 +123,8 @@ public sealed class ProPetlTests
         using var again = model.forward(ids, mask, null);
         Assert.IsLessThan(1e-5f, MaxDiff(merged, unmerged));
         Assert.IsLessThan(1e-5f, MaxDiff(again, unmerged));
-        using var plain = PeftModel.Create(Encoder(6), new ProPetlConfig { Prototype = ProPetlPrototype.Lora, Rank = 4 }, 3);
+        using var plain = PeftModel.Create(
+            Encoder(6), new ProPetlConfig { Prototype = ProPetlPrototype.Lora, Rank = 4 }, 3);
         plain.eval();
         plain.classifier.weight!.detach().copy_(model.classifier.weight!);
         using var baseline = plain.forward(ids, mask, null);
@@ -128,12 +135,18 @@ public sealed class ProPetlTests
     [TestMethod]
     public void OptionsRoundTripThroughJsonAndValidate()
     {
-        var back = (ProPetlConfig)PeftMethodConfig.FromJson(new ProPetlConfig { Prototype = ProPetlPrototype.Lora, Sparsity = 0.3, BottleneckSize = 16, Rank = 2 }.ToJson());
+        var back = (ProPetlConfig)PeftMethodConfig.FromJson(new ProPetlConfig
+        {
+            Prototype = ProPetlPrototype.Lora, Sparsity = 0.3, BottleneckSize = 16, Rank = 2,
+        }.ToJson());
         Assert.AreEqual(ProPetlPrototype.Lora, back.Prototype);
         Assert.AreEqual(0.3, back.Sparsity);
         Assert.AreEqual(16, back.BottleneckSize);
         Assert.AreEqual(2, back.Rank);
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ProPetlConfig { Sparsity = 1 }.Validate()).Message, "Sparsity");
+        StringAssert.Contains(
+            Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+                new ProPetlConfig { Sparsity = 1 }.Validate()).Message,
+            "Sparsity");
     }
 
     [TestMethod]
@@ -141,7 +154,8 @@ public sealed class ProPetlTests
     {
         foreach (var kind in new[] { ProPetlPrototype.Adapter, ProPetlPrototype.Lora })
         {
-            var (expected, actual, stage) = RoundTrip(new ProPetlConfig { Prototype = kind, BottleneckSize = 4, Rank = 2 });
+            var (expected, actual, stage) = RoundTrip(
+                new ProPetlConfig { Prototype = kind, BottleneckSize = 4, Rank = 2 });
             CollectionAssert.AreEqual(expected, actual, kind.ToString());
             Assert.AreEqual(kind == ProPetlPrototype.Lora, stage.IsMerged);
             Assert.IsTrue(Trained(stage).Keys.Any(k => k.StartsWith("propetl_prototype.")));

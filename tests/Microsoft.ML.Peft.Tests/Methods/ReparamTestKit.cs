@@ -20,7 +20,8 @@ internal static class ReparamTestKit
     /// <summary>The 2-class head: 384 · 2 + 2.</summary>
     public const long MiniLmHead = PartialMethodsTestKit.MiniLmHead;
 
-    public static BertModel Encoder(int seed, EncoderConfig? config = null) => PartialMethodsTestKit.Encoder(seed, config);
+    public static BertModel Encoder(int seed, EncoderConfig? config = null) =>
+        PartialMethodsTestKit.Encoder(seed, config);
 
     public static (Tensor Ids, Tensor Mask) Batch() => PartialMethodsTestKit.Batch();
 
@@ -31,7 +32,10 @@ internal static class ReparamTestKit
         return d.item<float>();
     }
 
-    /// <summary>Sets every parameter whose name contains <paramref name="part"/> to N(0, <paramref name="std"/>): a trained-looking update.</summary>
+    /// <summary>
+    /// Sets every parameter whose name contains <paramref name="part"/> to N(0, <paramref name="std"/>): a
+    /// trained-looking update.
+    /// </summary>
     public static void Perturb(PeftModel model, string part, double std)
     {
         using var _ = no_grad();
@@ -40,10 +44,11 @@ internal static class ReparamTestKit
     }
 
     /// <summary>
-    /// Trains one epoch on the tiny ONNX base, saves, reloads in a fresh context and returns (scores before, scores after,
-    /// the trained stage's tensors) so tests can also check what was saved.
+    /// Trains one epoch on the tiny ONNX base, saves, reloads in a fresh context and returns (scores before, scores
+    /// after, the trained stage's tensors) so tests can also check what was saved.
     /// </summary>
-    public static (List<string> Expected, List<string> Actual, PeftTextTransformer Stage) RoundTrip(PeftMethodConfig method, double learningRate = 1e-2)
+    public static (List<string> Expected, List<string> Actual, PeftTextTransformer Stage) RoundTrip(
+        PeftMethodConfig method, double learningRate = 1e-2)
     {
         using var temp = new EmbeddedOnnx.TempFolder();
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
@@ -52,8 +57,10 @@ internal static class ReparamTestKit
         var model = ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.Peft().TextClassification(new PeftTextClassificationOptions
             {
-                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 1, BatchSize = 16, MaxSequenceLength = 16,
-                BaseModel = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")), LearningRate = learningRate,
+                LabelColumnName = "Label", Sentence1ColumnName = "Text", Epochs = 1, BatchSize = 16,
+                MaxSequenceLength = 16,
+                BaseModel = BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(temp.Path, "cache")),
+                LearningRate = learningRate,
                 Method = method,
             }))
             .Fit(data);

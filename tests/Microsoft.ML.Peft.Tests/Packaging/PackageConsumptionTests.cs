@@ -152,7 +152,8 @@ public sealed class PackageConsumptionTests
         var before = Scores(model);
         var after = Scores(loaded);
         Console.WriteLine($"SCORED {before.Length / 2} ROWS");
-        if (before.Zip(after).All(p => Math.Abs(p.First - p.Second) < 1e-5f)) Console.WriteLine("RELOADED SCORES EQUAL");
+        if (before.Zip(after).All(p => Math.Abs(p.First - p.Second) < 1e-5f))
+            Console.WriteLine("RELOADED SCORES EQUAL");
 
         public sealed class Row
         {
