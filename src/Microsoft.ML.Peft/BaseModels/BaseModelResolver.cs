@@ -48,10 +48,10 @@ internal static class BaseModelResolver
 
     private static BaseModel Stored(PeftModelReader reader, BaseModelRecord record)
     {
-        const string stream = PeftTextTransformer.BaseStream;
+        const string StreamName = PeftTextTransformer.BaseStream;
         Dictionary<string, TorchSharp.torch.Tensor>? weights = null;
-        reader.ReadStream(stream,
-            r => weights = SafeTensors.Read(r.BaseStream, stream, SafeTensors.HashCheck.WhenRecorded));
+        reader.ReadStream(StreamName,
+            r => weights = SafeTensors.Read(r.BaseStream, StreamName, SafeTensors.HashCheck.WhenRecorded));
         var configJson = reader.ReadOptions<PeftSavedModel>().EncoderConfigJson;
         // The stage reads its tokenizer from its own entries, so the stored base needs no vocabulary.
         return BaseModel.FromWeights(record.Name, record.Sha256, EncoderConfig.FromJson(configJson), weights!, [],

@@ -7,10 +7,8 @@ namespace Microsoft.ML.Peft.BaseModels;
 /// An ONNX model and WordPiece vocabulary embedded as resources in a SentenceTransformers.* package assembly
 /// (read as data; none of its code runs). Saved models record only the package's model name.
 /// </summary>
-internal sealed class EmbeddedOnnxSource : IWeightSource
+internal sealed class EmbeddedOnnxSource : OnnxWeightSource
 {
-    private readonly CachedOnnxWeights _weights;
-
     /// <summary>Finds the package assembly of <paramref name="package"/> (<c>MiniLM</c>, <c>ArcticXs</c>).</summary>
     /// <param name="package">
     /// The model name inside the package name <c>SentenceTransformers.&lt;package&gt;</c>.
@@ -26,49 +24,22 @@ internal sealed class EmbeddedOnnxSource : IWeightSource
         // The embedded vocabularies are uncased (both models are uncased BERT).
         Vocabulary = new VocabularyFile(vocab.ReadAllBytes(), "vocab.txt", DoLowerCase: true);
         // The resource name is the part of the assembly file whose hash the cache remembers.
-        _weights = CachedOnnxWeights.Prepare($"{Path.GetFileName(dll)}!{onnx.ResourceName}", dll, onnx.ResourceName,
+        Weights = CachedOnnxWeights.Prepare($"{Path.GetFileName(dll)}!{onnx.ResourceName}", dll, onnx.ResourceName,
                                              onnx.Open, cacheDirectory);
     }
 
     /// <inheritdoc/>
-    public BaseModelKind Kind => BaseModelKind.Embedded;
+    public override BaseModelKind Kind => BaseModelKind.Embedded;
 
     /// <inheritdoc/>
-    public string Origin { get; }
+    public override string Origin { get; }
 
     /// <inheritdoc/>
-    public string? OriginVocabPath => null;
+    public override string? OriginVocabPath => null;
 
     /// <inheritdoc/>
-    public string Description => _weights.Description;
+    public override VocabularyFile Vocabulary { get; }
 
     /// <inheritdoc/>
-    public string Sha256 => _weights.Sha256;
-
-    /// <inheritdoc/>
-    public EncoderConfig Config => _weights.Config;
-
-    /// <inheritdoc/>
-    public bool HasPooler => _weights.HasPooler;
-
-    /// <inheritdoc/>
-    public VocabularyFile Vocabulary { get; }
-
-    /// <inheritdoc/>
-    public string? TokenizerFolder => null;
-
-    /// <inheritdoc/>
-    public bool IsSentenceEmbedding => true;
-
-    /// <inheritdoc/>
-    public string? CacheDirectory => _weights.CacheDirectory;
-
-    /// <inheritdoc/>
-    public IReadOnlyList<string> Notes => _weights.Notes;
-
-    /// <inheritdoc/>
-    public BaseModelLoadStats PrepareStats => _weights.PrepareStats;
-
-    /// <inheritdoc/>
-    public Dictionary<string, Tensor> ReadWeights(out BaseModelLoadStats stats) => _weights.ReadWeights(out stats);
+    public override bool IsSentenceEmbedding => true;
 }

@@ -5,6 +5,9 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
+// Why one file of ~440 lines: it is one pattern matcher over one exported graph (find each layer's MatMul/Add
+// initializers by the names and shapes exporters give them, in layer order); its helpers all serve that one walk.
+
 /// <summary>Weights and configuration recovered from an ONNX export of a BERT-family encoder.</summary>
 internal sealed class OnnxImportResult : IDisposable
 {

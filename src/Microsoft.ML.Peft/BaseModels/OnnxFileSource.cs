@@ -7,10 +7,8 @@ namespace Microsoft.ML.Peft.BaseModels;
 /// An ONNX export of a BERT-family encoder on disk with its WordPiece vocabulary file. Saved models record both paths
 /// (or store the weights).
 /// </summary>
-internal sealed class OnnxFileSource : IWeightSource
+internal sealed class OnnxFileSource : OnnxWeightSource
 {
-    private readonly CachedOnnxWeights _weights;
-
     /// <summary>Checks that both files exist, reads the vocabulary and prepares the (cached) weights.</summary>
     /// <param name="onnxPath">The <c>.onnx</c> file (weights inside it).</param>
     /// <param name="vocabPath">The tokenizer vocabulary (<c>vocab.txt</c>).</param>
@@ -31,7 +29,7 @@ internal sealed class OnnxFileSource : IWeightSource
         OriginVocabPath = vocabPath;
         Vocabulary = new VocabularyFile(vocab, Path.GetFileName(vocabPath),
                                         doLowerCase ?? BaseModel.InferLowerCase(vocab));
-        _weights = CachedOnnxWeights.Prepare(onnxPath, onnxPath, "onnx", Open, cacheDirectory);
+        Weights = CachedOnnxWeights.Prepare(onnxPath, onnxPath, "onnx", Open, cacheDirectory);
     }
 
     /// <summary>
@@ -43,46 +41,19 @@ internal sealed class OnnxFileSource : IWeightSource
         : Path.GetFileNameWithoutExtension(Origin);
 
     /// <inheritdoc/>
-    public BaseModelKind Kind => BaseModelKind.Onnx;
+    public override BaseModelKind Kind => BaseModelKind.Onnx;
 
     /// <inheritdoc/>
-    public string Origin { get; }
+    public override string Origin { get; }
 
     /// <inheritdoc/>
-    public string? OriginVocabPath { get; }
+    public override string? OriginVocabPath { get; }
 
     /// <inheritdoc/>
-    public string Description => _weights.Description;
+    public override VocabularyFile Vocabulary { get; }
 
     /// <inheritdoc/>
-    public string Sha256 => _weights.Sha256;
-
-    /// <inheritdoc/>
-    public EncoderConfig Config => _weights.Config;
-
-    /// <inheritdoc/>
-    public bool HasPooler => _weights.HasPooler;
-
-    /// <inheritdoc/>
-    public VocabularyFile Vocabulary { get; }
-
-    /// <inheritdoc/>
-    public string? TokenizerFolder => null;
-
-    /// <inheritdoc/>
-    public bool IsSentenceEmbedding => false;
-
-    /// <inheritdoc/>
-    public string? CacheDirectory => _weights.CacheDirectory;
-
-    /// <inheritdoc/>
-    public IReadOnlyList<string> Notes => _weights.Notes;
-
-    /// <inheritdoc/>
-    public BaseModelLoadStats PrepareStats => _weights.PrepareStats;
-
-    /// <inheritdoc/>
-    public Dictionary<string, Tensor> ReadWeights(out BaseModelLoadStats stats) => _weights.ReadWeights(out stats);
+    public override bool IsSentenceEmbedding => false;
 
     // Sequential, unbuffered: the whole file is read once into one array.
     private Stream Open() => new FileStream(Origin, FileMode.Open, FileAccess.Read, FileShare.Read, 1,

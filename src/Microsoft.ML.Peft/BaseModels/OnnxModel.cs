@@ -21,6 +21,9 @@ namespace Microsoft.ML.Peft.BaseModels;
 //                       raw_data=9 (bytes), double_data=10, external_data=13, data_location=14
 // Repeated numeric fields are accepted both packed and unpacked, as protobuf requires of parsers.
 //
+// Why one file of ~550 lines: it is the reader of one schema (the seven message types above and their walkers,
+// which call each other); split apart, the field table and the code that follows it would no longer sit together.
+//
 // Efficiency: the whole model is read once into one byte array; raw_data is kept as a slice of that array (never
 // copied by the reader) and copied exactly once, into a TorchSharp tensor, by OnnxTensor.ToTorch.
 

@@ -31,15 +31,15 @@ internal abstract class ColumnBuffer
         Type raw = type.RawType;
         MethodInfo factory;
         if (raw.IsGenericType && raw.GetGenericTypeDefinition() == typeof(VBuffer<>))
-            factory = s_createVector.MakeGenericMethod(raw.GetGenericArguments()[0]);
+            factory = CreateVectorMethod.MakeGenericMethod(raw.GetGenericArguments()[0]);
         else
-            factory = s_createScalar.MakeGenericMethod(raw);
+            factory = CreateScalarMethod.MakeGenericMethod(raw);
         return (ColumnBuffer)factory.Invoke(null, [capacity, source, column])!;
     }
 
-    private static readonly MethodInfo s_createScalar =
+    private static readonly MethodInfo CreateScalarMethod =
         typeof(ColumnBuffer).GetMethod(nameof(CreateScalar), BindingFlags.NonPublic | BindingFlags.Static)!;
-    private static readonly MethodInfo s_createVector =
+    private static readonly MethodInfo CreateVectorMethod =
         typeof(ColumnBuffer).GetMethod(nameof(CreateVector), BindingFlags.NonPublic | BindingFlags.Static)!;
 
     private static ColumnBuffer CreateScalar<T>(int capacity, DataViewRow? source, DataViewSchema.Column? column)

@@ -81,10 +81,10 @@ public static class PeftModelIO
     /// </summary>
     private static string? NoLoader(string message)
     {
-        const string prefix = "Couldn't load model: '";
-        if (!message.StartsWith(prefix, StringComparison.Ordinal) || !message.EndsWith('\''))
+        const string Prefix = "Couldn't load model: '";
+        if (!message.StartsWith(Prefix, StringComparison.Ordinal) || !message.EndsWith('\''))
             return null;
-        string directory = message[prefix.Length..^1];
+        string directory = message[Prefix.Length..^1];
         return $"{directory}/Model.key: no loaded assembly registers the loader its header names " +
                "(the header is damaged, or the assembly that wrote it is not loaded).";
     }

@@ -127,6 +127,25 @@ public abstract class PeftMethodConfig
                 && t.GetConstructor(Type.EmptyTypes) is not null)
             .ToDictionary(t => ((PeftMethodConfig)Activator.CreateInstance(t)!).MethodName, t => t));
 
+    /// <summary>
+    /// The target-module options of methods that wrap layers: without a pattern, at least one non-blank name;
+    /// with one, a valid regular expression.
+    /// </summary>
+    protected static void RequireTargets(string[]? targetModules, string? targetModulesPattern)
+    {
+        if (targetModulesPattern is null)
+            Require(targetModules is { Length: > 0 } && targetModules.All(t => !string.IsNullOrWhiteSpace(t)),
+                "TargetModules", "must name at least one module.");
+        else
+        {
+            try { _ = new System.Text.RegularExpressions.Regex(targetModulesPattern); }
+            catch (ArgumentException e)
+            {
+                Require(false, "TargetModulesPattern", $"is not a valid regular expression: {e.Message}");
+            }
+        }
+    }
+
     /// <summary>Helper for validation messages.</summary>
     protected static void Require(bool ok, string option, string message)
     {

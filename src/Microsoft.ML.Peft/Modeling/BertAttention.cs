@@ -9,11 +9,9 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     private readonly int _heads;
     private readonly int _headSize;
     private double _dropout;
-#pragma warning disable IDE1006 // Field names are Hugging Face's submodule names; PEFT methods replace them by name.
     internal nn.Module<Tensor, Tensor> query;
     internal nn.Module<Tensor, Tensor> key;
     internal nn.Module<Tensor, Tensor> value;
-#pragma warning restore IDE1006
 
     /// <summary>
     /// Dropout on the attention probabilities during training (the checkpoint's <c>attention_probs_dropout_prob</c>
@@ -88,11 +86,9 @@ internal interface IKeyValuePrefix
 /// </summary>
 public sealed class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal nn.Module<Tensor, Tensor> dense;
     internal readonly LayerNorm LayerNorm;
     internal readonly Dropout dropout;
-#pragma warning restore IDE1006
 
     /// <summary>
     /// Optional bottleneck adapter before the residual LayerNorm, called with h = dropout(dense(x)) and the sub-layer's
@@ -123,10 +119,8 @@ public sealed class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
 /// <summary>Self-attention followed by its output block (Hugging Face <c>attention</c>).</summary>
 public sealed class BertAttention : nn.Module<Tensor, Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly BertSelfAttention self;
     internal readonly BertResidualOutput output;
-#pragma warning restore IDE1006
 
     /// <summary>Creates the attention block.</summary>
     public BertAttention(EncoderConfig config) : base("attention")

@@ -9,13 +9,11 @@ namespace Microsoft.ML.Peft.Modeling;
 public sealed class BertEmbeddings : nn.Module<Tensor, Tensor?, Tensor>
 {
     private readonly EncoderConfig _config;
-#pragma warning disable IDE1006, CS1591 // Field names are Hugging Face's submodule names.
     internal readonly Embedding word_embeddings;
     internal readonly Embedding position_embeddings;
     internal readonly Embedding? token_type_embeddings;
     internal readonly LayerNorm LayerNorm;
     internal readonly Dropout dropout;
-#pragma warning restore IDE1006, CS1591
 
     /// <summary>Creates randomly initialised embeddings shaped by <paramref name="config"/>.</summary>
     public BertEmbeddings(EncoderConfig config) : base("embeddings")

@@ -6,9 +6,7 @@ namespace Microsoft.ML.Peft.Modeling;
 public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 {
     private readonly Func<Tensor, Tensor> _activation;
-#pragma warning disable IDE1006
     internal nn.Module<Tensor, Tensor> dense;
-#pragma warning restore IDE1006
 
     /// <summary>Optional per-channel rescaling of the activations ((IA)³-style methods); null when absent.</summary>
     internal nn.Module<Tensor, Tensor>? ActivationScale { get; set; }
@@ -34,11 +32,9 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 /// <summary>One transformer layer (Hugging Face <c>encoder.layer.N</c>).</summary>
 public sealed class BertLayer : nn.Module<Tensor, Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly BertAttention attention;
     internal readonly BertIntermediate intermediate;
     internal readonly BertResidualOutput output;
-#pragma warning restore IDE1006
 
     /// <summary>Creates one layer.</summary>
     public BertLayer(EncoderConfig config) : base("layer")

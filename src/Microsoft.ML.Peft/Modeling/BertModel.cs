@@ -6,9 +6,7 @@ namespace Microsoft.ML.Peft.Modeling;
 /// <summary>The stack of transformer layers (Hugging Face <c>encoder</c>).</summary>
 public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly ModuleList<BertLayer> layer;
-#pragma warning restore IDE1006
 
     /// <summary>Creates <see cref="EncoderConfig.NumHiddenLayers"/> layers.</summary>
     public BertEncoder(EncoderConfig config) : base("encoder")
@@ -73,9 +71,7 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
 /// </summary>
 public sealed class BertPooler : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly Linear dense;
-#pragma warning restore IDE1006
 
     /// <summary>Creates the pooler.</summary>
     public BertPooler(EncoderConfig config) : base("pooler")
@@ -100,11 +96,9 @@ public sealed class BertPooler : nn.Module<Tensor, Tensor>
 /// </summary>
 public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly BertEmbeddings embeddings;
     internal readonly BertEncoder encoder;
     internal readonly BertPooler? pooler;
-#pragma warning restore IDE1006
 
     /// <summary>The configuration this encoder was built from.</summary>
     public EncoderConfig Config { get; }

@@ -25,11 +25,9 @@ public enum Pooling
 /// </summary>
 public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly BertModel bert;
     internal readonly Dropout dropout;
     internal readonly Linear classifier;
-#pragma warning restore IDE1006
 
     /// <summary>Resolved pooling (never <see cref="Pooling.Auto"/>).</summary>
     public Pooling Pooling { get; }

@@ -110,17 +110,7 @@ public sealed class AdaLoraConfig : PeftMethodConfig
         Require(Beta2 is > 0 and < 1, nameof(Beta2), $"must be in (0, 1), got {Beta2}.");
         Require(OrthRegWeight >= 0 && double.IsFinite(OrthRegWeight), nameof(OrthRegWeight),
             $"must be non-negative, got {OrthRegWeight}.");
-        if (TargetModulesPattern is null)
-            Require(TargetModules is { Length: > 0 } && TargetModules.All(t => !string.IsNullOrWhiteSpace(t)),
-                nameof(TargetModules), "must name at least one module.");
-        else
-        {
-            try { _ = new Regex(TargetModulesPattern); }
-            catch (ArgumentException e)
-            {
-                Require(false, nameof(TargetModulesPattern), $"is not a valid regular expression: {e.Message}");
-            }
-        }
+        RequireTargets(TargetModules, TargetModulesPattern);
     }
 
     internal override void Attach(PeftModel model)

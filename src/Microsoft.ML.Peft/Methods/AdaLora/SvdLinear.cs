@@ -11,14 +11,12 @@ namespace Microsoft.ML.Peft.Methods.AdaLora;
 /// </summary>
 internal sealed class SvdLinear : DeltaLinear
 {
-#pragma warning disable IDE1006
     internal readonly Linear base_layer;
     // Not readonly: TorchSharp swaps parameter fields when the module moves between devices.
     internal Parameter lora_A;
     internal Parameter lora_E;
     internal Parameter lora_B;
     internal readonly Dropout lora_dropout;
-#pragma warning restore IDE1006
     private readonly double _scale;
 
     /// <summary>Number of singular values (the initial rank; pruned ones are zero, not removed).</summary>

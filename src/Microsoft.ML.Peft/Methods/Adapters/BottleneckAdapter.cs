@@ -12,12 +12,10 @@ namespace Microsoft.ML.Peft.Methods.Adapters;
 /// </summary>
 internal sealed class BottleneckAdapter : nn.Module<Tensor, Tensor, Tensor>
 {
-#pragma warning disable IDE1006 // AdapterHub's submodule names.
     internal readonly Linear adapter_down;
     internal readonly Linear adapter_up;
     internal readonly Dropout adapter_dropout;
     internal readonly Linear? adapter_gate;
-#pragma warning restore IDE1006
     private readonly Func<Tensor, Tensor> _activation;
     private readonly bool _parallel;
     private readonly double _scaling;

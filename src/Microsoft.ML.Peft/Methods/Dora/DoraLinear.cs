@@ -11,13 +11,11 @@ namespace Microsoft.ML.Peft.Methods.Dora;
 /// </summary>
 internal sealed class DoraLinear : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly Linear base_layer;
     internal readonly Linear lora_A;
     internal readonly Linear lora_B;
     internal readonly Dropout lora_dropout;
     internal readonly DoraMagnitude lora_magnitude_vector;
-#pragma warning restore IDE1006
     private readonly LoraBranch _lora;
     private readonly double _dropout;
     private Tensor? _originalWeight; // W before merging; a plain field set after construction, so it is no buffer.
@@ -106,9 +104,7 @@ internal sealed class DoraLinear : nn.Module<Tensor, Tensor>
 /// </summary>
 internal sealed class DoraMagnitude : nn.Module
 {
-#pragma warning disable IDE1006
     internal readonly Parameter weight;
-#pragma warning restore IDE1006
 
     /// <summary>Starts the magnitude at <paramref name="initial"/> (which this module takes over).</summary>
     public DoraMagnitude(Tensor initial) : base("lora_magnitude_vector")

@@ -11,10 +11,8 @@ namespace Microsoft.ML.Peft.Methods.IA3;
 /// </summary>
 internal sealed class IA3Linear : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly Linear base_layer;
     internal readonly Parameter ia3_l;
-#pragma warning restore IDE1006
 
     /// <summary>
     /// True when the vector scales the layer's input (feed-forward placement) rather than its output.

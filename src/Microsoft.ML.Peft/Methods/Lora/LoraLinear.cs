@@ -9,12 +9,10 @@ namespace Microsoft.ML.Peft.Methods.Lora;
 /// </summary>
 internal sealed class LoraLinear : DeltaLinear
 {
-#pragma warning disable IDE1006
     internal readonly Linear base_layer;
     internal readonly Linear lora_A;
     internal readonly Linear lora_B;
     internal readonly Dropout lora_dropout;
-#pragma warning restore IDE1006
 
     /// <summary>The low-rank pair, dropout and scaling; UniPELT's gated layer takes it over.</summary>
     internal LoraBranch Branch { get; }

@@ -64,17 +64,7 @@ public abstract class LowRankConfigBase : PeftMethodConfig
         Require(Rank >= 1, nameof(Rank), $"must be at least 1, got {Rank}.");
         Require(Alpha > 0 && double.IsFinite(Alpha), nameof(Alpha), $"must be positive, got {Alpha}.");
         Require(Dropout is >= 0 and < 1, nameof(Dropout), $"must be in [0, 1), got {Dropout}.");
-        if (TargetModulesPattern is null)
-            Require(TargetModules is { Length: > 0 } && TargetModules.All(t => !string.IsNullOrWhiteSpace(t)),
-                nameof(TargetModules), "must name at least one module.");
-        else
-        {
-            try { _ = new Regex(TargetModulesPattern); }
-            catch (ArgumentException e)
-            {
-                Require(false, nameof(TargetModulesPattern), $"is not a valid regular expression: {e.Message}");
-            }
-        }
+        RequireTargets(TargetModules, TargetModulesPattern);
     }
 
     /// <summary>Paths (inside <see cref="PeftModel"/>) of the linear layers this config targets.</summary>

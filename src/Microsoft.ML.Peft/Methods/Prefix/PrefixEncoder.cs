@@ -19,11 +19,9 @@ internal sealed class PrefixEncoder : nn.Module
     /// <summary>The name under which the model registers the encoder.</summary>
     public const string ChildName = "prefix_encoder";
 
-#pragma warning disable IDE1006 // peft's submodule names.
     internal Embedding? embedding;
     internal Sequential? transform;
     internal Parameter? past_key_values;
-#pragma warning restore IDE1006
     private readonly int _tokens, _layers, _heads, _headSize;
 
     /// <summary>

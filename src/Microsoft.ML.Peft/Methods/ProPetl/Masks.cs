@@ -9,11 +9,9 @@ namespace Microsoft.ML.Peft.Methods.ProPetl;
 /// </summary>
 internal sealed class AdapterMasks : nn.Module
 {
-#pragma warning disable IDE1006
     // Not readonly: TorchSharp swaps parameter fields when the module moves between devices.
     internal Parameter down_mask;
     internal Parameter up_mask;
-#pragma warning restore IDE1006
 
     /// <summary>
     /// Scores for a <paramref name="hidden"/> → <paramref name="bottleneck"/> → <paramref name="hidden"/> adapter,
@@ -37,10 +35,8 @@ internal sealed class AdapterMasks : nn.Module
 /// </summary>
 internal sealed class LoraMasks : nn.Module
 {
-#pragma warning disable IDE1006
     internal Parameter lora_A_mask;
     internal Parameter lora_B_mask;
-#pragma warning restore IDE1006
 
     /// <summary>
     /// Scores for a rank-<paramref name="rank"/> pair of an <paramref name="inFeatures"/> →

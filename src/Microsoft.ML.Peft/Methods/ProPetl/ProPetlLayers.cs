@@ -12,10 +12,8 @@ namespace Microsoft.ML.Peft.Methods.ProPetl;
 /// </summary>
 internal sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly nn.Module<Tensor, Tensor> base_layer;
     internal readonly AdapterMasks propetl_mask;
-#pragma warning restore IDE1006
     private readonly Shared<AdapterPrototype> _prototype;
     private readonly double _sparsity;
 
@@ -46,11 +44,9 @@ internal sealed class ProPetlAdapterLayer : nn.Module<Tensor, Tensor>
 /// </summary>
 internal sealed class ProPetlLoraLinear : DeltaLinear
 {
-#pragma warning disable IDE1006
     internal readonly Linear base_layer;
     internal readonly LoraMasks propetl_mask;
     internal readonly Dropout lora_dropout;
-#pragma warning restore IDE1006
     // This layer's dropout and scaling over the prototype's pair; the pair is registered once, on the prototype.
     private readonly LoraBranch _lora;
     private readonly double _sparsity;

@@ -20,10 +20,8 @@ internal sealed class Shared<T>(T value) where T : nn.Module
 /// </summary>
 internal sealed class AdapterPrototype : nn.Module
 {
-#pragma warning disable IDE1006
     internal readonly Linear adapter_down;
     internal readonly Linear adapter_up;
-#pragma warning restore IDE1006
 
     /// <summary>
     /// Creates a <paramref name="hidden"/> → <paramref name="bottleneck"/> → <paramref name="hidden"/> adapter.
@@ -59,10 +57,8 @@ internal sealed class AdapterPrototype : nn.Module
 /// </summary>
 internal sealed class LoraPairPrototype : nn.Module
 {
-#pragma warning disable IDE1006
     internal readonly Linear lora_A;
     internal readonly Linear lora_B;
-#pragma warning restore IDE1006
 
     /// <summary>
     /// Creates a rank-<paramref name="rank"/> pair for an <paramref name="inFeatures"/> →
@@ -80,10 +76,8 @@ internal sealed class LoraPairPrototype : nn.Module
 /// </summary>
 internal sealed class LoraPrototype : nn.Module
 {
-#pragma warning disable IDE1006
     internal readonly LoraPairPrototype query;
     internal readonly LoraPairPrototype value;
-#pragma warning restore IDE1006
 
     /// <summary>Creates both pairs for a <paramref name="hidden"/>-wide encoder.</summary>
     public LoraPrototype(long hidden, int rank) : base("propetl_prototype")

@@ -11,12 +11,10 @@ namespace Microsoft.ML.Peft.Methods.QLora;
 /// </summary>
 internal sealed class QLoraLinear : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly QuantizedLinear base_layer;
     internal readonly Linear lora_A;
     internal readonly Linear lora_B;
     internal readonly Dropout lora_dropout;
-#pragma warning restore IDE1006
     private readonly LoraBranch _lora;
 
     /// <summary>Wraps <paramref name="baseLayer"/> with a rank-<paramref name="rank"/> update.</summary>

@@ -11,12 +11,10 @@ namespace Microsoft.ML.Peft.Methods.QLora;
 /// </summary>
 internal sealed class QuantizedLinear : nn.Module<Tensor, Tensor>, Modeling.IPackedWeights
 {
-#pragma warning disable IDE1006
     // Buffers by field name (registered by RegisterComponents because they are tensors, not parameters).
     internal Tensor weight_quant;
     internal Tensor weight_absmax;
     internal Parameter? bias;
-#pragma warning restore IDE1006
     private readonly long[] _shape;
 
     /// <summary>Bits per weight code: 4 (NF4) or 8 (absmax int8).</summary>

@@ -13,13 +13,11 @@ namespace Microsoft.ML.Peft.Methods.UniPelt;
 /// </summary>
 internal sealed class GatedLoraLinear : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     internal readonly Linear base_layer;
     internal readonly Linear lora_A;
     internal readonly Linear lora_B;
     internal readonly Dropout lora_dropout;
     internal readonly Linear lora_gate;
-#pragma warning restore IDE1006
     private readonly LoraBranch _lora;
 
     /// <summary>Takes over <paramref name="lora"/>'s parts and adds the gate.</summary>
