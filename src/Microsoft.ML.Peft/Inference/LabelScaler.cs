@@ -23,6 +23,7 @@ internal sealed record LabelScaler(double Shift, double Scale)
     /// <summary>Replaces each label by (label − shift) / scale.</summary>
     public void Standardise(List<float> labels)
     {
+        if (this == Identity) return; // classification: class indices stay as they are
         for (int i = 0; i < labels.Count; i++) labels[i] = (float)((labels[i] - Shift) / Scale);
     }
 

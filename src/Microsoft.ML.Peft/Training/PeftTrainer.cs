@@ -15,7 +15,8 @@ namespace Microsoft.ML.Peft.Training;
 internal sealed class PeftTrainer : ITrainingProbe
 {
     private readonly PeftModel _model;
-    private readonly PeftMethodConfig _method;
+    // The method attached to the model: the model owns it, the trainer only calls its training hooks.
+    private PeftMethodConfig Method => _model.Method;
     private readonly TrainingSettings _s;
     private readonly int _padId;
     private readonly Device _device;
@@ -24,7 +25,7 @@ internal sealed class PeftTrainer : ITrainingProbe
     /// <summary>Trains <paramref name="model"/> with the method attached to it.</summary>
     public PeftTrainer(PeftModel model, TrainingSettings settings, int padId, Device device)
     {
-        _model = model; _method = model.Method; _s = settings; _padId = padId; _device = device;
+        _model = model; _s = settings; _padId = padId; _device = device;
         // Validation scores through the same engine as the finished stage (threads: the training scope's).
         _validationScorer = new TorchScorer(model, settings.BatchSize, settings.TokenBudget, padId, device);
     }
@@ -76,7 +77,7 @@ internal sealed class PeftTrainer : ITrainingProbe
         _probeRows = train;
         _probeRng = new Random(_s.Seed + 1);
         _model.train();
-        _method.OnTrainingStart(_model, this);
+        Method.OnTrainingStart(_model, this);
         optimizer.ZeroGrad();
 
         var watch = System.Diagnostics.Stopwatch.StartNew();
@@ -87,7 +88,7 @@ internal sealed class PeftTrainer : ITrainingProbe
         double bestLoss = double.PositiveInfinity;
         double runningLoss = double.NaN, lastRate = 0;
         Dictionary<string, Tensor>? best = null;
-        int finalFormStep = _method.FinalFormStep(totalSteps);
+        int finalFormStep = Method.FinalFormStep(totalSteps);
         try
         {
             for (int epoch = 1; epoch <= _s.Epochs; epoch++)
@@ -109,12 +110,12 @@ internal sealed class PeftTrainer : ITrainingProbe
                         var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds)
                             .to(ScalarType.Float32);
                         var loss = Loss(output, batch.Select(i => train[i].Label).ToArray());
-                        if (_method.ExtraLoss(_model) is { } extra) loss = loss + extra;
+                        if (Method.ExtraLoss(_model) is { } extra) loss = loss + extra;
                         optimizer.ZeroGrad();
                         masters.ZeroModelGrads();
                         loss.backward();
                         _model.bert.encoder.ThrowIfBackwardFailed();
-                        _method.OnAfterBackward(_model);
+                        Method.OnAfterBackward(_model);
                         masters.GradsToMasters();
                         if (_s.MaxGradNorm > 0) AdamWUpdate.ClipGradientNorm(masters.Optimized, _s.MaxGradNorm);
                         // Each group's rate is its peak (the body's or the head's) times the schedule's factor.
@@ -129,7 +130,7 @@ internal sealed class PeftTrainer : ITrainingProbe
                     }
                     step++;
                     epochSteps++;
-                    _method.OnStepEnd(_model, step, totalSteps);
+                    Method.OnStepEnd(_model, step, totalSteps);
                     if (progress is not null && (step % _s.LogEverySteps == 0 || step == totalSteps))
                         progress(Report(epoch, step, totalSteps, runningLoss, lr, tokens, watch.Elapsed, null));
                 }
