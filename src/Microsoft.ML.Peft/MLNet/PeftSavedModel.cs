@@ -24,6 +24,10 @@ internal sealed class PeftSavedModel
     /// <summary>libtorch threads for scoring; null: libtorch's default. Absent in older models.</summary>
     public int? NumberOfThreads { get; set; }
     public KeyValueList? Labels { get; set; }
+    /// <summary>The engine the stage scores with; absent (Auto) in older models.</summary>
+    public ScoringEngine ScoringEngine { get; set; }
+    /// <summary>Score with TorchSharp when ONNX Runtime cannot load, instead of failing.</summary>
+    public bool FallbackToTorchSharp { get; set; }
     /// <summary>Regression trains on standardised targets: prediction = output × LabelScale + LabelShift.</summary>
     public double LabelShift { get; set; }
     public double LabelScale { get; set; } = 1;

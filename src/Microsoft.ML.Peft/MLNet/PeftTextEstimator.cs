@@ -212,6 +212,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 TokenizerKind = tokenizer.Kind, TokenizerFiles = tokenizer.ExportFiles().Keys.ToArray(),
                 TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget,
                 NumberOfThreads = o.NumberOfThreads,
+                ScoringEngine = o.ScoringEngine, FallbackToTorchSharp = o.FallbackToTorchSharp,
             };
             string[] inputs = o.Sentence2ColumnName is null
                 ? [o.Sentence1ColumnName]

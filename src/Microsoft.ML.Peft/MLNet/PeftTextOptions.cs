@@ -193,6 +193,18 @@ public abstract class PeftTextOptions
     /// </summary>
     public int? NumberOfThreads { get; set; }
 
+    /// <summary>
+    /// The runtime the trained stage scores with. Default <see cref="MLNet.ScoringEngine.Auto"/>: ONNX Runtime where it
+    /// is the faster engine on this machine, else TorchSharp. Saved with the model.
+    /// </summary>
+    public ScoringEngine ScoringEngine { get; set; } = ScoringEngine.Auto;
+
+    /// <summary>
+    /// With <see cref="ScoringEngine"/> = OnnxRuntime, score with TorchSharp (and log a warning) when ONNX Runtime's
+    /// native library cannot load, instead of failing. Default false, as ML.NET's <c>fallbackToCpu</c>.
+    /// </summary>
+    public bool FallbackToTorchSharp { get; set; }
+
     /// <summary>Log a progress line every this many optimizer steps. Default 20.</summary>
     public int LogEverySteps { get; set; } = 20;
 

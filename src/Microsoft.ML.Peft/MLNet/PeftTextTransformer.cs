@@ -5,8 +5,10 @@ using Microsoft.ML.Peft.Inference;
 using Microsoft.ML.Peft.Methods;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.Peft.Onnx;
 using Microsoft.ML.Peft.Tokenization;
 using Microsoft.ML.Peft.Training;
+using Google.Protobuf;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -39,8 +41,11 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     private readonly Dictionary<string, Tensor> _trained;
     // The data path: text → tokens (_encoder) → raw head outputs (_scorer) → columns (HeadOutputs, _labels).
     private readonly RowEncoder _encoder;
-    private readonly TorchScorer _scorer;
+    private readonly TorchScorer _torchScorer;
     private readonly LabelScaler _labels;
+    // The engine in use (_torchScorer or _onnxScorer), swapped whole when the engine or its threads change.
+    private IScorer _scorer;
+    private OnnxScorer? _onnxScorer;
 
     internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved, PeftModel model,
         TextTokenizer tokenizer, BaseModel baseModel, Device device, int batchSize, TrainingReport? report,
@@ -51,9 +56,121 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         TrainingReport = report;
         _model.Freeze();
         _encoder = new RowEncoder(tokenizer, saved.MaxSequenceLength, pair: inputColumns.Length > 1);
-        _scorer = new TorchScorer(model, batchSize, saved.TokenBudget, tokenizer.PadTokenId, device,
+        _torchScorer = new TorchScorer(model, batchSize, saved.TokenBudget, tokenizer.PadTokenId, device,
             saved.NumberOfThreads);
         _labels = new LabelScaler(saved.LabelShift, saved.LabelScale);
+        _scorer = ChooseScorer();
+    }
+
+    /// <summary>
+    /// The runtime this stage scores with (<see cref="MLNet.ScoringEngine.Auto"/> by default). Setting it switches
+    /// engines at once (building the ONNX graph when needed) and is saved with the model.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">OnnxRuntime was asked for, ONNX Runtime cannot load and
+    /// <see cref="FallbackToTorchSharp"/> is off.</exception>
+    public ScoringEngine ScoringEngine
+    {
+        get => _saved.ScoringEngine;
+        set
+        {
+            if (!Enum.IsDefined(value))
+                throw new ArgumentOutOfRangeException(nameof(ScoringEngine), $"Unknown ScoringEngine {value}.");
+            var previous = _saved.ScoringEngine;
+            _saved.ScoringEngine = value;
+            try { _scorer = ChooseScorer(); }
+            catch { _saved.ScoringEngine = previous; throw; }
+        }
+    }
+
+    /// <summary>
+    /// Score with TorchSharp (logging a warning) when <see cref="ScoringEngine"/> is OnnxRuntime and ONNX Runtime
+    /// cannot load, instead of failing. Saved with the model. Default false.
+    /// </summary>
+    public bool FallbackToTorchSharp
+    {
+        get => _saved.FallbackToTorchSharp;
+        set => _saved.FallbackToTorchSharp = value;
+    }
+
+    /// <summary>The engine scoring now: <see cref="ScoringEngine"/> with Auto and any fallback resolved.</summary>
+    public ScoringEngine ActiveScoringEngine => _scorer is OnnxScorer ? ScoringEngine.OnnxRuntime
+        : ScoringEngine.TorchSharp;
+
+    private IScorer ChooseScorer()
+    {
+        var wanted = _saved.ScoringEngine == ScoringEngine.Auto
+            ? EngineChoice.Choose(_model.classifier.weight!.dtype == ScalarType.BFloat16)
+            : _saved.ScoringEngine;
+        if (wanted == ScoringEngine.TorchSharp) return _torchScorer;
+        try
+        {
+            return _onnxScorer ??= new OnnxScorer(BuildOnnxModel(rawOutput: true).ToByteArray(),
+                StageGraph.RawOutput, _torchScorer.BatchSize, _torchScorer.TokenBudget, _tokenizer.PadTokenId,
+                _saved.NumberOfThreads);
+        }
+        catch (Exception e) when (EngineChoice.IsRuntimeMissing(e))
+        {
+            if (_saved.ScoringEngine == ScoringEngine.OnnxRuntime && !_saved.FallbackToTorchSharp)
+                throw new InvalidOperationException(
+                    $"ScoringEngine OnnxRuntime: ONNX Runtime's native library cannot load ({e.Message}). Install it, "
+                    + "or set FallbackToTorchSharp to score with TorchSharp instead.", e);
+            using var ch = Host.Start("Scoring engine");
+            ch.Warning($"ONNX Runtime cannot load ({e.Message}); scoring with TorchSharp.");
+            return _torchScorer;
+        }
+    }
+
+    /// <summary>
+    /// Writes this stage as one self-contained ONNX model (opset 17) to <paramref name="path"/>: encoder, method
+    /// (merged where it merges, as extra nodes where it cannot), pooling and head. Inputs <c>input_ids</c>,
+    /// <c>attention_mask</c>, <c>token_type_ids</c> (int64 [batch, sequence]); outputs the Score column (class
+    /// probabilities [batch, classes], or the score in label units [batch, 1]) and, for classification, the predicted
+    /// class index [batch] (0-based into the label's key values), named as the stage's columns. The tokenizer's files,
+    /// the labels and the stage's settings are in the model's metadata (<c>peft.*</c> keys). The file is written
+    /// atomically: complete under its name, or not at all.
+    /// </summary>
+    /// <exception cref="IOException">The path cannot be written; the message names it.</exception>
+    /// <exception cref="NotSupportedException">The method cannot be expressed as ONNX nodes; the message names it.
+    /// </exception>
+    public void ExportOnnx(string path) => OnnxFile.Write(BuildOnnxModel(), path);
+
+    /// <summary>Writes the ONNX model <see cref="ExportOnnx(string)"/> describes to <paramref name="stream"/>.
+    /// </summary>
+    public void ExportOnnx(Stream stream) => OnnxFile.Write(BuildOnnxModel(), stream);
+
+    /// <summary>
+    /// The stage's ONNX model, built from the base weights and the saved (float32) trained tensors, never from the
+    /// scoring copy, so a bf16 stage exports its float32 weights.
+    /// </summary>
+    internal global::Onnx.ModelProto BuildOnnxModel(bool rawOutput = false)
+    {
+        var baseWeights = _base.LoadWeights(includePooler: _saved.Pooling == Pooling.Pooler);
+        Dictionary<string, FloatTensor> plain;
+        try { plain = TorchWeights.ToManaged(baseWeights, "bert."); }
+        finally { foreach (var t in baseWeights.Values) t.Dispose(); }
+        var weights = new ExportWeights(plain, TorchWeights.ToManaged(_trained));
+        var method = _model.Method;
+        return StageGraph.Build(GraphSpec, weights, method.CreateOnnxExport(), OnnxMetadata(), method.MethodName,
+            rawOutput);
+    }
+
+    internal StageGraphSpec GraphSpec => new(_model.Encoder.Config, _saved.Pooling, _saved.PairEncoding, _saved.Task,
+        _saved.NumOutputs, _saved.LabelShift, _saved.LabelScale, _saved.ScoreColumn, _saved.PredictedLabelColumn);
+
+    // What a scorer of the exported file needs besides the graph: the tokenizer exactly as trained, the labels.
+    private IEnumerable<KeyValuePair<string, string>> OnnxMetadata()
+    {
+        yield return new("peft.method", _model.Method.MethodName);
+        yield return new("peft.task", _saved.Task.ToString());
+        yield return new("peft.base_model", _saved.Base.Name);
+        yield return new("peft.base_model_sha256", _saved.Base.Sha256);
+        yield return new("peft.max_sequence_length", _saved.MaxSequenceLength.ToString(
+            System.Globalization.CultureInfo.InvariantCulture));
+        yield return new("peft.tokenizer.kind", _saved.TokenizerKind.ToString());
+        if (_saved.Labels is { } labels)
+            yield return new("peft.labels", System.Text.Json.JsonSerializer.Serialize(labels.Values));
+        foreach (var (name, bytes) in _tokenizer.ExportFiles())
+            yield return new("peft.tokenizer.file." + name, Convert.ToBase64String(bytes));
     }
 
     /// <summary>
@@ -70,7 +187,15 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
                 throw new ArgumentOutOfRangeException(nameof(NumberOfThreads),
                     $"Option 'NumberOfThreads' must be at least 1, got {value}.");
             _saved.NumberOfThreads = value;
-            _scorer.Threads = value;
+            _torchScorer.Threads = value;
+            if (_onnxScorer is not null)
+            {
+                // ONNX Runtime fixes its threads when the session is made: make a new one.
+                var old = _onnxScorer;
+                _onnxScorer = null;
+                _scorer = ChooseScorer();
+                old.Dispose();
+            }
         }
     }
 
@@ -336,6 +461,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// <summary>Releases the model's tensors.</summary>
     public void Dispose()
     {
+        _onnxScorer?.Dispose();
         _model.Dispose();
         foreach (var t in _trained.Values) t.Dispose();
     }

@@ -41,6 +41,13 @@ public abstract class PeftMethodConfig
     internal abstract bool IsTrainable(string parameterName);
 
     /// <summary>
+    /// What this method adds to an exported ONNX graph. The default takes nothing beyond the trained tensors that are
+    /// plain weights (the head, biases, LayerNorms, whole matrices); methods with their own tensors override it in
+    /// their folder.
+    /// </summary>
+    internal virtual Onnx.OnnxMethodExport CreateOnnxExport() => new();
+
+    /// <summary>
     /// Folds the method's update into the base weights for faster inference; false when the method cannot merge.
     /// </summary>
     internal virtual bool Merge(PeftModel model) => false;
