@@ -141,7 +141,17 @@ public sealed class BaseModel
     /// </summary>
     internal static BaseModel FromWeights(string name, string sha256, EncoderConfig config,
                                           Dictionary<string, Tensor> weights, byte[] vocab, string vocabFileName,
-                                          bool doLowerCase, string origin) =>
+                                          bool doLowerCase, string origin)
+    {
+        var managed = Onnx.TorchWeights.ToManaged(weights);
+        foreach (var t in weights.Values) t.Dispose();
+        return FromWeights(name, sha256, config, managed, vocab, vocabFileName, doLowerCase, origin);
+    }
+
+    /// <summary>A base whose weights are held in memory (read from a self-contained zip); takes them over.</summary>
+    internal static BaseModel FromWeights(string name, string sha256, EncoderConfig config,
+                                          Dictionary<string, Onnx.FloatTensor> weights, byte[] vocab,
+                                          string vocabFileName, bool doLowerCase, string origin) =>
         new(name, new StoredWeightSource(sha256, config, weights, new VocabularyFile(vocab, vocabFileName, doLowerCase),
                                          origin));
 
@@ -206,7 +216,14 @@ public sealed class BaseModel
     /// (Linear weights [out, in]). The caller owns (and should dispose) them.
     /// </summary>
     /// <param name="includePooler">Whether to include <c>pooler.dense.*</c> when the model has a pooler.</param>
-    public Dictionary<string, Tensor> LoadWeights(bool includePooler = true)
+    public Dictionary<string, Tensor> LoadWeights(bool includePooler = true) =>
+        Onnx.TorchWeights.ToTorch(LoadFloatWeights(includePooler));
+
+    /// <summary>
+    /// <see cref="LoadWeights"/> as managed float32 tensors: what the ONNX export and the ONNX Runtime engine read, so
+    /// that they never load libtorch.
+    /// </summary>
+    internal Dictionary<string, Onnx.FloatTensor> LoadFloatWeights(bool includePooler = true)
     {
         lock (_gate)
         {
@@ -214,7 +231,7 @@ public sealed class BaseModel
             var weights = _source.ReadWeights(out var stats);
             if (!includePooler)
                 foreach (var key in weights.Keys.Where(k => k.StartsWith("pooler.", StringComparison.Ordinal)).ToList())
-                    if (weights.Remove(key, out var t)) t.Dispose();
+                    weights.Remove(key);
             LastWeightsLoad = stats with { Total = stopwatch.Elapsed };
             return weights;
         }

@@ -49,9 +49,9 @@ internal static class BaseModelResolver
     private static BaseModel Stored(PeftModelReader reader, BaseModelRecord record)
     {
         const string StreamName = PeftTextTransformer.BaseStream;
-        Dictionary<string, TorchSharp.torch.Tensor>? weights = null;
+        Dictionary<string, Onnx.FloatTensor>? weights = null;
         reader.ReadStream(StreamName,
-            r => weights = SafeTensors.Read(r.BaseStream, StreamName, SafeTensors.HashCheck.WhenRecorded));
+            r => weights = SafeTensors.ReadFloats(r.BaseStream, StreamName, SafeTensors.HashCheck.WhenRecorded));
         var configJson = reader.ReadOptions<PeftSavedModel>().EncoderConfigJson;
         // The stage reads its tokenizer from its own entries, so the stored base needs no vocabulary.
         return BaseModel.FromWeights(record.Name, record.Sha256, EncoderConfig.FromJson(configJson), weights!, [],

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Microsoft.ML.Peft.Modeling;
-using static TorchSharp.torch;
+using Microsoft.ML.Peft.Onnx;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
@@ -15,10 +15,10 @@ internal sealed class CachedOnnxWeights
 {
     private readonly Func<Stream> _open;
     private readonly WeightCache? _cache;
-    private readonly Dictionary<string, Tensor>? _inMemory;
+    private readonly Dictionary<string, FloatTensor>? _inMemory;
 
     private CachedOnnxWeights(string description, Func<Stream> open, string sha256, EncoderConfig config,
-                              bool hasPooler, WeightCache? cache, Dictionary<string, Tensor>? inMemory,
+                              bool hasPooler, WeightCache? cache, Dictionary<string, FloatTensor>? inMemory,
                               IReadOnlyList<string> notes, BaseModelLoadStats stats)
     {
         Description = description;
@@ -98,11 +98,10 @@ internal sealed class CachedOnnxWeights
 
         var writeWatch = Stopwatch.StartNew();
         string? note = problem == "no cache entry" ? null : problem;
-        Dictionary<string, Tensor>? inMemory = null;
+        Dictionary<string, FloatTensor>? inMemory = null;
         try
         {
             cache.Store(sha, result.Config, result.Weights, description);
-            result.Dispose();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -125,12 +124,12 @@ internal sealed class CachedOnnxWeights
     /// New tensors from memory (when the cache was not writable) or from the cache entry; a missing or damaged entry
     /// is rebuilt from the ONNX bytes, which must still have <see cref="Sha256"/>.
     /// </summary>
-    public Dictionary<string, Tensor> ReadWeights(out BaseModelLoadStats stats)
+    public Dictionary<string, FloatTensor> ReadWeights(out BaseModelLoadStats stats)
     {
         if (_inMemory is not null)
         {
             stats = new BaseModelLoadStats { Note = "weights kept in memory (cache unavailable)" };
-            return _inMemory.ToDictionary(kv => kv.Key, kv => kv.Value.clone(), StringComparer.Ordinal);
+            return _inMemory.ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.Ordinal);
         }
         var readWatch = Stopwatch.StartNew();
         var cached = _cache!.TryLoadWeights(Sha256, out string? problem);
@@ -147,7 +146,7 @@ internal sealed class CachedOnnxWeights
         if (sha != Sha256)
             throw new InvalidOperationException($"The ONNX model '{Description}' changed since this BaseModel was " +
                                                 $"created (sha256 {sha}, was {Sha256}); create it again.");
-        using var result = Import(bytes, Description);
+        var result = Import(bytes, Description);
         importWatch.Stop();
         var writeWatch = Stopwatch.StartNew();
         string? note = $"rebuilt: {problem}";
@@ -160,8 +159,7 @@ internal sealed class CachedOnnxWeights
             note += $"; cache not writable: {e.Message}";
         }
         writeWatch.Stop();
-        var weights = new Dictionary<string, Tensor>(result.Weights, StringComparer.Ordinal);
-        result.Weights.Clear(); // ownership moves to the caller
+        var weights = result.Weights;
         stats = new BaseModelLoadStats { Import = importWatch.Elapsed, CacheWrite = writeWatch.Elapsed, Note = note };
         return weights;
     }

@@ -133,15 +133,22 @@ internal sealed class HfFolderSource : IWeightSource
     public BaseModelLoadStats PrepareStats { get; }
 
     /// <inheritdoc/>
-    public Dictionary<string, Tensor> ReadWeights(out BaseModelLoadStats stats)
+    public Dictionary<string, Onnx.FloatTensor> ReadWeights(out BaseModelLoadStats stats)
     {
         var stopwatch = Stopwatch.StartNew();
         using var checkpoint = ReadCheckpoint(_weightsPath, Config, []);
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (n, _) in HfBertLayout.Expected(Config, HasPooler))
             if (checkpoint.Remove(n, out var t)) result.Add(n, t);
-        stats = new BaseModelLoadStats { Import = stopwatch.Elapsed };
-        return result;
+        try
+        {
+            stats = new BaseModelLoadStats { Import = stopwatch.Elapsed };
+            return Onnx.TorchWeights.ToManaged(result);
+        }
+        finally
+        {
+            foreach (var t in result.Values) t.Dispose();
+        }
     }
 
     /// <summary>Missing or mis-shaped tensors are errors; tensors the encoder does not use become a note.</summary>

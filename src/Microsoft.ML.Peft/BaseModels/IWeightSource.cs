@@ -1,5 +1,5 @@
 using Microsoft.ML.Peft.Modeling;
-using static TorchSharp.torch;
+using Microsoft.ML.Peft.Onnx;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
@@ -55,10 +55,12 @@ internal interface IWeightSource
     BaseModelLoadStats PrepareStats { get; }
 
     /// <summary>
-    /// New CPU float32 tensors keyed by Hugging Face <c>BertModel</c> names, pooler included when there is one; the
-    /// caller owns them. <paramref name="stats"/> says how they were read (the caller fills in the total).
+    /// New managed float32 tensors keyed by Hugging Face <c>BertModel</c> names, pooler included when there is one;
+    /// the caller may change them. Managed, so that a process scoring with ONNX Runtime reads a base without libtorch;
+    /// <see cref="BaseModel.LoadWeights"/> turns them into libtorch tensors. <paramref name="stats"/> says how they
+    /// were read (the caller fills in the total).
     /// </summary>
-    Dictionary<string, Tensor> ReadWeights(out BaseModelLoadStats stats);
+    Dictionary<string, FloatTensor> ReadWeights(out BaseModelLoadStats stats);
 }
 
 /// <summary>A tokenizer vocabulary: the file's bytes, its name and whether the tokenizer lower-cases.</summary>

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Peft.Modeling;
-using static TorchSharp.torch;
+using Microsoft.ML.Peft.Onnx;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
@@ -9,24 +9,19 @@ namespace Microsoft.ML.Peft.BaseModels;
 // initializers by the names and shapes exporters give them, in layer order); its helpers all serve that one walk.
 
 /// <summary>Weights and configuration recovered from an ONNX export of a BERT-family encoder.</summary>
-internal sealed class OnnxImportResult : IDisposable
+internal sealed class OnnxImportResult
 {
     public required EncoderConfig Config { get; init; }
     /// <summary>
-    /// Hugging Face <c>BertModel</c> state-dict names to CPU float32 tensors, Linear weights as [out, in].
+    /// Hugging Face <c>BertModel</c> state-dict names to managed float32 tensors, Linear weights as [out, in]: the
+    /// import never touches libtorch, so a process scoring with ONNX Runtime can prepare a base without it.
     /// </summary>
-    public required Dictionary<string, Tensor> Weights { get; init; }
+    public required Dictionary<string, FloatTensor> Weights { get; init; }
     public bool HasPooler { get; init; }
     /// <summary>Where each Linear weight came from (HF name → ONNX initializer name and how it was found).</summary>
     public required Dictionary<string, string> Provenance { get; init; }
     /// <summary>Non-fatal remarks (defaults that were assumed).</summary>
     public required List<string> Notes { get; init; }
-
-    public void Dispose()
-    {
-        foreach (var t in Weights.Values) t.Dispose();
-        Weights.Clear();
-    }
 }
 
 /// <summary>
@@ -320,28 +315,15 @@ internal static class OnnxBertImporter
         }.Validate();
 
         // ---- Tensors (each initializer's bytes are copied once; [in, out] matrices are transposed) ----
-        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        try
+        var weights = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
+        foreach (var (name, tensor, transpose) in sources)
         {
-            foreach (var (name, tensor, transpose) in sources)
-            {
-                if (tensor.DataType != OnnxDataType.Float)
-                    throw new InvalidDataException(
-                        $"ONNX initializer '{tensor.Name}' for {name} is {tensor.DataType}; " +
-                        "only float32 models are supported.");
-                var t = tensor.ToTorch();
-                if (transpose)
-                {
-                    using var stored = t;
-                    t = stored.t().contiguous();
-                }
-                weights.Add(name, t);
-            }
-        }
-        catch
-        {
-            foreach (var t in weights.Values) t.Dispose();
-            throw;
+            if (tensor.DataType != OnnxDataType.Float)
+                throw new InvalidDataException(
+                    $"ONNX initializer '{tensor.Name}' for {name} is {tensor.DataType}; " +
+                    "only float32 models are supported.");
+            var t = tensor.ToFloatTensor();
+            weights.Add(name, transpose ? t.Transpose() : t);
         }
 
         return new OnnxImportResult

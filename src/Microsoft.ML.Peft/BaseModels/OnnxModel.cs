@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Google.Protobuf;
 using Google.Protobuf.Reflection;
+using Microsoft.ML.Peft.Onnx;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.BaseModels;
@@ -131,6 +132,30 @@ internal sealed class OnnxTensor
             OnnxDataType.Double => DoubleData![0],
             _ => throw new InvalidDataException($"ONNX tensor '{Name}' of type {DataType} cannot be read as a number."),
         };
+    }
+
+    /// <summary>The float32 values as a managed tensor (one copy of the bytes).</summary>
+    public FloatTensor ToFloatTensor()
+    {
+        EnsureInline();
+        if (DataType != OnnxDataType.Float)
+            throw new NotSupportedException(
+                $"ONNX initializer '{Name}' has data type {DataType}; only FLOAT weights are supported.");
+        var values = new float[ElementCount];
+        if (HasRawData)
+        {
+            CheckRawLength();
+            RawData.Span.CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
+        }
+        else
+        {
+            var data = CollectionsMarshal.AsSpan(FloatData ?? []);
+            if (data.Length != ElementCount)
+                throw new InvalidDataException(
+                    $"ONNX initializer '{Name}' {ShapeText} has {data.Length} float values.");
+            data.CopyTo(values);
+        }
+        return new FloatTensor(Dims, values);
     }
 
     /// <summary>

@@ -1,5 +1,5 @@
 using Microsoft.ML.Peft.Modeling;
-using static TorchSharp.torch;
+using Microsoft.ML.Peft.Onnx;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
@@ -58,5 +58,6 @@ internal abstract class OnnxWeightSource : IWeightSource
     public BaseModelLoadStats PrepareStats => Weights.PrepareStats;
 
     /// <inheritdoc/>
-    public Dictionary<string, Tensor> ReadWeights(out BaseModelLoadStats stats) => Weights.ReadWeights(out stats);
+    public Dictionary<string, FloatTensor> ReadWeights(out BaseModelLoadStats stats) =>
+        Weights.ReadWeights(out stats);
 }

@@ -1,6 +1,8 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Microsoft.ML.Peft.Onnx;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.BaseModels;
@@ -72,9 +74,27 @@ internal static class SafeTensors
             if (!t.is_contiguous()) t = t.contiguous();
             list.Add((name, t));
         }
+        WriteCore(stream, list.Select(e => (e.Name, ToDType(e.Tensor.dtype), e.Tensor.shape,
+            e.Tensor.NumberOfElements * e.Tensor.ElementSize)).ToList(), i => list[i].Tensor.bytes, metadata);
+    }
 
+    /// <summary>Writes managed float32 tensors (F32), as <see cref="Write(Stream, IEnumerable{KeyValuePair{string,
+    /// Tensor}}, IReadOnlyDictionary{string, string}?)"/> does libtorch's.</summary>
+    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, FloatTensor>> tensors,
+                             IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var list = tensors.ToList();
+        WriteCore(stream, list.Select(e => (e.Key, "F32", e.Value.Shape, (long)e.Value.Data.Length * 4)).ToList(),
+            i => MemoryMarshal.AsBytes(list[i].Value.Data.AsSpan()), metadata);
+    }
+
+    private delegate ReadOnlySpan<byte> EntryBytes(int index);
+
+    private static void WriteCore(Stream stream, List<(string Name, string DType, long[] Shape, long Length)> entries,
+                                  EntryBytes bytes, IReadOnlyDictionary<string, string>? metadata)
+    {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var (_, t) in list) hash.AppendData(t.bytes);
+        for (int i = 0; i < entries.Count; i++) hash.AppendData(bytes(i));
         string dataHash = Convert.ToHexStringLower(hash.GetHashAndReset());
 
         using var json = new MemoryStream();
@@ -88,13 +108,12 @@ internal static class SafeTensors
             w.WriteString(DataHashKey, dataHash);
             w.WriteEndObject();
             long offset = 0;
-            foreach (var (name, t) in list)
+            foreach (var (name, dtype, shape, length) in entries)
             {
-                long length = t.NumberOfElements * t.ElementSize;
                 w.WriteStartObject(name);
-                w.WriteString("dtype", ToDType(t.dtype));
+                w.WriteString("dtype", dtype);
                 w.WriteStartArray("shape");
-                foreach (long d in t.shape) w.WriteNumberValue(d);
+                foreach (long d in shape) w.WriteNumberValue(d);
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
@@ -114,7 +133,7 @@ internal static class SafeTensors
         stream.Write(prefix);
         json.Position = 0;
         json.CopyTo(stream);
-        foreach (var (_, t) in list) stream.Write(t.bytes);
+        for (int i = 0; i < entries.Count; i++) stream.Write(bytes(i));
     }
 
     /// <summary>Reads and validates the header of a safetensors stream positioned at its start.</summary>
@@ -241,6 +260,91 @@ internal static class SafeTensors
             return Read(buffered, source, check, keep);
         }
         var header = ReadHeader(stream, source);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            ReadData(stream, source, header, check, keep, e =>
+            {
+                var t = empty(e.Shape, FromDType(e.DType));
+                result.Add(e.Name, t);
+                return t.bytes;
+            });
+            // Restore header order (the HF order the writer used).
+            var inHeaderOrder = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var e in header.Entries) if (result.TryGetValue(e.Name, out var t)) inHeaderOrder.Add(e.Name, t);
+            return inHeaderOrder;
+        }
+        catch
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Read(Stream, string, HashCheck, Func{string, bool}?)"/> into managed float32 tensors (F16 and BF16
+    /// widened, integers and booleans converted), in header order: the reader of processes that never load libtorch.
+    /// </summary>
+    public static Dictionary<string, FloatTensor> ReadFloats(Stream stream, string source, HashCheck check,
+                                                             Func<string, bool>? keep = null)
+    {
+        if (!stream.CanSeek)
+        {
+            using var buffered = new MemoryStream();
+            stream.CopyTo(buffered);
+            buffered.Position = 0;
+            return ReadFloats(buffered, source, check, keep);
+        }
+        var header = ReadHeader(stream, source);
+        var raw = new Dictionary<string, (Entry Entry, byte[] Bytes)>(StringComparer.Ordinal);
+        ReadData(stream, source, header, check, keep, e =>
+        {
+            var bytes = GC.AllocateUninitializedArray<byte>(checked((int)(e.End - e.Begin)));
+            raw.Add(e.Name, (e, bytes));
+            return bytes;
+        });
+        var result = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
+        foreach (var e in header.Entries)
+            if (raw.TryGetValue(e.Name, out var r))
+                result.Add(e.Name, new FloatTensor(e.Shape, ToFloats(r.Entry, r.Bytes)));
+        return result;
+    }
+
+    /// <summary><see cref="ReadFloats(Stream, string, HashCheck, Func{string, bool}?)"/> on a file.</summary>
+    public static Dictionary<string, FloatTensor> ReadFloats(string path, bool verifyHash)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1,
+                                          System.IO.FileOptions.SequentialScan);
+        return ReadFloats(stream, path, verifyHash ? HashCheck.Required : HashCheck.None);
+    }
+
+    private static float[] ToFloats(Entry e, byte[] bytes)
+    {
+        switch (e.DType)
+        {
+            case "F32": return MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+            case "F16": return MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(h => (float)h).ToArray();
+            case "BF16":
+                var bf = MemoryMarshal.Cast<byte, ushort>(bytes);
+                var f = new float[bf.Length];
+                for (int i = 0; i < f.Length; i++) f[i] = BitConverter.Int32BitsToSingle(bf[i] << 16);
+                return f;
+            case "F64": return MemoryMarshal.Cast<byte, double>(bytes).ToArray().Select(d => (float)d).ToArray();
+            case "I64": return MemoryMarshal.Cast<byte, long>(bytes).ToArray().Select(v => (float)v).ToArray();
+            case "I32": return MemoryMarshal.Cast<byte, int>(bytes).ToArray().Select(v => (float)v).ToArray();
+            case "I16": return MemoryMarshal.Cast<byte, short>(bytes).ToArray().Select(v => (float)v).ToArray();
+            case "I8": return bytes.Select(v => (float)(sbyte)v).ToArray();
+            default: return bytes.Select(v => (float)v).ToArray(); // U8, BOOL
+        }
+    }
+
+    /// <summary>Where each entry's bytes go; called once per entry read, in file order.</summary>
+    private delegate Span<byte> EntryDestination(Entry entry);
+
+    // The checks every read makes: checksum policy, tiling when hashed, truncation; bytes go where asked.
+    private static void ReadData(Stream stream, string source, Header header, HashCheck check,
+                                 Func<string, bool>? keep, EntryDestination destination)
+    {
         string? expectedHash = null;
         bool verifyHash = check switch
         {
@@ -269,39 +373,24 @@ internal static class SafeTensors
         }
 
         using var hash = verifyHash ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        try
+        foreach (var e in ordered)
         {
-            foreach (var e in ordered)
+            if (keep is not null && !keep(e.Name)) continue;
+            var span = destination(e);
+            stream.Position = header.DataStart + e.Begin;
+            try { stream.ReadExactly(span); }
+            catch (EndOfStreamException)
             {
-                if (keep is not null && !keep(e.Name)) continue;
-                var t = empty(e.Shape, FromDType(e.DType));
-                result.Add(e.Name, t);
-                stream.Position = header.DataStart + e.Begin;
-                var span = t.bytes;
-                try { stream.ReadExactly(span); }
-                catch (EndOfStreamException)
-                {
-                    throw new InvalidDataException($"safetensors file '{source}' is truncated in tensor '{e.Name}'.");
-                }
-                hash?.AppendData(span);
+                throw new InvalidDataException($"safetensors file '{source}' is truncated in tensor '{e.Name}'.");
             }
-            if (hash is not null)
-            {
-                string actual = Convert.ToHexStringLower(hash.GetHashAndReset());
-                if (!string.Equals(actual, expectedHash, StringComparison.OrdinalIgnoreCase))
-                    throw new InvalidDataException($"safetensors file '{source}' is corrupt: data checksum {actual} " +
-                                                   $"does not match the recorded {expectedHash}.");
-            }
-            // Restore header order (the HF order the writer used).
-            var inHeaderOrder = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            foreach (var e in header.Entries) if (result.TryGetValue(e.Name, out var t)) inHeaderOrder.Add(e.Name, t);
-            return inHeaderOrder;
+            hash?.AppendData(span);
         }
-        catch
+        if (hash is not null)
         {
-            foreach (var t in result.Values) t.Dispose();
-            throw;
+            string actual = Convert.ToHexStringLower(hash.GetHashAndReset());
+            if (!string.Equals(actual, expectedHash, StringComparison.OrdinalIgnoreCase))
+                throw new InvalidDataException($"safetensors file '{source}' is corrupt: data checksum {actual} " +
+                                               $"does not match the recorded {expectedHash}.");
         }
     }
 
@@ -310,6 +399,11 @@ internal static class SafeTensors
     /// <paramref name="path"/>.
     /// </summary>
     public static void WriteAtomic(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors,
+                                   IReadOnlyDictionary<string, string>? metadata = null)
+        => AtomicFile.Write(path, s => Write(s, tensors, metadata));
+
+    /// <summary>Writes managed float32 tensors atomically.</summary>
+    public static void WriteAtomic(string path, IEnumerable<KeyValuePair<string, FloatTensor>> tensors,
                                    IReadOnlyDictionary<string, string>? metadata = null)
         => AtomicFile.Write(path, s => Write(s, tensors, metadata));
 }

@@ -1,5 +1,5 @@
 using Microsoft.ML.Peft.Modeling;
-using static TorchSharp.torch;
+using Microsoft.ML.Peft.Onnx;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
@@ -9,10 +9,10 @@ namespace Microsoft.ML.Peft.BaseModels;
 /// </summary>
 internal sealed class StoredWeightSource : IWeightSource
 {
-    private readonly Dictionary<string, Tensor> _weights;
+    private readonly Dictionary<string, FloatTensor> _weights;
 
     /// <summary>Takes ownership of <paramref name="weights"/>.</summary>
-    public StoredWeightSource(string sha256, EncoderConfig config, Dictionary<string, Tensor> weights,
+    public StoredWeightSource(string sha256, EncoderConfig config, Dictionary<string, FloatTensor> weights,
                               VocabularyFile vocabulary, string origin)
     {
         Sha256 = sha256;
@@ -63,10 +63,10 @@ internal sealed class StoredWeightSource : IWeightSource
     public BaseModelLoadStats PrepareStats { get; } = new();
 
     /// <inheritdoc/>
-    public Dictionary<string, Tensor> ReadWeights(out BaseModelLoadStats stats)
+    public Dictionary<string, FloatTensor> ReadWeights(out BaseModelLoadStats stats)
     {
         // Copies, so the caller may dispose what it gets while this source keeps serving later loads.
         stats = new BaseModelLoadStats { Note = "weights kept in memory (cache unavailable)" };
-        return _weights.ToDictionary(kv => kv.Key, kv => kv.Value.clone(), StringComparer.Ordinal);
+        return _weights.ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.Ordinal);
     }
 }

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.ML.Peft.Modeling;
-using static TorchSharp.torch;
+using Microsoft.ML.Peft.Onnx;
 
 namespace Microsoft.ML.Peft.BaseModels;
 
@@ -131,7 +131,7 @@ internal sealed class WeightCache
     /// <summary>
     /// Reads an entry's weights, verifying the data checksum; null (with the reason) when missing or damaged.
     /// </summary>
-    public Dictionary<string, Tensor>? TryLoadWeights(string sha256, out string? problem)
+    public Dictionary<string, FloatTensor>? TryLoadWeights(string sha256, out string? problem)
     {
         problem = null;
         string weightsPath = WeightsPath(sha256);
@@ -142,7 +142,7 @@ internal sealed class WeightCache
         }
         try
         {
-            return SafeTensors.Read(weightsPath, verifyHash: true);
+            return SafeTensors.ReadFloats(weightsPath, verifyHash: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException
             or NotSupportedException)
@@ -153,7 +153,7 @@ internal sealed class WeightCache
     }
 
     /// <summary>Stores an entry (weights first, config last, each atomically).</summary>
-    public void Store(string sha256, EncoderConfig config, IEnumerable<KeyValuePair<string, Tensor>> weights,
+    public void Store(string sha256, EncoderConfig config, IEnumerable<KeyValuePair<string, FloatTensor>> weights,
         string sourceName)
     {
         var metadata = new Dictionary<string, string>

@@ -33,33 +33,75 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     internal const string TokenizerStreamPrefix = "Tokenizer.";
     private static readonly PeftModelSignature Signature = new(LoaderSignature, "PEFTTEXT", formatVersion: 0x00010001);
 
+    private readonly IHostEnvironment _env;
     private readonly PeftSavedModel _saved;
-    private readonly PeftModel _model;
+    private readonly PeftMethodConfig _method;
     private readonly TextTokenizer _tokenizer;
     private readonly BaseModel _base;
-    // float32 copies of what trained: saved exactly, whatever the scoring precision
-    private readonly Dictionary<string, Tensor> _trained;
+    // float32 copies of what trained, in managed memory: saved exactly whatever the scoring precision, and all the
+    // ONNX Runtime engine needs besides the base, so a stage loaded for that engine never touches libtorch.
+    private readonly Dictionary<string, FloatTensor> _trained;
     // The data path: text → tokens (_encoder) → raw head outputs (_scorer) → columns (HeadOutputs, _labels).
     private readonly RowEncoder _encoder;
-    private readonly TorchScorer _torchScorer;
     private readonly LabelScaler _labels;
-    // The engine in use (_torchScorer or _onnxScorer), swapped whole when the engine or its threads change.
+    // The libtorch model and engine: given by Fit, built on first use for a loaded stage (never, when it scores with
+    // ONNX Runtime and nobody asks for Model).
+    private readonly object _torchGate = new();
+    private PeftModel? _model;
+    private Device? _device;
+    private TorchScorer? _torchScorer;
+    // The engine in use, swapped whole when the engine or its threads change.
     private IScorer _scorer;
     private OnnxScorer? _onnxScorer;
 
-    internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved, PeftModel model,
-        TextTokenizer tokenizer, BaseModel baseModel, Device device, int batchSize, TrainingReport? report,
-        Dictionary<string, Tensor> trained)
+    internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved,
+        PeftMethodConfig method, PeftModel? model, TextTokenizer tokenizer, BaseModel baseModel, Device? device,
+        int batchSize, TrainingReport? report, Dictionary<string, FloatTensor> trained)
         : base(env, nameof(PeftTextTransformer), inputColumns, batchSize)
     {
-        _saved = saved; _model = model; _tokenizer = tokenizer; _base = baseModel; _trained = trained;
+        _env = env; _saved = saved; _method = method; _model = model; _tokenizer = tokenizer; _base = baseModel;
+        _device = device; _trained = trained;
         TrainingReport = report;
-        _model.Freeze();
+        _model?.Freeze();
         _encoder = new RowEncoder(tokenizer, saved.MaxSequenceLength, pair: inputColumns.Length > 1);
-        _torchScorer = new TorchScorer(model, batchSize, saved.TokenBudget, tokenizer.PadTokenId, device,
-            saved.NumberOfThreads);
         _labels = new LabelScaler(saved.LabelShift, saved.LabelScale);
         _scorer = ChooseScorer();
+    }
+
+    /// <summary>The libtorch model, built from the base and the trained tensors the first time it is needed.</summary>
+    private PeftModel TorchModel
+    {
+        get
+        {
+            lock (_torchGate) return _model ??= BuildTorchModel();
+        }
+    }
+
+    private TorchScorer TorchEngine
+    {
+        get
+        {
+            lock (_torchGate)
+                return _torchScorer ??= new TorchScorer(TorchModel, BatchSize, _saved.TokenBudget,
+                    _tokenizer.PadTokenId, _device!, _saved.NumberOfThreads);
+        }
+    }
+
+    private PeftModel BuildTorchModel()
+    {
+        Runtime.TorchRuntime.EnsureLoaded();
+        _device ??= PeftDevice.Resolve(_env);
+        var encoder = _base.CreateEncoder(withPooler: _saved.Pooling == Pooling.Pooler);
+        var model = PeftModel.CreateForInference(encoder, _method, _saved.NumOutputs, _saved.Pooling,
+            _saved.HeadDropout, _saved.PairEncoding);
+        var trained = TorchWeights.ToTorch(_trained);
+        try { model.LoadTrainedTensors(trained); }
+        finally { foreach (var t in trained.Values) t.Dispose(); }
+        if (_saved.Merged) model.Merge();
+        model.to(_device);
+        model.CastTo(PrecisionPolicy.Resolve(_saved.Precision, _device));
+        model.Freeze();
+        return model;
     }
 
     /// <summary>
@@ -96,17 +138,27 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     public ScoringEngine ActiveScoringEngine => _scorer is OnnxScorer ? ScoringEngine.OnnxRuntime
         : ScoringEngine.TorchSharp;
 
+    // Whether the libtorch engine would score in bf16 here, decided without loading libtorch when it is not loaded.
+    private bool ScoresInBf16() => _model is not null
+        ? _model.classifier.weight!.dtype == ScalarType.BFloat16
+        : PrecisionPolicy.ResolvesToBFloat16(_saved.Precision, gpuRequested:
+            (_env as IHostEnvironmentInternal)?.GpuDeviceId is not null);
+
     private IScorer ChooseScorer()
     {
-        var wanted = _saved.ScoringEngine == ScoringEngine.Auto
-            ? EngineChoice.Choose(_model.classifier.weight!.dtype == ScalarType.BFloat16)
-            : _saved.ScoringEngine;
-        if (wanted == ScoringEngine.TorchSharp) return _torchScorer;
+        bool auto = _saved.ScoringEngine == ScoringEngine.Auto;
+        var wanted = auto ? EngineChoice.Choose(ScoresInBf16()) : _saved.ScoringEngine;
+        if (wanted == ScoringEngine.TorchSharp) return TorchEngine;
         try
         {
             return _onnxScorer ??= new OnnxScorer(BuildOnnxModel(rawOutput: true).ToByteArray(),
-                StageGraph.RawOutput, _torchScorer.BatchSize, _torchScorer.TokenBudget, _tokenizer.PadTokenId,
-                _saved.NumberOfThreads);
+                StageGraph.RawOutput, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _saved.NumberOfThreads);
+        }
+        catch (Exception e) when (auto && e is NotSupportedException)
+        {
+            using var ch = Host.Start("Scoring engine");
+            ch.Info($"Auto engine: TorchSharp, since this stage cannot run on ONNX Runtime ({e.Message}).");
+            return TorchEngine;
         }
         catch (Exception e) when (EngineChoice.IsRuntimeMissing(e))
         {
@@ -116,7 +168,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
                     + "or set FallbackToTorchSharp to score with TorchSharp instead.", e);
             using var ch = Host.Start("Scoring engine");
             ch.Warning($"ONNX Runtime cannot load ({e.Message}); scoring with TorchSharp.");
-            return _torchScorer;
+            return TorchEngine;
         }
     }
 
@@ -144,23 +196,22 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// </summary>
     internal global::Onnx.ModelProto BuildOnnxModel(bool rawOutput = false)
     {
-        var baseWeights = _base.LoadWeights(includePooler: _saved.Pooling == Pooling.Pooler);
-        Dictionary<string, FloatTensor> plain;
-        try { plain = TorchWeights.ToManaged(baseWeights, "bert."); }
-        finally { foreach (var t in baseWeights.Values) t.Dispose(); }
-        var weights = new ExportWeights(plain, TorchWeights.ToManaged(_trained));
-        var method = _model.Method;
-        return StageGraph.Build(GraphSpec, weights, method.CreateOnnxExport(), OnnxMetadata(), method.MethodName,
+        var plain = _base.LoadFloatWeights(includePooler: _saved.Pooling == Pooling.Pooler)
+            .ToDictionary(kv => "bert." + kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        // Copies: a method's merge may change what it is given, and the stage keeps its tensors.
+        var trained = _trained.ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.Ordinal);
+        var weights = new ExportWeights(plain, trained);
+        return StageGraph.Build(GraphSpec, weights, _method.CreateOnnxExport(), OnnxMetadata(), _method.MethodName,
             rawOutput);
     }
 
-    internal StageGraphSpec GraphSpec => new(_model.Encoder.Config, _saved.Pooling, _saved.PairEncoding, _saved.Task,
+    internal StageGraphSpec GraphSpec => new(_base.Config, _saved.Pooling, _saved.PairEncoding, _saved.Task,
         _saved.NumOutputs, _saved.LabelShift, _saved.LabelScale, _saved.ScoreColumn, _saved.PredictedLabelColumn);
 
     // What a scorer of the exported file needs besides the graph: the tokenizer exactly as trained, the labels.
     private IEnumerable<KeyValuePair<string, string>> OnnxMetadata()
     {
-        yield return new("peft.method", _model.Method.MethodName);
+        yield return new("peft.method", _method.MethodName);
         yield return new("peft.task", _saved.Task.ToString());
         yield return new("peft.base_model", _saved.Base.Name);
         yield return new("peft.base_model_sha256", _saved.Base.Sha256);
@@ -187,7 +238,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
                 throw new ArgumentOutOfRangeException(nameof(NumberOfThreads),
                     $"Option 'NumberOfThreads' must be at least 1, got {value}.");
             _saved.NumberOfThreads = value;
-            _torchScorer.Threads = value;
+            if (_torchScorer is not null) _torchScorer.Threads = value;
             if (_onnxScorer is not null)
             {
                 // ONNX Runtime fixes its threads when the session is made: make a new one.
@@ -211,7 +262,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     public double TrainablePercent => 100.0 * TrainableParameterCount / Math.Max(1, TotalParameterCount);
 
     /// <summary>The PEFT method's options (a copy).</summary>
-    public PeftMethodConfig Method => _model.Method.Clone();
+    public PeftMethodConfig Method => _method.Clone();
 
     /// <summary>The base model's name and SHA-256.</summary>
     public (string Name, string Sha256) BaseModelIdentity => (_saved.Base.Name, _saved.Base.Sha256);
@@ -223,7 +274,9 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     public bool IsMerged => _saved.Merged;
 
     /// <summary>The tensor type the model scores in on this machine (bf16 or float32).</summary>
-    public string ScoringPrecision => _model.classifier.weight!.dtype.ToString();
+    public string ScoringPrecision => ActiveScoringEngine == ScoringEngine.OnnxRuntime
+        ? ScalarType.Float32.ToString()
+        : TorchModel.classifier.weight!.dtype.ToString();
 
     /// <summary>The task this stage was trained for.</summary>
     public PeftTask Task => _saved.Task;
@@ -234,7 +287,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// the live module, in eval mode with every weight frozen: use it to run the encoder yourself (embeddings, other
     /// heads), not to change it, since the stage keeps scoring with it.
     /// </summary>
-    public PeftModel Model => _model;
+    public PeftModel Model => TorchModel;
 
     /// <summary>
     /// Float32 copies of every weight of the merged model under the names of a plain Hugging Face
@@ -250,17 +303,18 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     {
         if (!IsMerged)
             throw new NotSupportedException(
-                $"This stage's {_model.Method.MethodName} weights are not merged into the base "
+                $"This stage's {_method.MethodName} weights are not merged into the base "
                 + "(the method cannot merge, or MergeForScoring was off), so it has no plain-encoder form. "
                 + "Use Model to "
                 + "run it as it is.");
         using var _ = no_grad();
         // The names a plain encoder of this configuration has, with the head's: method modules fall outside them.
         var wanted = new HashSet<string>(StringComparer.Ordinal);
-        using (var bare = new BertModel(_model.Encoder.Config, _model.Encoder.HasPooler))
+        var model = TorchModel;
+        using (var bare = new BertModel(model.Encoder.Config, model.Encoder.HasPooler))
             foreach (var name in bare.state_dict().Keys) wanted.Add("bert." + name);
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, tensor) in _model.state_dict())
+        foreach (var (name, tensor) in model.state_dict())
         {
             string plain = name.Replace(".base_layer.", ".", StringComparison.Ordinal);
             if (wanted.Contains(plain) || PeftModel.IsHeadParameter(plain))
@@ -400,36 +454,34 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
             writer.WriteStream(TokenizerStreamPrefix + name, w => w.Write(files[name]));
         if (_saved.Base.WeightsStored)
         {
-            var weights = _base.LoadWeights();
-            try { writer.WriteStream(BaseStream, w => WriteTensors(w, weights)); }
-            finally { foreach (var t in weights.Values) t.Dispose(); }
+            var weights = _base.LoadFloatWeights();
+            writer.WriteStream(BaseStream, w => WriteTensors(w, weights));
         }
     }
 
     /// <summary>The tensors a save writes (float32 copies of what trained), by full parameter name.</summary>
-    internal IReadOnlyDictionary<string, Tensor> TrainedTensors() => _trained;
+    internal IReadOnlyDictionary<string, FloatTensor> TrainedTensors() => _trained;
 
     // Tensors are stored in float32 whatever the scoring precision, so a zip loads in either precision.
 
-    private static void WriteTensors(BinaryWriter w, Dictionary<string, Tensor> tensors)
+    private static void WriteTensors(BinaryWriter w, IEnumerable<KeyValuePair<string, FloatTensor>> tensors)
     {
         w.Flush();
-        SafeTensors.Write(w.BaseStream,
-            tensors.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.to(ScalarType.Float32))));
+        SafeTensors.Write(w.BaseStream, tensors);
     }
 
-    private static Dictionary<string, Tensor> ReadTensors(PeftModelReader reader, string stream)
+    private static Dictionary<string, FloatTensor> ReadTensors(PeftModelReader reader, string stream)
     {
-        Dictionary<string, Tensor>? result = null;
+        Dictionary<string, FloatTensor>? result = null;
         reader.ReadStream(stream,
-            r => result = SafeTensors.Read(r.BaseStream, stream, SafeTensors.HashCheck.WhenRecorded));
+            r => result = SafeTensors.ReadFloats(r.BaseStream, stream, SafeTensors.HashCheck.WhenRecorded));
         return result!;
     }
 
     // Found by ML.NET through the LoadableClass attribute above.
+    // Loads no libtorch itself: the libtorch model is built when the chosen engine (or a caller) first needs it.
     private static PeftTextTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
     {
-        Runtime.TorchRuntime.EnsureLoaded();
         var reader = ReadModel(env, ctx, Signature);
         var saved = reader.ReadOptions<PeftSavedModel>();
         var method = PeftSavedModelChecks.Validate(saved, reader.EntryName);
@@ -438,17 +490,9 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         foreach (var name in saved.TokenizerFiles)
             reader.ReadStream(TokenizerStreamPrefix + name, r => files[name] = ReadAll(r));
         var tokenizer = TextTokenizer.Load(files, saved.TokenizerKind);
-        var device = PeftDevice.Resolve(env);
-        var encoder = baseModel.CreateEncoder(withPooler: saved.Pooling == Pooling.Pooler);
-        var model = PeftModel.CreateForInference(encoder, method, saved.NumOutputs, saved.Pooling, saved.HeadDropout,
-            saved.PairEncoding);
         var trained = ReadTensors(reader, TrainedStream);
-        model.LoadTrainedTensors(trained);
-        if (saved.Merged) model.Merge();
-        model.to(device);
-        model.CastTo(PrecisionPolicy.Resolve(saved.Precision, device));
-        return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, model, tokenizer, baseModel,
-            device, reader.BatchSize, null, trained);
+        return new PeftTextTransformer(env, reader.InputColumnNames.ToArray(), saved, method, null, tokenizer,
+            baseModel, null, reader.BatchSize, null, trained);
     }
 
     private static byte[] ReadAll(BinaryReader r)
@@ -462,7 +506,6 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     public void Dispose()
     {
         _onnxScorer?.Dispose();
-        _model.Dispose();
-        foreach (var t in _trained.Values) t.Dispose();
+        _model?.Dispose();
     }
 }

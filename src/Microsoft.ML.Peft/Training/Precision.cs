@@ -48,6 +48,17 @@ public static class PrecisionPolicy
             : ScalarType.Float32,
     };
 
+    /// <summary>
+    /// Whether <see cref="Resolve"/> would give bf16, decided from the CPU's flags without touching libtorch (a stage
+    /// choosing its engine must not load libtorch just to ask).
+    /// </summary>
+    internal static bool ResolvesToBFloat16(PeftPrecision requested, bool gpuRequested) => requested switch
+    {
+        PeftPrecision.Float32 => false,
+        PeftPrecision.BFloat16 => true,
+        _ => gpuRequested || CpuSupportsBFloat16(),
+    };
+
     private static readonly Lazy<HashSet<string>> CpuFlags = new(() =>
     {
         try
