@@ -56,6 +56,8 @@ public sealed class QLoraConfig : LowRankConfigBase
         }
     }
 
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new QLoraOnnxExport(Scaling, Bits, BlockSize);
+
     internal override bool IsTrainable(string name) =>
         name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal);
 }
