@@ -64,7 +64,7 @@ internal sealed class ProPetlOnnxExport(double sparsity, double loraScaling) : O
     /// <paramref name="weight"/> times the hard mask of <paramref name="scores"/>, as <see cref="ScoreMask.Hard"/>:
     /// the entries whose |score| is among the top <see cref="ScoreMask.Kept"/> stay, the rest are zeroed.
     /// </summary>
-    internal FloatTensor Masked(FloatTensor weight, FloatTensor scores)
+    private FloatTensor Masked(FloatTensor weight, FloatTensor scores)
     {
         weight.RequireSameShape(scores);
         int n = scores.Data.Length;
