@@ -157,4 +157,18 @@ public sealed class AdapterTests
         Assert.AreEqual(BottleneckAdapterPlacement.Pfeiffer, seq.Placement);
         Assert.AreEqual(8, seq.ReductionFactor);
     }
+
+    [TestMethod]
+    public void OnnxExportScoresLikeTheStageForEveryPlacementAndActivation() =>
+        AdapterOnnxParityKit.AssertExportsScoreLikeTheStage(
+            new BottleneckAdapterConfig
+            {
+                Placement = BottleneckAdapterPlacement.Pfeiffer, NonLinearity = AdapterNonLinearity.Gelu,
+            },
+            new BottleneckAdapterConfig { NonLinearity = AdapterNonLinearity.Tanh, ReductionFactor = 4 },
+            new ParallelAdapterConfig
+            {
+                Placement = ParallelAdapterPlacement.Both, NonLinearity = AdapterNonLinearity.Swish, Scaling = 2,
+            },
+            new ParallelAdapterConfig { Placement = ParallelAdapterPlacement.Attention, Scaling = 1 });
 }

@@ -68,4 +68,12 @@ public sealed class MamAdapterTests
         Assert.AreEqual(4, back.ReductionFactor);
         Assert.AreEqual(2.0, back.Scaling);
     }
+
+    [TestMethod]
+    public void OnnxExportOfFoldedPrefixesScoresLikeTheStage() =>
+        AdapterOnnxParityKit.AssertExportsScoreLikeTheStage(new MamAdapterConfig
+        {
+            NumVirtualTokens = 5, Reparameterize = true, ProjectionHiddenSize = 16,
+            NonLinearity = AdapterNonLinearity.Gelu,
+        });
 }

@@ -161,4 +161,10 @@ public sealed class ProPetlTests
             Assert.IsTrue(Trained(stage).Keys.Any(k => k.StartsWith("propetl_prototype.")));
         }
     }
+
+    [TestMethod]
+    public void OnnxExportOfEitherPrototypeScoresLikeTheStage() =>
+        AdapterOnnxParityKit.AssertExportsScoreLikeTheStage(
+            new ProPetlConfig { Prototype = ProPetlPrototype.Lora, Sparsity = 0.3 },
+            new ProPetlConfig { BottleneckSize = 8, Sparsity = 0.7 });
 }

@@ -67,4 +67,8 @@ public sealed class BottleneckAdapterConfig : PeftMethodConfig
     }
 
     internal override bool IsTrainable(string parameterName) => AdapterSlots.IsAdapterParameter(parameterName);
+
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new AdapterOnnxExport(
+        attention: Placement == BottleneckAdapterPlacement.Houlsby, ffn: true, parallel: false, NonLinearity,
+        scaling: 1.0, Gated);
 }

@@ -59,4 +59,8 @@ public sealed class ParallelAdapterConfig : PeftMethodConfig
     }
 
     internal override bool IsTrainable(string parameterName) => AdapterSlots.IsAdapterParameter(parameterName);
+
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new AdapterOnnxExport(
+        attention: Placement != ParallelAdapterPlacement.Ffn, ffn: Placement != ParallelAdapterPlacement.Attention,
+        parallel: true, NonLinearity, Scaling);
 }

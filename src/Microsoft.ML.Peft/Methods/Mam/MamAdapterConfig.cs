@@ -80,4 +80,6 @@ public sealed class MamAdapterConfig : PeftMethodConfig
         PrefixPart().IsTrainable(parameterName) || AdapterPart().IsTrainable(parameterName);
 
     internal override void PrepareForInference(PeftModel model) => PrefixPart().PrepareForInference(model);
+
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new MamOnnxExport(AdapterPart().CreateOnnxExport());
 }

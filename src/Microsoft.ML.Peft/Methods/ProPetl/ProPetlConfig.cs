@@ -118,6 +118,8 @@ public sealed class ProPetlConfig : PeftMethodConfig
         return true;
     }
 
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new ProPetlOnnxExport(Sparsity, Alpha / Rank);
+
     internal override void Unmerge(PeftModel model)
     {
         foreach (var (_, m) in ModuleSurgery.NamedModules(model)) if (m is ProPetlLoraLinear l) l.Unmerge();
