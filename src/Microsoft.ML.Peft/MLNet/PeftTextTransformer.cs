@@ -50,8 +50,10 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     private PeftModel? _model;
     private Device? _device;
     private TorchScorer? _torchScorer;
-    // The engine in use, swapped whole when the engine or its threads change.
-    private IScorer _scorer;
+    // The engine in use, chosen on first use (an explicit OnnxRuntime at once, so a missing runtime fails early) and
+    // swapped whole when the engine or its threads change.
+    private readonly object _engineGate = new();
+    private IScorer? _scorer;
     private OnnxScorer? _onnxScorer;
 
     internal PeftTextTransformer(IHostEnvironment env, string[] inputColumns, PeftSavedModel saved,
@@ -65,7 +67,15 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         _model?.Freeze();
         _encoder = new RowEncoder(tokenizer, saved.MaxSequenceLength, pair: inputColumns.Length > 1);
         _labels = new LabelScaler(saved.LabelShift, saved.LabelScale);
-        _scorer = ChooseScorer();
+        if (saved.ScoringEngine == ScoringEngine.OnnxRuntime) _scorer = ChooseScorer();
+    }
+
+    private IScorer Scorer
+    {
+        get
+        {
+            lock (_engineGate) return _scorer ??= ChooseScorer();
+        }
     }
 
     /// <summary>The libtorch model, built from the base and the trained tensors the first time it is needed.</summary>
@@ -119,7 +129,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
                 throw new ArgumentOutOfRangeException(nameof(ScoringEngine), $"Unknown ScoringEngine {value}.");
             var previous = _saved.ScoringEngine;
             _saved.ScoringEngine = value;
-            try { _scorer = ChooseScorer(); }
+            try { lock (_engineGate) _scorer = ChooseScorer(); }
             catch { _saved.ScoringEngine = previous; throw; }
         }
     }
@@ -135,7 +145,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     }
 
     /// <summary>The engine scoring now: <see cref="ScoringEngine"/> with Auto and any fallback resolved.</summary>
-    public ScoringEngine ActiveScoringEngine => _scorer is OnnxScorer ? ScoringEngine.OnnxRuntime
+    public ScoringEngine ActiveScoringEngine => Scorer is OnnxScorer ? ScoringEngine.OnnxRuntime
         : ScoringEngine.TorchSharp;
 
     // Whether the libtorch engine would score in bf16 here, decided without loading libtorch when it is not loaded.
@@ -225,9 +235,9 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     }
 
     /// <summary>
-    /// libtorch intra-op threads while this stage scores a batch, applied to the scoring thread and restored after each
-    /// batch; null (the default unless the stage options set it) leaves libtorch's default, one thread per core. Saved
-    /// with the model.
+    /// Intra-op threads while this stage scores a batch: libtorch's, applied to the scoring thread and restored after
+    /// each batch, or ONNX Runtime's (its session is rebuilt; do not change it while a cursor is scoring). Null (the
+    /// default unless the stage options set it) leaves each runtime's default, one thread per core. Saved with the model.
     /// </summary>
     public int? NumberOfThreads
     {
@@ -244,7 +254,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
                 // ONNX Runtime fixes its threads when the session is made: make a new one.
                 var old = _onnxScorer;
                 _onnxScorer = null;
-                _scorer = ChooseScorer();
+                lock (_engineGate) _scorer = ChooseScorer();
                 old.Dispose();
             }
         }
@@ -413,7 +423,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     }
 
     /// <summary><see cref="Predict(PeftBatch)"/> on rows <see cref="Encode"/> made.</summary>
-    internal float[][] Predict(TokenizedText[] rows) => HeadOutputs.ToScores(_scorer.Score(rows), _saved.Task, _labels);
+    internal float[][] Predict(TokenizedText[] rows) => HeadOutputs.ToScores(Scorer.Score(rows), _saved.Task, _labels);
 
     /// <summary>
     /// Fills the batch's Score (and PredictedLabel: the most probable class) from <see cref="Predict(PeftBatch)"/>'s
