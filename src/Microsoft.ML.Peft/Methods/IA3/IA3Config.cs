@@ -100,6 +100,9 @@ public sealed class IA3Config : PeftMethodConfig
 
     internal override bool IsTrainable(string name) => name.EndsWith(".ia3_l", StringComparison.Ordinal);
 
+    /// <summary>Folds the vectors into the exported weights, as <see cref="Merge"/> does for scoring.</summary>
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new IA3OnnxExport();
+
     /// <summary>
     /// Folds every vector into its layer; refuses (false, nothing changed) when a vector holds a zero, which could not
     /// be divided out again.

@@ -90,6 +90,10 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
         parameterName.StartsWith(PrefixEncoder.ChildName + ".", StringComparison.Ordinal)
         || (Gated && parameterName.Contains(".attention.self." + GateName + ".", StringComparison.Ordinal));
 
+    /// <summary>The saved prefixes as constants in each layer's attention (UniPELT exports its gated ones itself).
+    /// </summary>
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PrefixOnnxExport();
+
     /// <summary>
     /// Folds the reparameterisation into plain prefixes: after training, and on load before the saved prefixes are
     /// copied in.

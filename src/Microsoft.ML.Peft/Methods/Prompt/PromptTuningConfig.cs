@@ -108,6 +108,9 @@ public sealed class PromptTuningConfig : PeftMethodConfig
     internal override bool IsTrainable(string parameterName) =>
         parameterName.StartsWith(ChildName + ".", StringComparison.Ordinal);
 
+    /// <summary>The trained prompt as a constant prepended to the embedded input.</summary>
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PromptOnnxExport();
+
     private Tensor InitIds(int vocabSize, Device device)
     {
         if (Init == PromptTuningInit.SampleVocab)

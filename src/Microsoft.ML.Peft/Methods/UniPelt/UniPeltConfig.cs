@@ -105,4 +105,8 @@ public sealed class UniPeltConfig : PeftMethodConfig
         || PrefixPart().IsTrainable(parameterName) || AdapterPart().IsTrainable(parameterName);
 
     internal override void PrepareForInference(PeftModel model) => PrefixPart().PrepareForInference(model);
+
+    /// <summary>Gated LoRA, prefix and adapter as nodes: the gates read the input, so nothing merges.</summary>
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() =>
+        new UniPeltOnnxExport(LoraPart().Scaling, NonLinearity);
 }
