@@ -237,7 +237,8 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// <summary>
     /// Intra-op threads while this stage scores a batch: libtorch's, applied to the scoring thread and restored after
     /// each batch, or ONNX Runtime's (its session is rebuilt; do not change it while a cursor is scoring). Null (the
-    /// default unless the stage options set it) leaves each runtime's default, one thread per core. Saved with the model.
+    /// default unless the stage options set it) leaves each runtime's default, one thread per core. Saved with the
+    /// model.
     /// </summary>
     public int? NumberOfThreads
     {

@@ -19,19 +19,36 @@ namespace Microsoft.ML.Peft.Tests.Onnx;
 /// </summary>
 internal static class OnnxParityKit
 {
+    // High enough that every method moves far from its initialisation in a few steps: an export that dropped or
+    // misplaced part of a method would then show in the scores.
+    private const double LearningRate = 2e-2;
+
     public static PeftMethodConfig Default(string name) =>
         PeftMethodConfig.FromJson("{\"method\":\"" + name + "\",\"options\":{}}");
+
+    // The words of StageTestData.Negation and the kit's suffixes: with them in the vocabulary, rows differ in more
+    // than length, so that the scores being compared vary across rows.
+    private static readonly string[] Words =
+    [
+        "love", "like", "enjoy", "adore", "recommend", "admire", "treasure", "hate", "dislike", "regret", "despise",
+        "resent", "loathe", "detest", "really", "truly", "honestly", "actually", "genuinely", "simply", "certainly",
+        "movie", "book", "phone", "hotel", "meal", "game", "song", "car", "laptop", "show", "i", "we", "they", "my",
+        "friends", "most", "people", "do", "not", "this", "a", "lot", "today", "and", "more", "words",
+    ];
 
     public static BaseModel TinyBase(string folder)
     {
         // 64 positions: rows of different lengths, so that batches hold padding.
-        var (onnx, vocab) = new TinyOnnx { Positions = 64 }.WriteTo(Path.Combine(folder, "base"));
+        var (onnx, vocab) = new TinyOnnx { Positions = 64, Vocab = 5 + Words.Length }
+            .WriteTo(Path.Combine(folder, "base"));
+        File.WriteAllText(vocab, string.Join("\n", new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" }
+            .Concat(Words)) + "\n");
         return BaseModel.FromOnnx(onnx, vocab, cacheDirectory: Path.Combine(folder, "cache"));
     }
 
     /// <summary>A classifier on single sentences (or pairs when <paramref name="pairs"/> is set).</summary>
     public static (PeftTextTransformer Stage, IDataView Data) Classifier(MLContext ml, PeftMethodConfig method,
-        BaseModel baseModel, PairEncoding pairs = PairEncoding.Auto, bool pair = false, int epochs = 2)
+        BaseModel baseModel, PairEncoding pairs = PairEncoding.Auto, bool pair = false, int epochs = 3)
     {
         var a = StageTestData.Negation(48, 1);
         var b = StageTestData.Negation(48, 2);
@@ -50,13 +67,14 @@ internal static class OnnxParityKit
             Sentence1ColumnName = "Sentence1", Sentence2ColumnName = pair ? "Sentence2" : null, Epochs = epochs,
             BatchSize = 16, MaxSequenceLength = pair ? 64 : 24, Method = method, BaseModel = baseModel,
             Precision = PeftPrecision.Float32, ScoringEngine = ScoringEngine.TorchSharp, PairEncoding = pairs,
+            LearningRate = LearningRate,
         }).Fit(keyed);
         return (stage, keyed);
     }
 
     /// <summary>A regressor on single sentences.</summary>
     public static (PeftTextTransformer Stage, IDataView Data) Regressor(MLContext ml, PeftMethodConfig method,
-        BaseModel baseModel, int epochs = 2)
+        BaseModel baseModel, int epochs = 3)
     {
         var data = ml.Data.LoadFromEnumerable(StageTestData.Negation(48, 1).Select((r, i) => new PairRow
         {
@@ -66,7 +84,7 @@ internal static class OnnxParityKit
         {
             LabelColumnName = "Label", Sentence1ColumnName = "Sentence1", Epochs = epochs, BatchSize = 16,
             MaxSequenceLength = 24, Method = method, BaseModel = baseModel, Precision = PeftPrecision.Float32,
-            ScoringEngine = ScoringEngine.TorchSharp,
+            ScoringEngine = ScoringEngine.TorchSharp, LearningRate = LearningRate,
         }).Fit(data);
         return (stage, data);
     }
