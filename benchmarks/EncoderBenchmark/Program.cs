@@ -22,9 +22,9 @@ internal sealed record Options(string Model, bool Quick, bool Stage, int Threads
     public const string Usage =
         "usage: EncoderBenchmark [--stage] [--model minilm|arcticxs] [--quick] [--threads N] [--iterations N] " +
         "[--lengths 32,128,512]\n" +
-        "  --stage       instead of the encoder: a trained LoRA text-classification stage's Transform " +
-        "(fp32 and bf16)\n" +
-        "                against ONNX Runtime on the same token ids\n" +
+        "  --stage       instead of the encoder: a trained LoRA text-classification stage's Transform\n" +
+        "                (ScoringEngine OnnxRuntime in fp32; TorchSharp in fp32 and bf16) against ONNX Runtime on\n" +
+        "                the same token ids\n" +
         "  --model       base model (default minilm)\n" +
         "  --quick       1 warm-up + 3 timed iterations instead of 2 + 9 (--stage: 1 + 2, one batch per run)\n" +
         "  --threads     intra-op threads for both engines (default: Environment.ProcessorCount)\n" +

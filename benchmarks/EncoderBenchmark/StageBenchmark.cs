@@ -1,6 +1,7 @@
 // --stage: scoring throughput of a trained LoRA text-classification stage (what an ML.NET user runs:
-// transformer.Transform(dataView), fully consumed through a cursor) in float32 and bfloat16, against ONNX Runtime
-// running the same embedded ONNX base model on the same token ids in the same batch sizes.
+// transformer.Transform(dataView), fully consumed through a cursor) with ScoringEngine OnnxRuntime (float32) and with
+// ScoringEngine TorchSharp in float32 and bfloat16, against ONNX Runtime running the same embedded ONNX base model on
+// the same token ids in the same batch sizes.
 
 using System.Diagnostics;
 using System.Globalization;
@@ -34,11 +35,15 @@ internal static class StageBenchmark
         public string Sentence1 { get; set; } = "";
     }
 
-    private sealed record StageRow(int Batch, int Seq, int Rows, double OrtMs, double Fp32Ms, double Bf16Ms,
-        string Fp32Type, string Bf16Type)
+    /// <summary>Largest |Score difference| accepted between the fp32 stage's two engines.</summary>
+    private const double EngineTolerance = 1e-4;
+
+    private sealed record StageRow(int Batch, int Seq, int Rows, double OrtMs, double OrtStageMs, double Fp32Ms,
+        double Bf16Ms, string Fp32Type, string Bf16Type, double EngineDiff)
     {
         public double Tokens => (double)Rows * Seq;
         public double Ort => Tokens / (OrtMs / 1000);
+        public double OrtStage => Tokens / (OrtStageMs / 1000);
         public double Fp32 => Tokens / (Fp32Ms / 1000);
         public double Bf16 => Tokens / (Bf16Ms / 1000);
     }
@@ -98,35 +103,44 @@ internal static class StageBenchmark
                 return b;
             }).ToList();
 
-            using var fp32 = Train(ml, train, baseModel, seq, batchSize, PeftPrecision.Float32, out var fp32Fit);
-            using var bf16 = Train(ml, train, baseModel, seq, batchSize, PeftPrecision.BFloat16, out var bf16Fit);
+            using var fp32 = Train(ml, train, baseModel, seq, batchSize, options.Threads,
+                PeftPrecision.Float32, out var fp32Fit);
+            using var bf16 = Train(ml, train, baseModel, seq, batchSize, options.Threads,
+                PeftPrecision.BFloat16, out var bf16Fit);
             Console.Error.WriteLine($"  [{batchSize}x{seq}] trained fp32 stage in {fp32Fit.TotalSeconds:F1} s " +
                 $"({fp32.ScoringPrecision}, merged {fp32.IsMerged}), " +
                                     $"bf16 stage in {bf16Fit.TotalSeconds:F1} s ({bf16.ScoringPrecision}, merged " +
                                         $"{bf16.IsMerged})");
+            // The fp32 stage scores with either engine; the first switch to ONNX Runtime builds its graph and session.
+            var switchWatch = Stopwatch.StartNew();
+            double engineDiff = EngineDifference(fp32, scoring, rows);
+            Console.Error.WriteLine($"  [{batchSize}x{seq}] fp32 stage: ScoringEngine OnnxRuntime ready in " +
+                $"{switchWatch.Elapsed.TotalSeconds:F1} s (graph and session; both engines scored once); max |Score " +
+                $"OnnxRuntime - TorchSharp| {engineDiff:0.0E+0}");
 
             var ort = new OrtRunner(session, tokenBatches);
             try
             {
                 Action ortRun = ort.Run;
-                Action fp32Run = () => Score(fp32, scoring, rows);
-                Action bf16Run = () => Score(bf16, scoring, rows);
-                Action[] engines = [ortRun, fp32Run, bf16Run];
+                Action ortStageRun = () => Score(fp32, ScoringEngine.OnnxRuntime, scoring, rows);
+                Action fp32Run = () => Score(fp32, ScoringEngine.TorchSharp, scoring, rows);
+                Action bf16Run = () => Score(bf16, ScoringEngine.TorchSharp, scoring, rows);
+                Action[] engines = [ortRun, ortStageRun, fp32Run, bf16Run];
                 for (int i = 0; i < options.WarmUp; i++)
                     foreach (var run in engines) run();
                 GC.Collect();
                 GC.WaitForPendingFinalizers();
-                // Timed runs alternate between the engines, so a change in background load affects all three alike.
+                // Timed runs alternate between the engines, so a change in background load affects all four alike.
                 var ms = engines.Select(_ => new double[options.Iterations]).ToArray();
                 for (int i = 0; i < options.Iterations; i++)
                     for (int e = 0; e < engines.Length; e++)
                         ms[e][i] = Program.TimeOnce(_ => engines[e]());
-                var row =
-                    new StageRow(batchSize, seq, rows, Program.Summarize(ms[0]).Median, Program.Summarize(ms[1]).Median,
-                                       Program.Summarize(ms[2]).Median, fp32.ScoringPrecision, bf16.ScoringPrecision);
+                double Median(int engine) => Program.Summarize(ms[engine]).Median;
+                var row = new StageRow(batchSize, seq, rows, Median(0), Median(1), Median(2), Median(3),
+                    fp32.ScoringPrecision, bf16.ScoringPrecision, engineDiff);
                 results.Add(row);
                 Console.Error.WriteLine($"  [{batchSize}x{seq}] {rows} rows per run: ORT {row.OrtMs:F1} ms, stage " +
-                    $"fp32 {row.Fp32Ms:F1} ms, stage bf16 {row.Bf16Ms:F1} ms");
+                    $"via ORT {row.OrtStageMs:F1} ms, stage fp32 {row.Fp32Ms:F1} ms, stage bf16 {row.Bf16Ms:F1} ms");
             }
             finally
             {
@@ -141,23 +155,26 @@ internal static class StageBenchmark
         string Tps(double v) => v.ToString("N0", CultureInfo.InvariantCulture);
         string Ratio(double v) => v.ToString("F2", CultureInfo.InvariantCulture) + "x";
         Program.PrintTable(
-            ["batch x seq", "rows/run", "ORT fp32 tok/s", "stage fp32 tok/s", "fp32 stage/ORT", "stage bf16 tok/s",
-                "bf16 stage/ORT"],
+            ["batch x seq", "rows/run", "ORT fp32 tok/s", "stage via ORT tok/s", "via ORT stage/ORT",
+                "stage fp32 tok/s", "fp32 stage/ORT", "stage bf16 tok/s", "bf16 stage/ORT"],
             results.Select(r => new[]
             {
-                $"{r.Batch} x {r.Seq}", r.Rows.ToString(CultureInfo.InvariantCulture), Tps(r.Ort), Tps(r.Fp32),
-                Ratio(r.Fp32 / r.Ort),
-                Tps(r.Bf16), Ratio(r.Bf16 / r.Ort),
+                $"{r.Batch} x {r.Seq}", r.Rows.ToString(CultureInfo.InvariantCulture), Tps(r.Ort), Tps(r.OrtStage),
+                Ratio(r.OrtStage / r.Ort), Tps(r.Fp32), Ratio(r.Fp32 / r.Ort), Tps(r.Bf16), Ratio(r.Bf16 / r.Ort),
             }).ToList(),
             rightAlignFrom: 1);
         Console.WriteLine();
         Console.WriteLine("The stage's figures include everything Transform does: WordPiece tokenization of the raw " +
-            "text, the encoder " +
-                          "(LoRA merged into the base weights), pooling, the classification head and softmax, and " +
-                              "the IDataView cursor. " +
-                          "ONNX Runtime's are the encoder alone (last_hidden_state) on ids tokenized beforehand, so " +
-                              "a ratio of 1.00x " +
-                          "means the whole stage keeps up with ORT's bare encoder.");
+            "text, the encoder (LoRA merged into the base weights), pooling, the classification head and softmax, " +
+            "and the IDataView cursor. \"stage via ORT\" is the fp32 stage with ScoringEngine = OnnxRuntime (its " +
+            "graph built in memory, float32); \"stage fp32\" and \"stage bf16\" score with ScoringEngine = " +
+            "TorchSharp. ONNX Runtime's figures are the encoder alone (last_hidden_state) on ids tokenized " +
+            "beforehand, so a ratio of 1.00x means the whole stage keeps up with ORT's bare encoder.");
+        double worstDiff = results.Max(r => r.EngineDiff);
+        Console.WriteLine(worstDiff <= EngineTolerance
+            ? $"The fp32 stage's two engines agree within {EngineTolerance:0E+0} (max abs Score difference " +
+              $"{worstDiff:0.0E+0})."
+            : $"ERROR: the fp32 stage's engines differ by {worstDiff:0.0E+0} (> {EngineTolerance:0E+0}).");
         var wrongType = results.Where(r => r.Fp32Type != "Float32" || r.Bf16Type != "BFloat16").ToList();
         if (wrongType.Count > 0)
             Console.WriteLine("WARNING: a stage scored in another precision than asked: " +
@@ -167,18 +184,21 @@ internal static class StageBenchmark
         Console.WriteLine($"Total run time: {total.Elapsed.TotalSeconds:F0} s" +
                           (loadAtEnd is null ? "" : $"; 1-minute load average at the end {loadAtEnd:F2} (this run " +
                               $"alone adds about {options.Threads})"));
-        return wrongType.Count == 0 ? 0 : 1;
+        return wrongType.Count == 0 && worstDiff <= EngineTolerance ? 0 : 1;
     }
 
     /// <summary>Trains a LoRA classification stage (r = 8, alpha = 16 on query and value) for 1 epoch; merged for
     /// scoring.</summary>
+    /// <remarks>ScoringEngine is set to TorchSharp (Auto may pick ONNX Runtime); NumberOfThreads is what both engines
+    /// score with (libtorch intra-op, ONNX Runtime intra-op).</remarks>
     private static PeftTextTransformer Train(MLContext ml, IDataView train, BaseModel baseModel, int seq, int batchSize,
-                                             PeftPrecision precision, out TimeSpan elapsed)
+        int threads, PeftPrecision precision, out TimeSpan elapsed)
     {
         var options = new PeftTextClassificationOptions
         {
             LabelColumnName = "Label", Sentence1ColumnName = "Sentence1", BaseModel = baseModel,
             Epochs = 1, BatchSize = batchSize, MaxSequenceLength = seq, Precision = precision, MergeForScoring = true,
+            ScoringEngine = ScoringEngine.TorchSharp, NumberOfThreads = threads,
         };
         // Fit draws new weights (adapters, head) from libtorch's global generator; seed it so runs repeat.
         torch.manual_seed(1);
@@ -189,9 +209,32 @@ internal static class StageBenchmark
         return chain.LastTransformer;
     }
 
-    /// <summary>What a user does: Transform, then read every row's Score through a cursor.</summary>
-    private static void Score(PeftTextTransformer stage, IDataView data, int expectedRows)
+    /// <summary>The largest |Score| difference between the stage's ONNX Runtime and TorchSharp engines.</summary>
+    private static double EngineDifference(PeftTextTransformer stage, IDataView data, int expectedRows)
     {
+        var viaOrt = new List<float[]>();
+        var viaTorch = new List<float[]>();
+        Score(stage, ScoringEngine.OnnxRuntime, data, expectedRows, viaOrt);
+        Score(stage, ScoringEngine.TorchSharp, data, expectedRows, viaTorch);
+        double max = 0;
+        foreach (var (a, b) in viaOrt.Zip(viaTorch))
+            for (int i = 0; i < a.Length; i++)
+            {
+                double d = Math.Abs(a[i] - b[i]);
+                if (!(d <= max)) max = double.IsNaN(d) ? double.PositiveInfinity : d;
+            }
+        return max;
+    }
+
+    /// <summary>What a user does: Transform, then read every row's Score through a cursor; with
+    /// <paramref name="keep"/>, each row's Score is copied into it.</summary>
+    private static void Score(PeftTextTransformer stage, ScoringEngine engine, IDataView data, int expectedRows,
+        List<float[]>? keep = null)
+    {
+        // Switching is a field swap once the engine exists; checked, since the stage could fall back.
+        stage.ScoringEngine = engine;
+        if (stage.ActiveScoringEngine != engine)
+            throw new InvalidOperationException($"The stage scores with {stage.ActiveScoringEngine}, not {engine}.");
         var scored = stage.Transform(data);
         var column = scored.Schema["Score"];
         using var cursor = scored.GetRowCursor([column]);
@@ -201,6 +244,7 @@ internal static class StageBenchmark
         while (cursor.MoveNext())
         {
             getter(ref score);
+            keep?.Add(score.DenseValues().ToArray());
             rows++;
         }
         if (rows != expectedRows || score.Length != 2)
@@ -275,6 +319,9 @@ internal static class StageBenchmark
                               "MergeForScoring = true, " +
                           "Precision = Float32 or BFloat16; timed: stage.Transform(data) with every row's Score read " +
                               "through a cursor");
+        Console.WriteLine("- stage engines: the fp32 stage with ScoringEngine = OnnxRuntime (\"via ORT\") and both " +
+            $"stages with ScoringEngine = TorchSharp; NumberOfThreads = {options.Threads} (libtorch intra-op, or ORT " +
+            "intra-op in the stage's own session, ORT_ENABLE_ALL)");
         Console.WriteLine("- ORT: InferenceSession over the embedded ONNX model (float32), one Run per batch on the " +
             "same token ids, encoder only");
         if (loadAtStart is { } load)
