@@ -29,7 +29,9 @@ internal sealed record Options(string Model, bool Quick, bool Stage, int Threads
         "  --quick       1 warm-up + 3 timed iterations instead of 2 + 9 (--stage: 1 + 2, one batch per run)\n" +
         "  --threads     intra-op threads for both engines (default: Environment.ProcessorCount)\n" +
         "  --iterations  timed iterations per engine and shape (overrides --quick's count)\n" +
-        "  --lengths     sequence lengths to run; batch is 8 for lengths > 256, else 32 (default 32,128,512)";
+        "  --lengths     sequence lengths to run; batch is 8 for lengths > 256, else 32 (default 32,128,512)\n" +
+        "EncoderBenchmark --int8-accuracy [--train-rows 2000] [--threads N] [--data ../shared/data/sst2]:\n" +
+        "  SST-2 dev accuracy of a LoRA stage's ONNX export in float32 and with QuantizeInt8";
 
     public static Options? Parse(string[] args)
     {
@@ -85,6 +87,8 @@ internal static class Program
 
     public static int Main(string[] args)
     {
+        // Its own options: training rows and the data folder.
+        if (args.Contains("--int8-accuracy")) return Int8Accuracy.Run(args);
         Options? options;
         try
         {

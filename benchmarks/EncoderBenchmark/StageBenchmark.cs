@@ -39,8 +39,10 @@ internal static class StageBenchmark
     private const double EngineTolerance = 1e-4;
 
     private sealed record StageRow(int Batch, int Seq, int Rows, double OrtMs, double OrtStageMs, double Fp32Ms,
-        double Bf16Ms, string Fp32Type, string Bf16Type, double EngineDiff)
+        double Bf16Ms, string Fp32Type, string Bf16Type, double EngineDiff, double ExportFp32Ms, double ExportInt8Ms)
     {
+        public double ExportFp32 => Tokens / (ExportFp32Ms / 1000);
+        public double ExportInt8 => Tokens / (ExportInt8Ms / 1000);
         public double Tokens => (double)Rows * Seq;
         public double Ort => Tokens / (OrtMs / 1000);
         public double OrtStage => Tokens / (OrtStageMs / 1000);
@@ -119,13 +121,18 @@ internal static class StageBenchmark
                 $"OnnxRuntime - TorchSharp| {engineDiff:0.0E+0}");
 
             var ort = new OrtRunner(session, tokenBatches);
+            // The stage's exported model, float32 and dynamic int8, on the same ids in bare sessions.
+            using var exportedFp32 = new InferenceSession(Export(fp32, int8: false), sessionOptions);
+            using var exportedInt8 = new InferenceSession(Export(fp32, int8: true), sessionOptions);
+            var fp32Export = new OrtRunner(exportedFp32, tokenBatches);
+            var int8Export = new OrtRunner(exportedInt8, tokenBatches);
             try
             {
                 Action ortRun = ort.Run;
                 Action ortStageRun = () => Score(fp32, ScoringEngine.OnnxRuntime, scoring, rows);
                 Action fp32Run = () => Score(fp32, ScoringEngine.TorchSharp, scoring, rows);
                 Action bf16Run = () => Score(bf16, ScoringEngine.TorchSharp, scoring, rows);
-                Action[] engines = [ortRun, ortStageRun, fp32Run, bf16Run];
+                Action[] engines = [ortRun, ortStageRun, fp32Run, bf16Run, fp32Export.Run, int8Export.Run];
                 for (int i = 0; i < options.WarmUp; i++)
                     foreach (var run in engines) run();
                 GC.Collect();
@@ -137,7 +144,7 @@ internal static class StageBenchmark
                         ms[e][i] = Program.TimeOnce(_ => engines[e]());
                 double Median(int engine) => Program.Summarize(ms[engine]).Median;
                 var row = new StageRow(batchSize, seq, rows, Median(0), Median(1), Median(2), Median(3),
-                    fp32.ScoringPrecision, bf16.ScoringPrecision, engineDiff);
+                    fp32.ScoringPrecision, bf16.ScoringPrecision, engineDiff, Median(4), Median(5));
                 results.Add(row);
                 Console.Error.WriteLine($"  [{batchSize}x{seq}] {rows} rows per run: ORT {row.OrtMs:F1} ms, stage " +
                     $"via ORT {row.OrtStageMs:F1} ms, stage fp32 {row.Fp32Ms:F1} ms, stage bf16 {row.Bf16Ms:F1} ms");
@@ -145,6 +152,8 @@ internal static class StageBenchmark
             finally
             {
                 ort.Dispose();
+                fp32Export.Dispose();
+                int8Export.Dispose();
             }
         }
 
@@ -161,6 +170,18 @@ internal static class StageBenchmark
             {
                 $"{r.Batch} x {r.Seq}", r.Rows.ToString(CultureInfo.InvariantCulture), Tps(r.Ort), Tps(r.OrtStage),
                 Ratio(r.OrtStage / r.Ort), Tps(r.Fp32), Ratio(r.Fp32 / r.Ort), Tps(r.Bf16), Ratio(r.Bf16 / r.Ort),
+            }).ToList(),
+            rightAlignFrom: 1);
+        Console.WriteLine();
+        Console.WriteLine("The stage's exported ONNX model (ExportOnnx), float32 and QuantizeInt8, in bare ONNX " +
+            "Runtime sessions on the same ids (no tokenization):");
+        Console.WriteLine();
+        Program.PrintTable(
+            ["batch x seq", "export fp32 tok/s", "export int8 tok/s", "int8/fp32", "export fp32/ORT encoder"],
+            results.Select(r => new[]
+            {
+                $"{r.Batch} x {r.Seq}", Tps(r.ExportFp32), Tps(r.ExportInt8), Ratio(r.ExportInt8 / r.ExportFp32),
+                Ratio(r.ExportFp32 / r.Ort),
             }).ToList(),
             rightAlignFrom: 1);
         Console.WriteLine();
@@ -185,6 +206,13 @@ internal static class StageBenchmark
                           (loadAtEnd is null ? "" : $"; 1-minute load average at the end {loadAtEnd:F2} (this run " +
                               $"alone adds about {options.Threads})"));
         return wrongType.Count == 0 && worstDiff <= EngineTolerance ? 0 : 1;
+    }
+
+    private static byte[] Export(PeftTextTransformer stage, bool int8)
+    {
+        using var stream = new MemoryStream();
+        stage.ExportOnnx(stream, new OnnxExportOptions { QuantizeInt8 = int8 });
+        return stream.ToArray();
     }
 
     /// <summary>Trains a LoRA classification stage (r = 8, alpha = 16 on query and value) for 1 epoch; merged for

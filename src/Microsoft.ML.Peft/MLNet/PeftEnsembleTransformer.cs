@@ -71,6 +71,56 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
     /// The weighted sum of the members' output rows, in float as scoring computes it (the first member's arrays are
     /// reused). The sweep uses it to report exactly the metric the saved ensemble will reproduce.
     /// </summary>
+    /// <summary>
+    /// Writes the ensemble as one self-contained ONNX model: every member's graph on the same inputs, their outputs
+    /// averaged with <see cref="Weights"/> as the ensemble scores (inputs, outputs and metadata as
+    /// <see cref="PeftTextTransformer.ExportOnnx(string)"/>). Atomic: complete under its name, or not at all.
+    /// </summary>
+    /// <exception cref="NotSupportedException">Members tokenize differently (another base or maximum length), so no
+    /// single set of token ids feeds them all.</exception>
+    /// <exception cref="IOException">The path cannot be written; the message names it.</exception>
+    public void ExportOnnx(string path) => ExportOnnx(path, new OnnxExportOptions());
+
+    /// <summary><see cref="ExportOnnx(string)"/> with <paramref name="options"/> (e.g. int8 weights).</summary>
+    public void ExportOnnx(string path, OnnxExportOptions options) =>
+        Onnx.OnnxFile.Write(BuildOnnxModel(options), path);
+
+    /// <summary>Writes the model <see cref="ExportOnnx(string)"/> describes to <paramref name="stream"/>.</summary>
+    public void ExportOnnx(Stream stream) => ExportOnnx(stream, new OnnxExportOptions());
+
+    /// <summary><see cref="ExportOnnx(Stream)"/> with <paramref name="options"/> (e.g. int8 weights).</summary>
+    public void ExportOnnx(Stream stream, OnnxExportOptions options) =>
+        Onnx.OnnxFile.Write(BuildOnnxModel(options), stream);
+
+    internal global::Onnx.ModelProto BuildOnnxModel(OnnxExportOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        for (int m = 1; m < _members.Length; m++)
+            if (_members[m].EncodingKey != _members[0].EncodingKey)
+                throw new NotSupportedException(
+                    $"Ensemble member {m} tokenizes differently from member 0 (base model or maximum length), so one " +
+                    "ONNX model with one set of token inputs cannot feed both. Export the members one by one.");
+        var b = new Onnx.OnnxGraphBuilder();
+        var (ids, mask, types) = (b.AddTokenInput(Onnx.StageGraph.InputIds),
+            b.AddTokenInput(Onnx.StageGraph.AttentionMask), b.AddTokenInput(Onnx.StageGraph.TokenTypeIds));
+        string? sum = null;
+        for (int m = 0; m < _members.Length; m++)
+        {
+            var (_, score, _) = _members[m].EmitOnnx(b, ids, mask, types, options);
+            b.Scope = $"ensemble/member{m}";
+            var weighted = b.Node("Mul", [score, b.Scalar((float)_weights[m])]);
+            sum = sum is null ? weighted : b.Node("Add", [sum, weighted]);
+        }
+        var spec = _members[0].GraphSpec;
+        // The most probable class of the averaged probabilities, as WriteOutputs picks it.
+        string? predicted = spec.Task == Training.PeftTask.Regression ? null
+            : b.Node("ArgMax", [sum!], [("axis", 1L), ("keepdims", 0L), ("select_last_index", 0L)]);
+        Onnx.StageGraph.AddOutputs(b, spec, sum!, predicted);
+        var metadata = _members[0].OnnxMetadata().Where(kv => kv.Key != "peft.method").Append(new("peft.ensemble",
+            string.Join(", ", _members.Select((s, i) => $"{s.Method.MethodName}:{_weights[i]:R}"))));
+        return b.ToModel(metadata);
+    }
+
     internal static float[][] Combine(IReadOnlyList<float[][]> outputs, IReadOnlyList<double> weights)
     {
         var sum = outputs[0];

@@ -194,32 +194,51 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     /// <exception cref="IOException">The path cannot be written; the message names it.</exception>
     /// <exception cref="NotSupportedException">The method cannot be expressed as ONNX nodes; the message names it.
     /// </exception>
-    public void ExportOnnx(string path) => OnnxFile.Write(BuildOnnxModel(), path);
+    public void ExportOnnx(string path) => ExportOnnx(path, new OnnxExportOptions());
+
+    /// <summary><see cref="ExportOnnx(string)"/> with <paramref name="options"/> (e.g. int8 weights).</summary>
+    public void ExportOnnx(string path, OnnxExportOptions options) =>
+        OnnxFile.Write(BuildOnnxModel(options: options), path);
 
     /// <summary>Writes the ONNX model <see cref="ExportOnnx(string)"/> describes to <paramref name="stream"/>.
     /// </summary>
-    public void ExportOnnx(Stream stream) => OnnxFile.Write(BuildOnnxModel(), stream);
+    public void ExportOnnx(Stream stream) => ExportOnnx(stream, new OnnxExportOptions());
+
+    /// <summary><see cref="ExportOnnx(Stream)"/> with <paramref name="options"/> (e.g. int8 weights).</summary>
+    public void ExportOnnx(Stream stream, OnnxExportOptions options) =>
+        OnnxFile.Write(BuildOnnxModel(options: options), stream);
 
     /// <summary>
     /// The stage's ONNX model, built from the base weights and the saved (float32) trained tensors, never from the
     /// scoring copy, so a bf16 stage exports its float32 weights.
     /// </summary>
-    internal global::Onnx.ModelProto BuildOnnxModel(bool rawOutput = false)
+    internal global::Onnx.ModelProto BuildOnnxModel(bool rawOutput = false, OnnxExportOptions? options = null) =>
+        StageGraph.Build(Spec(options), NewExportWeights(), _method.CreateOnnxExport(), OnnxMetadata(),
+            _method.MethodName, rawOutput);
+
+    /// <summary>Emits this stage's nodes into <paramref name="b"/> on the given inputs (ensembles).</summary>
+    internal (string Head, string Score, string? Predicted) EmitOnnx(OnnxGraphBuilder b, string ids, string mask,
+        string types, OnnxExportOptions? options) =>
+        StageGraph.Emit(b, Spec(options), NewExportWeights(), _method.CreateOnnxExport(), _method.MethodName, ids,
+            mask, types);
+
+    private StageGraphSpec Spec(OnnxExportOptions? options) =>
+        GraphSpec with { QuantizeInt8 = options?.QuantizeInt8 ?? false };
+
+    private ExportWeights NewExportWeights()
     {
         var plain = _base.LoadFloatWeights(includePooler: _saved.Pooling == Pooling.Pooler)
             .ToDictionary(kv => "bert." + kv.Key, kv => kv.Value, StringComparer.Ordinal);
         // Copies: a method's merge may change what it is given, and the stage keeps its tensors.
         var trained = _trained.ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.Ordinal);
-        var weights = new ExportWeights(plain, trained);
-        return StageGraph.Build(GraphSpec, weights, _method.CreateOnnxExport(), OnnxMetadata(), _method.MethodName,
-            rawOutput);
+        return new ExportWeights(plain, trained);
     }
 
     internal StageGraphSpec GraphSpec => new(_base.Config, _saved.Pooling, _saved.PairEncoding, _saved.Task,
         _saved.NumOutputs, _saved.LabelShift, _saved.LabelScale, _saved.ScoreColumn, _saved.PredictedLabelColumn);
 
     // What a scorer of the exported file needs besides the graph: the tokenizer exactly as trained, the labels.
-    private IEnumerable<KeyValuePair<string, string>> OnnxMetadata()
+    internal IEnumerable<KeyValuePair<string, string>> OnnxMetadata()
     {
         yield return new("peft.method", _method.MethodName);
         yield return new("peft.task", _saved.Task.ToString());

@@ -133,12 +133,30 @@ internal sealed class EncoderGraph
     /// </summary>
     public string Linear(string module, string x) => Method.Linear(this, module, x) ?? PlainLinear(module, x);
 
+    /// <summary>Whether the encoder layers' plain matrices are written as dynamic int8.</summary>
+    public bool QuantizeInt8 { get; init; }
+
     /// <summary>x·Wᵀ + b with the plain weights of <paramref name="module"/>.</summary>
     public string PlainLinear(string module, string x)
     {
-        var w = Cached(module + ".weight.T", () => Weights.Plain(module + ".weight").Transpose());
-        var y = B.Node("MatMul", [x, w]);
+        string y = QuantizeInt8 && module.StartsWith("bert.encoder.", StringComparison.Ordinal)
+            ? Int8MatMul(module, x)
+            : B.Node("MatMul", [x, Cached(module + ".weight.T", () => Weights.Plain(module + ".weight").Transpose())]);
         return Weights.HasPlain(module + ".bias") ? B.Node("Add", [y, Weight(module + ".bias")]) : y;
+    }
+
+    // x·Wᵀ with Wᵀ as int8 (one scale per output column, zero point 0) and x quantised per batch to uint8:
+    // DynamicQuantizeLinear → MatMulInteger (int32) → float · (x scale · column scales). ONNX Runtime fuses the
+    // pattern into its dynamic-quantised matmul kernel.
+    private string Int8MatMul(string module, string x)
+    {
+        var (weights, scales) = Int8Weights.Quantize(Weights.Plain(module + ".weight").Transpose());
+        string w = B.Initializer(module + ".weight.T.int8", global::Onnx.TensorProto.Types.DataType.Int8,
+            [weights.Rows, weights.Columns], weights.Bytes);
+        string s = B.Initializer(module + ".weight.T.scale", scales);
+        var q = B.Nodes("DynamicQuantizeLinear", [x], 3);
+        var product = B.Node("Cast", [B.Node("MatMulInteger", [q[0], w, q[2]])], [("to", 1L)]);
+        return B.Node("Mul", [product, B.Node("Mul", [q[1], s])]);
     }
 
     /// <summary>x·Wᵀ (+ b) for given tensors (a method's own layers), under <paramref name="name"/>.</summary>

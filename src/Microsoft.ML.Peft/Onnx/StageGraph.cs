@@ -7,7 +7,12 @@ namespace Microsoft.ML.Peft.Onnx;
 /// <summary>What shapes a stage's graph besides its weights: the encoder, pooling, pairs, the task and its outputs.
 /// </summary>
 internal sealed record StageGraphSpec(EncoderConfig Config, Pooling Pooling, PairEncoding PairEncoding, PeftTask Task,
-    int NumOutputs, double LabelShift, double LabelScale, string ScoreColumn, string? PredictedLabelColumn);
+    int NumOutputs, double LabelShift, double LabelScale, string ScoreColumn, string? PredictedLabelColumn)
+{
+    /// <summary>Whether the encoder's layer matrices are written as dynamic int8 (see
+    /// <see cref="MLNet.OnnxExportOptions.QuantizeInt8"/>).</summary>
+    public bool QuantizeInt8 { get; init; }
+}
 
 /// <summary>
 /// One trained stage as ONNX nodes: encoder + method (<see cref="EncoderGraph"/>), pooling, the head, then softmax
@@ -61,7 +66,7 @@ internal static class StageGraph
         ExportWeights weights, OnnxMethodExport method, string methodName, string ids, string mask, string types)
     {
         method.Merge(weights);
-        var encoder = new EncoderGraph(b, spec.Config, weights, method);
+        var encoder = new EncoderGraph(b, spec.Config, weights, method) { QuantizeInt8 = spec.QuantizeInt8 };
         var pooled = spec.PairEncoding == PairEncoding.BiEncoder
             ? PairFeatures(b, encoder, spec, ids, mask, types)
             : Encode(b, encoder, spec, ids, mask, types);

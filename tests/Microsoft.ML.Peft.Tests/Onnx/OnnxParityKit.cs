@@ -48,7 +48,8 @@ internal static class OnnxParityKit
 
     /// <summary>A classifier on single sentences (or pairs when <paramref name="pairs"/> is set).</summary>
     public static (PeftTextTransformer Stage, IDataView Data) Classifier(MLContext ml, PeftMethodConfig method,
-        BaseModel baseModel, PairEncoding pairs = PairEncoding.Auto, bool pair = false, int epochs = 3)
+        BaseModel baseModel, PairEncoding pairs = PairEncoding.Auto, bool pair = false, int epochs = 3,
+        int? maxLength = null)
     {
         var a = StageTestData.Negation(48, 1);
         var b = StageTestData.Negation(48, 2);
@@ -65,7 +66,7 @@ internal static class OnnxParityKit
         var stage = ml.Peft().TextClassification(new PeftTextClassificationOptions
         {
             Sentence1ColumnName = "Sentence1", Sentence2ColumnName = pair ? "Sentence2" : null, Epochs = epochs,
-            BatchSize = 16, MaxSequenceLength = pair ? 64 : 24, Method = method, BaseModel = baseModel,
+            BatchSize = 16, MaxSequenceLength = maxLength ?? (pair ? 64 : 24), Method = method, BaseModel = baseModel,
             Precision = PeftPrecision.Float32, ScoringEngine = ScoringEngine.TorchSharp, PairEncoding = pairs,
             LearningRate = LearningRate,
         }).Fit(keyed);
@@ -90,9 +91,12 @@ internal static class OnnxParityKit
     }
 
     /// <summary>The stage's Score column, one array per row.</summary>
-    public static float[][] StageScores(PeftTextTransformer stage, IDataView data)
+    public static float[][] StageScores(PeftTextTransformer stage, IDataView data) =>
+        StageScoresOf(stage.Transform(data));
+
+    /// <summary>The Score column of a scored view, one array per row.</summary>
+    public static float[][] StageScoresOf(IDataView scored)
     {
-        var scored = stage.Transform(data);
         var column = scored.Schema["Score"];
         var result = new List<float[]>();
         using var cursor = scored.GetRowCursor([column]);
