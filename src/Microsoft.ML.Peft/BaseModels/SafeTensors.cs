@@ -296,17 +296,24 @@ internal static class SafeTensors
             return ReadFloats(buffered, source, check, keep);
         }
         var header = ReadHeader(stream, source);
-        var raw = new Dictionary<string, (Entry Entry, byte[] Bytes)>(StringComparer.Ordinal);
+        var raw = new Dictionary<string, (Entry Entry, byte[]? Bytes, float[]? Floats)>(StringComparer.Ordinal);
         ReadData(stream, source, header, check, keep, e =>
         {
+            if (e.DType == "F32")
+            {
+                // Straight into the float array: no second copy of a base's weights.
+                var floats = GC.AllocateUninitializedArray<float>(checked((int)((e.End - e.Begin) / 4)));
+                raw.Add(e.Name, (e, null, floats));
+                return MemoryMarshal.AsBytes(floats.AsSpan());
+            }
             var bytes = GC.AllocateUninitializedArray<byte>(checked((int)(e.End - e.Begin)));
-            raw.Add(e.Name, (e, bytes));
+            raw.Add(e.Name, (e, bytes, null));
             return bytes;
         });
         var result = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
         foreach (var e in header.Entries)
             if (raw.TryGetValue(e.Name, out var r))
-                result.Add(e.Name, new FloatTensor(e.Shape, ToFloats(r.Entry, r.Bytes)));
+                result.Add(e.Name, new FloatTensor(e.Shape, r.Floats ?? ToFloats(r.Entry, r.Bytes!)));
         return result;
     }
 

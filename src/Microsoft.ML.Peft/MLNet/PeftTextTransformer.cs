@@ -148,6 +148,16 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
     public ScoringEngine ActiveScoringEngine => Scorer is OnnxScorer ? ScoringEngine.OnnxRuntime
         : ScoringEngine.TorchSharp;
 
+    private OnnxScorer NewOnnxScorer()
+    {
+        byte[] graph = BuildOnnxModel(rawOutput: true).ToByteArray();
+        // The managed weights the graph was built from (a base's worth, twice with the transposed matrices) are
+        // garbage now; collect them before ONNX Runtime makes its own copies, so the peak holds one set, not two.
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        return new OnnxScorer(graph, StageGraph.RawOutput, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId,
+            _saved.NumberOfThreads);
+    }
+
     // Whether the libtorch engine would score in bf16 here, decided without loading libtorch when it is not loaded.
     private bool ScoresInBf16() => _model is not null
         ? _model.classifier.weight!.dtype == ScalarType.BFloat16
@@ -161,8 +171,7 @@ public sealed class PeftTextTransformer : PeftTransformerBase, IDisposable
         if (wanted == ScoringEngine.TorchSharp) return TorchEngine;
         try
         {
-            return _onnxScorer ??= new OnnxScorer(BuildOnnxModel(rawOutput: true).ToByteArray(),
-                StageGraph.RawOutput, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId, _saved.NumberOfThreads);
+            return _onnxScorer ??= NewOnnxScorer();
         }
         catch (Exception e) when (auto && e is NotSupportedException)
         {

@@ -42,7 +42,9 @@ internal sealed class OnnxGraphBuilder
         name = Unique(name);
         var proto = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
         proto.Dims.AddRange(tensor.Shape);
-        proto.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(tensor.Data.AsSpan()));
+        // Wrapped, not copied: a base's weights are hundreds of MB, and the tensor outlives the model (the caller
+        // must not change it before the model is written).
+        proto.RawData = UnsafeByteOperations.UnsafeWrap(new FloatBytes(tensor.Data).Memory);
         _graph.Initializer.Add(proto);
         return name;
     }
@@ -148,4 +150,17 @@ internal sealed class OnnxGraphBuilder
             Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } },
         };
     }
+}
+
+/// <summary>A float array's bytes as <see cref="Memory{T}"/> of bytes (little-endian), without a copy.</summary>
+internal sealed class FloatBytes(float[] data) : System.Buffers.MemoryManager<byte>
+{
+    public override Span<byte> GetSpan() => MemoryMarshal.AsBytes(data.AsSpan());
+
+    public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) =>
+        throw new NotSupportedException("FloatBytes is read through spans only.");
+
+    public override void Unpin() { }
+
+    protected override void Dispose(bool disposing) { }
 }
