@@ -42,6 +42,24 @@ public sealed class OnnxEngineTests
     }
 
     [TestMethod]
+    public void AutoPicksOnnxRuntimeForFloat32AndTorchSharpForBf16()
+    {
+        Assert.AreEqual(ScoringEngine.OnnxRuntime, Inference.EngineChoice.Choose(scoresInBf16: false));
+        Assert.AreEqual(ScoringEngine.TorchSharp, Inference.EngineChoice.Choose(scoresInBf16: true));
+    }
+
+    [TestMethod]
+    public void AMissingNativeRuntimeIsToldApartFromOtherFailures()
+    {
+        Assert.IsTrue(Inference.EngineChoice.IsRuntimeMissing(new DllNotFoundException("onnxruntime")));
+        Assert.IsTrue(Inference.EngineChoice.IsRuntimeMissing(
+            new TypeInitializationException("OrtEnv", new DllNotFoundException("onnxruntime"))));
+        Assert.IsFalse(Inference.EngineChoice.IsRuntimeMissing(new InvalidOperationException("bad graph")));
+        Assert.IsFalse(Inference.EngineChoice.IsRuntimeMissing(
+            new TypeInitializationException("X", new InvalidOperationException("other"))));
+    }
+
+    [TestMethod]
     public void ChangingThreadsRebuildsTheOnnxSessionAndKeepsScores()
     {
         using var temp = new EmbeddedOnnx.TempFolder();

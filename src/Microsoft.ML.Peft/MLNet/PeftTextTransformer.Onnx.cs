@@ -1,0 +1,80 @@
+using Microsoft.ML.Peft.Modeling;
+using Microsoft.ML.Peft.Onnx;
+
+namespace Microsoft.ML.Peft.MLNet;
+
+// ONNX export: the stage's graph from the base's and the saved trained tensors (managed, never libtorch), for a file,
+// a stream, an ensemble or the ONNX Runtime engine.
+public sealed partial class PeftTextTransformer
+{
+    /// <summary>
+    /// Writes this stage as one self-contained ONNX model (opset 17) to <paramref name="path"/>: encoder, method
+    /// (merged where it merges, as extra nodes where it cannot), pooling and head. Inputs <c>input_ids</c>,
+    /// <c>attention_mask</c>, <c>token_type_ids</c> (int64 [batch, sequence]); outputs the Score column (class
+    /// probabilities [batch, classes], or the score in label units [batch, 1]) and, for classification, the predicted
+    /// class index [batch] (0-based into the label's key values), named as the stage's columns. The tokenizer's files,
+    /// the labels and the stage's settings are in the model's metadata (<c>peft.*</c> keys). The file is written
+    /// atomically: complete under its name, or not at all.
+    /// </summary>
+    /// <exception cref="IOException">The path cannot be written; the message names it.</exception>
+    /// <exception cref="NotSupportedException">The method cannot be expressed as ONNX nodes; the message names it.
+    /// </exception>
+    public void ExportOnnx(string path) => ExportOnnx(path, new OnnxExportOptions());
+
+    /// <summary><see cref="ExportOnnx(string)"/> with <paramref name="options"/> (e.g. int8 weights).</summary>
+    public void ExportOnnx(string path, OnnxExportOptions options) =>
+        OnnxFile.Write(BuildOnnxModel(options: options), path);
+
+    /// <summary>Writes the ONNX model <see cref="ExportOnnx(string)"/> describes to <paramref name="stream"/>.
+    /// </summary>
+    public void ExportOnnx(Stream stream) => ExportOnnx(stream, new OnnxExportOptions());
+
+    /// <summary><see cref="ExportOnnx(Stream)"/> with <paramref name="options"/> (e.g. int8 weights).</summary>
+    public void ExportOnnx(Stream stream, OnnxExportOptions options) =>
+        OnnxFile.Write(BuildOnnxModel(options: options), stream);
+
+    /// <summary>
+    /// The stage's ONNX model, built from the base weights and the saved (float32) trained tensors, never from the
+    /// scoring copy, so a bf16 stage exports its float32 weights.
+    /// </summary>
+    internal global::Onnx.ModelProto BuildOnnxModel(bool rawOutput = false, OnnxExportOptions? options = null) =>
+        StageGraph.Build(Spec(options), NewExportWeights(), _method.CreateOnnxExport(), OnnxMetadata(),
+            _method.MethodName, rawOutput);
+
+    /// <summary>Emits this stage's nodes into <paramref name="b"/> on the given inputs (ensembles).</summary>
+    internal (string Head, string Score, string? Predicted) EmitOnnx(OnnxGraphBuilder b, string ids, string mask,
+        string types, OnnxExportOptions? options) =>
+        StageGraph.Emit(b, Spec(options), NewExportWeights(), _method.CreateOnnxExport(), _method.MethodName, ids,
+            mask, types);
+
+    private StageGraphSpec Spec(OnnxExportOptions? options) =>
+        GraphSpec with { QuantizeInt8 = options?.QuantizeInt8 ?? false };
+
+    private ExportWeights NewExportWeights()
+    {
+        var plain = _base.LoadFloatWeights(includePooler: _saved.Pooling == Pooling.Pooler)
+            .ToDictionary(kv => "bert." + kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        // Copies: a method's merge may change what it is given, and the stage keeps its tensors.
+        var trained = _trained.ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.Ordinal);
+        return new ExportWeights(plain, trained);
+    }
+
+    internal StageGraphSpec GraphSpec => new(_base.Config, _saved.Pooling, _saved.PairEncoding, _saved.Task,
+        _saved.NumOutputs, _saved.LabelShift, _saved.LabelScale, _saved.ScoreColumn, _saved.PredictedLabelColumn);
+
+    // What a scorer of the exported file needs besides the graph: the tokenizer exactly as trained, the labels.
+    internal IEnumerable<KeyValuePair<string, string>> OnnxMetadata()
+    {
+        yield return new("peft.method", _method.MethodName);
+        yield return new("peft.task", _saved.Task.ToString());
+        yield return new("peft.base_model", _saved.Base.Name);
+        yield return new("peft.base_model_sha256", _saved.Base.Sha256);
+        yield return new("peft.max_sequence_length", _saved.MaxSequenceLength.ToString(
+            System.Globalization.CultureInfo.InvariantCulture));
+        yield return new("peft.tokenizer.kind", _saved.TokenizerKind.ToString());
+        if (_saved.Labels is { } labels)
+            yield return new("peft.labels", System.Text.Json.JsonSerializer.Serialize(labels.Values));
+        foreach (var (name, bytes) in _tokenizer.ExportFiles())
+            yield return new("peft.tokenizer.file." + name, Convert.ToBase64String(bytes));
+    }
+}
