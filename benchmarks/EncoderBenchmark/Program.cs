@@ -31,7 +31,9 @@ internal sealed record Options(string Model, bool Quick, bool Stage, int Threads
         "  --iterations  timed iterations per engine and shape (overrides --quick's count)\n" +
         "  --lengths     sequence lengths to run; batch is 8 for lengths > 256, else 32 (default 32,128,512)\n" +
         "EncoderBenchmark --int8-accuracy [--train-rows 2000] [--threads N] [--data ../shared/data/sst2]:\n" +
-        "  SST-2 dev accuracy of a LoRA stage's ONNX export in float32 and with QuantizeInt8";
+        "  SST-2 dev accuracy of a LoRA stage's ONNX export in float32 and with QuantizeInt8\n" +
+        "EncoderBenchmark --tokenizer-parity [--max-length 512] file.tsv...:\n" +
+        "  ids of the in-graph tokenizer (IncludeTokenizer) against the library's, row by row";
 
     public static Options? Parse(string[] args)
     {
@@ -89,6 +91,7 @@ internal static class Program
     {
         // Its own options: training rows and the data folder.
         if (args.Contains("--int8-accuracy")) return Int8Accuracy.Run(args);
+        if (args.Contains("--tokenizer-parity")) return TokenizerParity.Run(args);
         Options? options;
         try
         {

@@ -11,4 +11,12 @@ public sealed record OnnxExportOptions
     /// the head and the method's own small matrices stay float32. Default false.
     /// </summary>
     public bool QuantizeInt8 { get; init; }
+
+    /// <summary>
+    /// Tokenize inside the graph: the model takes raw text (<c>text</c>, string [batch]) instead of token ids, through
+    /// ONNX Runtime Extensions' <c>BertTokenizer</c>, whose ids equal the stage's WordPiece tokenizer's on the corpora
+    /// measured (docs/onnx.md). Sessions must register the extensions (<c>SessionOptions.RegisterOrtExtensions()</c>,
+    /// package Microsoft.ML.OnnxRuntime.Extensions). Single-text stages with a WordPiece tokenizer only. Default false.
+    /// </summary>
+    public bool IncludeTokenizer { get; init; }
 }

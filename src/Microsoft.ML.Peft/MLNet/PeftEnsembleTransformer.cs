@@ -101,8 +101,14 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
                     $"Ensemble member {m} tokenizes differently from member 0 (base model or maximum length), so one " +
                     "ONNX model with one set of token inputs cannot feed both. Export the members one by one.");
         var b = new Onnx.OnnxGraphBuilder();
-        var (ids, mask, types) = (b.AddTokenInput(Onnx.StageGraph.InputIds),
-            b.AddTokenInput(Onnx.StageGraph.AttentionMask), b.AddTokenInput(Onnx.StageGraph.TokenTypeIds));
+        if (options.IncludeTokenizer && InputColumnNames.Count > 1)
+            throw new NotSupportedException("IncludeTokenizer supports single-text stages; this ensemble reads " +
+                "sentence pairs.");
+        var (ids, mask, types) = Onnx.StageGraph.Inputs(b, _members[0].GraphSpec with
+        {
+            Tokenizer = options.IncludeTokenizer ? _members[0].Tokenizer : null,
+            MaxSequenceLength = _members[0].Saved.MaxSequenceLength,
+        });
         string? sum = null;
         for (int m = 0; m < _members.Length; m++)
         {

@@ -47,8 +47,18 @@ public sealed partial class PeftTextTransformer
         StageGraph.Emit(b, Spec(options), NewExportWeights(), _method.CreateOnnxExport(), _method.MethodName, ids,
             mask, types);
 
-    private StageGraphSpec Spec(OnnxExportOptions? options) =>
-        GraphSpec with { QuantizeInt8 = options?.QuantizeInt8 ?? false };
+    private StageGraphSpec Spec(OnnxExportOptions? options)
+    {
+        if (options?.IncludeTokenizer == true && InputColumnNames.Count > 1)
+            throw new NotSupportedException("IncludeTokenizer supports single-text stages; this one reads sentence " +
+                "pairs. Export without it and tokenize with the files in the model's metadata.");
+        return GraphSpec with
+        {
+            QuantizeInt8 = options?.QuantizeInt8 ?? false,
+            Tokenizer = options?.IncludeTokenizer == true ? _tokenizer : null,
+            MaxSequenceLength = _saved.MaxSequenceLength,
+        };
+    }
 
     private ExportWeights NewExportWeights()
     {

@@ -14,9 +14,41 @@ internal sealed class OnnxGraphBuilder
     /// <summary>The opset the graph is written for: LayerNormalization needs 17.</summary>
     public const int Opset = 17;
 
-    private readonly GraphProto _graph = new() { Name = "peft" };
+    private readonly GraphProto _graph;
+    private readonly HashSet<string> _domains = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
+
+    /// <summary>A builder for a graph named <paramref name="name"/> (the model, or a Loop's body).</summary>
+    public OnnxGraphBuilder(string name = "peft") => _graph = new GraphProto { Name = name };
+
+    /// <summary>The graph built so far (a Loop body goes into its node's attribute).</summary>
+    public GraphProto Graph => _graph;
+
+    /// <summary>Declares a graph input of any element type and shape (symbolic or fixed dimensions).</summary>
+    public string AddInput(string name, TensorProto.Types.DataType type, params object[] dims)
+    {
+        _graph.Input.Add(ValueInfo(name, type, dims));
+        _names.Add(name);
+        return name;
+    }
+
+    /// <summary>Adds a node of a custom-operator domain (e.g. ONNX Runtime Extensions' <c>ai.onnx.contrib</c>),
+    /// which the model then imports.</summary>
+    public string[] CustomNode(string domain, string op, string[] inputs, int outputs,
+        (string Name, object Value)[] attributes)
+    {
+        var names = Nodes(op, inputs, outputs, attributes);
+        _graph.Node[^1].Domain = domain;
+        _domains.Add(domain);
+        return names;
+    }
+
+    /// <summary>Custom-operator domains the graph's nodes use (a body's count for the model too).</summary>
+    public IReadOnlyCollection<string> Domains => _domains;
+
+    /// <summary>Adds the domains another builder's nodes use (a Loop body's).</summary>
+    public void ImportDomains(OnnxGraphBuilder other) => _domains.UnionWith(other._domains);
 
     /// <summary>A prefix for the names nodes are given (the module being emitted), for readable graphs.</summary>
     public string Scope { get; set; } = "";
@@ -67,6 +99,10 @@ internal sealed class OnnxGraphBuilder
     public string Int64Scalar(long value) => Constant(TensorProto.Types.DataType.Int64, true,
         BitConverter.GetBytes(value), 1, "i64s_" + value);
 
+    /// <summary>A shared bool scalar constant.</summary>
+    public string Bool(bool value) => Constant(TensorProto.Types.DataType.Bool, true, [value ? (byte)1 : (byte)0], 1,
+        "b_" + value);
+
     /// <summary>A shared float32 scalar constant.</summary>
     public string Scalar(float value) => Constant(TensorProto.Types.DataType.Float, true,
         BitConverter.GetBytes(value), 1, "f32_" + BitConverter.SingleToInt32Bits(value).ToString("x8"));
@@ -109,6 +145,7 @@ internal sealed class OnnxGraphBuilder
             IrVersion = 8, ProducerName = "Microsoft.ML.Peft", ProducerVersion = "1.0", Graph = _graph,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        foreach (var domain in _domains) model.OpsetImport.Add(new OperatorSetIdProto { Domain = domain, Version = 1 });
         foreach (var (key, value) in metadata)
             model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         return model;
@@ -132,6 +169,7 @@ internal sealed class OnnxGraphBuilder
             case double d: a.Type = AttributeProto.Types.AttributeType.Float; a.F = (float)d; break;
             case long[] ls: a.Type = AttributeProto.Types.AttributeType.Ints; a.Ints.AddRange(ls); break;
             case string s: a.Type = AttributeProto.Types.AttributeType.String; a.S = ByteString.CopyFromUtf8(s); break;
+            case GraphProto g: a.Type = AttributeProto.Types.AttributeType.Graph; a.G = g; break;
             default: throw new ArgumentException($"Attribute '{name}' has an unsupported type {value.GetType()}.");
         }
         return a;

@@ -12,6 +12,13 @@ internal sealed record StageGraphSpec(EncoderConfig Config, Pooling Pooling, Pai
     /// <summary>Whether the encoder's layer matrices are written as dynamic int8 (see
     /// <see cref="MLNet.OnnxExportOptions.QuantizeInt8"/>).</summary>
     public bool QuantizeInt8 { get; init; }
+
+    /// <summary>The tokenizer to put inside the graph (<see cref="MLNet.OnnxExportOptions.IncludeTokenizer"/>), or null
+    /// for token inputs.</summary>
+    public Tokenization.TextTokenizer? Tokenizer { get; init; }
+
+    /// <summary>Longest row the in-graph tokenizer keeps.</summary>
+    public int MaxSequenceLength { get; init; }
 }
 
 /// <summary>
@@ -36,13 +43,19 @@ internal static class StageGraph
         IEnumerable<KeyValuePair<string, string>> metadata, string methodName, bool rawOutput = false)
     {
         var b = new OnnxGraphBuilder();
-        var (ids, mask, types) = (b.AddTokenInput(InputIds), b.AddTokenInput(AttentionMask),
-            b.AddTokenInput(TokenTypeIds));
+        var (ids, mask, types) = Inputs(b, spec);
         var (head, score, predicted) = Emit(b, spec, weights, method, methodName, ids, mask, types);
         if (rawOutput) b.AddOutput(head, RawOutput, TensorProto.Types.DataType.Float, "batch", spec.NumOutputs);
         else AddOutputs(b, spec, score, predicted);
         return b.ToModel(metadata);
     }
+
+    /// <summary>The token inputs, or the text input and the nodes that tokenize it
+    /// (<see cref="StageGraphSpec.Tokenizer"/>).</summary>
+    public static (string Ids, string Mask, string Types) Inputs(OnnxGraphBuilder b, StageGraphSpec spec) =>
+        spec.Tokenizer is { } tokenizer
+            ? TokenizerGraph.Emit(b, tokenizer, spec.MaxSequenceLength)
+            : (b.AddTokenInput(InputIds), b.AddTokenInput(AttentionMask), b.AddTokenInput(TokenTypeIds));
 
     /// <summary>Declares the stage's outputs (also used by ensembles, which average before this).</summary>
     public static void AddOutputs(OnnxGraphBuilder b, StageGraphSpec spec, string score, string? predicted)

@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Methods;
 using Microsoft.ML.Peft.Methods.Lora;
@@ -142,6 +143,39 @@ public sealed class OnnxExportTests
         double worst = expected.Zip(actual, (e, a) => e.Zip(a, (x, y) => Math.Abs(x - y)).Max()).Max();
         Assert.IsLessThan(0.05, worst, $"int8 moved a probability by {worst:G3}");
         Assert.IsGreaterThan(0.0, worst, "int8 scores equal float32 exactly: the weights were not quantised");
+    }
+
+    [TestMethod]
+    public void WithTheTokenizerInsideTheModelTakesRawTextAndScoresLikeTheStage()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var ml = new MLContext(1);
+        var (stage, data) = Classifier(ml, new LoraConfig(), TinyBase(temp.Path), maxLength: 12);
+        using var stream = new MemoryStream();
+        stage.ExportOnnx(stream, new OnnxExportOptions { IncludeTokenizer = true });
+        // Rows longer than 12 tokens are cut, as the stage cuts them; "" and unknown words go through too.
+        var texts = data.GetColumn<string>("Sentence1").Concat(["", "zzz qqq", "I do not"]).ToArray();
+        var rows = ml.Data.LoadFromEnumerable(texts.Select(t => new Stages.PairRow { Sentence1 = t }));
+        using var options = new Microsoft.ML.OnnxRuntime.SessionOptions();
+        options.RegisterOrtExtensions();
+        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(stream.ToArray(), options);
+        var input = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<string>(texts, [texts.Length]);
+        using var outputs = session.Run([Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("text", input)]);
+        var flat = outputs.First(o => o.Name == "Score").AsEnumerable<float>().ToArray();
+        var actual = Enumerable.Range(0, texts.Length).Select(r => flat[(2 * r)..(2 * r + 2)]).ToArray();
+        AssertClose(StageScores(stage, rows), actual, 1e-4, "tokenizer inside the graph");
+    }
+
+    [TestMethod]
+    public void TheTokenizerInsideTheModelRefusesPairs()
+    {
+        using var temp = new EmbeddedOnnx.TempFolder();
+        var (stage, _) = Classifier(new MLContext(1), new LoraConfig(), TinyBase(temp.Path), pair: true);
+        using var stream = new MemoryStream();
+        var e = Assert.ThrowsExactly<NotSupportedException>(() =>
+            stage.ExportOnnx(stream, new OnnxExportOptions { IncludeTokenizer = true }));
+        StringAssert.Contains(e.Message, "pairs");
+        Assert.AreEqual(0, stream.Length);
     }
 
     private static float[][] EnsembleScores(PeftEnsembleTransformer ensemble, IDataView data) =>
