@@ -268,24 +268,8 @@ public sealed class PeftTransformerBaseTests
         PeftModelIO.SaveAtomic(ml, model, data.Schema, modelPath);
         var expected = RowFormatter.Format(model.Transform(data), OutputColumns);
 
-        string probe = ProbePath();
         string testAssembly = typeof(TinyTextScorer).Assembly.Location;
-        var start = new ProcessStartInfo(DotnetHost())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in new[] { probe, "--assembly", testAssembly, modelPath, dataPath, "Score", "PredictedLabel" })
-            start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        Assert.IsTrue(process.WaitForExit(TimeSpan.FromMinutes(3)), "probe timed out");
-        Assert.AreEqual(0, process.ExitCode, $"probe failed: {stderr.Result}");
-
-        var actual = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r'))
-            .ToList();
+        var actual = RunProbe("--assembly", testAssembly, modelPath, dataPath, "Score", "PredictedLabel");
         Assert.HasCount(60, actual);
         CollectionAssert.AreEqual(expected, actual);
         // Sanity: the outputs are real predictions, not constants.
@@ -460,6 +444,23 @@ public sealed class PeftTransformerBaseTests
     {
         for (Exception? e = ex; e is not null; e = e.InnerException)
             yield return e;
+    }
+
+    /// <summary>Runs ModelLoadProbe with <paramref name="args"/> in a fresh process; returns its output lines and
+    /// fails the test if it fails or takes over 3 minutes.</summary>
+    internal static List<string> RunProbe(params string[] args)
+    {
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        foreach (var arg in args.Prepend(ProbePath())) start.ArgumentList.Add(arg);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        Assert.IsTrue(process.WaitForExit(TimeSpan.FromMinutes(3)), "probe timed out");
+        Assert.AreEqual(0, process.ExitCode, $"probe failed: {stderr.Result}");
+        return stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToList();
     }
 
     internal static string ProbePath()

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -112,19 +111,7 @@ public sealed class OnnxEngineTests
     private static (List<string> Rows, Dictionary<string, string> Report) RunProbe(string zip, string tsv,
         string flag)
     {
-        var start = new ProcessStartInfo(PeftTransformerBaseTests.DotnetHost())
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        foreach (var arg in new[] { PeftTransformerBaseTests.ProbePath(), flag, zip, tsv, "Score" })
-            start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        Assert.IsTrue(process.WaitForExit(TimeSpan.FromMinutes(3)), "probe timed out");
-        Assert.AreEqual(0, process.ExitCode, $"probe failed: {stderr.Result}");
-        var lines = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r'))
-            .ToList();
+        var lines = PeftTransformerBaseTests.RunProbe(flag, zip, tsv, "Score");
         var report = lines.Where(l => l.StartsWith('#')).Select(l => l.Split(' ', 2))
             .ToDictionary(p => p[0], p => p[1]);
         return (lines.Where(l => !l.StartsWith('#')).ToList(), report);
