@@ -38,11 +38,10 @@ internal sealed class UniPeltOnnxExport(double loraScaling, AdapterNonLinearity 
     /// </summary>
     public override string? Adapter(EncoderGraph g, string module, string h, string residual)
     {
-        string p = module + "." + BottleneckAdapter.ChildName + ".";
-        if (!g.Weights.HasTrained(p + "adapter_down.weight")) return null;
-        var update = Dense(g, p + "adapter_up", Activation(g, Dense(g, p + "adapter_down", h)));
-        var gate = g.B.Node("Sigmoid", [Dense(g, p + "adapter_gate", h)]);
-        return g.B.Node("Add", [h, g.B.Node("Mul", [update, gate])]);
+        string name = module + "." + BottleneckAdapter.ChildName;
+        if (!g.Weights.HasTrained(name + ".adapter_down.weight")) return null;
+        var weights = BottleneckWeights.Take(g.Weights, name, gated: true);
+        return AdapterNodes.Emit(g, name, weights, nonLinearity, scaling: 1.0, input: h, h: h);
     }
 
     /// <summary>
@@ -69,13 +68,4 @@ internal sealed class UniPeltOnnxExport(double loraScaling, AdapterNonLinearity 
     private static string Dense(EncoderGraph g, string name, string x, bool bias = true) =>
         g.Linear(name, g.Weights.Take(name + ".weight"), bias ? g.Weights.Take(name + ".bias") : null, x);
 
-    // BottleneckAdapter's activations: F.gelu is the exact (erf) one, F.silu is swish.
-    private string Activation(EncoderGraph g, string x) => nonLinearity switch
-    {
-        AdapterNonLinearity.Relu => g.Activation("relu", x),
-        AdapterNonLinearity.Gelu => g.Activation("gelu", x),
-        AdapterNonLinearity.Swish => g.Activation("silu", x),
-        AdapterNonLinearity.Tanh => g.B.Node("Tanh", [x]),
-        _ => throw new NotSupportedException($"Adapter activation {nonLinearity} cannot be exported to ONNX."),
-    };
 }
