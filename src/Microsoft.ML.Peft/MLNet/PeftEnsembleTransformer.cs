@@ -101,14 +101,9 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
                     $"Ensemble member {m} tokenizes differently from member 0 (base model or maximum length), so one " +
                     "ONNX model with one set of token inputs cannot feed both. Export the members one by one.");
         var b = new Onnx.OnnxGraphBuilder();
-        if (options.IncludeTokenizer && InputColumnNames.Count > 1)
-            throw new NotSupportedException("IncludeTokenizer supports single-text stages; this ensemble reads " +
-                "sentence pairs.");
-        var (ids, mask, types) = Onnx.StageGraph.Inputs(b, _members[0].GraphSpec with
-        {
-            Tokenizer = options.IncludeTokenizer ? _members[0].Tokenizer : null,
-            MaxSequenceLength = _members[0].Saved.MaxSequenceLength,
-        });
+        // Members tokenize alike (checked above), so member 0's inputs serve all.
+        var spec = _members[0].Spec(options);
+        var (ids, mask, types) = Onnx.StageGraph.Inputs(b, spec);
         string? sum = null;
         for (int m = 0; m < _members.Length; m++)
         {
@@ -117,10 +112,9 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
             var weighted = b.Node("Mul", [score, b.Scalar((float)_weights[m])]);
             sum = sum is null ? weighted : b.Node("Add", [sum, weighted]);
         }
-        var spec = _members[0].GraphSpec;
         // The most probable class of the averaged probabilities, as WriteOutputs picks it.
         string? predicted = spec.Task == Training.PeftTask.Regression ? null
-            : b.Node("ArgMax", [sum!], [("axis", 1L), ("keepdims", 0L), ("select_last_index", 0L)]);
+            : Onnx.StageGraph.PredictedClass(b, sum!);
         Onnx.StageGraph.AddOutputs(b, spec, sum!, predicted);
         var metadata = _members[0].OnnxMetadata().Where(kv => kv.Key != "peft.method").Append(new("peft.ensemble",
             string.Join(", ", _members.Select((s, i) => $"{s.Method.MethodName}:{_weights[i]:R}"))));

@@ -217,10 +217,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             string[] inputs = o.Sentence2ColumnName is null
                 ? [o.Sentence1ColumnName]
                 : [o.Sentence1ColumnName, o.Sentence2ColumnName];
-            var trained = Onnx.TorchWeights.ToManaged(trainedCopy);
-            foreach (var t in trainedCopy.Values) t.Dispose();
             var result = new PeftTextTransformer(_host, inputs, saved, model.Method, model, tokenizer, baseModel,
-                device, o.BatchSize ?? PeftTransformerBase.DefaultBatchSize, report, trained);
+                device, o.BatchSize ?? PeftTransformerBase.DefaultBatchSize, report, trainedCopy);
             handedOver = true;
             return result;
         }

@@ -119,11 +119,12 @@ public sealed partial class PeftTextTransformer
     private IScorer ChooseScorer()
     {
         bool auto = _saved.ScoringEngine == ScoringEngine.Auto;
-        var wanted = auto ? EngineChoice.Choose(ScoresInBf16()) : _saved.ScoringEngine;
+        bool bf16 = auto && ScoresInBf16();
+        var wanted = auto ? EngineChoice.Choose(bf16) : _saved.ScoringEngine;
         if (auto)
         {
             using var ch = Host.Start("Scoring engine");
-            ch.Info($"Auto engine: {wanted} (the stage scores in {(ScoresInBf16() ? "bf16" : "float32")} here; "
+            ch.Info($"Auto engine: {wanted} (the stage scores in {(bf16 ? "bf16" : "float32")} here; "
                 + "ONNX Runtime is chosen for float32, TorchSharp where the CPU computes bf16: see docs/onnx.md).");
         }
         if (wanted == ScoringEngine.TorchSharp) return TorchEngine;

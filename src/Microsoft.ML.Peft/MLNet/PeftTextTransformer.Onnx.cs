@@ -47,7 +47,8 @@ public sealed partial class PeftTextTransformer
         StageGraph.Emit(b, Spec(options), NewExportWeights(), _method.CreateOnnxExport(), _method.MethodName, ids,
             mask, types);
 
-    private StageGraphSpec Spec(OnnxExportOptions? options)
+    /// <summary>The graph's shape for <paramref name="options"/>; refuses an in-graph tokenizer for pairs.</summary>
+    internal StageGraphSpec Spec(OnnxExportOptions? options)
     {
         if (options?.IncludeTokenizer == true && InputColumnNames.Count > 1)
             throw new NotSupportedException("IncludeTokenizer supports single-text stages; this one reads sentence " +

@@ -110,14 +110,15 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     internal void CastTo(ScalarType type) => this.to(type);
 
     /// <summary>
-    /// Float32 copies of the tensors that trained (the method's and the head's), by their full names.
+    /// Float32 managed copies (what a save writes) of the tensors that trained (the method's and the head's), by
+    /// their full names.
     /// </summary>
-    internal Dictionary<string, Tensor> CopyTrainedTensors()
+    internal Dictionary<string, Onnx.FloatTensor> CopyTrainedTensors()
     {
         using var _ = no_grad();
-        return named_parameters()
+        return Onnx.TorchWeights.ToManaged(named_parameters()
             .Where(p => IsHeadParameter(p.name) || _method.IsTrainable(p.name))
-            .ToDictionary(p => p.name, p => p.parameter.detach().cpu().to(ScalarType.Float32).clone());
+            .ToDictionary(p => p.name, p => (Tensor)p.parameter));
     }
 
     /// <summary>

@@ -98,9 +98,12 @@ internal static class StageGraph
             return (head, b.Node("Add", [scaled, b.Scalar((float)spec.LabelShift)]), null);
         }
         var probabilities = b.Node("Softmax", [head], [("axis", -1L)]);
-        var predicted = b.Node("ArgMax", [head], [("axis", 1L), ("keepdims", 0L), ("select_last_index", 0L)]);
-        return (head, probabilities, predicted);
+        return (head, probabilities, PredictedClass(b, head));
     }
+
+    /// <summary>The index of the largest value per row, the first on ties (as <c>HeadOutputs.ArgMax</c>).</summary>
+    public static string PredictedClass(OnnxGraphBuilder b, string scores) =>
+        b.Node("ArgMax", [scores], [("axis", 1L), ("keepdims", 0L), ("select_last_index", 0L)]);
 
     // PeftModel.Encode: encoder, virtual prompt positions dropped, pooled.
     private static string Encode(OnnxGraphBuilder b, EncoderGraph encoder, StageGraphSpec spec, string ids,

@@ -45,9 +45,10 @@ internal static class TokenizerGraph
         var pads = body.Node("Concat", [body.Int64s(0), missing], [("axis", 0L)]);
         var ids = body.Node("Pad", [tokens[0], pads, body.Int64Scalar(tokenizer.PadTokenId)]);
         var mask = body.Node("Pad", [tokens[2], pads, body.Int64Scalar(0)]);
-        body.Graph.Output.Add(OutputInfo(body.Node("Identity", [condition]), TensorProto.Types.DataType.Bool));
-        body.Graph.Output.Add(OutputInfo(ids, TensorProto.Types.DataType.Int64, maxLength));
-        body.Graph.Output.Add(OutputInfo(mask, TensorProto.Types.DataType.Int64, maxLength));
+        var conditionOut = body.Node("Identity", [condition]);
+        body.AddOutput(conditionOut, conditionOut, TensorProto.Types.DataType.Bool);
+        body.AddOutput(ids, ids, TensorProto.Types.DataType.Int64, maxLength);
+        body.AddOutput(mask, mask, TensorProto.Types.DataType.Int64, maxLength);
         b.ImportDomains(body);
 
         b.Scope = "tokenizer";
@@ -61,14 +62,4 @@ internal static class TokenizerGraph
         return (allIds, allMask, b.Node("Mul", [allIds, b.Int64s(0)]));
     }
 
-    private static ValueInfoProto OutputInfo(string name, TensorProto.Types.DataType type, params long[] dims)
-    {
-        var shape = new TensorShapeProto();
-        foreach (long d in dims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
-        return new ValueInfoProto
-        {
-            Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } },
-        };
-    }
 }
