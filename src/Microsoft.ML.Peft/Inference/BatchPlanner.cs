@@ -60,4 +60,22 @@ internal static class BatchPlanner
         }
         if (current.Count > 0) into.Add([.. current]);
     }
+
+    /// <summary>
+    /// What every engine does with <see cref="ForScoring"/>'s batches: scores each one (<paramref name="scoreBatch"/>
+    /// gets the batch's rows and returns their outputs flat, row after row) and puts each row's outputs back in the
+    /// order given.
+    /// </summary>
+    public static float[][] ScoreInBatches(IReadOnlyList<Tokenization.TokenizedText> rows, int batchSize,
+        int tokenBudget, Func<Tokenization.TokenizedText[], float[]> scoreBatch)
+    {
+        var results = new float[rows.Count][];
+        foreach (var batch in ForScoring(rows.Select(r => r.Length).ToArray(), batchSize, tokenBudget))
+        {
+            var flat = scoreBatch(batch.Select(i => rows[i]).ToArray());
+            int k = flat.Length / Math.Max(1, batch.Length);
+            for (int r = 0; r < batch.Length; r++) results[batch[r]] = flat.AsSpan(r * k, k).ToArray();
+        }
+        return results;
+    }
 }

@@ -38,10 +38,9 @@ internal sealed class OnnxScorer : IScorer, IDisposable
 
     public float[][] Score(IReadOnlyList<TokenizedText> rows)
     {
-        var results = new float[rows.Count][];
-        foreach (var batch in BatchPlanner.ForScoring(rows.Select(r => r.Length).ToArray(), BatchSize, TokenBudget))
+        return BatchPlanner.ScoreInBatches(rows, BatchSize, TokenBudget, batch =>
         {
-            var padded = TokenBatch.FromRows(batch.Select(i => rows[i]).ToArray(), _padTokenId);
+            var padded = TokenBatch.FromRows(batch, _padTokenId);
             long[] shape = [padded.BatchSize, padded.SequenceLength];
             using var ids = OrtValue.CreateTensorValueFromMemory(padded.InputIds, shape);
             using var mask = OrtValue.CreateTensorValueFromMemory(padded.AttentionMask, shape);
@@ -49,11 +48,8 @@ internal sealed class OnnxScorer : IScorer, IDisposable
             using var runOptions = new RunOptions();
             using var outputs = _session.Run(runOptions,
                 ["input_ids", "attention_mask", "token_type_ids"], [ids, mask, types], [OutputName]);
-            var flat = outputs[0].GetTensorDataAsSpan<float>();
-            int k = flat.Length / Math.Max(1, batch.Length);
-            for (int r = 0; r < batch.Length; r++) results[batch[r]] = flat.Slice(r * k, k).ToArray();
-        }
-        return results;
+            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        });
     }
 
     public void Dispose() => _session.Dispose();

@@ -15,8 +15,4 @@ internal readonly record struct PaddedBatch(Tensor InputIds, Tensor AttentionMas
         var (ids, mask, types) = batch.ToTensors(device);
         return new PaddedBatch(ids, mask, types, batch.RealTokens);
     }
-
-    /// <summary>The rows at <paramref name="indices"/> of <paramref name="rows"/>, collated.</summary>
-    public static PaddedBatch Collate(IReadOnlyList<TokenizedText> rows, IReadOnlyList<int> indices, int padTokenId,
-        Device device) => Collate(indices.Select(i => rows[i]).ToArray(), padTokenId, device);
 }

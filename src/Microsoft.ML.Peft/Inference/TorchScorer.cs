@@ -38,25 +38,21 @@ internal sealed class TorchScorer : IScorer
 
     public float[][] Score(IReadOnlyList<TokenizedText> rows)
     {
-        var results = new float[rows.Count][];
         bool wasTraining = _model.training;
         _model.eval();
         try
         {
             using var threads = Runtime.TorchThreads.Use(Threads);
             using var _ = no_grad();
-            foreach (var batch in BatchPlanner.ForScoring(rows.Select(r => r.Length).ToArray(), BatchSize, TokenBudget))
+            return BatchPlanner.ScoreInBatches(rows, BatchSize, TokenBudget, batch =>
             {
                 using var scope = NewDisposeScope();
-                var input = PaddedBatch.Collate(rows, batch, _padTokenId, _device);
+                var input = PaddedBatch.Collate(batch, _padTokenId, _device);
                 var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds)
                     .to(ScalarType.Float32);
-                var flat = output.cpu().data<float>().ToArray();
-                int k = (int)output.shape[1];
-                for (int r = 0; r < batch.Length; r++) results[batch[r]] = flat.AsSpan(r * k, k).ToArray();
-            }
+                return output.cpu().data<float>().ToArray();
+            });
         }
         finally { _model.train(wasTraining); }
-        return results;
     }
 }
