@@ -43,10 +43,24 @@ internal static class BatchPlanner
         return batches;
     }
 
+    /// <summary>
+    /// One training batch cut into passes of at most <paramref name="rows"/> rows and (if positive)
+    /// <paramref name="tokenBudget"/> padded tokens, shortest rows first, so that a pass of short rows holds more of
+    /// them. Every row is in exactly one pass.
+    /// </summary>
+    public static List<int[]> Split(int[] batch, IReadOnlyList<int> lengths, int rows, int tokenBudget)
+    {
+        var sorted = batch.ToArray();
+        Array.Sort(sorted, (a, b) => lengths[a] != lengths[b] ? lengths[a].CompareTo(lengths[b]) : a.CompareTo(b));
+        var passes = new List<int[]>();
+        Cut(sorted, lengths, rows > 0 ? rows : int.MaxValue, tokenBudget, passes);
+        return passes;
+    }
+
     // Rows are sorted by length ascending, so the padded size of a batch is its last row's length times its row count.
     private static void Cut(int[] sorted, IReadOnlyList<int> lengths, int batchSize, int tokenBudget, List<int[]> into)
     {
-        var current = new List<int>(batchSize);
+        var current = new List<int>(Math.Min(batchSize, sorted.Length));
         foreach (int i in sorted)
         {
             bool overBudget = tokenBudget > 0 && current.Count > 0

@@ -77,6 +77,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
     {
         using var ch = _host.Start("Training");
         Runtime.TorchRuntime.EnsureLoaded();
+        // The memory budget counts what this fit adds to the process, from here.
+        long startResident = Runtime.ProcessMemory.Resident() ?? 0;
         var o = _options;
         var schema = input.Schema;
         SchemaChecks.Text(schema, o.Sentence1ColumnName, nameof(PeftTextOptions.Sentence1ColumnName));
@@ -159,6 +161,13 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 WeightDecay = o.WeightDecay, WarmupRatio = o.WarmupRatio, MaxGradNorm = o.MaxGradNorm,
                 EarlyStoppingPatience = plan.EarlyStoppingPatience, TimeLimit = o.MaxTrainingTime, Seed = seed,
                 LogEverySteps = o.LogEverySteps, Task = _task, Labels = scaler, ComputeType = computeType,
+                MemoryBudget = o.MaxTrainingMemory switch
+                {
+                    0 => null,
+                    { } bytes => bytes,
+                    null => MemoryPlanner.DefaultBudget(Runtime.ProcessMemory.Available()),
+                },
+                StartResidentBytes = startResident,
             };
             var report = Train(model, settings, train, validation);
             if (plan.RefitOnAllRows)
@@ -259,7 +268,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                     {
                         ch.Info(p.ToString());
                         o.Progress?.Invoke(p);
-                    }, _host.CheckAlive, o.CancellationToken);
+                    }, _host.CheckAlive, o.CancellationToken, ch.Info);
             }
             finally
             {

@@ -188,6 +188,19 @@ public abstract class PeftTextOptions
     public bool GradientCheckpointing { get; set; }
 
     /// <summary>
+    /// The most memory training may add to the process, in bytes: peak resident memory while training, above what the
+    /// process held when <c>Fit</c> began. Before the first step the stage runs two measuring passes on the longest
+    /// training row (one row, then three) and chooses how many rows one forward and backward pass may hold; a batch
+    /// that does not fit trains as several passes whose gradients are added up before the optimizer step, so
+    /// <see cref="BatchSize"/> stays the effective batch and the run is the same. Where passes would hold fewer than
+    /// four rows, gradient checkpointing is turned on if that fits more. The decision is logged and kept in
+    /// <see cref="Training.TrainingReport.Memory"/>. Default null: a quarter of the memory the machine has available
+    /// when <c>Fit</c> begins, at least 512 MiB and at most 3 GiB. 0 turns the budget off (every batch in one pass,
+    /// nothing measured).
+    /// </summary>
+    public long? MaxTrainingMemory { get; set; }
+
+    /// <summary>
     /// libtorch intra-op threads for training and for this stage's scoring; applied to the thread that trains or scores
     /// and restored afterwards. Default null: libtorch's default (one per core).
     /// </summary>
@@ -216,6 +229,9 @@ public abstract class PeftTextOptions
 
     /// <summary>Optional callback for each progress report (the same reports go to <c>MLContext.Log</c>).</summary>
     public Action<Training.TrainingProgress>? Progress { get; set; }
+
+    /// <summary>The smallest <see cref="MaxTrainingMemory"/> accepted (other than 0): 64 MiB.</summary>
+    public const long MinTrainingMemory = 64L << 20;
 
     internal PeftTextOptions CloneOptions()
     {
@@ -265,6 +281,8 @@ public abstract class PeftTextOptions
         Check(LogEverySteps >= 1, nameof(LogEverySteps), $"must be at least 1, got {LogEverySteps}.");
         Check(MaxTrainingTime is null || MaxTrainingTime > TimeSpan.Zero, nameof(MaxTrainingTime),
             $"must be positive, got {MaxTrainingTime}.");
+        Check(MaxTrainingMemory is null or 0 or >= MinTrainingMemory, nameof(MaxTrainingMemory),
+            $"must be 0 (no budget) or at least {MinTrainingMemory} bytes (64 MiB), got {MaxTrainingMemory}.");
         Check(NumberOfThreads is null || NumberOfThreads >= 1, nameof(NumberOfThreads),
             $"must be at least 1, got {NumberOfThreads}.");
         (Method ?? new LoraConfig()).Validate();

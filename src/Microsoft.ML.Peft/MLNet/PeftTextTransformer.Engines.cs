@@ -35,10 +35,20 @@ public sealed partial class PeftTextTransformer
         get
         {
             lock (_torchGate)
-                return _torchScorer ??= new TorchScorer(TorchModel, BatchSize, _saved.TokenBudget,
+                return _torchScorer ??= new TorchScorer(TorchModel, BatchSize, ScoringTokenBudget,
                     _tokenizer.PadTokenId, _device!, _saved.NumberOfThreads);
         }
     }
+
+    /// <summary>
+    /// Padded tokens per scoring batch: the stage's <see cref="PeftTextOptions.TokenBudget"/> when set; else as many
+    /// as fit the default memory budget on this machine (a quarter of the available memory, at most 3 GiB) by the
+    /// cost of scoring a row of the longest length, so long rows score in smaller batches. 0 when a whole batch
+    /// fits.
+    /// </summary>
+    internal int ScoringTokenBudget => _saved.TokenBudget > 0 ? _saved.TokenBudget
+        : MemoryPlanner.ScoringTokenBudget(_base.Config, _saved.MaxSequenceLength, BatchSize,
+            MemoryPlanner.DefaultBudget(Runtime.ProcessMemory.Available()));
 
     private PeftModel BuildTorchModel()
     {
@@ -99,7 +109,7 @@ public sealed partial class PeftTextTransformer
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         try
         {
-            return new OnnxScorer(graph, StageGraph.RawOutput, BatchSize, _saved.TokenBudget, _tokenizer.PadTokenId,
+            return new OnnxScorer(graph, StageGraph.RawOutput, BatchSize, ScoringTokenBudget, _tokenizer.PadTokenId,
                 _saved.NumberOfThreads);
         }
         catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)

@@ -20,7 +20,9 @@ internal sealed class PeftTrainer : ITrainingProbe
     private readonly TrainingSettings _s;
     private readonly int _padId;
     private readonly Device _device;
-    private readonly TorchScorer _validationScorer;
+    private TorchScorer _validationScorer;
+    // Most rows and padded tokens in one forward and backward pass (the memory budget's physical batch); 0: no limit.
+    private int _rowsPerPass, _tokensPerPass;
 
     /// <summary>Trains <paramref name="model"/> with the method attached to it.</summary>
     public PeftTrainer(PeftModel model, TrainingSettings settings, int padId, Device device)
@@ -32,8 +34,13 @@ internal sealed class PeftTrainer : ITrainingProbe
 
     public string MetricName => _s.Task == PeftTask.Classification ? "accuracy" : "rmse";
 
+    /// <summary>
+    /// Trains on <paramref name="train"/>, scoring <paramref name="validation"/> after each epoch; progress reports go
+    /// to <paramref name="progress"/>, and the memory budget's decision to <paramref name="log"/> before the first
+    /// step.
+    /// </summary>
     public TrainingReport Train(IReadOnlyList<Example> train, IReadOnlyList<Example>? validation,
-        Action<TrainingProgress>? progress, Action checkAlive, CancellationToken cancel)
+        Action<TrainingProgress>? progress, Action checkAlive, CancellationToken cancel, Action<string>? log = null)
     {
         var rng = new Random(_s.Seed);
         torch.manual_seed(_s.Seed);
@@ -74,9 +81,17 @@ internal sealed class PeftTrainer : ITrainingProbe
             }
         using var optimizer = new AdamWUpdate(groups);
 
+        _model.train();
+        TrainingMemoryPlan? memory = null;
+        if (_s.MemoryBudget is { } budget)
+        {
+            memory = PlanMemory(budget, train, trainable.Sum(p => p.Parameter.numel()), mixed);
+            log?.Invoke(memory.ToString());
+            // The measuring passes drew dropout masks: start from the seed again, so a budget never changes the run.
+            torch.manual_seed(_s.Seed);
+        }
         _probeRows = train;
         _probeRng = new Random(_s.Seed + 1);
-        _model.train();
         Method.OnTrainingStart(_model, this);
         optimizer.ZeroGrad();
 
@@ -104,30 +119,20 @@ internal sealed class PeftTrainer : ITrainingProbe
                         ? TimedSchedule(step, warmup, totalSteps, watch.Elapsed / timeLimit, _s.WarmupRatio)
                         : Schedule(step, warmup, totalSteps);
                     double lr = lastRate = _s.LearningRate * factor;
-                    using (var scope = NewDisposeScope())
-                    {
-                        var input = PaddedBatch.Collate(batch.Select(i => train[i].Row).ToArray(), _padId, _device);
-                        var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds)
-                            .to(ScalarType.Float32);
-                        var loss = Loss(output, batch.Select(i => train[i].Label).ToArray());
-                        if (Method.ExtraLoss(_model) is { } extra) loss = loss + extra;
-                        optimizer.ZeroGrad();
-                        masters.ZeroModelGrads();
-                        loss.backward();
-                        _model.bert.encoder.ThrowIfBackwardFailed();
-                        Method.OnAfterBackward(_model);
-                        masters.GradsToMasters();
-                        if (_s.MaxGradNorm > 0) AdamWUpdate.ClipGradientNorm(masters.Optimized, _s.MaxGradNorm);
-                        // Each group's rate is its peak (the body's or the head's) times the schedule's factor.
-                        optimizer.Step(factor);
-                        masters.MastersToModel();
-                        double l = loss.item<float>();
-                        if (!double.IsFinite(l))
-                            throw new InvalidOperationException(
-                                $"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");
-                        runningLoss = double.IsNaN(runningLoss) ? l : 0.9 * runningLoss + 0.1 * l;
-                        tokens += input.RealTokens;
-                    }
+                    optimizer.ZeroGrad();
+                    masters.ZeroModelGrads();
+                    var (l, batchTokens) = Backward(train, batch);
+                    Method.OnAfterBackward(_model);
+                    masters.GradsToMasters();
+                    if (_s.MaxGradNorm > 0) AdamWUpdate.ClipGradientNorm(masters.Optimized, _s.MaxGradNorm);
+                    // Each group's rate is its peak (the body's or the head's) times the schedule's factor.
+                    optimizer.Step(factor);
+                    masters.MastersToModel();
+                    if (!double.IsFinite(l))
+                        throw new InvalidOperationException(
+                            $"Training diverged: the loss became {l} at step {step + 1}. Lower the learning rate.");
+                    runningLoss = double.IsNaN(runningLoss) ? l : 0.9 * runningLoss + 0.1 * l;
+                    tokens += batchTokens;
                     step++;
                     epochSteps++;
                     Method.OnStepEnd(_model, step, totalSteps);
@@ -178,7 +183,100 @@ internal sealed class PeftTrainer : ITrainingProbe
             }
         }
         return new TrainingReport(epochsRun, bestEpoch, bestMetric, MetricName, runningLoss,
-            tokens / Math.Max(watch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, 0, outOfTime);
+            tokens / Math.Max(watch.Elapsed.TotalSeconds, 1e-9), watch.Elapsed, 0, outOfTime) { Memory = memory };
+    }
+
+    /// <summary>
+    /// One optimizer step's forward and backward over <paramref name="batch"/>: in one pass, or, where the memory
+    /// budget allows fewer rows, in several whose gradients add up in the parameters. Each pass's mean loss is weighted
+    /// by its share of the batch's rows, so the sum is the whole batch's mean-loss gradient. The method's extra loss
+    /// (AdaLoRA's orthogonality term) is added once.
+    /// </summary>
+    /// <returns>The batch's loss and its real (unpadded) tokens.</returns>
+    internal (double Loss, long Tokens) Backward(IReadOnlyList<Example> rows, int[] batch)
+    {
+        var passes = _rowsPerPass <= 0 && _tokensPerPass <= 0 ? [batch]
+            : BatchPlanner.Split(batch, rows.Select(r => r.Length).ToArray(), _rowsPerPass, _tokensPerPass);
+        double total = 0;
+        long tokens = 0;
+        for (int k = 0; k < passes.Count; k++)
+        {
+            using var scope = NewDisposeScope();
+            var part = passes[k];
+            var input = PaddedBatch.Collate(part.Select(i => rows[i].Row).ToArray(), _padId, _device);
+            var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds).to(ScalarType.Float32);
+            var loss = Loss(output, part.Select(i => rows[i].Label).ToArray());
+            if (passes.Count > 1) loss = loss * (part.Length / (double)batch.Length);
+            if (k == 0 && Method.ExtraLoss(_model) is { } extra) loss = loss + extra;
+            loss.backward();
+            _model.bert.encoder.ThrowIfBackwardFailed();
+            total += loss.item<float>();
+            tokens += input.RealTokens;
+        }
+        return (total, tokens);
+    }
+
+    /// <summary>Limits each forward and backward pass to <paramref name="rows"/> rows and
+    /// <paramref name="tokens"/> padded tokens (0: no limit); the optimizer step stays the whole batch.</summary>
+    internal void LimitPasses(int rows, int tokens) => (_rowsPerPass, _tokensPerPass) = (rows, tokens);
+
+    /// <summary>
+    /// Measures what a pass costs on this model and decides how many rows of the longest length one pass may hold
+    /// within <paramref name="budget"/> (gradient checkpointing on when passes would otherwise be tiny), then limits
+    /// the passes and the validation batches to it.
+    /// </summary>
+    private TrainingMemoryPlan PlanMemory(long budget, IReadOnlyList<Example> train, long trainableCount, bool mixed)
+    {
+        int longestIndex = 0;
+        for (int i = 1; i < train.Count; i++) if (train[i].Length > train[longestIndex].Length) longestIndex = i;
+        int longest = train[longestIndex].Length;
+        // Adam's two moments, the best epoch's copy and (bf16) the float32 master gradients, allocated later.
+        long optimizerBytes = trainableCount * sizeof(float) * (mixed ? 4 : 3);
+        var encoder = _model.bert.encoder;
+        bool userCheckpointing = encoder.GradientCheckpointing;
+        var plan = Measure(encoder.GradientCheckpointing);
+        if (!userCheckpointing && plan.RowsPerPass < Math.Min(_s.BatchSize, MemoryPlanner.CheckpointingBelowRows))
+        {
+            encoder.GradientCheckpointing = true;
+            var recomputed = Measure(true);
+            if (recomputed.RowsPerPass > plan.RowsPerPass) plan = recomputed;
+            else encoder.GradientCheckpointing = false;
+        }
+        LimitPasses(plan.RowsPerPass, plan.AccumulationSteps > 1 ? plan.TokensPerPass : 0);
+        // Scoring keeps one layer's activations at a time where training keeps them all, so validation batches may
+        // hold that many times the rows of a training pass.
+        if (plan.AccumulationSteps > 1)
+            _validationScorer = new TorchScorer(_model, _s.BatchSize,
+                Math.Max(longest, plan.TokensPerPass * _model.bert.Config.NumHiddenLayers), _padId, _device);
+        return plan;
+
+        TrainingMemoryPlan Measure(bool checkpointing)
+        {
+            int elementBytes = _s.ComputeType == ScalarType.Float32 ? 4 : 2;
+            var (perRow, fixedBytes, before, measured) = MemoryCalibration.Run(rows => CalibrationPass(train,
+                longestIndex, rows), _model.bert.Config, longest, elementBytes, checkpointing);
+            long used = Math.Max(0, before - _s.StartResidentBytes);
+            int fit = MemoryPlanner.RowsThatFit(budget, used, fixedBytes + optimizerBytes, perRow);
+            int rowsPerPass = Math.Clamp(fit, 1, _s.BatchSize);
+            return new TrainingMemoryPlan(budget, used, perRow, fixedBytes + optimizerBytes, longest, _s.BatchSize,
+                rowsPerPass, (_s.BatchSize + rowsPerPass - 1) / rowsPerPass, checkpointing, measured)
+            { OverBudget = fit == 0 };
+        }
+    }
+
+    // A forward and backward over copies of one row, for measuring only: it leaves the gradients at zero.
+    private void CalibrationPass(IReadOnlyList<Example> train, int index, int rows)
+    {
+        using (var scope = NewDisposeScope())
+        {
+            var row = train[index];
+            var input = PaddedBatch.Collate(Enumerable.Repeat(row.Row, rows).ToArray(), _padId, _device);
+            var output = _model.forward(input.InputIds, input.AttentionMask, input.TokenTypeIds).to(ScalarType.Float32);
+            Loss(output, Enumerable.Repeat(row.Label, rows).ToArray()).backward();
+            _model.bert.encoder.ThrowIfBackwardFailed();
+        }
+        using var _ = no_grad();
+        foreach (var p in _model.parameters()) p.grad?.zero_();
     }
 
     private IReadOnlyList<Example>? _probeRows;

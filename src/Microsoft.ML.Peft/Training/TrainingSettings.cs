@@ -33,6 +33,13 @@ internal sealed record TrainingSettings
     internal Inference.LabelScaler Labels { get; init; } = Inference.LabelScaler.Identity;
     /// <summary>Forward/backward tensor type; BFloat16 trains with float32 master weights.</summary>
     public TorchSharp.torch.ScalarType ComputeType { get; init; } = TorchSharp.torch.ScalarType.Float32;
+    /// <summary>
+    /// Memory training may add to the process above <see cref="StartResidentBytes"/>; null: no budget (no
+    /// measurement, every batch in one pass).
+    /// </summary>
+    public long? MemoryBudget { get; init; }
+    /// <summary>Resident memory when the fit began, which the budget counts from.</summary>
+    public long StartResidentBytes { get; init; }
 }
 
 /// <summary>A progress report from the training loop.</summary>
@@ -57,4 +64,7 @@ public sealed record TrainingReport(
     /// outside a stage).
     /// </summary>
     public TrainingPlan? Plan { get; init; }
+
+    /// <summary>What the memory budget decided (null when the trainer ran without one).</summary>
+    public TrainingMemoryPlan? Memory { get; init; }
 }
