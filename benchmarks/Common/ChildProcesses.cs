@@ -73,21 +73,14 @@ internal static class DataLocator
     }
 }
 
-/// <summary>Size fields of /proc/self/status.</summary>
+/// <summary>Size fields of /proc/self/status, read with the library's parser (tested on eight-digit values).</summary>
 internal static class ProcStatus
 {
-    /// <summary>A size field (e.g. <c>VmRSS:</c>, <c>VmHWM:</c>), in bytes; 0 where /proc is absent.</summary>
-    public static long Read(string field)
+    /// <summary>A size field (<c>VmRSS:</c> or <c>VmHWM:</c>), in bytes; 0 where /proc is absent.</summary>
+    public static long Read(string field) => field switch
     {
-        const string status = "/proc/self/status";
-        if (!File.Exists(status)) return 0;
-        foreach (var line in File.ReadLines(status))
-        {
-            if (!line.StartsWith(field, StringComparison.Ordinal)) continue;
-            // "VmHWM:\t12345678 kB": an 8-digit value follows the tab with no space, so split on any whitespace.
-            var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-            return long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
-        }
-        return 0;
-    }
+        "VmRSS:" => Microsoft.ML.Peft.Runtime.ProcessMemory.Resident() ?? 0,
+        "VmHWM:" => Microsoft.ML.Peft.Runtime.ProcessMemory.Peak() ?? 0,
+        _ => throw new ArgumentException($"Unknown /proc/self/status field '{field}'.", nameof(field)),
+    };
 }

@@ -19,6 +19,9 @@
 //   --max-length <n>      part 2: MaxSequenceLength (default 64)
 //   --data <folder>       part 2: folder holding train.tsv (default: shared/data/sst2 found by walking up from here)
 //   --seed <n>            MLContext, libtorch and shuffle seed (default 1)
+//   --budgets <a,b,...>   part 1: memory budgets, one point each: default (MaxTrainingMemory unset, the default),
+//                         off (0) or MiB (default: default)
+//   --checkpointing <c>   part 1: GradientCheckpointing off, on or both (default both)
 //   --attention-dropout <p> PeftTextOptions.AttentionDropout for every point (default: the base model's own, 0.1); 0
 // lets                         libtorch use its fused attention kernel in training
 //   --out <folder>        where the table (.md), the results (.json) and the charts (.png) go (default
@@ -66,22 +69,40 @@ if (opt.Child is { } point)
 return Parent.Run(opt);
 
 /// <summary>One measurement: a sequence length (with or without checkpointing) or a training-set size.</summary>
-internal sealed record Point(string Kind, int Value, bool Checkpointing)
+internal sealed record Point(string Kind, int Value, bool Checkpointing, string Budget = Point.DefaultBudget)
 {
     public const string Length = "length";
     public const string Rows = "rows";
+    /// <summary>The library's own memory budget (MaxTrainingMemory unset), what a user gets.</summary>
+    public const string DefaultBudget = "default";
 
-    public override string ToString() => $"{Kind}:{Value}{(Checkpointing ? ":ckpt" : "")}";
+    public override string ToString() =>
+        $"{Kind}:{Value}{(Checkpointing ? ":ckpt" : "")}{(Budget != DefaultBudget ? ":budget-" + Budget : "")}";
 
     public static Point Parse(string s)
     {
-        var p = s.Split(':');
-        if (p.Length is < 2 or > 3 || p[0] is not (Length or Rows)
+        var p = s.Split(':').ToList();
+        string budget = DefaultBudget;
+        if (p.Count > 2 && p[^1].StartsWith("budget-", StringComparison.Ordinal))
+        {
+            budget = Options.CheckBudget(p[^1]["budget-".Length..]);
+            p.RemoveAt(p.Count - 1);
+        }
+        if (p.Count is < 2 or > 3 || p[0] is not (Length or Rows)
             || !int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
-            || (p.Length == 3 && p[2] != "ckpt"))
-            throw new ArgumentException($"Option '--child' takes length:N[:ckpt] or rows:N, got '{s}'.");
-        return new Point(p[0], v, p.Length == 3);
+            || (p.Count == 3 && p[2] != "ckpt"))
+            throw new ArgumentException(
+                $"Option '--child' takes length:N[:ckpt][:budget-B] or rows:N[:budget-B], got '{s}'.");
+        return new Point(p[0], v, p.Count == 3, budget);
     }
+
+    /// <summary>PeftTextOptions.MaxTrainingMemory for this point: null (the default), 0 (off) or MiB.</summary>
+    public long? MaxTrainingMemory => Budget switch
+    {
+        DefaultBudget => null,
+        "off" => 0,
+        var mib => long.Parse(mib, CultureInfo.InvariantCulture) << 20,
+    };
 }
 
 /// <summary>Command-line options; the same parser serves the parent and its children.</summary>
@@ -92,7 +113,8 @@ internal sealed record Options
             "64,128,256,512]\n" +
         "    [--length-rows 256] [--length-batch 16] [--sizes 1000,4000,16000,64000] [--rows-batch 32] [--max-length " +
             "64]\n" +
-        "    [--data <folder>] [--seed 1] [--attention-dropout p] [--out artifacts/scaling] [--quick]\n" +
+        "    [--data <folder>] [--seed 1] [--budgets default,off,MiB] [--checkpointing off|on|both]\n" +
+        "    [--attention-dropout p] [--out artifacts/scaling] [--quick]\n" +
         "  Part 1 (length): LoRA training tokens/s and peak RSS at each sequence length, with and without gradient " +
             "checkpointing.\n" +
         "  Part 2 (rows): the same as the SST-2 training set grows (1 epoch, max length 64). See benchmarks/README.md.";
@@ -105,6 +127,10 @@ internal sealed record Options
     public int[] Lengths { get; init; } = [64, 128, 256, 512];
     public int LengthRows { get; init; } = 256;
     public int LengthBatch { get; init; } = 16;
+    /// <summary>Part 1's memory budgets: "default", "off" or a size in MiB, one point each.</summary>
+    public string[] Budgets { get; init; } = [Point.DefaultBudget];
+    /// <summary>Part 1's gradient checkpointing settings: off, on, or both (one point each).</summary>
+    public bool[] CheckpointingSettings { get; init; } = [false, true];
     public int[] Sizes { get; init; } = [1000, 4000, 16000, 64000];
     public int RowsBatch { get; init; } = 32;
     public int MaxLength { get; init; } = 64;
@@ -189,6 +215,18 @@ internal sealed record Options
                             $"got '{v}'.") };
                     break;
                 }
+                case "--budgets":
+                    o = o with { Budgets = Next().Split(',', StringSplitOptions.RemoveEmptyEntries
+                        | StringSplitOptions.TrimEntries).Select(CheckBudget).ToArray() };
+                    break;
+                case "--checkpointing":
+                    o = o with { CheckpointingSettings = Next() switch
+                    {
+                        "off" => [false], "on" => [true], "both" => [false, true],
+                        var c => throw new ArgumentException($"Option '--checkpointing' takes off, on or both, got " +
+                            $"'{c}'."),
+                    } };
+                    break;
                 case "--out": o = o with { OutDir = Next() }; break;
                 case "--quick": o = o with { Quick = true }; break;
                 case "--child": o = o with { Child = Point.Parse(Next()) }; break;
@@ -221,6 +259,12 @@ internal sealed record Options
     }
 
     internal static string Inv(IFormattable v) => v.ToString(null, CultureInfo.InvariantCulture);
+
+    /// <summary>A memory budget as the options take it: default, off, or a whole number of MiB (at least 64).</summary>
+    internal static string CheckBudget(string b) =>
+        b is Point.DefaultBudget or "off"
+        || (int.TryParse(b, NumberStyles.None, CultureInfo.InvariantCulture, out int mib) && mib >= 64)
+            ? b : throw new ArgumentException($"A memory budget is default, off or MiB (at least 64), got '{b}'.");
 }
 
 /// <summary>What one child measured; one JSON line on its stdout.</summary>
@@ -242,6 +286,12 @@ internal sealed record PointResult
     public double FinalTrainLoss { get; init; }
     public long RssBeforeFitBytes { get; init; }
     public long PeakRssBytes { get; init; }
+    public string Budget { get; init; } = Point.DefaultBudget;
+    public long BudgetBytes { get; init; }
+    public int RowsPerPass { get; init; }
+    public int AccumulationSteps { get; init; } = 1;
+    /// <summary>Gradient checkpointing as training ran it (the budget may have turned it on).</summary>
+    public bool BudgetCheckpointing { get; init; }
 }
 
 /// <summary>A training row: a text and a string label (made a key by MapValueToKey).</summary>
@@ -318,6 +368,7 @@ internal static class Child
             LabelColumnName = "Label", Sentence1ColumnName = "Sentence1", BaseModel = baseModel,
             Epochs = 1, BatchSize = batch, MaxSequenceLength = maxLength, Precision = opt.PeftPrecision,
             GradientCheckpointing = point.Checkpointing, AttentionDropout = opt.AttentionDropout, LogEverySteps = 50,
+            MaxTrainingMemory = point.MaxTrainingMemory,
             Progress = p =>
                 Console.Error.WriteLine($"  [{point}] {p} RSS {ProcStatus.Read("VmRSS:") / (1024 * 1024)} MiB"),
         };
@@ -341,6 +392,10 @@ internal static class Child
             TokensPerSecond = report.TokensPerSecond, TrainingSeconds = report.Duration.TotalSeconds,
             FitSeconds = fitSeconds,
             FinalTrainLoss = report.FinalTrainLoss, RssBeforeFitBytes = rssBeforeFit, PeakRssBytes = peak,
+            Budget = point.Budget, BudgetBytes = report.Memory?.BudgetBytes ?? 0,
+            RowsPerPass = report.Memory?.RowsPerPass ?? batch,
+            AccumulationSteps = report.Memory?.AccumulationSteps ?? 1,
+            BudgetCheckpointing = report.Memory?.GradientCheckpointing ?? point.Checkpointing,
         };
     }
 
@@ -398,7 +453,8 @@ internal static class Parent
         var points = new List<Point>();
         if (opt.RunLengths)
             foreach (int length in opt.Lengths)
-                points.AddRange([new Point(Point.Length, length, false), new Point(Point.Length, length, true)]);
+                foreach (string budget in opt.Budgets)
+                    points.AddRange(opt.CheckpointingSettings.Select(c => new Point(Point.Length, length, c, budget)));
         if (runRows)
             points.AddRange(opt.Sizes.Select(n => new Point(Point.Rows, n, false)));
 
@@ -417,7 +473,8 @@ internal static class Parent
                 $"{opt.LengthBatch} " +
                               $"({(opt.LengthRows + opt.LengthBatch - 1) / opt.LengthBatch} steps), 1 epoch, at seq " +
                                   $"= {string.Join(", ", opt.Lengths)}; " +
-                              "with GradientCheckpointing off and on");
+                              $"GradientCheckpointing {string.Join(" and ", opt.CheckpointingSettings.Select(c =>
+                                  c ? "on" : "off"))}; memory budget {string.Join(", ", opt.Budgets)}");
         if (runRows)
             header.AppendLine($"- part 2: SST-2 training phrases ({dataDir}), seeded shuffle, the first " +
                 $"{string.Join(", ", opt.Sizes.Select(n => n.ToString("N0", CultureInfo.InvariantCulture)))} rows; " +
@@ -484,27 +541,32 @@ internal static class Parent
             sb.AppendLine("Part 1: sequence length (same rows and optimizer steps at each length; \"vs shortest\" " +
                 "compares tokens/s with the shortest length, same checkpointing)");
             sb.AppendLine();
-            sb.AppendLine("| seq | checkpointing | rows x batch (steps) | precision | training tokens | tokens/s | " +
-                "vs shortest | training time | peak RSS | RSS before Fit |");
-            sb.AppendLine("|---:|:--|---:|:--|---:|---:|---:|---:|---:|---:|");
-            foreach (var r in lengths.OrderBy(r => r.Value).ThenBy(r => r.Checkpointing))
+            sb.AppendLine("| seq | checkpointing | memory budget: rows per pass × passes | rows x batch (steps) | " +
+                "precision | training tokens | tokens/s | vs shortest | training time | peak RSS | RSS before Fit |");
+            sb.AppendLine("|---:|:--|:--|---:|:--|---:|---:|---:|---:|---:|---:|");
+            foreach (var r in lengths.OrderBy(r => r.Value).ThenBy(r => r.Budget).ThenBy(r => r.Checkpointing))
             {
-                string ckpt = r.Checkpointing ? "on" : "off";
+                string ckpt = (r.Checkpointing ? "on" : "off")
+                    + (r.BudgetCheckpointing && !r.Checkpointing ? " (budget: on)" : "");
+                string plan = r.Budget == "off" ? "off"
+                    : $"{Mib(r.BudgetBytes)}: {r.RowsPerPass} × {r.AccumulationSteps}";
                 if (r.Error is { } e)
                 {
-                    sb.AppendLine($"| {r.Value} | {ckpt} | failed: {Escape(e)} | | | | | | {Mib(r.PeakRssBytes)} | |");
+                    sb.AppendLine($"| {r.Value} | {ckpt} | {r.Budget} | failed: {Escape(e)} | | | | | | " +
+                        $"{Mib(r.PeakRssBytes)} | |");
                     continue;
                 }
-                var shortest = lengths.Where(x => x.Error is null && x.Checkpointing == r.Checkpointing)
-                    .MinBy(x => x.Value);
+                var shortest = lengths.Where(x => x.Error is null && x.Checkpointing == r.Checkpointing
+                    && x.Budget == r.Budget).MinBy(x => x.Value);
                 string vs = shortest is null || shortest.TokensPerSecond <= 0 ? "-"
                     : $"{r.TokensPerSecond / shortest.TokensPerSecond:F2}x";
-                sb.AppendLine($"| {r.Value} | {ckpt} | {r.Rows} x {r.BatchSize} ({r.Steps}) | {r.Precision} | " +
+                sb.AppendLine($"| {r.Value} | {ckpt} | {plan} | {r.Rows} x {r.BatchSize} ({r.Steps}) | " +
+                    $"{r.Precision} | " +
                     $"{r.TrainingTokens:N0} | {r.TokensPerSecond:N0} | {vs} | " +
                               $"{Seconds(r.TrainingSeconds)} | {Mib(r.PeakRssBytes)} | {Mib(r.RssBeforeFitBytes)} |");
             }
-            var pairs = lengths.Where(r => r.Error is null).GroupBy(r => r.Value)
-                .Select(g => (Seq: g.Key, Off: g.FirstOrDefault(r => !r.Checkpointing),
+            var pairs = lengths.Where(r => r.Error is null).GroupBy(r => (r.Value, r.Budget))
+                .Select(g => (Seq: g.Key.Value, Off: g.FirstOrDefault(r => !r.Checkpointing),
                     On: g.FirstOrDefault(r => r.Checkpointing)))
                 .Where(p => p.Off is not null && p.On is not null).OrderBy(p => p.Seq).ToList();
             if (pairs.Count > 0)
