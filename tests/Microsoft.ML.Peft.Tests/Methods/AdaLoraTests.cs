@@ -56,6 +56,23 @@ public sealed class AdaLoraTests
     }
 
     [TestMethod]
+    [DataRow(60)]
+    [DataRow(6000)]
+    public void TheBudgetScheduleScalesWithTheRealNumberOfSteps(int total)
+    {
+        // peft's schedule as fractions of the planned steps: 10% at the initial budget, 20% at the target.
+        var config = new AdaLoraConfig();
+        var (tinit, tfinal) = AdaLoraBudget.Phases(total, config.InitialWarmupFraction, config.FinalFraction);
+        Assert.AreEqual(total / 10, tinit);
+        Assert.AreEqual(total / 5, tfinal);
+        // Half way through the falling phase the cubic leaves (1/2)³ of the excess: 96 + 48 / 8 singular values.
+        int middle = tinit + (total - tfinal - tinit) / 2;
+        Assert.AreEqual(102, AdaLoraBudget.At(middle, total, 144, 96, tinit, tfinal, 1).Budget);
+        Assert.AreEqual((96, true), AdaLoraBudget.At(total - tfinal, total, 144, 96, tinit, tfinal, 1));
+        Assert.AreEqual((144, false), AdaLoraBudget.At(tinit, total, 144, 96, tinit, tfinal, 1));
+    }
+
+    [TestMethod]
     public void ShortTrainingPrunesToTheTargetBudgetAndKeepsItPruned()
     {
         // Tiny encoder, query and value of 2 layers: 4 × 6 = 24 singular values, target 4 × 2 = 8.
