@@ -50,6 +50,9 @@ internal sealed record SweepSettings
         if (Evaluate is null && (Train is null || (Validation is null && CrossValidation is null)))
             throw new InvalidOperationException("Call SetDataset first.");
         Space.Validate();
+        if (Storage is not null && (RefitFraction is not null || EnsembleCandidates is not null))
+            throw new InvalidOperationException("SetStorage runs the search only: SetRefit and SetEnsemble work on "
+                + "one process's models and are not supported with it. Remove them, or SetStorage.");
         if (RefitFraction is not null && Seconds is null)
             throw new InvalidOperationException("SetRefit needs a time budget: call SetTrainingTimeInSeconds.");
         if (RefitFraction is not null && Evaluate is not null)
@@ -62,9 +65,6 @@ internal sealed record SweepSettings
             throw new InvalidOperationException("SetEnsemble chooses its weights on the validation rows, which "
                 + "SetRefit(onAllData: true) trains on; use one of them (several refit configurations on all the data "
                 + "are averaged with equal weights).");
-        if (Storage is not null && (RefitFraction is not null || EnsembleCandidates is not null))
-            throw new InvalidOperationException("SetStorage runs the search only: SetRefit and SetEnsemble work on "
-                + "one process's models and are not supported with it. Remove them, or SetStorage.");
         if (RefitFraction is not null && CrossValidation is not null)
             throw new InvalidOperationException("SetRefit needs a validation set, and cross-validation has none: each "
                 + "trial's model already averages its fold models. Use SetDataset(train, validation) or remove "
