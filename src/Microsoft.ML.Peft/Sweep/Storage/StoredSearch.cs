@@ -29,8 +29,10 @@ internal sealed class StoredSearch(SweepRun run, TrialEvaluator? evaluator)
             if (claim is not { Number: { } number, Parameters: { } parameters })
             {
                 if (claim.OthersRunning == 0) { run.Log.Info($"Worker done: {claim.Reason}."); break; }
-                // Another worker's trial may yet fail and be retried, or be declared lost: wait, then ask again.
-                try { await Task.Delay(_study.HeartbeatInterval, cancellationToken).ConfigureAwait(false); }
+                // Another worker's trial may yet fail and be retried, or be declared lost: wait, then ask again
+                // (every second at most, so that the study ends soon after its last trial; a claim is one query).
+                var poll = TimeSpan.FromSeconds(Math.Min(1, _study.HeartbeatInterval.TotalSeconds));
+                try { await Task.Delay(poll, cancellationToken).ConfigureAwait(false); }
                 catch (OperationCanceledException) { break; }
                 continue;
             }
