@@ -133,6 +133,26 @@ public sealed class SweepStorageTests
     }
 
     [TestMethod]
+    public async Task ASqliteClaimHoldsTheWriteLockFromItsStart()
+    {
+        using var db = StudyDatabase.Create("sqlite");
+        await Worker(db.ConnectionString, "s", 1, Score).RunAsync();
+        var location = StorageLocation.Parse(db.ConnectionString, null);
+        using var first = location.CreateConnection();
+        first.Open();
+        using var claim = StudyStore.Begin(first);
+        // A second writer cannot start while the first transaction has only begun (a deferred BEGIN would let both
+        // read, and then one would fail to write).
+        using var second = new Microsoft.Data.Sqlite.SqliteConnection(location.ConnectionString + ";Default Timeout=1");
+        second.Open();
+        var busy = Assert.ThrowsExactly<Microsoft.Data.Sqlite.SqliteException>(() => StudyStore.Begin(second));
+        Assert.AreEqual(5, busy.SqliteErrorCode, busy.Message); // SQLITE_BUSY
+        claim.Rollback();
+        using var after = StudyStore.Begin(second);
+        after.Rollback();
+    }
+
+    [TestMethod]
     public async Task SuccessiveHalvingComparesWithTheRungsOfOtherWorkers()
     {
         using var db = StudyDatabase.Create("sqlite");

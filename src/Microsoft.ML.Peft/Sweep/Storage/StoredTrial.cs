@@ -26,7 +26,7 @@ internal sealed record StoredTrial
     {
         Id = Number, Parameters = Parameters, Metric = Metric, ValidationLoss = ValidationLoss,
         TrainableParameters = TrainableParameters, Duration = TimeSpan.FromSeconds(DurationSeconds),
-        PeakWorkingSetBytes = PeakWorkingSet, Error = Error, EpochLosses = EpochLosses, FromCheckpoint = true,
+        PeakWorkingSetBytes = PeakWorkingSet, Error = Error, EpochLosses = EpochLosses,
         Status = State switch
         {
             StudySchema.Complete => TrialStatus.Succeeded,

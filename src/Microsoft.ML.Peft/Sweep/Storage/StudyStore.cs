@@ -262,8 +262,13 @@ internal sealed class StudyStore(StorageLocation location, string study)
         return c;
     }
 
-    private DbTransaction Begin(DbConnection c) => c is SqliteConnection sqlite
-        ? sqlite.BeginTransaction(deferred: false) // BEGIN IMMEDIATE: the write lock before the first read
+    /// <summary>
+    /// SQLite: <c>BEGIN IMMEDIATE</c> (serializable, not deferred), which takes the write lock before the first read,
+    /// so two claims never read the same rows and then race to write. PostgreSQL: read committed, with the study's
+    /// row locked by <see cref="Transaction{T}"/>.
+    /// </summary>
+    internal static DbTransaction Begin(DbConnection c) => c is SqliteConnection sqlite
+        ? sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: false)
         : c.BeginTransaction(IsolationLevel.ReadCommitted);
 
     private T Transaction<T>(Func<DbConnection, DbTransaction, T> body)
