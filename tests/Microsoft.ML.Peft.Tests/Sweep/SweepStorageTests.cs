@@ -133,6 +133,42 @@ public sealed class SweepStorageTests
     }
 
     [TestMethod]
+    public async Task TheTimeBudgetIsTheStudysNotTheWorkers()
+    {
+        using var db = StudyDatabase.Create("sqlite");
+        int evaluations = 0;
+        PeftSweep Timed() => Worker(db.ConnectionString, "timed", 1000, p =>
+        {
+            Interlocked.Increment(ref evaluations);
+            return Score(p);
+        }, sleepMs: 150).SetTrainingTimeInSeconds(1.5);
+        await Timed().RunAsync();
+        int first = evaluations;
+        Assert.IsTrue(first is >= 2 and < 20, $"{first} trials in 1.5 s");
+        // A worker joining after the study's 1.5 s have passed runs nothing: its own clock would allow 1.5 s more.
+        var late = await Timed().RunAsync();
+        Assert.AreEqual(first, evaluations);
+        // The trial cut off by the budget waits to be run again (a resumed study with more time would run it).
+        var rows = Rows(db.ConnectionString, "timed");
+        Assert.AreEqual(StudySchema.Waiting, rows[^1].State);
+        Assert.AreEqual(rows.Count - 1, late.Trials.Count);
+    }
+
+    [TestMethod]
+    public async Task WithoutAConnectionStringTheStudyIsAFileInTheCheckpointFolder()
+    {
+        using var folder = new Microsoft.ML.Peft.Tests.BaseModels.EmbeddedOnnx.TempFolder();
+        await Worker("unused.db", "f", 2, Score).SetStorage(null, "f").SetCheckpointFolder(folder.Path).RunAsync();
+        string file = Path.Combine(folder.Path, StorageLocation.DefaultFileName);
+        Assert.IsTrue(File.Exists(file));
+        Assert.IsFalse(File.Exists(Path.Combine(folder.Path, "trials.jsonl")), "the study replaces trials.jsonl");
+        Assert.AreEqual(2, PeftSweep.LoadStudy(file, "f").Trials.Count);
+        var noFolder = await Assert.ThrowsExactlyAsync<ArgumentException>(() =>
+            Worker("unused.db", "f", 2, Score).SetStorage(null, "f").RunAsync());
+        Assert.AreEqual("connectionString", noFolder.ParamName);
+    }
+
+    [TestMethod]
     public async Task ASqliteClaimHoldsTheWriteLockFromItsStart()
     {
         using var db = StudyDatabase.Create("sqlite");

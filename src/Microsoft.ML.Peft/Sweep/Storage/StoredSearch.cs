@@ -44,7 +44,8 @@ internal sealed class StoredSearch(SweepRun run, TrialEvaluator? evaluator)
 
     /// <summary>The study's store for these settings (the checkpoint folder resolves a relative SQLite path).</summary>
     public static StudyStore Open(SweepSettings settings) => new(
-        StorageLocation.Parse(settings.Storage!.ConnectionString, settings.CheckpointFolder), settings.Storage.Study);
+        StorageLocation.Parse(settings.Storage!.ConnectionString, settings.CheckpointFolder, "connectionString"),
+        settings.Storage.Study);
 
     /// <summary>
     /// The study's leaderboard as it stands (finished trials only) and, when asked, its best model from the database.
@@ -64,6 +65,15 @@ internal sealed class StoredSearch(SweepRun run, TrialEvaluator? evaluator)
         if (withModel && store.LoadBestModel() is { } stored)
             model = ml.Model.Load(new MemoryStream(stored.Model, writable: false), out _);
         return new PeftSweepResult(metric, best, model, trials);
+    }
+
+    // The study's best, for the monitor (one read of the rows per trial, only when someone listens).
+    private TrialResult? BestSoFar(StudyStore store)
+    {
+        TrialResult? best = null;
+        foreach (var t in store.LoadTrials().Where(r => r.State == StudySchema.Complete).Select(r => r.ToResult()))
+            if (best is null || _settings.IsBetter(t, best)) best = t;
+        return best;
     }
 
     private async Task RunTrialAsync(StudyStore store, int number, TrialParameters parameters,
@@ -95,7 +105,8 @@ internal sealed class StoredSearch(SweepRun run, TrialEvaluator? evaluator)
                 number, result.Status, _settings.Metric, result.Metric, result.Duration.TotalSeconds,
                 result.Error is null ? "" : $" ({result.Error})",
                 kept ? "" : "; not recorded: another worker declared it lost (no heartbeat)"));
-            run.Notify(SweepEventKind.TrialEnded, number, parameters, result, null);
+            run.Notify(SweepEventKind.TrialEnded, number, parameters, result,
+                _settings.Monitor is null ? null : BestSoFar(store));
         }
         finally
         {
