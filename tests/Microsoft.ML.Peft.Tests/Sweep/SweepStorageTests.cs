@@ -222,6 +222,12 @@ public sealed class SweepStorageTests
         Assert.AreEqual("connectionString",
             Assert.ThrowsExactly<ArgumentException>(() => sweep.SetStorage("Foo=1;Bar=2", "s")).ParamName);
         Assert.ThrowsExactly<ArgumentException>(() => sweep.SetStorage("sqlite:x.db", " "));
+        // Optuna's URLs mean what they mean there: three slashes relative, four absolute.
+        StringAssert.EndsWith(StorageLocation.Parse("sqlite:///rel/x.db", "/base").Describe(), "/base/rel/x.db");
+        Assert.AreEqual("SQLite /abs/x.db", StorageLocation.Parse("sqlite:////abs/x.db", "/base").Describe());
+        Assert.AreEqual("PostgreSQL h:6543/db",
+            StorageLocation.Parse("postgresql://u:p%40ss@h:6543/db", null).Describe());
+        Assert.AreEqual(StorageKind.PostgreSql, StorageLocation.Parse("Host=h;Database=d", null).Kind);
 
         using var db = StudyDatabase.Create("sqlite");
         await Worker(db.ConnectionString, "s", 1, Score).RunAsync();

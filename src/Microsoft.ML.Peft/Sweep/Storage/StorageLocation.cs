@@ -14,7 +14,8 @@ internal enum StorageKind
 }
 
 /// <summary>
-/// Where a study's rows live, parsed from <see cref="PeftSweep.SetStorage"/>'s string: <c>sqlite:path</c>, a path
+/// Where a study's rows live, parsed from <see cref="PeftSweep.SetStorage"/>'s string: <c>sqlite:path</c> (or
+/// Optuna's <c>sqlite:///relative.db</c>, <c>sqlite:////absolute.db</c>), a path
 /// ending in <c>.db</c>/<c>.sqlite</c>, or an ADO.NET <c>Data Source=...</c> string for SQLite;
 /// <c>postgresql://user:pw@host:port/db</c> or an Npgsql <c>Host=...</c> string for PostgreSQL.
 /// </summary>
@@ -41,9 +42,14 @@ internal sealed record StorageLocation(StorageKind Kind, string ConnectionString
             || s.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase))
             return new(StorageKind.PostgreSql, FromUrl(s, option));
         if (s.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase))
-            return Sqlite(Resolve(s["sqlite:".Length..].TrimStart('/').Length == 0
-                ? throw new ArgumentException($"'{storage}' names no file after 'sqlite:'.", option)
-                : s["sqlite:".Length..], folder));
+        {
+            string path = s["sqlite:".Length..];
+            // Optuna's (SQLAlchemy's) URL form: sqlite:///relative.db and sqlite:////absolute/path.db.
+            if (path.StartsWith("//", StringComparison.Ordinal))
+                path = path.StartsWith("///", StringComparison.Ordinal) ? path[3..] : path[2..];
+            if (path.Length == 0) throw new ArgumentException($"'{storage}' names no file after 'sqlite:'.", option);
+            return Sqlite(Resolve(path, folder));
+        }
         if (s.Contains('='))
         {
             var keys = new DbConnectionStringBuilder();
