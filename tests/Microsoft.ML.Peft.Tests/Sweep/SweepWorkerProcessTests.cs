@@ -147,9 +147,11 @@ public sealed class SweepWorkerProcessTests
     }
 
     [TestMethod]
-    public void TwoWorkerProcessesTrainTheTinyBaseAndTheBestModelLoadsAnywhere()
+    [DataRow("sqlite")]
+    [DataRow("postgres")]
+    public void TwoWorkerProcessesTrainTheTinyBaseAndTheBestModelLoadsAnywhere(string backend)
     {
-        using var db = StudyDatabase.Create("sqlite");
+        using var db = StudyDatabase.Create(backend);
         using var temp = new EmbeddedOnnx.TempFolder();
         var (onnx, vocab) = new TinyOnnx().WriteTo(Path.Combine(temp.Path, "base"));
         void Tsv(string file, List<Stages.TextRow> rows) => File.WriteAllLines(Path.Combine(temp.Path, file),
