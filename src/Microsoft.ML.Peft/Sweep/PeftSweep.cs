@@ -121,7 +121,9 @@ public sealed class PeftSweep
 
     /// <summary>
     /// Folder for <c>trials.jsonl</c> (one line per finished trial) and <c>best-model.zip</c>. A sweep restarted with
-    /// the same folder, space and tuner seed replays the tuner and skips the trials that already finished.
+    /// the same folder, space and tuner seed replays the tuner and skips the trials that already finished. With
+    /// <see cref="SetStorage"/> the study's database is the checkpoint instead, and the folder only holds its default
+    /// SQLite file and relative SQLite paths.
     /// </summary>
     public PeftSweep SetCheckpointFolder(string folder)
     {
