@@ -4,6 +4,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash eng/prereqs.sh || exit 1
+# A private PostgreSQL server for the sweep-storage tests (installed when missing as root); stopped on exit.
+if [ -z "${PEFT_TEST_POSTGRES:-}" ]; then
+  pg_env=$(bash eng/postgres.sh start) && eval "$pg_env"
+  trap 'bash eng/postgres.sh stop' EXIT
+fi
 dotnet build PeftTrainers.sln -c Release 2>&1 | tail -n 3
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 results=artifacts/test-results

@@ -32,6 +32,11 @@
 //   --data <folder>        folder with train.tsv and dev.tsv (default: shared/data/sst2 found by walking up from here)
 //   --out <folder>         table (.md), leaderboard (.csv) and chart (.png) (default artifacts/sweep-benchmark)
 //   --quick                smoke run: 1 minute, 400 training rows, 200 validation rows
+//   --workers <n>          instead of the two arms: the sweep as n worker processes of one study (PeftSweep.SetStorage)
+//                          with --threads threads each, then as 1 worker with n × --threads threads (one after the
+//                          other); writes sweep-workers.md. E.g. --workers 2 --threads 1 --minutes 20
+//   --storage <string>     with --workers: the study database (default a new SQLite file in --out); a PostgreSQL
+//                          connection string lets the workers of one configuration run on several machines
 // Each arm prints one "RESULT {json}" line; the parent prints both side by side.
 using System.Diagnostics;
 using System.Globalization;
@@ -54,16 +59,18 @@ if (data is null || !File.Exists(Path.Combine(data, "train.tsv")) || !File.Exist
         "folder. Pass --data <folder with train.tsv and dev.tsv>. Nothing to benchmark.");
     return 1;
 }
+if (opt.Arm == "worker") return WorkersComparison.Worker(opt, data);
 if (opt.Arm is { } arm) return Arms.Run(arm, opt, data);
+if (opt.Workers > 0) return WorkersComparison.Run(opt, data);
 return Parent.Run(opt, data);
 
 internal sealed record Options(double Minutes, int TrainRows, int ValidationRows, int Threads, int Seed, string? Data,
     string Out, string? Arm, double Refit = 0.5, int Ensemble = 5, int RefitConfigurations = 2,
-    bool RefitAllData = true, bool KeepDefault = true)
+    bool RefitAllData = true, bool KeepDefault = true, int Workers = 0, string? Storage = null, string? Study = null)
 {
     public const string Usage = "usage: SweepBenchmark [--minutes m] [--train-rows n] [--validation-rows n] " +
         "[--threads n] [--seed n] [--refit f] [--refit-configurations n] [--refit-data all|train] [--keep-default " +
-        "yes|no] [--ensemble n] [--data folder] [--out folder] [--quick]";
+        "yes|no] [--ensemble n] [--data folder] [--out folder] [--quick] [--workers n [--storage string]]";
     public const string ResultPrefix = "RESULT ";
     // A failed arm reports NaN accuracies.
     public static readonly JsonSerializerOptions Json =
@@ -88,6 +95,9 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
                 case "--out": o = o with { Out = Next() }; break;
                 case "--quick": o = o with { Minutes = 1, TrainRows = 400, ValidationRows = 200 }; break;
                 case "--arm": o = o with { Arm = Next() }; break;
+                case "--workers": o = o with { Workers = NextInt(2) }; break;
+                case "--storage": o = o with { Storage = Next() }; break;
+                case "--study": o = o with { Study = Next() }; break;
                 case "--refit": o = o with { Refit = double.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 case "--ensemble": o = o with { Ensemble = NextInt(0) }; break;
                 case "--keep-default": o = o with { KeepDefault = Next() switch { "yes" => true, "no" => false,
@@ -102,7 +112,8 @@ internal sealed record Options(double Minutes, int TrainRows, int ValidationRows
         if (!(o.Minutes > 0)) throw new ArgumentException("--minutes must be positive");
         if (!(o.Refit > 0 && o.Refit < 1)) throw new ArgumentException("--refit must be in (0, 1)");
         if (o.Ensemble == 1) throw new ArgumentException("--ensemble must be 0 (off) or at least 2");
-        if (o.Arm is not (null or "sweep" or "lora")) throw new ArgumentException("--arm must be sweep or lora");
+        if (o.Arm is not (null or "sweep" or "lora" or "worker"))
+            throw new ArgumentException("--arm must be sweep, lora or worker");
         return o;
     }
 
@@ -157,7 +168,7 @@ internal static class Arms
         return result.Error is null ? 0 : 1;
     }
 
-    private static (IDataView Train, IDataView Validation, IDataView Dev) Load(MLContext ml, Options opt, string data)
+    public static (IDataView Train, IDataView Validation, IDataView Dev) Load(MLContext ml, Options opt, string data)
     {
         static List<Row> Read(string path) => File.ReadLines(path).Skip(1)
             .Select(l => l.Split('\t')).Where(f => f.Length >= 2).Select(f => new Row { Label = f[0], Text = f[1] })

@@ -2,6 +2,13 @@
 //   dotnet run -c Release --project examples/Sweep [-- data.tsv [seconds]]   (TSV with a header: Label<TAB>Text)
 // Runs the cost-frugal tuner for a few minutes, prints the leaderboard as trials finish, averages the best three models
 // when that validates better, saves the best model, reloads it and scores the held-out test rows.
+//
+// Several workers on one study (PeftSweep.SetStorage; see docs/sweep-storage.md):
+//   dotnet run -c Release --project examples/Sweep -- --storage sqlite:sweep.db --study sst [data.tsv [seconds]]
+// Run the same command in a second terminal (or, with --storage postgresql://user:pw@host/db, on another machine):
+// the workers share the study's trials and budget, and each ends with the study's best model. Add --watch to print
+// the study's leaderboard from the database every 5 seconds instead of running trials. Without --storage the sweep
+// is one process with a checkpoint folder, as above.
 using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -10,8 +17,27 @@ using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Sweep;
 using Spectre.Console;
 
-string dataPath = args.Length > 0 ? args[0] : Path.Combine(AppContext.BaseDirectory, "data", "sentiment.tsv");
-double seconds = args.Length > 1 ? double.Parse(args[1], CultureInfo.InvariantCulture) : 180;
+var positional = new List<string>();
+string? storage = null, study = "sweep";
+bool watch = false;
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--storage" when i + 1 < args.Length: storage = args[++i]; break;
+        case "--study" when i + 1 < args.Length: study = args[++i]; break;
+        case "--watch": watch = true; break;
+        default: positional.Add(args[i]); break;
+    }
+}
+if (watch)
+{
+    if (storage is null) { AnsiConsole.MarkupLine("[red]--watch needs --storage.[/]"); return 1; }
+    return await Watch(storage, study);
+}
+string dataPath = positional.Count > 0 ? positional[0]
+    : Path.Combine(AppContext.BaseDirectory, "data", "sentiment.tsv");
+double seconds = positional.Count > 1 ? double.Parse(positional[1], CultureInfo.InvariantCulture) : 180;
 if (!File.Exists(dataPath))
 {
     AnsiConsole.MarkupLine($"[red]Data file '{Markup.Escape(dataPath)}' does not exist.[/]");
@@ -36,8 +62,6 @@ var sweep = ml.Peft().CreateSweep()
     .SetSearchSpace(PeftSearchSpace.CreateDefault())
     .SetTuner(PeftTuner.CostFrugal(seed: 1))
     .SetTrainingTimeInSeconds(seconds).SetMaxTrials(12)
-    .SetEnsemble(candidates: 3)
-    .SetCheckpointFolder(Path.GetFullPath("sweep-checkpoint"))
     .SetMonitor(e =>
     {
         if (e.Kind != SweepEventKind.TrialEnded || e.Result is not { } r) return;
@@ -55,8 +79,13 @@ var sweep = ml.Peft().CreateSweep()
         refresh?.Invoke();
     });
 
-AnsiConsole.MarkupLine($"[bold]Sweeping[/] for up to {seconds:F0} s (cost-frugal tuner, checkpoint in " +
-    "./sweep-checkpoint)...");
+if (storage is null)
+    sweep.SetEnsemble(candidates: 3).SetCheckpointFolder(Path.GetFullPath("sweep-checkpoint"));
+else
+    // A worker of a shared study: the ensemble needs one process's models, so it is off.
+    sweep.SetStorage(storage, study);
+AnsiConsole.MarkupLine($"[bold]Sweeping[/] for up to {seconds:F0} s (cost-frugal tuner, " +
+    (storage is null ? "checkpoint in ./sweep-checkpoint" : $"study '{Markup.Escape(study)}' in the storage") + ")...");
 // The leaderboard table redraws as each trial ends (a plain dump of the final table where the output is not a
 // terminal).
 PeftSweepResult result = null!;
@@ -81,6 +110,30 @@ var metrics = ml.MulticlassClassification.Evaluate(loaded.Transform(test));
 AnsiConsole.MarkupLine($"Reloaded {Path.GetFileName(modelPath)}: test accuracy {metrics.MicroAccuracy:F3} on " +
     $"{test.GetColumn<string>("Label").Count()} held-out rows");
 return 0;
+
+// Prints a study's leaderboard from the database every 5 seconds while its workers run (Ctrl+C to stop).
+static async Task<int> Watch(string storage, string study)
+{
+    while (true)
+    {
+        try
+        {
+            var board = PeftSweep.LoadStudy(storage, study);
+            var table = new Table().AddColumns("trial", "method", "status", "metric", "seconds");
+            foreach (var t in board.Leaderboard())
+                table.AddRow(t.Id.ToString(CultureInfo.InvariantCulture), t.Parameters.Method, t.Status.ToString(),
+                    double.IsNaN(t.Metric) ? "-" : t.Metric.ToString("F3", CultureInfo.InvariantCulture),
+                    t.Duration.TotalSeconds.ToString("F0", CultureInfo.InvariantCulture));
+            AnsiConsole.Write(table);
+            board.WriteCsv(Path.GetFullPath("sweep-leaderboard.csv"));
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(e.Message)}[/]"); // no study or no finished trial yet
+        }
+        await Task.Delay(TimeSpan.FromSeconds(5));
+    }
+}
 
 // Metric of each finished trial against the time it ended, with the best-so-far line (as AutoML's progress charts).
 static void SaveChart(PeftSweepResult result, string path)

@@ -108,7 +108,7 @@ internal sealed class ModelPool(MLContext ml, SweepSettings settings, TrialCheck
     private static string BestModelPath(TrialCheckpoint checkpoint) =>
         Path.Combine(checkpoint.Folder, TrialCheckpoint.BestModelFileName);
 
-    private static void DisposeModel(ITransformer? model)
+    internal static void DisposeModel(ITransformer? model)
     {
         if (model is IDisposable disposable) disposable.Dispose();
         else if (model is IEnumerable<ITransformer> chain)

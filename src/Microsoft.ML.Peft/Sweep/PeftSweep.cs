@@ -121,13 +121,95 @@ public sealed class PeftSweep
 
     /// <summary>
     /// Folder for <c>trials.jsonl</c> (one line per finished trial) and <c>best-model.zip</c>. A sweep restarted with
-    /// the same folder, space and tuner seed replays the tuner and skips the trials that already finished.
+    /// the same folder, space and tuner seed replays the tuner and skips the trials that already finished. With
+    /// <see cref="SetStorage"/> the study's database is the checkpoint instead, and the folder only holds its default
+    /// SQLite file and relative SQLite paths.
     /// </summary>
     public PeftSweep SetCheckpointFolder(string folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
         _settings = _settings with { CheckpointFolder = folder };
         return this;
+    }
+
+    /// <summary>
+    /// Keeps the sweep as a named study in a database, so that <see cref="RunAsync"/> in several processes or machines
+    /// works on one study: each worker claims the tuner's next point (the tuner rebuilt from every trial in the
+    /// database), trains it and writes the result; the budget (<see cref="SetMaxTrials"/>,
+    /// <see cref="SetTrainingTimeInSeconds"/>, counted from the study's creation) is the study's. A worker that dies
+    /// leaves its trial running without heartbeats; after <paramref name="heartbeatTimeout"/> another worker marks it
+    /// failed and, with <paramref name="retryLostTrials"/>, queues it again. The best model is stored in the database
+    /// (<see cref="LoadBest"/>), and the leaderboard can be read while the study runs (<see cref="LoadStudy"/>).
+    /// Restarting a worker resumes the study. Without this call the sweep is one process, as before. Search only:
+    /// <see cref="SetRefit"/> and <see cref="SetEnsemble"/> are refused with it.
+    /// </summary>
+    /// <param name="connectionString">SQLite (workers on one machine): <c>sqlite:path</c>, a path ending in
+    /// <c>.db</c>, or <c>Data Source=path</c>; a relative path is taken in the checkpoint folder when one is set, and
+    /// null means <c>study.db</c> there. PostgreSQL (any machines): <c>postgresql://user:password@host:5432/db</c> or
+    /// an Npgsql string such as <c>Host=h;Database=db;Username=u;Password=p</c>.</param>
+    /// <param name="studyName">The study; workers that give the same name (and the same metric and tuner) cooperate,
+    /// and one database holds any number of studies.</param>
+    /// <param name="heartbeatTimeout">How long a running trial may go without its worker's heartbeat (sent four times
+    /// per timeout) before it is declared lost. Default 2 minutes; the workers' clocks must agree to well within it.
+    /// </param>
+    /// <param name="retryLostTrials">Run a lost trial again (as a new trial number with the same point). Default
+    /// false: it stays failed, as Optuna's.</param>
+    public PeftSweep SetStorage(string? connectionString, string studyName = "default",
+        TimeSpan? heartbeatTimeout = null, bool retryLostTrials = false)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(studyName);
+        var timeout = heartbeatTimeout ?? TimeSpan.FromMinutes(2);
+        if (timeout < TimeSpan.FromSeconds(1))
+            throw new ArgumentOutOfRangeException(nameof(heartbeatTimeout), "must be at least 1 second.");
+        // Parsed now so that a bad string fails here, naming this option; resolved again at run time, when the
+        // checkpoint folder is known.
+        if (connectionString is not null)
+            Storage.StorageLocation.Parse(connectionString, null, nameof(connectionString));
+        _settings = _settings with
+        {
+            Storage = new StudySettings(connectionString, studyName, timeout, retryLostTrials),
+        };
+        return this;
+    }
+
+    /// <summary>
+    /// The best model of a study in <paramref name="connectionString"/> (see <see cref="SetStorage"/>), from any
+    /// machine, while or after its workers run.
+    /// </summary>
+    /// <exception cref="ArgumentException">The database has no study of that name.</exception>
+    /// <exception cref="InvalidOperationException">No trial of the study has stored a model yet.</exception>
+    public static ITransformer LoadBest(string connectionString, string studyName, MLContext? mlContext = null)
+    {
+        var store = OpenStudy(connectionString, studyName);
+        var stored = store.LoadBestModel() ?? throw new InvalidOperationException(
+            $"No trial of study '{studyName}' has stored a model yet.");
+        return (mlContext ?? new MLContext()).Model.Load(new MemoryStream(stored.Model, writable: false), out _);
+    }
+
+    /// <summary>
+    /// A study's leaderboard as it stands (its finished trials, best first through
+    /// <see cref="PeftSweepResult.Leaderboard"/>, <see cref="PeftSweepResult.ToDataView"/> and
+    /// <see cref="PeftSweepResult.WriteCsv"/>), read from the database while or after its workers run. The result's
+    /// <see cref="PeftSweepResult.BestModel"/> is null: see <see cref="LoadBest"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The database has no study of that name.</exception>
+    /// <exception cref="InvalidOperationException">No trial of the study has succeeded yet.</exception>
+    public static PeftSweepResult LoadStudy(string connectionString, string studyName)
+    {
+        var store = OpenStudy(connectionString, studyName);
+        return Storage.StoredSearch.Result(new MLContext(), store, store.LoadMetric(), withModel: false);
+    }
+
+    private static Storage.StudyStore OpenStudy(string connectionString, string studyName)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        ArgumentException.ThrowIfNullOrWhiteSpace(studyName);
+        var store = new Storage.StudyStore(
+            Storage.StorageLocation.Parse(connectionString, null, nameof(connectionString)), studyName);
+        if (!store.Exists())
+            throw new ArgumentException($"There is no study '{studyName}' in {store.Location.Describe()}.",
+                nameof(studyName));
+        return store;
     }
 
     /// <summary>The pretrained encoder of every trial. Default null: the embedded MiniLM.</summary>

@@ -101,7 +101,8 @@ internal sealed class SearchPhase(SweepRun run, TrialEvaluator? evaluator)
         run.Trials.Add(result);
         if (result.Status != TrialStatus.Cancelled)
             _settings.Tuner.Report(parameters,
-                result.Status == TrialStatus.Succeeded ? TunerLoss(result) : double.PositiveInfinity, result.Duration);
+                result.Status == TrialStatus.Succeeded ? TunerLoss(_settings, result) : double.PositiveInfinity,
+                result.Duration);
         if (scores is not null) _scores[result.Id] = scores;
         if (result.Status == TrialStatus.Succeeded && (best is null || _settings.IsBetter(result, best)))
             run.Models.Adopt(result, model);
@@ -123,6 +124,6 @@ internal sealed class SearchPhase(SweepRun run, TrialEvaluator? evaluator)
 
     // What the tuner minimises: the metric, nudged by a millionth of the validation loss so that equal metrics
     // (accuracy at the majority class, say) still order the trials by how much they learned.
-    private double TunerLoss(TrialResult t) =>
-        _settings.Metric.ToLoss(t.Metric) + (double.IsFinite(t.ValidationLoss) ? 1e-6 * t.ValidationLoss : 0);
+    internal static double TunerLoss(SweepSettings settings, TrialResult t) =>
+        settings.Metric.ToLoss(t.Metric) + (double.IsFinite(t.ValidationLoss) ? 1e-6 * t.ValidationLoss : 0);
 }

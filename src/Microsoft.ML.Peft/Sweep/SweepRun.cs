@@ -19,7 +19,9 @@ internal sealed class SweepRun : IDisposable
         Host = host;
         Settings = settings;
         _evaluator = settings.CreateEvaluator(ml);
-        Checkpoint = settings.CheckpointFolder is null ? null : new TrialCheckpoint(settings.CheckpointFolder);
+        // With storage the study's rows are the checkpoint; the folder only holds a default study.db.
+        Checkpoint = settings.CheckpointFolder is null || settings.Storage is not null
+            ? null : new TrialCheckpoint(settings.CheckpointFolder);
         Log = host.Start("Sweep");
         Log.Info($"Sweep: tuner {settings.Tuner}, metric {settings.Metric}, budget "
             + $"{(settings.Seconds is { } s ? $"{s:F0} s" : "no time limit")}, "
@@ -62,6 +64,8 @@ internal sealed class SweepRun : IDisposable
     /// <summary>Runs the phases and returns the best model; throws when no trial succeeded.</summary>
     public async Task<PeftSweepResult> RunAsync(CancellationToken cancellationToken)
     {
+        if (Settings.Storage is not null)
+            return await new Storage.StoredSearch(this, _evaluator).RunAsync(cancellationToken).ConfigureAwait(false);
         var search = await new SearchPhase(this, _evaluator).RunAsync(cancellationToken).ConfigureAwait(false);
         var ensembles = new EnsemblePhase(this);
         if (Models.Best is not null && _evaluator is not null && Settings.RefitFraction is not null

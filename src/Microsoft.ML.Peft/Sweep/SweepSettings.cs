@@ -35,6 +35,9 @@ internal sealed record SweepSettings
     public bool RefitKeepsDefault { get; init; } = true;
     /// <summary>How many models the ensemble selects from; null without an ensemble.</summary>
     public int? EnsembleCandidates { get; init; }
+    /// <summary>The study database the workers share (<see cref="PeftSweep.SetStorage"/>); null for one process.
+    /// </summary>
+    public StudySettings? Storage { get; init; }
 
     /// <summary>The search's share of the time budget: all of it, less the refit's reserve.</summary>
     public double? SearchSeconds => Seconds is { } total && RefitFraction is { } share ? total * (1 - share) : Seconds;
@@ -47,6 +50,9 @@ internal sealed record SweepSettings
         if (Evaluate is null && (Train is null || (Validation is null && CrossValidation is null)))
             throw new InvalidOperationException("Call SetDataset first.");
         Space.Validate();
+        if (Storage is not null && (RefitFraction is not null || EnsembleCandidates is not null))
+            throw new InvalidOperationException("SetStorage runs the search only: SetRefit and SetEnsemble work on "
+                + "one process's models and are not supported with it. Remove them, or SetStorage.");
         if (RefitFraction is not null && Seconds is null)
             throw new InvalidOperationException("SetRefit needs a time budget: call SetTrainingTimeInSeconds.");
         if (RefitFraction is not null && Evaluate is not null)
@@ -90,4 +96,18 @@ internal sealed record SweepSettings
         int order = Rank(a).CompareTo(Rank(b));
         return order < 0 || (order == 0 && a.Duration < b.Duration);
     }
+}
+
+/// <summary>What <see cref="PeftSweep.SetStorage"/> sets.</summary>
+/// <param name="ConnectionString">The storage string; null for <c>study.db</c> in the checkpoint folder.</param>
+/// <param name="Study">The study's name: the workers of one study give the same.</param>
+/// <param name="HeartbeatTimeout">How long a running trial may go without a heartbeat before it is declared lost.
+/// </param>
+/// <param name="RetryLostTrials">Whether a lost trial is run again (by any worker).</param>
+internal sealed record StudySettings(string? ConnectionString, string Study, TimeSpan HeartbeatTimeout,
+    bool RetryLostTrials)
+{
+    /// <summary>How often a worker refreshes its trial's heartbeat: four beats per timeout, so that a late beat or
+    /// two (a busy database, a paused process) does not look like a dead worker.</summary>
+    public TimeSpan HeartbeatInterval => HeartbeatTimeout / 4;
 }

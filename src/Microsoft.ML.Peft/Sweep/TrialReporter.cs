@@ -66,7 +66,13 @@ public sealed class TrialPrunedException : Exception
 /// while n &lt; η). A resumed sweep feeds the checkpointed trials' epoch losses back through <see cref="Replay"/>, so
 /// its rungs are the same.
 /// </summary>
-internal sealed class SuccessiveHalving(int reductionFactor, int minEpochs)
+/// <param name="reductionFactor">η.</param>
+/// <param name="minEpochs">The first rung.</param>
+/// <param name="sharedRung">With sweep storage: records a loss at a rung epoch and returns every loss the study has
+/// at that epoch (its own included), so that the rungs are those of all workers; null keeps them in this process.
+/// </param>
+internal sealed class SuccessiveHalving(int reductionFactor, int minEpochs,
+    Func<int, double, IReadOnlyList<double>>? sharedRung = null)
 {
     private readonly Dictionary<int, List<double>> _rungs = [];
 
@@ -85,8 +91,13 @@ internal sealed class SuccessiveHalving(int reductionFactor, int minEpochs)
     {
         reason = "";
         if (!IsRung(epoch)) return false;
-        if (!_rungs.TryGetValue(epoch, out var seen)) _rungs[epoch] = seen = [];
-        seen.Add(loss);
+        List<double> seen;
+        if (sharedRung is not null) seen = [.. sharedRung(epoch, loss)];
+        else
+        {
+            if (!_rungs.TryGetValue(epoch, out seen!)) _rungs[epoch] = seen = [];
+            seen.Add(loss);
+        }
         if (seen.Count < reductionFactor) return false;
         int keep = (int)Math.Ceiling(seen.Count / (double)reductionFactor);
         double cutoff = seen.Order().ElementAt(keep - 1);
