@@ -167,7 +167,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                     { } bytes => bytes,
                     null => MemoryPlanner.DefaultBudget(Runtime.ProcessMemory.Available()),
                 },
-                StartResidentBytes = startResident,
+                StartResidentBytes = startResident, AttentionDropoutAdjustable = o.AttentionDropout is null,
             };
             var report = Train(model, settings, train, validation);
             if (plan.RefitOnAllRows)

@@ -192,8 +192,10 @@ public abstract class PeftTextOptions
     /// process held when <c>Fit</c> began. Before the first step the stage runs two measuring passes on the longest
     /// training row (one row, then three) and chooses how many rows one forward and backward pass may hold; a batch
     /// that does not fit trains as several passes whose gradients are added up before the optimizer step, so
-    /// <see cref="BatchSize"/> stays the effective batch and the run is the same. Where passes would hold fewer than
-    /// four rows, gradient checkpointing is turned on if that fits more. The decision is logged and kept in
+    /// <see cref="BatchSize"/> stays the effective batch and the run is the same. Where the batch does not fit and
+    /// <see cref="AttentionDropout"/> is unset, attention dropout is turned off first if that fits more rows
+    /// (libtorch's fused attention kernel never holds the s × s scores); where passes would still hold fewer than four
+    /// rows, gradient checkpointing is turned on if that fits more. The decision is logged and kept in
     /// <see cref="Training.TrainingReport.Memory"/>. Default null: a quarter of the memory the machine has available
     /// when <c>Fit</c> begins, at least 512 MiB and at most 3 GiB. 0 turns the budget off (every batch in one pass,
     /// nothing measured).

@@ -233,15 +233,15 @@ internal sealed class PeftTrainer : ITrainingProbe
         // Adam's two moments, the best epoch's copy and (bf16) the float32 master gradients, allocated later.
         long optimizerBytes = trainableCount * sizeof(float) * (mixed ? 4 : 3);
         var encoder = _model.bert.encoder;
-        bool userCheckpointing = encoder.GradientCheckpointing;
-        var plan = Measure(encoder.GradientCheckpointing);
-        if (!userCheckpointing && plan.RowsPerPass < Math.Min(_s.BatchSize, MemoryPlanner.CheckpointingBelowRows))
+        var attentions = _model.modules().OfType<BertSelfAttention>().ToList();
+        var dropouts = attentions.Select(a => a.AttentionDropout).ToList();
+        bool fusedAllowed = _s.AttentionDropoutAdjustable && dropouts.Any(d => d > 0);
+        var plan = MemoryPlanner.Decide((fused, checkpointing) =>
         {
-            encoder.GradientCheckpointing = true;
-            var recomputed = Measure(true);
-            if (recomputed.RowsPerPass > plan.RowsPerPass) plan = recomputed;
-            else encoder.GradientCheckpointing = false;
-        }
+            Apply(fused, checkpointing);
+            return Measure(checkpointing) with { FusedAttention = fused };
+        }, _s.BatchSize, fusedAllowed, encoder.GradientCheckpointing);
+        Apply(plan.FusedAttention, plan.GradientCheckpointing);
         LimitPasses(plan.RowsPerPass, plan.AccumulationSteps > 1 ? plan.TokensPerPass : 0);
         // Scoring keeps one layer's activations at a time where training keeps them all, so validation batches may
         // hold that many times the rows of a training pass.
@@ -249,6 +249,12 @@ internal sealed class PeftTrainer : ITrainingProbe
             _validationScorer = new TorchScorer(_model, _s.BatchSize,
                 Math.Max(longest, plan.TokensPerPass * _model.bert.Config.NumHiddenLayers), _padId, _device);
         return plan;
+
+        void Apply(bool fused, bool checkpointing)
+        {
+            for (int i = 0; i < attentions.Count; i++) attentions[i].AttentionDropout = fused ? 0 : dropouts[i];
+            encoder.GradientCheckpointing = checkpointing;
+        }
 
         TrainingMemoryPlan Measure(bool checkpointing)
         {

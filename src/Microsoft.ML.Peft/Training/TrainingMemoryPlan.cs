@@ -36,6 +36,11 @@ public sealed record TrainingMemoryPlan(
     /// <summary>True when the budget did not even fit one row per pass; training then goes on with one.</summary>
     public bool OverBudget { get; init; }
 
+    /// <summary>True when the budget turned attention dropout off, so that training takes libtorch's fused attention
+    /// kernel, which never holds the s × s attention scores (only where the options left
+    /// <see cref="MLNet.PeftTextOptions.AttentionDropout"/> unset and the batch did not fit otherwise).</summary>
+    public bool FusedAttention { get; init; }
+
     /// <summary>One log line.</summary>
     public override string ToString()
     {
@@ -49,7 +54,8 @@ public sealed record TrainingMemoryPlan(
             "Memory budget {0} MiB: {1} MiB in use before training, {2} MiB per row of {3} tokens ({4}) + {5} MiB per "
             + "pass; {6}{7}{8}.",
             Mib(BudgetBytes), Mib(UsedBeforeTrainingBytes), Mib(BytesPerRow), LongestRow, how, Mib(FixedBytes), passes,
-            GradientCheckpointing ? ", gradient checkpointing on" : "",
+            (FusedAttention ? ", attention dropout off for the fused attention kernel" : "")
+            + (GradientCheckpointing ? ", gradient checkpointing on" : ""),
             OverBudget ? " (the budget is below what one row needs: training goes on with one row per pass)" : "");
     }
 
@@ -79,6 +85,30 @@ internal static class MemoryPlanner
     /// <summary>Below this many rows per pass, gradient checkpointing is tried, as passes that small run the
     /// encoder's matrix products slowly.</summary>
     public const int CheckpointingBelowRows = 4;
+
+    /// <summary>
+    /// The plan for batches of <paramref name="batchSize"/>: <paramref name="measure"/>(fused attention, checkpointing)
+    /// as the model is; where the batch does not fit, again with attention dropout off for the fused attention kernel
+    /// (when <paramref name="fusedAllowed"/>), which costs no compute; then, where passes would hold fewer than
+    /// <see cref="CheckpointingBelowRows"/> rows and checkpointing is off, with checkpointing, which costs a forward
+    /// pass. Each is kept only where it fits more rows.
+    /// </summary>
+    public static TrainingMemoryPlan Decide(Func<bool, bool, TrainingMemoryPlan> measure, int batchSize,
+        bool fusedAllowed, bool checkpointing)
+    {
+        var plan = measure(false, checkpointing);
+        if (plan.RowsPerPass < batchSize && fusedAllowed)
+        {
+            var fused = measure(true, checkpointing);
+            if (fused.RowsPerPass > plan.RowsPerPass) plan = fused;
+        }
+        if (!checkpointing && plan.RowsPerPass < Math.Min(batchSize, CheckpointingBelowRows))
+        {
+            var recomputed = measure(plan.FusedAttention, true);
+            if (recomputed.RowsPerPass > plan.RowsPerPass) plan = recomputed;
+        }
+        return plan;
+    }
 
     /// <summary>The budget when the option is unset, from the memory the machine has available now.</summary>
     public static long DefaultBudget(long availableBytes) =>

@@ -40,6 +40,9 @@ internal sealed record TrainingSettings
     public long? MemoryBudget { get; init; }
     /// <summary>Resident memory when the fit began, which the budget counts from.</summary>
     public long StartResidentBytes { get; init; }
+    /// <summary>True when the options left attention dropout to the base model, so the memory budget may turn it off
+    /// for the fused attention kernel.</summary>
+    public bool AttentionDropoutAdjustable { get; init; }
 }
 
 /// <summary>A progress report from the training loop.</summary>

@@ -64,6 +64,37 @@ public sealed class MemoryBudgetTests
     }
 
     [TestMethod]
+    public void TheFusedKernelComesBeforeCheckpointingAndEachOnlyWhereItFitsMore()
+    {
+        // Rows per pass a fake model fits: 2 as it is, 6 with the fused kernel, 20 with checkpointing too.
+        var asked = new List<(bool, bool)>();
+        TrainingMemoryPlan Measure(bool fused, bool checkpointing)
+        {
+            asked.Add((fused, checkpointing));
+            int rows = (fused, checkpointing) switch { (false, false) => 2, (true, false) => 6, (false, true) => 3,
+                _ => 20 };
+            return new TrainingMemoryPlan(1L << 30, 0, 1, 0, 512, 32, rows, (32 + rows - 1) / rows, checkpointing,
+                true) { FusedAttention = fused };
+        }
+        var plan = MemoryPlanner.Decide(Measure, 32, fusedAllowed: true, checkpointing: false);
+        Assert.IsTrue(plan.FusedAttention);
+        Assert.IsFalse(plan.GradientCheckpointing, "6 rows per pass are enough: no recomputation");
+        Assert.AreEqual(6, plan.RowsPerPass);
+        CollectionAssert.AreEqual(new[] { (false, false), (true, false) }, asked);
+
+        asked.Clear();
+        plan = MemoryPlanner.Decide(Measure, 32, fusedAllowed: false, checkpointing: false);
+        Assert.IsFalse(plan.FusedAttention, "the options set the attention dropout: it stays");
+        Assert.IsTrue(plan.GradientCheckpointing);
+        Assert.AreEqual(3, plan.RowsPerPass);
+
+        asked.Clear();
+        plan = MemoryPlanner.Decide(Measure, 2, fusedAllowed: true, checkpointing: false);
+        Assert.AreEqual(1, asked.Count, "a batch of 2 fits as it is: nothing else is tried");
+        Assert.IsFalse(plan.FusedAttention || plan.GradientCheckpointing);
+    }
+
+    [TestMethod]
     public void ScoringBatchesShrinkOnlyWhenTheBudgetIsTight()
     {
         // A MiniLM row of 512 tokens: 4 bytes × (2·12·512² + 6·512·384 + 2·512·1536) = 36,175,872 bytes.
