@@ -292,6 +292,8 @@ internal sealed record PointResult
     public int AccumulationSteps { get; init; } = 1;
     /// <summary>Gradient checkpointing as training ran it (the budget may have turned it on).</summary>
     public bool BudgetCheckpointing { get; init; }
+    /// <summary>True when the budget turned attention dropout off for the fused attention kernel.</summary>
+    public bool FusedAttention { get; init; }
 }
 
 /// <summary>A training row: a text and a string label (made a key by MapValueToKey).</summary>
@@ -396,6 +398,7 @@ internal static class Child
             RowsPerPass = report.Memory?.RowsPerPass ?? batch,
             AccumulationSteps = report.Memory?.AccumulationSteps ?? 1,
             BudgetCheckpointing = report.Memory?.GradientCheckpointing ?? point.Checkpointing,
+            FusedAttention = report.Memory?.FusedAttention ?? false,
         };
     }
 
@@ -549,7 +552,8 @@ internal static class Parent
                 string ckpt = (r.Checkpointing ? "on" : "off")
                     + (r.BudgetCheckpointing && !r.Checkpointing ? " (budget: on)" : "");
                 string plan = r.Budget == "off" ? "off"
-                    : $"{Mib(r.BudgetBytes)}: {r.RowsPerPass} × {r.AccumulationSteps}";
+                    : $"{Mib(r.BudgetBytes)}: {r.RowsPerPass} × {r.AccumulationSteps}"
+                        + (r.FusedAttention ? ", fused attention" : "");
                 if (r.Error is { } e)
                 {
                     sb.AppendLine($"| {r.Value} | {ckpt} | {r.Budget} | failed: {Escape(e)} | | | | | | " +
