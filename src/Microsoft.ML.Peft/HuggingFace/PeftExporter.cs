@@ -85,16 +85,16 @@ internal static class PeftExporter
                 + "head (pooler, dropout, classifier) is BertForSequenceClassification's and not the head of "
                 + "RobertaForSequenceClassification (dense, tanh, out_proj) or DistilBertForSequenceClassification "
                 + "(pre_classifier, ReLU).");
-        if (saved.Pooling != Pooling.Pooler)
-            throw new NotSupportedException(
-                $"This stage pools with Pooling = {saved.Pooling}; transformers' BertForSequenceClassification "
-                + "classifies the pooler output, so only stages trained with Pooling = Pooler (the default for bases "
-                + "with a pooler) can be exported.");
         if (saved.PairEncoding != PairEncoding.CrossEncoder)
             throw new NotSupportedException(
                 $"This stage encodes pairs with PairEncoding = {saved.PairEncoding}; transformers' "
                 + "BertForSequenceClassification reads a pair as one cross-encoded sequence, so only CrossEncoder "
                 + "stages can be exported.");
+        if (saved.Pooling != Pooling.Pooler)
+            throw new NotSupportedException(
+                $"This stage pools with Pooling = {saved.Pooling}; transformers' BertForSequenceClassification "
+                + "classifies the pooler output, so only stages trained with Pooling = Pooler (the default for bases "
+                + "with a pooler) can be exported.");
         return encoder;
     }
 

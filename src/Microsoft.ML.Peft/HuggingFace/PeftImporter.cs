@@ -68,7 +68,8 @@ internal static class PeftImporter
         var mapping = method.CreatePeftAdapterMapping();
         var trained = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
         foreach (var (name, tensor) in peftTensors) trained[mapping.FromPeftName(name)] = tensor;
-        return Finish(folder, config.File, baseModel, method, trained, labels);
+        return Finish(folder, config.File, Path.Combine(folder, PeftFormat.AdapterWeightsFile), baseModel, method,
+            trained, labels);
     }
 
     private static string RequireMergedFolder(string folder)
@@ -119,11 +120,12 @@ internal static class PeftImporter
         var head = SafeTensors.ReadFloats(path, verifyHash: false)
             .Where(kv => PeftModel.IsHeadParameter(kv.Key))
             .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-        return Finish(folder, path, baseModel, new LinearProbeConfig(), head, labels);
+        return Finish(folder, Path.Combine(folder, PeftFormat.ModelConfigFile), path, baseModel,
+            new LinearProbeConfig(), head, labels);
     }
 
-    private static ImportedAdapter Finish(string folder, string file, BaseModel baseModel, PeftMethodConfig method,
-        Dictionary<string, FloatTensor> trained, string[]? labels)
+    private static ImportedAdapter Finish(string folder, string configFile, string file, BaseModel baseModel,
+        PeftMethodConfig method, Dictionary<string, FloatTensor> trained, string[]? labels)
     {
         if (!trained.TryGetValue(HeadWeight, out var weight) || !trained.ContainsKey(HeadBias))
             throw new PeftModelFormatException($"{file}: tensor '{PeftFormat.TensorPrefix}{HeadWeight}' (or its "
@@ -136,7 +138,7 @@ internal static class PeftImporter
         if (!baseModel.HasPooler)
             throw new NotSupportedException($"Base model '{baseModel.Name}' has no pooler, which "
                 + "BertForSequenceClassification's head reads.");
-        var (trainable, total, merged) = Check(file, baseModel, method, trained, outputs);
+        var (trainable, total, merged) = Check(configFile, file, baseModel, method, trained, outputs);
         return new ImportedAdapter(method, trained, task, names, trainable, total, merged);
     }
 
@@ -161,8 +163,8 @@ internal static class PeftImporter
     /// none missing (biases the adapter does not carry keep the base's values, as in peft). Returns the parameter
     /// counts and whether the method merges.
     /// </summary>
-    private static (long Trainable, long Total, bool Merged) Check(string file, BaseModel baseModel,
-        PeftMethodConfig method, Dictionary<string, FloatTensor> trained, int outputs)
+    private static (long Trainable, long Total, bool Merged) Check(string configFile, string file,
+        BaseModel baseModel, PeftMethodConfig method, Dictionary<string, FloatTensor> trained, int outputs)
     {
         using var scope = NewDisposeScope();
         Runtime.TorchRuntime.EnsureLoaded();
@@ -174,7 +176,7 @@ internal static class PeftImporter
         }
         catch (ArgumentException e)
         {
-            throw new PeftModelFormatException($"{file}: key 'target_modules' does not fit base model "
+            throw new PeftModelFormatException($"{configFile}: key 'target_modules' does not fit base model "
                 + $"'{baseModel.Name}': {e.Message}", e);
         }
         using (model)
