@@ -26,10 +26,11 @@ internal static class PeftImporter
         string configPath = Path.Combine(folder, PeftFormat.AdapterConfigFile);
         if (!File.Exists(configPath)) return BaseModel.FromFolder(RequireMergedFolder(folder));
         string? recorded = AdapterConfigJson.Load(configPath).String("base_model_name_or_path");
-        foreach (var embedded in new[] { BaseModel.MiniLM(), BaseModel.ArcticXs() })
-            if (recorded is not null && string.Equals(recorded, PeftFormat.HubId(embedded),
+        // Compared by Hub id first, so that only the embedded base asked for is opened.
+        foreach (var package in new[] { "MiniLM", "ArcticXs" })
+            if (string.Equals(recorded, PeftFormat.HubId(BaseModelKind.Embedded, package, ""),
                     StringComparison.OrdinalIgnoreCase))
-                return embedded;
+                return BaseModel.Embedded(package);
         throw new ArgumentNullException("baseModel",
             $"{configPath}: base_model_name_or_path is '{recorded}', which is not an embedded base; pass the base "
             + "model (for example BaseModel.FromFolder) to FromPretrained.");

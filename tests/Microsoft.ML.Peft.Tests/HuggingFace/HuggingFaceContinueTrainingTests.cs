@@ -55,6 +55,26 @@ public sealed class HuggingFaceContinueTrainingTests
     }
 
     [TestMethod]
+    public void RegressionStartsFromTheAdapterInLabelUnits()
+    {
+        var ml = new MLContext(seed: 1);
+        var (stage, data) = Onnx.OnnxParityKit.Regressor(ml, new LoraConfig { Rank = 2 }, _base, epochs: 2);
+        using (stage)
+        {
+            string folder = Path.Combine(_root, "regression");
+            stage.SavePretrained(folder);
+            // The new stage standardises its labels again; the adapter's head must be moved to those units.
+            using var still = ml.Peft().TextRegression(new PeftTextRegressionOptions
+            {
+                InitialAdapterFolder = folder, BaseModel = _base, Epochs = 1, BatchSize = 16, MaxSequenceLength = 24,
+                LearningRate = 1e-12, HeadLearningRate = 1e-12, WeightDecay = 0, Sentence1ColumnName = "Sentence1",
+                Precision = PeftPrecision.Float32, ScoringEngine = ScoringEngine.TorchSharp,
+            }).Fit(data);
+            HfKit.AssertClose(HfKit.Scores(stage, data), HfKit.Scores(still, data));
+        }
+    }
+
+    [TestMethod]
     public void LabelsThatDifferFromTheAdapterFailNamingBothSets()
     {
         var ml = new MLContext(seed: 1);
