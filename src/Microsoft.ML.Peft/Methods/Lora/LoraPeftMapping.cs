@@ -36,14 +36,15 @@ internal sealed class LoraPeftMapping(LowRankConfigBase config) : PeftAdapterMap
     }
 
     /// <summary>
-    /// <c>target_modules</c> as <c>peft</c> reads it: the same suffix names (peft matches a name exactly or as the end
-    /// of the module path after a dot, as <see cref="TargetResolver"/> does), <c>all-linear</c>, or, for a pattern,
-    /// a regex string. This library's pattern may match the path with or without its <c>bert.</c> start; peft
+    /// <c>target_modules</c> as <c>peft</c> reads it: the same suffix names, DistilBERT aliases in BERT's names (peft
+    /// matches a name exactly or as the end of the module path after a dot, as <see cref="TargetResolver"/> does),
+    /// <c>all-linear</c>, or, for a pattern, a regex string. This library's pattern may match the path with or without its <c>bert.</c> start; peft
     /// full-matches the path with it, so both forms go in the alternation.
     /// </summary>
     internal static JsonNode TargetModules(string[] names, string? pattern) => pattern is not null
         ? JsonValue.Create($"(?:{pattern})|bert\\.(?:{pattern})")
-        : new JsonArray(names.Select(n => (JsonNode)JsonValue.Create(n)).ToArray());
+        : new JsonArray(names.Select(n => (JsonNode)JsonValue.Create(
+            Modeling.CheckpointNames.DistilBertModuleAliases.TryGetValue(n, out var bert) ? bert : n)).ToArray());
 
     private static string BiasName(LoraBias b) => b switch
     {
@@ -67,6 +68,11 @@ internal sealed class LoraPeftMapping(LowRankConfigBase config) : PeftAdapterMap
         RequireAbsent(c, "layers_to_transform");
         RequireAbsent(c, "rank_pattern");
         RequireAbsent(c, "alpha_pattern");
+        // Newer peft keys whose non-default values change which layers adapt or what they hold.
+        RequireAbsent(c, "exclude_modules");
+        RequireAbsent(c, "layer_replication");
+        if (c.Bool("lora_bias", false))
+            throw c.Error("lora_bias", "is true; this library's LoRA B has no bias.");
         if (c.Bool("fan_in_fan_out", false))
             throw c.Error("fan_in_fan_out", "is true; BERT-family encoders store linear weights as [out, in].");
         string bias = c.String("bias") ?? "none";
