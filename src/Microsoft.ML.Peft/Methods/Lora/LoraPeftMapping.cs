@@ -38,8 +38,8 @@ internal sealed class LoraPeftMapping(LowRankConfigBase config) : PeftAdapterMap
     /// <summary>
     /// <c>target_modules</c> as <c>peft</c> reads it: the same suffix names, DistilBERT aliases in BERT's names (peft
     /// matches a name exactly or as the end of the module path after a dot, as <see cref="TargetResolver"/> does),
-    /// <c>all-linear</c>, or, for a pattern, a regex string. This library's pattern may match the path with or without its <c>bert.</c> start; peft
-    /// full-matches the path with it, so both forms go in the alternation.
+    /// <c>all-linear</c>, or, for a pattern, a regex string. This library's pattern may match the path with or
+    /// without its <c>bert.</c> start; peft full-matches the path with it, so both forms go in the alternation.
     /// </summary>
     internal static JsonNode TargetModules(string[] names, string? pattern) => pattern is not null
         ? JsonValue.Create($"(?:{pattern})|bert\\.(?:{pattern})")
