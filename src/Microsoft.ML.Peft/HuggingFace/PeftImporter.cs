@@ -23,6 +23,8 @@ internal static class PeftImporter
     public static BaseModel ResolveBase(string folder, BaseModel? given)
     {
         if (given is not null) return given;
+        if (!Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"Adapter folder '{folder}' does not exist.");
         string configPath = Path.Combine(folder, PeftFormat.AdapterConfigFile);
         if (!File.Exists(configPath)) return BaseModel.FromFolder(RequireMergedFolder(folder));
         string? recorded = AdapterConfigJson.Load(configPath).String("base_model_name_or_path");
@@ -66,6 +68,12 @@ internal static class PeftImporter
                 + "or set AllowDifferentBaseModelName to use this one anyway.");
         var peftTensors = ReadTensors(folder);
         var method = PeftAdapterTypes.Read(peftType, config, peftTensors);
+        try { method.Validate(); }
+        catch (ArgumentException e)
+        {
+            // The options were read from the file's keys (r, lora_alpha, ...): say which file holds the bad value.
+            throw new PeftModelFormatException($"{config.File}: the {peftType} options are invalid: {e.Message}", e);
+        }
         var mapping = method.CreatePeftAdapterMapping();
         var trained = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
         foreach (var (name, tensor) in peftTensors) trained[mapping.FromPeftName(name)] = tensor;
