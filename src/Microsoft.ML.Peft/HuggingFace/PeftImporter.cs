@@ -93,20 +93,23 @@ internal static class PeftImporter
     }
 
     /// <summary>
-    /// The adapter's tensors by name without <see cref="PeftFormat.TensorPrefix"/>. Only safetensors is read: a
-    /// pickled <c>adapter_model.bin</c> could run code when loaded.
+    /// The adapter's tensors by name without <see cref="PeftFormat.TensorPrefix"/>, from
+    /// <c>adapter_model.safetensors</c> or else <c>adapter_model.bin</c>. The pickle is read by TorchSharp.PyBridge's
+    /// unpickler (as <c>HfFolderSource</c> reads <c>pytorch_model.bin</c>), which rebuilds tensors and dictionaries
+    /// only: nothing in the file is executed.
     /// </summary>
     private static Dictionary<string, FloatTensor> ReadTensors(string folder)
     {
         string path = Path.Combine(folder, PeftFormat.AdapterWeightsFile);
-        if (!File.Exists(path))
-            throw new FileNotFoundException(File.Exists(Path.Combine(folder, PeftFormat.AdapterPickleFile))
-                ? $"'{folder}' holds {PeftFormat.AdapterPickleFile}, a pickle, which this library never loads (it "
-                    + "can run code). Save the adapter with safe_serialization=True to get "
-                    + $"{PeftFormat.AdapterWeightsFile}."
-                : $"'{folder}' has no {PeftFormat.AdapterWeightsFile}.", path);
+        string pickle = Path.Combine(folder, PeftFormat.AdapterPickleFile);
+        Dictionary<string, FloatTensor> read;
+        if (File.Exists(path)) read = SafeTensors.ReadFloats(path, verifyHash: false);
+        else if (File.Exists(pickle)) (path, read) = (pickle, ReadPickle(pickle));
+        else
+            throw new FileNotFoundException($"'{folder}' has no {PeftFormat.AdapterWeightsFile} (nor "
+                + $"{PeftFormat.AdapterPickleFile}).", path);
         var result = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
-        foreach (var (name, tensor) in SafeTensors.ReadFloats(path, verifyHash: false))
+        foreach (var (name, tensor) in read)
         {
             if (!name.StartsWith(PeftFormat.TensorPrefix, StringComparison.Ordinal))
                 throw new PeftModelFormatException($"{path}: tensor '{name}' is not under "
@@ -114,6 +117,29 @@ internal static class PeftImporter
             result[name[PeftFormat.TensorPrefix.Length..]] = tensor;
         }
         return result;
+    }
+
+    private static Dictionary<string, FloatTensor> ReadPickle(string path)
+    {
+        Runtime.TorchRuntime.EnsureLoaded();
+        System.Collections.Hashtable table;
+        try { table = TorchSharp.PyBridge.PyTorchUnpickler.UnpickleStateDict(path); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new PeftModelFormatException($"{path}: not a PyTorch state dict this library can read "
+                + $"({e.Message}).", e);
+        }
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (System.Collections.DictionaryEntry entry in table)
+                if (entry.Key is string name && entry.Value is Tensor t) tensors[name] = t;
+            return TorchWeights.ToManaged(tensors);
+        }
+        finally
+        {
+            foreach (var value in table.Values) (value as IDisposable)?.Dispose();
+        }
     }
 
     /// <summary>
@@ -136,6 +162,11 @@ internal static class PeftImporter
     private static ImportedAdapter Finish(string folder, string configFile, string file, BaseModel baseModel,
         PeftMethodConfig method, Dictionary<string, FloatTensor> trained, string[]? labels)
     {
+        if (baseModel.Config.Architecture != EncoderArchitecture.Bert)
+            throw new NotSupportedException($"Base model '{baseModel.Name}' is {baseModel.Config.Architecture}: "
+                + "this library imports heads of BertForSequenceClassification (pooler, classifier) only; "
+                + "RobertaForSequenceClassification (classifier.dense + tanh + classifier.out_proj, no pooler) and "
+                + "DistilBertForSequenceClassification (pre_classifier + ReLU) have heads its stage does not build.");
         if (!trained.TryGetValue(HeadWeight, out var weight) || !trained.ContainsKey(HeadBias))
             throw new PeftModelFormatException($"{file}: tensor '{PeftFormat.TensorPrefix}{HeadWeight}' (or its "
                 + "bias) is missing: the adapter must save the classifier (modules_to_save: [\"classifier\"]).");

@@ -170,15 +170,40 @@ public sealed class HuggingFaceImportTests
     }
 
     [TestMethod]
-    public void PickledWeightsAreNeverRead()
+    public void PickledAdapterIsReadWithTheNoCodeUnpickler()
     {
-        string folder = Adapter().WriteTo(Folder("pickle"));
+        var adapter = Adapter();
+        string folder = adapter.WriteTo(Folder("pickle"));
+        File.Delete(Path.Combine(folder, "adapter_model.safetensors"));
+        var tensors = adapter.Tensors.ToDictionary(kv => kv.Key,
+            kv => (TorchSharp.torch.Tensor)TorchSharp.torch.tensor(kv.Value.Data, kv.Value.Shape));
+        TorchSharp.PyBridge.PyTorchPickler.PickleStateDict(Path.Combine(folder, "adapter_model.bin"),
+            new System.Collections.Hashtable(tensors));
+        foreach (var t in tensors.Values) t.Dispose();
+        var ml = new MLContext(seed: 1);
+        using var stage = ml.Peft().FromPretrained(folder, _base, HfKit.Exact());
+        foreach (var row in HfKit.Scores(stage, Rows(ml))) Assert.AreEqual(0.75, row[1], 1e-6);
+    }
+
+    [TestMethod]
+    public void DamagedPickleFailsNamingTheFile()
+    {
+        string folder = Adapter().WriteTo(Folder("badpickle"));
         File.Delete(Path.Combine(folder, "adapter_model.safetensors"));
         File.WriteAllBytes(Path.Combine(folder, "adapter_model.bin"), [0x80, 0x02, 0x7D, 0x71, 0x00, 0x2E]);
-        var e = Assert.ThrowsExactly<FileNotFoundException>(() =>
+        var e = Assert.ThrowsExactly<PeftModelFormatException>(() =>
             new MLContext().Peft().FromPretrained(folder, _base));
         StringAssert.Contains(e.Message, "adapter_model.bin");
-        StringAssert.Contains(e.Message, "pickle");
+    }
+
+    [TestMethod]
+    public void FolderWithoutAdapterWeightsFails()
+    {
+        string folder = Adapter().WriteTo(Folder("noweights"));
+        File.Delete(Path.Combine(folder, "adapter_model.safetensors"));
+        var e = Assert.ThrowsExactly<FileNotFoundException>(() =>
+            new MLContext().Peft().FromPretrained(folder, _base));
+        StringAssert.Contains(e.Message, "adapter_model.safetensors");
     }
 
     [TestMethod]
