@@ -48,6 +48,36 @@ public sealed class PeftCatalog
         IEnumerable<double>? weights = null) =>
         new(_env, [.. members ?? throw new ArgumentNullException(nameof(members))], weights?.ToArray());
 
+    /// <summary>
+    /// A ready <see cref="PeftTextTransformer"/> (it scores without training) from a Hugging Face folder: a
+    /// <c>peft</c> sequence-classification adapter (LORA with rsLoRA or DoRA, ADALORA, IA3; as <c>SavePretrained</c>
+    /// or peft's <c>save_pretrained</c> writes it) for a BERT-family base, or a merged <c>transformers</c>
+    /// <c>BertForSequenceClassification</c> folder (as <c>SaveMergedPretrained</c> writes it). Only safetensors
+    /// files are read; nothing in the folder is executed. Labels come from the folder's <c>config.json</c>
+    /// (<c>id2label</c>) unless <see cref="PeftPretrainedOptions.Labels"/> names them. See docs/huggingface.md.
+    /// </summary>
+    /// <param name="folder">The adapter (or merged model) folder.</param>
+    /// <param name="baseModel">The base the adapter was trained on; null for an embedded base the adapter names
+    /// (<c>sentence-transformers/all-MiniLM-L6-v2</c>, <c>Snowflake/snowflake-arctic-embed-xs</c>) and for a merged
+    /// folder, which is its own base.</param>
+    /// <param name="options">Columns, labels and scoring; null for the defaults.</param>
+    /// <exception cref="FileNotFoundException">The folder has no <c>adapter_config.json</c> (nor a merged model), or
+    /// no <c>adapter_model.safetensors</c>.</exception>
+    /// <exception cref="PeftModelFormatException">A key or tensor does not fit: the message names the file and the
+    /// key or tensor (unknown <c>peft_type</c>, a <c>target_modules</c> entry that matches no layer, a shape that
+    /// does not fit the base, a base other than <c>base_model_name_or_path</c>).</exception>
+    /// <exception cref="NotSupportedException">The adapter's method is one this library cannot compute as peft
+    /// does (prefix or prompt tuning).</exception>
+    public PeftTextTransformer FromPretrained(string folder, BaseModels.BaseModel? baseModel = null,
+        PeftPretrainedOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        var o = options ?? new PeftPretrainedOptions();
+        var resolved = HuggingFace.PeftImporter.ResolveBase(folder, baseModel);
+        var adapter = HuggingFace.PeftImporter.Read(folder, resolved, o.Labels, o.AllowDifferentBaseModelName);
+        return PeftTextTransformer.FromImported(_env, adapter, resolved, o);
+    }
+
     /// <summary>Text regression (one float per row) with any PEFT method.</summary>
     public PeftTextEstimator TextRegression(PeftTextRegressionOptions options) =>
         new(_env, options ?? throw new ArgumentNullException(nameof(options)), PeftTask.Regression);

@@ -51,4 +51,15 @@ internal sealed class BaseModelRecord
     public bool WeightsStored { get; set; }
     public string VocabFileName { get; set; } = "vocab.txt";
     public bool DoLowerCase { get; set; }
+
+    /// <summary>
+    /// The record of <paramref name="b"/>; its weights go into the zip when <paramref name="storeWeights"/> and it
+    /// is not embedded (a stored base always keeps them).
+    /// </summary>
+    internal static BaseModelRecord Describe(BaseModel b, bool storeWeights) => new()
+    {
+        Kind = b.Kind, Name = b.Name, Sha256 = b.Sha256, Origin = b.Origin, OriginVocabPath = b.OriginVocabPath,
+        VocabFileName = b.VocabFileName, DoLowerCase = b.DoLowerCase,
+        WeightsStored = b.Kind == BaseModelKind.Stored || (b.Kind != BaseModelKind.Embedded && storeWeights),
+    };
 }

@@ -19,11 +19,13 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
     private readonly IHost _host;
     private readonly PeftTextOptions _options;
     private readonly PeftTask _task;
+    private readonly bool _methodGiven;
 
     internal PeftTextEstimator(IHostEnvironment env, PeftTextOptions options, PeftTask task)
     {
         _host = env.Register(nameof(PeftTextEstimator));
         options.Validate();
+        _methodGiven = options.Method is not null;
         _options = options.CloneOptions();
         _task = task;
     }
@@ -122,14 +124,19 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
 
         var baseModel = o.BaseModel ?? BaseModel.Default;
         var tokenizer = baseModel.CreateTokenizer();
-        var pairEncoding = ResolvePairEncoding(o, baseModel, tokenizer.Kind);
+        // Continuing from a peft adapter: its config decides the method and its classifier the starting head.
+        var initial = o.InitialAdapterFolder is null ? null : ReadInitialAdapter(o, baseModel);
+        var pairEncoding = initial is null ? ResolvePairEncoding(o, baseModel, tokenizer.Kind)
+            : PairEncoding.CrossEncoder;
         int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
         var encoder = new RowEncoder(tokenizer, maxLength, pair: o.Sentence2ColumnName is not null);
         var rows = Example.Zip(encoder.EncodeAll(data.First, data.Second), data.Labels);
         IReadOnlyList<Example>? validation = valid is null ? null
             : Example.Zip(encoder.EncodeAll(valid.First, valid.Second), valid.Labels);
 
-        var method = o.Method!;
+        var method = initial?.Method ?? o.Method!;
+        var initialTensors = initial is null ? null
+            : HuggingFace.InitialAdapter.Fit(initial, o.InitialAdapterFolder!, _task, labels, scaler);
         var device = PeftDevice.Resolve(_host, ch);
         // Method weights (e.g. LoRA's A) and the head are drawn from libtorch's global generator: seed it from the
         // MLContext first, so a given seed always gives the same model.
@@ -210,14 +217,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 LabelShift = scaler.Shift, LabelScale = scaler.Scale,
                 ScoreColumn = ScoreColumn,
                 PredictedLabelColumn = _task == PeftTask.Classification ? PredictedLabelColumn : null,
-                Base = new BaseModelRecord
-                {
-                    Kind = baseModel.Kind, Name = baseModel.Name, Sha256 = baseModel.Sha256, Origin = baseModel.Origin,
-                    OriginVocabPath = baseModel.OriginVocabPath, VocabFileName = baseModel.VocabFileName,
-                    DoLowerCase = baseModel.DoLowerCase,
-                    WeightsStored = baseModel.Kind == BaseModelKind.Stored
-                        || (baseModel.Kind != BaseModelKind.Embedded && o.StoreBaseModelWeights),
-                },
+                Base = BaseModelRecord.Describe(baseModel, o.StoreBaseModelWeights),
                 TokenizerKind = tokenizer.Kind, TokenizerFiles = tokenizer.ExportFiles().Keys.ToArray(),
                 TrainableParameters = trainable, TotalParameters = total, TokenBudget = o.TokenBudget,
                 NumberOfThreads = o.NumberOfThreads,
@@ -240,8 +240,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         {
             torch.manual_seed(seed);
             // A bi-encoder pools as sentence-transformers do (mean), not through a pooler trained for pairs.
-            var pooling = pairEncoding == PairEncoding.BiEncoder && o.Pooling == Pooling.Auto
-                ? Pooling.Mean
+            var pooling = initial is not null ? Pooling.Pooler
+                : pairEncoding == PairEncoding.BiEncoder && o.Pooling == Pooling.Auto ? Pooling.Mean
                 : o.Pooling;
             bool pooler = pooling == Pooling.Pooler || (pooling == Pooling.Auto && baseModel.HasPooler);
             var encoder = baseModel.CreateEncoder(withPooler: pooler);
@@ -249,6 +249,12 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 foreach (var attention in encoder.modules().OfType<BertSelfAttention>())
                     attention.AttentionDropout = attentionDropout;
             var built = PeftModel.Create(encoder, method, numOutputs, pooling, o.HeadDropout, pairEncoding);
+            if (initialTensors is not null)
+            {
+                var tensors = Onnx.TorchWeights.ToTorch(initialTensors);
+                try { built.LoadTrainedTensors(tensors); }
+                finally { foreach (var t in tensors.Values) t.Dispose(); }
+            }
             built.to(device);
             return built;
         }
@@ -276,6 +282,29 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 LayerCheckpoint.ReleaseHandedOver();
             }
         }
+    }
+
+    /// <summary>
+    /// Reads <see cref="PeftTextOptions.InitialAdapterFolder"/>, refusing options that contradict the adapter's model
+    /// (another method, a pooling other than the pooler, bi-encoded pairs).
+    /// </summary>
+    private HuggingFace.ImportedAdapter ReadInitialAdapter(PeftTextOptions o, BaseModel baseModel)
+    {
+        const string Option = nameof(PeftTextOptions.InitialAdapterFolder);
+        if (o.Pooling is not (Pooling.Auto or Pooling.Pooler))
+            throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.Pooling), $"Option 'Pooling' is "
+                + $"{o.Pooling}, but a peft sequence-classification adapter ({Option}) classifies the pooler output: "
+                + "leave Pooling at Auto or Pooler.");
+        if (o.PairEncoding == PairEncoding.BiEncoder)
+            throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.PairEncoding), "Option 'PairEncoding' is "
+                + $"BiEncoder, but a peft sequence-classification adapter ({Option}) reads pairs cross-encoded.");
+        var adapter = HuggingFace.PeftImporter.Read(o.InitialAdapterFolder!, baseModel, null,
+            o.AllowDifferentBaseModelName);
+        if (_methodGiven && adapter.Method.MethodName != o.Method!.MethodName)
+            throw new ArgumentException($"Option 'Method' is {o.Method.MethodName}, but the adapter in "
+                + $"'{o.InitialAdapterFolder}' ({Option}) is {adapter.Method.MethodName}: leave Method null to use "
+                + "the adapter's.", nameof(PeftTextOptions.Method));
+        return adapter;
     }
 
     /// <summary>

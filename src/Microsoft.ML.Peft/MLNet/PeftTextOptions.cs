@@ -229,6 +229,23 @@ public abstract class PeftTextOptions
     /// </summary>
     public CancellationToken CancellationToken { get; set; }
 
+    /// <summary>
+    /// A Hugging Face <c>peft</c> adapter folder (LoRA, rsLoRA, DoRA, AdaLoRA or (IA)³ for a
+    /// <c>BertForSequenceClassification</c>, as <c>SavePretrained</c> writes) to continue fine-tuning from, as
+    /// <c>PeftModel.from_pretrained(..., is_trainable=True)</c> does. Default null: a fresh adapter. The adapter's
+    /// <c>adapter_config.json</c> decides the method and its options (leave <see cref="Method"/> null, or give the same
+    /// method); its classifier is the starting head, its <c>config.json</c> <c>id2label</c> must hold the label
+    /// column's key values, and the stage pools through the pooler, pairs cross-encoded, as the adapter's model does.
+    /// See docs/huggingface.md.
+    /// </summary>
+    public string? InitialAdapterFolder { get; set; }
+
+    /// <summary>
+    /// With <see cref="InitialAdapterFolder"/>: accept a <see cref="BaseModel"/> whose name differs from the adapter's
+    /// <c>base_model_name_or_path</c> (the tensor shapes are still checked). Default false.
+    /// </summary>
+    public bool AllowDifferentBaseModelName { get; set; }
+
     /// <summary>Optional callback for each progress report (the same reports go to <c>MLContext.Log</c>).</summary>
     public Action<Training.TrainingProgress>? Progress { get; set; }
 

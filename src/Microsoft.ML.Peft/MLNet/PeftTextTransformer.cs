@@ -143,17 +143,12 @@ public sealed partial class PeftTextTransformer : PeftTransformerBase, IDisposab
     /// <c>merge_and_unload</c> gives. Values are the scoring precision's (bf16-rounded when the stage scores in bf16).
     /// The caller owns the tensors.
     /// </summary>
-    /// <exception cref="NotSupportedException">The stage is not merged: its method adds computation the base graph
-    /// lacks (adapters, prefixes, prompts, QLoRA's 4-bit base), or it was trained with
-    /// <see cref="PeftTextOptions.MergeForScoring"/> off.</exception>
+    /// <exception cref="NotSupportedException">The stage's method adds computation the base graph lacks and is not
+    /// merged: adapters, prefixes, prompts, QLoRA's 4-bit base, or a mergeable method trained with
+    /// <see cref="PeftTextOptions.MergeForScoring"/> off. Methods that train the plain weights themselves (full
+    /// fine-tuning, BitFit, LayerNorm tuning, Child-Tuning, linear probe) need no merging.</exception>
     public Dictionary<string, Tensor> GetMergedWeights()
     {
-        if (!IsMerged)
-            throw new NotSupportedException(
-                $"This stage's {_method.MethodName} weights are not merged into the base "
-                + "(the method cannot merge, or MergeForScoring was off), so it has no plain-encoder form. "
-                + "Use Model to "
-                + "run it as it is.");
         using var _ = no_grad();
         // The names a plain encoder of this configuration has, with the head's: method modules fall outside them.
         var wanted = new HashSet<string>(StringComparer.Ordinal);
@@ -161,19 +156,27 @@ public sealed partial class PeftTextTransformer : PeftTransformerBase, IDisposab
         using (var bare = new BertModel(model.Encoder.Config, model.Encoder.HasPooler))
             foreach (var name in bare.state_dict().Keys) wanted.Add("bert." + name);
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var extra = new List<string>();
         foreach (var (name, tensor) in model.state_dict())
         {
             string plain = name.Replace(".base_layer.", ".", StringComparison.Ordinal);
             if (wanted.Contains(plain) || PeftModel.IsHeadParameter(plain))
                 result[plain] = tensor.detach().cpu().to(ScalarType.Float32).clone();
+            else extra.Add(name);
         }
-        var missing = wanted.Where(n => !result.ContainsKey(n)).ToList();
-        if (missing.Count > 0)
+        // Unmerged method tensors would still change what the plain weights compute.
+        string? problem = !IsMerged && extra.Count > 0
+            ? $"This stage's {_method.MethodName} weights (e.g. '{extra[0]}') are not merged into the base (the "
+                + "method cannot merge, or MergeForScoring was off), so it has no plain-encoder form. Use Model to "
+                + "run it as it is."
+            : wanted.FirstOrDefault(n => !result.ContainsKey(n)) is { } missing
+                ? $"The merged model lacks weight(s) of the plain encoder, e.g. '{missing}': this method's merged "
+                    + "form is not a plain encoder."
+                : null;
+        if (problem is not null)
         {
             foreach (var t in result.Values) t.Dispose();
-            throw new NotSupportedException(
-                $"The merged model lacks {missing.Count} weight(s) of the plain encoder, e.g. " +
-                $"'{missing[0]}': this method's merged form is not a plain encoder.");
+            throw new NotSupportedException(problem);
         }
         return result;
     }

@@ -48,6 +48,17 @@ public abstract class PeftMethodConfig
     internal virtual Onnx.OnnxMethodExport CreateOnnxExport() => new();
 
     /// <summary>
+    /// How <c>SavePretrained</c> writes this method as a Hugging Face <c>peft</c> adapter. The default refuses: the
+    /// method has no <c>peft</c> counterpart. Methods that have one override it in their folder.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The method has no <c>peft</c> counterpart.</exception>
+    internal virtual HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() =>
+        throw new NotSupportedException(
+            $"Method '{MethodName}' has no counterpart in Hugging Face peft, so it cannot be saved as a peft adapter. "
+            + "A stage whose method merged into the encoder (IsMerged) can still be saved for transformers with "
+            + "SaveMergedPretrained. See docs/huggingface.md.");
+
+    /// <summary>
     /// Folds the method's update into the base weights for faster inference; false when the method cannot merge.
     /// </summary>
     internal virtual bool Merge(PeftModel model) => false;

@@ -28,8 +28,11 @@ internal static class TargetResolver
         var names = targets
             .Select(t => CheckpointNames.DistilBertModuleAliases.TryGetValue(t, out var a) ? a : t)
             .ToArray();
-        chosen = linears.Where(p => names.Any(n => p.EndsWith("." + n, StringComparison.Ordinal))).ToList();
-        var unmatched = names.Where(n => !linears.Any(p => p.EndsWith("." + n, StringComparison.Ordinal))).ToList();
+        // As peft's check_target_module_exists (peft/tuners/tuners_utils.py): the whole path, or its end after a dot.
+        static bool Matches(string path, string name) =>
+            path == name || path.EndsWith("." + name, StringComparison.Ordinal);
+        chosen = linears.Where(p => names.Any(n => Matches(p, n))).ToList();
+        var unmatched = names.Where(n => !linears.Any(p => Matches(p, n))).ToList();
         if (unmatched.Count > 0)
             throw new ArgumentException(
                 $"Option '{optionName}' names modules that are not linear layers of this encoder: " +

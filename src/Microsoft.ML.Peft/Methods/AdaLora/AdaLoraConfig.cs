@@ -126,6 +126,8 @@ public sealed class AdaLoraConfig : PeftMethodConfig
 
     internal override Onnx.OnnxMethodExport CreateOnnxExport() => new AdaLoraOnnxExport(Alpha, InitialRank);
 
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() => new AdaLoraPeftMapping(this);
+
     internal override bool IsTrainable(string name) =>
         name.EndsWith(".lora_A", StringComparison.Ordinal) || name.EndsWith(".lora_E", StringComparison.Ordinal)
         || name.EndsWith(".lora_B", StringComparison.Ordinal);

@@ -31,6 +31,8 @@ public sealed class DoraConfig : LowRankConfigBase
 
     internal override Onnx.OnnxMethodExport CreateOnnxExport() => new DoraOnnxExport(Scaling);
 
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() => new Lora.LoraPeftMapping(this);
+
     internal override bool IsTrainable(string name) =>
         name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal)
         || name.Contains(".lora_magnitude_vector.", StringComparison.Ordinal);

@@ -18,4 +18,9 @@ public sealed class FullFineTuningConfig : PeftMethodConfig
     internal override void Attach(Modeling.PeftModel model) { }
 
     internal override bool IsTrainable(string parameterName) => true;
+
+    /// <summary>The whole model trained: it goes out as a plain <c>transformers</c> folder, not a peft adapter.
+    /// </summary>
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() =>
+        HuggingFace.WholeModelMapping.Instance;
 }

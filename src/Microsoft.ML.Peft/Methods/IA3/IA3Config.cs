@@ -103,6 +103,8 @@ public sealed class IA3Config : PeftMethodConfig
     /// <summary>Folds the vectors into the exported weights, as <see cref="Merge"/> does for scoring.</summary>
     internal override Onnx.OnnxMethodExport CreateOnnxExport() => new IA3OnnxExport();
 
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() => new IA3PeftMapping();
+
     /// <summary>
     /// Folds every vector into its layer; refuses (false, nothing changed) when a vector holds a zero, which could not
     /// be divided out again.

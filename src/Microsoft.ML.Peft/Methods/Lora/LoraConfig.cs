@@ -41,6 +41,8 @@ public sealed class LoraConfig : LowRankConfigBase
 
     internal override Onnx.OnnxMethodExport CreateOnnxExport() => new LoraOnnxExport(Scaling);
 
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() => new LoraPeftMapping(this);
+
     internal override bool IsTrainable(string name) =>
         name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal)
         || (Bias == LoraBias.All && name.StartsWith("bert.", StringComparison.Ordinal)

@@ -95,6 +95,17 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
     internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PrefixOnnxExport();
 
     /// <summary>
+    /// Refused: peft's PREFIX_TUNING would not compute what this stage computes. transformers' BERT counts the text's
+    /// position ids from the number of cached (prefix) positions (BertEmbeddings, past_key_values_length), while this
+    /// stage's text keeps positions 0, 1, ... as without prefixes.
+    /// </summary>
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() =>
+        throw new NotSupportedException(
+            "Prefix tuning cannot be saved as a peft PREFIX_TUNING adapter: transformers' BERT shifts the text's "
+            + "position ids by the prefix length when given past_key_values, and this stage does not, so peft would "
+            + "score differently. See docs/huggingface.md.");
+
+    /// <summary>
     /// Folds the reparameterisation into plain prefixes: after training, and on load before the saved prefixes are
     /// copied in.
     /// </summary>

@@ -111,6 +111,18 @@ public sealed class PromptTuningConfig : PeftMethodConfig
     /// <summary>The trained prompt as a constant prepended to the embedded input.</summary>
     internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PromptOnnxExport();
 
+    /// <summary>
+    /// Refused: peft's PROMPT_TUNING would not compute what this stage computes. peft prepends the virtual tokens to
+    /// the word embeddings (so position, token-type embeddings and LayerNorm apply to them) and
+    /// BertForSequenceClassification's pooler then reads the first virtual token; this stage adds the prompts after
+    /// the embeddings and pools the real [CLS].
+    /// </summary>
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() =>
+        throw new NotSupportedException(
+            "Prompt tuning cannot be saved as a peft PROMPT_TUNING adapter: peft feeds the virtual tokens through "
+            + "BERT's embeddings and its classifier pools the first virtual token, while this stage inserts them "
+            + "after the embeddings and pools [CLS], so peft would score differently. See docs/huggingface.md.");
+
     private Tensor InitIds(int vocabSize, Device device)
     {
         if (Init == PromptTuningInit.SampleVocab)
