@@ -53,7 +53,8 @@ internal static class Int8Accuracy
             ScoringEngine = ScoringEngine.TorchSharp, NumberOfThreads = threads,
         }).Fit(keyed);
         Console.WriteLine($"- trained in {watch.Elapsed.TotalSeconds:F0} s; " +
-            $"max length {stage.Saved.MaxSequenceLength}");
+            $"max length {stage.Saved.MaxSequenceLength}; peak RSS so far " +
+            $"{(Microsoft.ML.Peft.Runtime.ProcessMemory.Peak() ?? 0) >> 20} MiB");
 
         string[] labels = stage.Saved.Labels!.Values;
         var tokens = stage.Tokenizer.EncodeBatch(dev.Select(r => (string?)r.Text).ToList(), null,

@@ -234,6 +234,8 @@ internal static class StageBenchmark
         var chain = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().LoraTextClassification(options))
             .Fit(train);
         elapsed = watch.Elapsed;
+        Console.WriteLine($"- trained the stage in {elapsed.TotalSeconds:F0} s; peak RSS so far " +
+            $"{(Microsoft.ML.Peft.Runtime.ProcessMemory.Peak() ?? 0) >> 20} MiB");
         return chain.LastTransformer;
     }
 

@@ -79,7 +79,7 @@ foreach (var name in datasets)
                 var result = Runner.Run(data, arm, rows, seed, armTag, sets);
                 Console.WriteLine($"  {name} {rows,5} rows seed {seed} {arm,-5} [{armTag}] "
                     + $"accuracy {result.Accuracy:F3} macro {result.MacroAccuracy:F3} "
-                    + $"in {result.Seconds:F0} s {result.Plan}");
+                    + $"in {result.Seconds:F0} s, peak RSS {result.PeakRssBytes >> 20} MiB {result.Plan}");
                 Results.Append(resultsPath, result);
                 done.Add(result);
             }
@@ -90,7 +90,7 @@ return 0;
 /// <summary>One training run's outcome.</summary>
 internal sealed record RunResult(
     string Dataset, int Rows, string Arm, int Seed, string Tag, double Accuracy, double MacroAccuracy, double Majority,
-    double Seconds, string Plan, int Classes);
+    double Seconds, string Plan, int Classes, long PeakRssBytes = 0);
 
 /// <summary>A labelled row: one or two texts.</summary>
 internal sealed class Row
@@ -153,6 +153,8 @@ internal static class Runner
             };
         var train = ml.Data.LoadFromEnumerable(data.Sample(rows, seed));
         var dev = ml.Data.LoadFromEnumerable(data.Dev);
+        // Runs share this process: the kernel's peak is reset so that each run's own peak can be read (Linux).
+        Microsoft.ML.Peft.Runtime.ProcessMemory.TryResetPeak();
         var clock = Stopwatch.StartNew();
         string plan = "";
         ITransformer model;
@@ -188,9 +190,10 @@ internal static class Runner
         }
         double seconds = clock.Elapsed.TotalSeconds;
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(dev));
+        long peak = Microsoft.ML.Peft.Runtime.ProcessMemory.PeakSinceReset() ?? 0;
         (model as IDisposable)?.Dispose();
         return new RunResult(data.Name, rows, arm, seed, tag, metrics.MicroAccuracy, metrics.MacroAccuracy,
-            data.Majority, seconds, plan, data.Classes);
+            data.Majority, seconds, plan, data.Classes, peak);
     }
 
     private static void Set(PeftTextOptions options, string key, string value)
@@ -217,8 +220,8 @@ internal static class Results
         var sb = new StringBuilder();
         sb.AppendLine(Machine.Describe()).AppendLine();
         sb.AppendLine("| dataset | rows | majority | arm (configuration) | accuracy | macro accuracy | "
-            + "vs SDCA | seconds | runs |");
-        sb.AppendLine("|---|---:|---:|---|---:|---:|---:|---:|---:|");
+            + "vs SDCA | seconds | peak RSS (MiB) | runs |");
+        sb.AppendLine("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
         foreach (var g in results.GroupBy(r => (r.Dataset, r.Rows, r.Arm, r.Tag))
                      .OrderBy(g => g.Key.Dataset).ThenBy(g => g.Key.Rows).ThenBy(g => g.Key.Arm).ThenBy(g => g.Key.Tag))
         {
@@ -230,7 +233,8 @@ internal static class Results
                 : $"{100 * (acc - sdca.Average(r => r.Accuracy)):+0.0;-0.0}";
             sb.AppendLine($"| {g.Key.Dataset} | {g.Key.Rows:N0} | {g.First().Majority:F3} | "
                 + $"{g.Key.Arm} ({g.Key.Tag}) | {acc:F3} | "
-                + $"{g.Average(r => r.MacroAccuracy):F3} | {vs} | {g.Average(r => r.Seconds):F0} | {g.Count()} |");
+                + $"{g.Average(r => r.MacroAccuracy):F3} | {vs} | {g.Average(r => r.Seconds):F0} | "
+                + $"{(g.Max(r => r.PeakRssBytes) is > 0 and var p ? (p >> 20).ToString("N0") : "-")} | {g.Count()} |");
         }
         File.WriteAllText(Path.Combine(outDir, "results.md"), sb.ToString());
         Console.WriteLine(sb);
