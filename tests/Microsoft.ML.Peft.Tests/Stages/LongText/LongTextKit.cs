@@ -52,9 +52,10 @@ internal static class LongTextKit
     public static string Words(int from, int to) => string.Join(" ", Fillers[from..to]);
 
     /// <summary>
-    /// Documents of <paramref name="length"/> random filler words with "love" (label 1) or "hate" (label 0) as one of
-    /// the last four words: far beyond a 16-token window's reach from the start, so a truncated document carries no
-    /// sign of its label. With <paramref name="pair"/>, a second text of three random fillers goes with each.
+    /// Documents of <paramref name="length"/> random filler words ending in "love love love" (label 1) or "hate hate
+    /// hate" (label 0): beyond a 16-token window's reach from the start, so a truncated document carries no sign of
+    /// its label. Three words rather than one give the random tiny base a signal it learns in a few epochs. With
+    /// <paramref name="pair"/>, a second text of three random fillers goes with each.
     /// </summary>
     public static List<PairRow> EndDecided(int n, int seed, int length = 60, bool pair = false)
     {
@@ -64,7 +65,7 @@ internal static class LongTextKit
         {
             var words = Enumerable.Range(0, length).Select(_ => Fillers[rng.Next(Fillers.Length)]).ToArray();
             int label = rng.Next(2);
-            words[length - 1 - rng.Next(4)] = label == 1 ? "love" : "hate";
+            for (int w = length - 3; w < length; w++) words[w] = label == 1 ? "love" : "hate";
             rows.Add(new PairRow
             {
                 Label = label, Sentence1 = string.Join(" ", words),
