@@ -17,10 +17,16 @@ internal sealed record LongTextSettings
     public WindowPooling Pooling { get; init; } = WindowPooling.Mean;
     public int MaxWindowsPerDocument { get; init; } = 8;
 
-    /// <summary>The options' settings (already validated).</summary>
-    public static LongTextSettings From(PeftTextOptions o) => new()
+    /// <summary>
+    /// The options' settings (already validated) for a window of <paramref name="maxLength"/>, which a base with
+    /// fewer positions may make shorter than the options' length: a head or stride beyond the room is cut to it, as
+    /// windowing would cut it anyway, so the saved values pass the load-time checks.
+    /// </summary>
+    public static LongTextSettings From(PeftTextOptions o, int maxLength) => new()
     {
-        Strategy = o.LongTextStrategy, HeadTokens = o.HeadTokens, WindowStride = o.WindowStride,
+        Strategy = o.LongTextStrategy,
+        HeadTokens = o.HeadTokens is { } h ? Math.Min(h, maxLength - 2) : null,
+        WindowStride = o.WindowStride is { } w ? Math.Min(w, maxLength - 2) : null,
         Pooling = o.WindowPooling, MaxWindowsPerDocument = o.MaxWindowsPerDocument,
     };
 

@@ -122,7 +122,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         var tokenizer = baseModel.CreateTokenizer();
         var pairEncoding = ResolvePairEncoding(o, baseModel, tokenizer.Kind);
         int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
-        var longText = LongTextSettings.From(o);
+        var longText = LongTextSettings.From(o, maxLength);
         var encoder = new RowEncoder(tokenizer, maxLength, pair: o.Sentence2ColumnName is not null, longText, _task);
         var rows = Example.Zip(encoder.EncodeAll(data.First, data.Second), data.Labels);
         IReadOnlyList<Example>? validation = valid is null ? null

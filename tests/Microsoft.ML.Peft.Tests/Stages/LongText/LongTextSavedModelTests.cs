@@ -76,6 +76,21 @@ public sealed class LongTextSavedModelTests
     }
 
     [TestMethod]
+    public void AHeadBeyondAShortBasesWindowIsCutToItsRoomAndTheModelLoads()
+    {
+        // The tiny base has 64 positions, so MaxSequenceLength 128 becomes 64 and the room 62.
+        var ml = new MLContext(1);
+        var o = LongTextKit.Options(Base.Value, LongTextStrategy.HeadAndTail);
+        o.MaxSequenceLength = 128;
+        o.HeadTokens = 100;
+        o.Epochs = 1;
+        using var stage = LongTextKit.Fit(ml, LongTextKit.EndDecided(16, seed: 1, length: 20), o);
+        Assert.AreEqual(62, stage.Saved.LongText!.HeadTokens);
+        using var loaded = SaveAndLoad(ml, stage);
+        Assert.AreEqual(62, loaded.Saved.LongText!.HeadTokens);
+    }
+
+    [TestMethod]
     public void AZipSavedBeforeLongTextOptionsLoadsAsTruncate()
     {
         var zip = Path.Combine(AppContext.BaseDirectory, "testdata", "format1-lora-tiny.zip");
