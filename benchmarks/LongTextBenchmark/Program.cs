@@ -2,14 +2,16 @@
 // sentences, with the embedded MiniLM and LoRA at the stage's defaults otherwise.
 //
 // Documents: random sentences of the data set (of either label, so they carry no net sign of the document's label)
-// are joined until the document has at least --doc-tokens tokens, then one more sentence ends it; that last sentence's
-// label is the document's. Training documents come from train.tsv, test documents from dev.tsv (sentences reused
-// across documents). Truncation sees only filler; the other strategies can reach the end.
+// are joined until the document has at least --doc-tokens tokens, then --end-sentences sentences of one label end it
+// (a closing verdict, as reviews often have); that label is the document's. Training documents come from train.tsv,
+// test documents from dev.tsv (sentences reused across documents). Truncation sees only filler; the other
+// strategies can reach the end.
 //
 // Usage: LongTextBenchmark [--data <folder>] [--train-docs n] [--test-docs n] [--doc-tokens n] [--max-length n]
 //                          [--epochs n] [--threads n] [--strategies truncate,headandtail,slidingwindow] [--seed n]
+//                          [--end-sentences n]
 // Defaults: shared/data/uci_sentiment found by walking up, 400 / 200 documents, 1,000 tokens, window 128, 2 epochs,
-// libtorch's threads, all three strategies, seed 1.
+// libtorch's threads, all three strategies, seed 1, 1 closing sentence.
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
@@ -39,6 +41,7 @@ if (dataDir is null || !File.Exists(Path.Combine(dataDir, "dev.tsv")))
 }
 int trainDocs = Int("train-docs", 400), testDocs = Int("test-docs", 200), docTokens = Int("doc-tokens", 1000);
 int maxLength = Int("max-length", 128), epochs = Int("epochs", 2), seed = Int("seed", 1);
+int endSentences = Int("end-sentences", 1);
 int? threads = opt.ContainsKey("threads") ? Int("threads", 1) : null;
 var strategies = (opt.GetValueOrDefault("strategies") ?? "truncate,headandtail,slidingwindow")
     .Split(',', StringSplitOptions.RemoveEmptyEntries)
@@ -56,7 +59,7 @@ Console.WriteLine($"- CPU: {CpuInfo.Name()} ({Environment.ProcessorCount} logica
 Console.WriteLine($"- load average at start: {LoadAverage()}");
 Console.WriteLine($"- data: {dataDir}; {trainDocs} training documents from train.tsv, {testDocs} test documents from " +
     $"dev.tsv, each ≥ {docTokens} tokens (mean {train.Average(d => d.Tokens):F0} / " +
-    $"{test.Average(d => d.Tokens):F0}); label = the last sentence's");
+    $"{test.Average(d => d.Tokens):F0}), then {endSentences} closing sentence(s) of one label: the document's");
 Console.WriteLine($"- stage: MiniLM, LoRA defaults, MaxSequenceLength {maxLength}, {epochs} epoch(s), no validation, " +
     $"threads {threads?.ToString(c) ?? "libtorch default"}, seed {seed}");
 Console.WriteLine();
@@ -111,9 +114,16 @@ List<(Row Row, int Tokens)> Documents(List<(string Label, string Text)> sentence
             parts.Add(sentences[k].Text);
             total += tokens[k];
         }
-        int last = rng.Next(sentences.Count);
-        parts.Add(sentences[last].Text);
-        result.Add((new Row { Label = sentences[last].Label, Text = string.Join(" ", parts) }, total + tokens[last]));
+        string label = sentences[rng.Next(sentences.Count)].Label;
+        for (int added = 0; added < endSentences;)
+        {
+            int k = rng.Next(sentences.Count);
+            if (sentences[k].Label != label) continue;
+            parts.Add(sentences[k].Text);
+            total += tokens[k];
+            added++;
+        }
+        result.Add((new Row { Label = label, Text = string.Join(" ", parts) }, total));
     }
     return result;
 }
