@@ -58,8 +58,8 @@ Console.WriteLine($"- CPU: {CpuInfo.Name()} ({Environment.ProcessorCount} logica
     $"flags {CpuInfo.RelevantFlags()})");
 Console.WriteLine($"- load average at start: {LoadAverage()}");
 Console.WriteLine($"- data: {dataDir}; {trainDocs} training documents from train.tsv, {testDocs} test documents from " +
-    $"dev.tsv, each ≥ {docTokens} tokens (mean {train.Average(d => d.Tokens):F0} / " +
-    $"{test.Average(d => d.Tokens):F0}), then {endSentences} closing sentence(s) of one label: the document's");
+    $"dev.tsv: ≥ {docTokens} tokens of filler, then {endSentences} closing sentence(s) of one label, the " +
+    $"document's (mean length {train.Average(d => d.Tokens):F0} / {test.Average(d => d.Tokens):F0} tokens)");
 Console.WriteLine($"- stage: MiniLM, LoRA defaults, MaxSequenceLength {maxLength}, {epochs} epoch(s), no validation, " +
     $"threads {threads?.ToString(c) ?? "libtorch default"}, seed {seed}");
 Console.WriteLine();
