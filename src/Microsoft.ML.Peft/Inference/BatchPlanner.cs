@@ -78,9 +78,14 @@ internal static class BatchPlanner
     /// <summary>
     /// What every engine does with <see cref="ForScoring"/>'s batches: scores each one (<paramref name="scoreBatch"/>
     /// gets the batch's rows and returns their outputs flat, row after row) and puts each row's outputs back in the
-    /// order given.
+    /// order given. A document cut into windows is scored window by window, the windows batched with all the other
+    /// rows, and its row gets the windows' pooled output (<see cref="DocumentWindows.Score"/>).
     /// </summary>
     public static float[][] ScoreInBatches(IReadOnlyList<Tokenization.TokenizedText> rows, int batchSize,
+        int tokenBudget, Func<Tokenization.TokenizedText[], float[]> scoreBatch) =>
+        DocumentWindows.Score(rows, windows => ScoreWindows(windows, batchSize, tokenBudget, scoreBatch));
+
+    private static float[][] ScoreWindows(IReadOnlyList<Tokenization.TokenizedText> rows, int batchSize,
         int tokenBudget, Func<Tokenization.TokenizedText[], float[]> scoreBatch)
     {
         var results = new float[rows.Count][];

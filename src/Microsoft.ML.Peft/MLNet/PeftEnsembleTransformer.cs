@@ -56,7 +56,8 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
     {
         // Members on the same base and length (a sweep's usually are) tokenize a row alike: encode the batch once
         // for them.
-        var encoded = new Dictionary<(string, Tokenization.TextTokenizerKind, int), Tokenization.TokenizedText[]>();
+        var encoded = new Dictionary<(string, Tokenization.TextTokenizerKind, int, Inference.LongTextSettings),
+            Tokenization.TokenizedText[]>();
         var outputs = _members.Select(m =>
         {
             if (!encoded.TryGetValue(m.EncodingKey, out var examples))
@@ -98,8 +99,9 @@ public sealed class PeftEnsembleTransformer : PeftTransformerBase, IDisposable
         for (int m = 1; m < _members.Length; m++)
             if (_members[m].EncodingKey != _members[0].EncodingKey)
                 throw new NotSupportedException(
-                    $"Ensemble member {m} tokenizes differently from member 0 (base model or maximum length), so one " +
-                    "ONNX model with one set of token inputs cannot feed both. Export the members one by one.");
+                    $"Ensemble member {m} tokenizes differently from member 0 (base model, maximum length or " +
+                    "long-text strategy), so one ONNX model with one set of token inputs cannot feed both. Export " +
+                    "the members one by one.");
         var b = new Onnx.OnnxGraphBuilder();
         // Members tokenize alike (checked above), so member 0's inputs serve all.
         var spec = _members[0].Spec(options);

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Microsoft.ML.Peft.BaseModels;
 using Microsoft.ML.Peft.Modeling;
 using Microsoft.ML.Peft.Tokenization;
@@ -18,6 +19,12 @@ internal sealed class PeftSavedModel
     public double HeadDropout { get; set; }
     public int NumOutputs { get; set; }
     public int MaxSequenceLength { get; set; }
+    /// <summary>
+    /// The long-text strategy and its options; null (and left out of the JSON) for Truncate, which is also what
+    /// models saved before these options load as.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Inference.LongTextSettings? LongText { get; set; }
     public bool Merged { get; set; }
     public PeftPrecision Precision { get; set; }
     public int TokenBudget { get; set; }

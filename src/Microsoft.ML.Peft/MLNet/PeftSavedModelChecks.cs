@@ -37,6 +37,8 @@ internal static class PeftSavedModelChecks
         Check(Enum.IsDefined(s.TokenizerKind), nameof(s.TokenizerKind), $"has unknown value {(int)s.TokenizerKind}.");
         Check(s.HeadDropout is >= 0 and < 1, nameof(s.HeadDropout), $"must be in [0, 1), got {s.HeadDropout}.");
         Check(s.MaxSequenceLength >= 8, nameof(s.MaxSequenceLength), $"must be at least 8, got {s.MaxSequenceLength}.");
+        var longText = s.LongText?.Problem(s.MaxSequenceLength);
+        Check(longText is null, "LongText." + longText?.Field, longText?.Message ?? "");
         Check(s.TokenBudget == 0 || s.TokenBudget >= s.MaxSequenceLength, nameof(s.TokenBudget),
             $"must be 0 or at least MaxSequenceLength ({s.MaxSequenceLength}), got {s.TokenBudget}.");
         Check(s.NumberOfThreads is null or >= 1, nameof(s.NumberOfThreads), $"must be at least 1, got " +

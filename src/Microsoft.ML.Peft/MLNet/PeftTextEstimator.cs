@@ -129,7 +129,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         var pairEncoding = initial is null ? ResolvePairEncoding(o, baseModel, tokenizer.Kind)
             : PairEncoding.CrossEncoder;
         int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
-        var encoder = new RowEncoder(tokenizer, maxLength, pair: o.Sentence2ColumnName is not null);
+        var longText = LongTextSettings.From(o, maxLength);
+        var encoder = new RowEncoder(tokenizer, maxLength, pair: o.Sentence2ColumnName is not null, longText, _task);
         var rows = Example.Zip(encoder.EncodeAll(data.First, data.Second), data.Labels);
         IReadOnlyList<Example>? validation = valid is null ? null
             : Example.Zip(encoder.EncodeAll(valid.First, valid.Second), valid.Labels);
@@ -144,6 +145,9 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         var plan = Plan(rows, data.Labels, seed, out var train, out var heldOut);
         validation ??= heldOut;
         ch.Info($"Training plan: {plan}");
+        if (longText.Strategy == LongTextStrategy.SlidingWindow)
+            ch.Info($"Long texts: SlidingWindow trains on {train.Count} window(s) of {plan.TrainingRows} document(s); "
+                + "validation and scoring pool each document's windows.");
         var model = Build();
         bool handedOver = false;
         try
@@ -187,7 +191,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 ch.Info($"Refit on all {rows.Length} rows for {validated.BestEpoch} epoch(s), " +
                     "the best on the held-out rows.");
                 report = Train(model, settings with { Epochs = validated.BestEpoch, EarlyStoppingPatience = 0 },
-                    rows, null);
+                    DocumentWindows.ForTraining(rows), null);
                 report = report with
                 {
                     BestEpoch = validated.BestEpoch, BestValidationMetric = validated.BestValidationMetric,
@@ -213,6 +217,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
                 Pooling = model.Pooling,
                 PairEncoding = model.PairEncoding, HeadDropout = o.HeadDropout, NumOutputs = numOutputs,
                 MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
+                LongText = longText.Strategy == LongTextStrategy.Truncate ? null : longText,
                 Precision = o.Precision,
                 LabelShift = scaler.Shift, LabelScale = scaler.Scale,
                 ScoreColumn = ScoreColumn,
@@ -324,15 +329,18 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             o.Epochs is not null,
             o.ValidationSet is not null);
         var mask = TrainingPlanner.StratifiedHoldOut(labels, fraction, classification, seed ^ 0x5EED);
-        train = rows.Where((_, i) => !mask[i]).ToList();
-        heldOut = train.Count < rows.Length ? rows.Where((_, i) => mask[i]).ToList() : null;
+        // Documents are split (a document's windows stay on one side); then training sees windows, validation
+        // documents.
+        var trainDocuments = rows.Where((_, i) => !mask[i]).ToList();
+        heldOut = trainDocuments.Count < rows.Length ? rows.Where((_, i) => mask[i]).ToList() : null;
+        train = DocumentWindows.ForTraining(trainDocuments);
         int batchSize = o.BatchSize ?? TrainingPlanner.ChooseBatchSize(rows.Length);
         int stepsPerEpoch = BatchPlanner.ForTraining(train.Select(e => e.Length).ToArray(), batchSize, o.TokenBudget,
             new Random(seed)).Count;
         int epochs = o.Epochs ?? TrainingPlanner.ChooseEpochs(stepsPerEpoch);
         int held = heldOut?.Count ?? 0;
         int patience = o.EarlyStoppingPatience ?? (held > 0 ? TrainingPlanner.ChoosePatience(epochs) : 0);
-        return new TrainingPlan(rows.Length, train.Count, held, batchSize, stepsPerEpoch, epochs,
+        return new TrainingPlan(rows.Length, trainDocuments.Count, held, batchSize, stepsPerEpoch, epochs,
             o.BatchSize is null, o.Epochs is null, patience, o.RefitOnAllRows && held > 0);
     }
 

@@ -57,6 +57,44 @@ public abstract class PeftTextOptions
     public int MaxSequenceLength { get; set; } = 128;
 
     /// <summary>
+    /// What happens to a text longer than <see cref="MaxSequenceLength"/>. Default
+    /// <see cref="MLNet.LongTextStrategy.Truncate"/> (keep the first tokens). For sentence pairs the strategy applies
+    /// to the first text; the second is kept (cut as <c>Truncate</c> cuts it when the two do not fit). Saved with the
+    /// model. See docs/long-texts.md.
+    /// </summary>
+    public LongTextStrategy LongTextStrategy { get; set; } = LongTextStrategy.Truncate;
+
+    /// <summary>
+    /// <see cref="MLNet.LongTextStrategy.HeadAndTail"/>: tokens kept from the start of a long text; the rest of the
+    /// window holds its end. Default null: a quarter of the text's room in the window (Sun et al.'s 128 of 510,
+    /// rounded: 32 of 126 at the default length 128, 128 of 510 at 512). At most <see cref="MaxSequenceLength"/>
+    /// − 2; a pair's shorter room cuts it further. Only with HeadAndTail.
+    /// </summary>
+    public int? HeadTokens { get; set; }
+
+    /// <summary>
+    /// <see cref="MLNet.LongTextStrategy.SlidingWindow"/>: tokens between the starts of consecutive windows. Default
+    /// null: half the text's room in a window (63 at length 128), so each token is seen in about two windows. At
+    /// least 1, at most <see cref="MaxSequenceLength"/> − 2 (a pair's shorter room caps it, so no token is skipped).
+    /// Only with SlidingWindow.
+    /// </summary>
+    public int? WindowStride { get; set; }
+
+    /// <summary>
+    /// <see cref="MLNet.LongTextStrategy.SlidingWindow"/>: how a document's window scores combine. Default
+    /// <see cref="MLNet.WindowPooling.Mean"/>.
+    /// </summary>
+    public WindowPooling WindowPooling { get; set; } = WindowPooling.Mean;
+
+    /// <summary>
+    /// <see cref="MLNet.LongTextStrategy.SlidingWindow"/>: most windows per document, for training and scoring alike,
+    /// so one huge document cannot take over a batch or an epoch. A document with more windows keeps this many,
+    /// spread evenly from its first window to its last (both kept). Default 8 (at the default stride, about 4.5
+    /// windows' worth of text, ~570 tokens at length 128, is covered without gaps).
+    /// </summary>
+    public int MaxWindowsPerDocument { get; set; } = 8;
+
+    /// <summary>
     /// Rows per optimizer step (and per scoring batch). Default null: 16 below 1,000 training rows, else 32, so that
     /// small data gets more optimizer steps per epoch; scoring then uses 32. Sweep range: {32, 16}.
     /// </summary>
@@ -270,6 +308,7 @@ public abstract class PeftTextOptions
         Check(Sentence2ColumnName is null || Sentence2ColumnName != Sentence1ColumnName, nameof(Sentence2ColumnName),
             "must differ from Sentence1ColumnName.");
         Check(MaxSequenceLength >= 8, nameof(MaxSequenceLength), $"must be at least 8, got {MaxSequenceLength}.");
+        CheckLongText(Check);
         Check(BatchSize is null or >= 1, nameof(BatchSize), $"must be at least 1, got {BatchSize}.");
         Check(Epochs is null or >= 1, nameof(Epochs), $"must be at least 1, got {Epochs}.");
         Check(TokenBudget == 0 || TokenBudget >= MaxSequenceLength, nameof(TokenBudget),
@@ -305,6 +344,24 @@ public abstract class PeftTextOptions
         Check(NumberOfThreads is null || NumberOfThreads >= 1, nameof(NumberOfThreads),
             $"must be at least 1, got {NumberOfThreads}.");
         (Method ?? new LoraConfig()).Validate();
+    }
+
+    // The long-text options, each against the strategy that reads it, so a value that would be ignored is an error.
+    private void CheckLongText(Action<bool, string, string> check)
+    {
+        int room = MaxSequenceLength - 2;
+        check(Enum.IsDefined(LongTextStrategy), nameof(LongTextStrategy), $"has unknown value {LongTextStrategy}.");
+        check(Enum.IsDefined(WindowPooling), nameof(WindowPooling), $"has unknown value {WindowPooling}.");
+        check(HeadTokens is null || (HeadTokens >= 0 && HeadTokens <= room), nameof(HeadTokens),
+            $"must be in [0, MaxSequenceLength - 2 = {room}], got {HeadTokens}.");
+        check(HeadTokens is null || LongTextStrategy == LongTextStrategy.HeadAndTail, nameof(HeadTokens),
+            $"is only used with LongTextStrategy HeadAndTail (it is {LongTextStrategy}); leave it unset.");
+        check(WindowStride is null || (WindowStride >= 1 && WindowStride <= room), nameof(WindowStride),
+            $"must be in [1, MaxSequenceLength - 2 = {room}], got {WindowStride}.");
+        check(WindowStride is null || LongTextStrategy == LongTextStrategy.SlidingWindow, nameof(WindowStride),
+            $"is only used with LongTextStrategy SlidingWindow (it is {LongTextStrategy}); leave it unset.");
+        check(MaxWindowsPerDocument >= 1, nameof(MaxWindowsPerDocument),
+            $"must be at least 1, got {MaxWindowsPerDocument}.");
     }
 }
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.Peft.Inference;
 using Microsoft.ML.Peft.Modeling;
 using Microsoft.ML.Peft.Onnx;
 
@@ -53,6 +54,12 @@ public sealed partial class PeftTextTransformer
         if (options?.IncludeTokenizer == true && InputColumnNames.Count > 1)
             throw new NotSupportedException("IncludeTokenizer supports single-text stages; this one reads sentence " +
                 "pairs. Export without it and tokenize with the files in the model's metadata.");
+        // The in-graph tokenizer truncates; a graph that cut long texts otherwise than the stage would score them
+        // differently without saying so.
+        if (options?.IncludeTokenizer == true && LongTextStrategy != LongTextStrategy.Truncate)
+            throw new NotSupportedException($"IncludeTokenizer truncates long texts, but this stage uses " +
+                $"LongTextStrategy {LongTextStrategy}. Export without it, cut texts into windows as the " +
+                "peft.long_text.* metadata says and pool the windows' scores yourself (docs/long-texts.md).");
         return GraphSpec with
         {
             QuantizeInt8 = options?.QuantizeInt8 ?? false,
@@ -73,6 +80,20 @@ public sealed partial class PeftTextTransformer
     internal StageGraphSpec GraphSpec => new(_base.Config, _saved.Pooling, _saved.PairEncoding, _saved.Task,
         _saved.NumOutputs, _saved.LabelShift, _saved.LabelScale, _saved.ScoreColumn, _saved.PredictedLabelColumn);
 
+    // The graph scores one window: a caller with long texts must cut and pool as the stage does, so the strategy and
+    // its options, defaults resolved where they do not depend on the row, travel with it.
+    private static IEnumerable<KeyValuePair<string, string>> LongTextMetadata(LongTextSettings s)
+    {
+        static string Text(int value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        yield return new("peft.long_text.strategy", s.Strategy.ToString());
+        if (s.Strategy == LongTextStrategy.HeadAndTail)
+            yield return new("peft.long_text.head_tokens", s.HeadTokens is { } h ? Text(h) : "auto (room * 128 / 510)");
+        if (s.Strategy != LongTextStrategy.SlidingWindow) yield break;
+        yield return new("peft.long_text.window_stride", s.WindowStride is { } w ? Text(w) : "auto (room / 2)");
+        yield return new("peft.long_text.window_pooling", s.Pooling.ToString());
+        yield return new("peft.long_text.max_windows_per_document", Text(s.MaxWindowsPerDocument));
+    }
+
     // What a scorer of the exported file needs besides the graph: the tokenizer exactly as trained, the labels.
     internal IEnumerable<KeyValuePair<string, string>> OnnxMetadata()
     {
@@ -83,6 +104,7 @@ public sealed partial class PeftTextTransformer
         yield return new("peft.max_sequence_length", _saved.MaxSequenceLength.ToString(
             System.Globalization.CultureInfo.InvariantCulture));
         yield return new("peft.tokenizer.kind", _saved.TokenizerKind.ToString());
+        foreach (var entry in LongTextMetadata(_encoder.LongText)) yield return entry;
         if (_saved.Labels is { } labels)
             yield return new("peft.labels", System.Text.Json.JsonSerializer.Serialize(labels.Values));
         foreach (var (name, bytes) in _tokenizer.ExportFiles())

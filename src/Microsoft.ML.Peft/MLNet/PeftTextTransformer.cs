@@ -65,7 +65,8 @@ public sealed partial class PeftTextTransformer : PeftTransformerBase, IDisposab
         _device = device; _trained = trained;
         TrainingReport = report;
         _model?.Freeze();
-        _encoder = new RowEncoder(tokenizer, saved.MaxSequenceLength, pair: inputColumns.Length > 1);
+        _encoder = new RowEncoder(tokenizer, saved.MaxSequenceLength, pair: inputColumns.Length > 1, saved.LongText,
+            saved.Task);
         _labels = new LabelScaler(saved.LabelShift, saved.LabelScale);
         if (saved.ScoringEngine == ScoringEngine.OnnxRuntime) _scorer = ChooseScorer();
     }
@@ -127,6 +128,12 @@ public sealed partial class PeftTextTransformer : PeftTransformerBase, IDisposab
 
     /// <summary>The task this stage was trained for.</summary>
     public PeftTask Task => _saved.Task;
+
+    /// <summary>
+    /// What the stage does with texts longer than its window (<see cref="PeftTextOptions.LongTextStrategy"/>), as
+    /// trained and saved; Truncate for models saved before the option existed.
+    /// </summary>
+    public LongTextStrategy LongTextStrategy => _encoder.LongText.Strategy;
 
     /// <summary>
     /// The model this stage scores with: the trained encoder (<see cref="PeftModel.Encoder"/>, Hugging Face module
@@ -248,8 +255,8 @@ public sealed partial class PeftTextTransformer : PeftTransformerBase, IDisposab
     /// What decides <see cref="Encode"/>'s token ids: stages with equal keys encode a row alike (the tokenizer comes
     /// from the base).
     /// </summary>
-    internal (string BaseSha256, TextTokenizerKind Tokenizer, int MaxLength) EncodingKey =>
-        (_saved.Base.Sha256, _saved.TokenizerKind, _saved.MaxSequenceLength);
+    internal (string BaseSha256, TextTokenizerKind Tokenizer, int MaxLength, LongTextSettings LongText) EncodingKey =>
+        (_saved.Base.Sha256, _saved.TokenizerKind, _saved.MaxSequenceLength, _encoder.LongText);
 
     /// <summary>The token ids of the batch's rows.</summary>
     internal TokenizedText[] Encode(PeftBatch batch)

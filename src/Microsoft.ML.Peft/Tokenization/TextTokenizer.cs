@@ -154,11 +154,7 @@ public abstract partial class TextTokenizer
         int max = maxLength ?? ModelMaxLength;
         CheckMaxLength(max, pair: false);
         (IReadOnlyList<int> a, int ka, _, _) = EncodeRow(text, null, pair: false, max);
-        int len = ka + SpecialTokenCountSingle;
-        var ids = new int[len];
-        var types = new int[len];
-        WriteRow<int>(ids, types, a, ka, Array.Empty<int>(), 0, pair: false);
-        return new TokenizedText(ids, types, ka, 0);
+        return Compose(a, ka, Array.Empty<int>(), 0, pair: false);
     }
 
     /// <summary>
@@ -175,11 +171,7 @@ public abstract partial class TextTokenizer
         int max = maxLength ?? ModelMaxLength;
         CheckMaxLength(max, pair: true);
         (IReadOnlyList<int> a, int ka, IReadOnlyList<int> b, int kb) = EncodeRow(first, second, pair: true, max);
-        int len = ka + kb + SpecialTokenCountPair;
-        var ids = new int[len];
-        var types = new int[len];
-        WriteRow<int>(ids, types, a, ka, b, kb, pair: true);
-        return new TokenizedText(ids, types, ka, kb);
+        return Compose(a, ka, b, kb, pair: true);
     }
 
     /// <summary>

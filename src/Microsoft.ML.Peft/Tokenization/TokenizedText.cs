@@ -38,4 +38,10 @@ public sealed class TokenizedText
 
     /// <summary>Tokens kept from the second text, special tokens excluded (0 for a single text).</summary>
     public int SecondSegmentLength { get; }
+
+    /// <summary>
+    /// For a long document cut into windows (<see cref="MLNet.LongTextStrategy.SlidingWindow"/>): all its windows,
+    /// this row holding the first one's tokens; null for a row that is one window.
+    /// </summary>
+    internal Inference.DocumentWindows? Document { get; init; }
 }
