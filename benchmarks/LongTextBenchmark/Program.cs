@@ -12,6 +12,7 @@
 //                          [--end-sentences n]
 // Defaults: shared/data/uci_sentiment found by walking up, 400 / 200 documents, 1,000 tokens, window 128, 2 epochs,
 // libtorch's threads, all three strategies, seed 1, 1 closing sentence.
+using Microsoft.ML.Peft.Runtime;
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
@@ -63,8 +64,9 @@ Console.WriteLine($"- data: {dataDir}; {trainDocs} training documents from train
 Console.WriteLine($"- stage: MiniLM, LoRA defaults, MaxSequenceLength {maxLength}, {epochs} epoch(s), no validation, " +
     $"threads {threads?.ToString(c) ?? "libtorch default"}, seed {seed}");
 Console.WriteLine();
-Console.WriteLine("| strategy | test accuracy | optimizer steps per epoch | training s | scoring s |");
-Console.WriteLine("|:--|--:|--:|--:|--:|");
+Console.WriteLine("| strategy | test accuracy | optimizer steps per epoch | training s | scoring s | memory budget: " +
+    "rows per pass × passes | peak RSS |");
+Console.WriteLine("|:--|--:|--:|--:|--:|:--|--:|");
 foreach (var strategy in strategies)
 {
     var ml = new MLContext(seed);
@@ -74,6 +76,8 @@ foreach (var strategy in strategies)
         LongTextStrategy = strategy, NumberOfThreads = threads, BaseModel = baseModel,
     };
     var pipeline = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Peft().TextClassification(options));
+    // The strategies share this process: reset the kernel's peak so that each one's own can be read (Linux).
+    ProcessMemory.TryResetPeak();
     var clock = Stopwatch.StartNew();
     var model = pipeline.Fit(ml.Data.LoadFromEnumerable(train.Select(d => d.Row)));
     double trainSeconds = clock.Elapsed.TotalSeconds;
@@ -83,8 +87,10 @@ foreach (var strategy in strategies)
     double scoreSeconds = clock.Elapsed.TotalSeconds;
     var report = model.LastTransformer.TrainingReport!;
     // SlidingWindow trains on every window: its steps per epoch show what it costs over one window per document.
+    string memory = report.Memory is { } m ? $"{m.RowsPerPass} × {m.AccumulationSteps}"
+        + (m.FusedAttention ? ", fused attention" : "") + (m.GradientCheckpointing ? ", checkpointing" : "") : "off";
     Console.WriteLine($"| {strategy} | {metrics.MicroAccuracy:F3} | {report.Plan!.StepsPerEpoch} | {trainSeconds:F0} " +
-        $"| {scoreSeconds:F0} |");
+        $"| {scoreSeconds:F0} | {memory} | {(ProcessMemory.PeakSinceReset() ?? 0) >> 20} MiB |");
     model.LastTransformer.Dispose();
 }
 Console.WriteLine();
