@@ -195,7 +195,11 @@ internal sealed class PeftTrainer : ITrainingProbe
     /// <returns>The batch's loss and its real (unpadded) tokens.</returns>
     internal (double Loss, long Tokens) Backward(IReadOnlyList<Example> rows, int[] batch)
     {
-        var passes = _rowsPerPass <= 0 && _tokensPerPass <= 0 ? [batch]
+        // A batch that fits one pass keeps its order: reordering its rows would change the dropout masks they draw.
+        int longest = batch.Max(i => rows[i].Length);
+        bool fits = (_rowsPerPass <= 0 || batch.Length <= _rowsPerPass)
+            && (_tokensPerPass <= 0 || (long)batch.Length * longest <= _tokensPerPass);
+        var passes = fits ? [batch]
             : BatchPlanner.Split(batch, rows.Select(r => r.Length).ToArray(), _rowsPerPass, _tokensPerPass);
         double total = 0;
         long tokens = 0;
@@ -242,7 +246,7 @@ internal sealed class PeftTrainer : ITrainingProbe
             return Measure(checkpointing) with { FusedAttention = fused };
         }, _s.BatchSize, fusedAllowed, encoder.GradientCheckpointing);
         Apply(plan.FusedAttention, plan.GradientCheckpointing);
-        LimitPasses(plan.RowsPerPass, plan.AccumulationSteps > 1 ? plan.TokensPerPass : 0);
+        if (plan.AccumulationSteps > 1) LimitPasses(plan.RowsPerPass, plan.TokensPerPass);
         // Scoring keeps one layer's activations at a time where training keeps them all, so validation batches may
         // hold that many times the rows of a training pass.
         if (plan.AccumulationSteps > 1)
@@ -270,9 +274,12 @@ internal sealed class PeftTrainer : ITrainingProbe
         }
     }
 
-    // A forward and backward over copies of one row, for measuring only: it leaves the gradients at zero.
+    // A forward and backward over copies of one row, for measuring only: it leaves no gradient behind. Gradients that
+    // did not exist go back to none, not to zeros: AdamW skips a parameter without one (as PyTorch's does), so a zero
+    // would start moments and weight decay on parameters the loss never reaches.
     private void CalibrationPass(IReadOnlyList<Example> train, int index, int rows)
     {
+        var hadNone = _model.parameters().Where(p => p.grad is null).ToList();
         using (var scope = NewDisposeScope())
         {
             var row = train[index];
@@ -283,6 +290,7 @@ internal sealed class PeftTrainer : ITrainingProbe
         }
         using var _ = no_grad();
         foreach (var p in _model.parameters()) p.grad?.zero_();
+        foreach (var p in hadNone) p.grad = null;
     }
 
     private IReadOnlyList<Example>? _probeRows;
