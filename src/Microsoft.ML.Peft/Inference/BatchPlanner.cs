@@ -45,16 +45,21 @@ internal static class BatchPlanner
 
     /// <summary>
     /// One training batch cut into passes of at most <paramref name="rows"/> rows and (if positive)
-    /// <paramref name="tokenBudget"/> padded tokens, shortest rows first, so that a pass of short rows holds more of
-    /// them. Every row is in exactly one pass.
+    /// <paramref name="tokenBudget"/> padded tokens (<paramref name="lengths"/>[k] is the length of
+    /// <paramref name="batch"/>[k]). A batch within both limits comes back whole and in its order, since reordering
+    /// its rows would change the dropout masks they draw; otherwise the passes take the shortest rows first, so that a
+    /// pass of short rows holds more of them. Every row is in exactly one pass.
     /// </summary>
     public static List<int[]> Split(int[] batch, IReadOnlyList<int> lengths, int rows, int tokenBudget)
     {
-        var sorted = batch.ToArray();
-        Array.Sort(sorted, (a, b) => lengths[a] != lengths[b] ? lengths[a].CompareTo(lengths[b]) : a.CompareTo(b));
+        int cap = rows > 0 ? rows : int.MaxValue;
+        if (batch.Length <= cap && (tokenBudget <= 0 || (long)batch.Length * lengths.Max() <= tokenBudget))
+            return [batch];
+        var positions = Enumerable.Range(0, batch.Length).ToArray();
+        Array.Sort(positions, (a, b) => lengths[a] != lengths[b] ? lengths[a].CompareTo(lengths[b]) : a.CompareTo(b));
         var passes = new List<int[]>();
-        Cut(sorted, lengths, rows > 0 ? rows : int.MaxValue, tokenBudget, passes);
-        return passes;
+        Cut(positions, lengths, cap, tokenBudget, passes);
+        return passes.Select(pass => Array.ConvertAll(pass, k => batch[k])).ToList();
     }
 
     // Rows are sorted by length ascending, so the padded size of a batch is its last row's length times its row count.

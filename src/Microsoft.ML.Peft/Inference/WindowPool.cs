@@ -34,7 +34,8 @@ internal sealed class WindowPool
         if (Mode == WindowPooling.Max) Array.Fill(pooled, double.NegativeInfinity);
         foreach (var raw in windows)
         {
-            var values = Probabilities ? SoftmaxDouble(raw) : Array.ConvertAll(raw, v => (double)v);
+            var values = (float[])raw.Clone();
+            if (Probabilities) HeadOutputs.Softmax(values);
             for (int c = 0; c < k; c++)
                 pooled[c] = Mode == WindowPooling.Max ? Math.Max(pooled[c], values[c]) : pooled[c] + values[c];
         }
@@ -47,15 +48,5 @@ internal sealed class WindowPool
             result[c] = (float)(Probabilities ? Math.Log(Math.Max(v, SmallestProbability)) : v);
         }
         return result;
-    }
-
-    private static double[] SoftmaxDouble(float[] logits)
-    {
-        float max = logits[HeadOutputs.ArgMax(logits)];
-        var p = new double[logits.Length];
-        double sum = 0;
-        for (int c = 0; c < p.Length; c++) sum += p[c] = Math.Exp(logits[c] - max);
-        for (int c = 0; c < p.Length; c++) p[c] /= sum;
-        return p;
     }
 }

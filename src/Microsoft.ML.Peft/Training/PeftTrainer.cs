@@ -195,12 +195,8 @@ internal sealed class PeftTrainer : ITrainingProbe
     /// <returns>The batch's loss and its real (unpadded) tokens.</returns>
     internal (double Loss, long Tokens) Backward(IReadOnlyList<Example> rows, int[] batch)
     {
-        // A batch that fits one pass keeps its order: reordering its rows would change the dropout masks they draw.
-        int longest = batch.Max(i => rows[i].Length);
-        bool fits = (_rowsPerPass <= 0 || batch.Length <= _rowsPerPass)
-            && (_tokensPerPass <= 0 || (long)batch.Length * longest <= _tokensPerPass);
-        var passes = fits ? [batch]
-            : BatchPlanner.Split(batch, rows.Select(r => r.Length).ToArray(), _rowsPerPass, _tokensPerPass);
+        var passes = _rowsPerPass <= 0 && _tokensPerPass <= 0 ? [batch]
+            : BatchPlanner.Split(batch, Array.ConvertAll(batch, i => rows[i].Length), _rowsPerPass, _tokensPerPass);
         double total = 0;
         long tokens = 0;
         for (int k = 0; k < passes.Count; k++)
