@@ -21,10 +21,22 @@ internal abstract class PeftAdapterMapping
     public virtual bool IsWholeModel => false;
 
     /// <summary>
-    /// Adds the method's own keys (<c>r</c>, <c>target_modules</c>, ...) to <paramref name="config"/>; called after
-    /// <see cref="ToPeft"/>.
+    /// True for <c>peft</c>'s prompt-learning types (<c>PREFIX_TUNING</c>, <c>PROMPT_TUNING</c>): the transformers
+    /// model is <c>PeftModel.base_model</c> itself, so the head is saved under
+    /// <see cref="PeftFormat.PromptLearningPrefix"/>, and the method's one tensor as
+    /// <see cref="PeftFormat.PromptEmbeddings"/> at the top level
+    /// (<c>get_peft_model_state_dict</c>, peft/utils/save_and_load.py).
     /// </summary>
-    public abstract void WriteConfig(JsonObject config);
+    public virtual bool IsPromptLearning => false;
+
+    /// <summary>The prefix of the model's own tensors (the head) in the adapter file.</summary>
+    public string ModelPrefix => IsPromptLearning ? PeftFormat.PromptLearningPrefix : PeftFormat.TensorPrefix;
+
+    /// <summary>
+    /// Adds the method's own keys (<c>r</c>, <c>target_modules</c>, ...) to <paramref name="config"/> for a model
+    /// shaped by <paramref name="encoder"/>; called after <see cref="ToPeft"/>.
+    /// </summary>
+    public abstract void WriteConfig(JsonObject config, Modeling.EncoderConfig encoder);
 
     /// <summary>
     /// The adapter tensors in <c>peft</c>'s names (without <see cref="PeftFormat.TensorPrefix"/>), from the stage's
@@ -36,6 +48,10 @@ internal abstract class PeftAdapterMapping
 
     /// <summary>The library's name of a tensor read under <paramref name="peftName"/> (prefix removed).</summary>
     public virtual string FromPeftName(string peftName) => peftName;
+
+    /// <summary>The name in the adapter file, prefix included, of the library's tensor <paramref name="name"/>, for
+    /// messages.</summary>
+    public virtual string FileName(string name) => ModelPrefix + name;
 }
 
 /// <summary>Full fine-tuning: no adapter; <c>SavePretrained</c> writes the whole model for <c>transformers</c>.
@@ -48,5 +64,5 @@ internal sealed class WholeModelMapping : PeftAdapterMapping
 
     public override bool IsWholeModel => true;
 
-    public override void WriteConfig(JsonObject config) { }
+    public override void WriteConfig(JsonObject config, Modeling.EncoderConfig encoder) { }
 }

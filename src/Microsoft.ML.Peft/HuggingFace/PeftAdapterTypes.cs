@@ -2,6 +2,8 @@ using Microsoft.ML.Peft.Methods;
 using Microsoft.ML.Peft.Methods.AdaLora;
 using Microsoft.ML.Peft.Methods.IA3;
 using Microsoft.ML.Peft.Methods.Lora;
+using Microsoft.ML.Peft.Methods.Prefix;
+using Microsoft.ML.Peft.Methods.Prompt;
 using Microsoft.ML.Peft.Onnx;
 
 namespace Microsoft.ML.Peft.HuggingFace;
@@ -20,14 +22,18 @@ internal static class PeftAdapterTypes
         ["LORA"] = (c, _) => LoraPeftMapping.Read(c),
         ["ADALORA"] = (c, _) => AdaLoraPeftMapping.Read(c),
         ["IA3"] = IA3PeftMapping.Read,
+        ["PREFIX_TUNING"] = PrefixPeftMapping.Read,
+        ["PROMPT_TUNING"] = PromptPeftMapping.Read,
     };
+
+    /// <summary>
+    /// The prompt-learning types, whose files keep the head under <see cref="PeftFormat.PromptLearningPrefix"/> and
+    /// their tensor as <see cref="PeftFormat.PromptEmbeddings"/>.
+    /// </summary>
+    public static bool IsPromptLearning(string peftType) => peftType is "PREFIX_TUNING" or "PROMPT_TUNING";
 
     private static readonly Dictionary<string, string> Refused = new(StringComparer.Ordinal)
     {
-        ["PREFIX_TUNING"] = "transformers' BERT shifts the text's positions by the prefix length, this library's "
-            + "prefix tuning does not",
-        ["PROMPT_TUNING"] = "peft feeds virtual tokens through BERT's embeddings and pools the first of them, this "
-            + "library's prompt tuning adds them after the embeddings and pools [CLS]",
         ["P_TUNING"] = "this library has no P-tuning (prompt encoder)",
         ["MULTITASK_PROMPT_TUNING"] = "this library has no multitask prompt tuning",
     };

@@ -30,10 +30,12 @@ internal static class PeftExporter
         var saved = stage.Saved;
         var encoder = CheckHead(saved);
         var trained = stage.TrainedTensors();
-        var adapter = mapping.ToPeft(trained.Where(kv => !PeftModel.IsHeadParameter(kv.Key))).ToList();
+        var adapter = mapping.ToPeft(trained.Where(kv => !PeftModel.IsHeadParameter(kv.Key)))
+            .Select(kv => KeyValuePair.Create(mapping.IsPromptLearning ? kv.Key : mapping.ModelPrefix + kv.Key,
+                kv.Value));
         var tensors = adapter
-            .Concat(Head(saved, trained["classifier.weight"], trained["classifier.bias"]))
-            .Select(kv => KeyValuePair.Create(PeftFormat.TensorPrefix + kv.Key, kv.Value))
+            .Concat(Head(saved, trained["classifier.weight"], trained["classifier.bias"])
+                .Select(kv => KeyValuePair.Create(mapping.ModelPrefix + kv.Key, kv.Value)))
             .ToList();
         var config = new JsonObject
         {
@@ -45,7 +47,7 @@ internal static class PeftExporter
             ["inference_mode"] = true,
             ["modules_to_save"] = new JsonArray(PeftFormat.HeadModule),
         };
-        mapping.WriteConfig(config);
+        mapping.WriteConfig(config, encoder);
         AtomicFolder.Write(folder, temp =>
         {
             File.WriteAllText(Path.Combine(temp, PeftFormat.AdapterConfigFile), Sorted(config));

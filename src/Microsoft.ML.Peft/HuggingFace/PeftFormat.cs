@@ -29,6 +29,18 @@ internal static class PeftFormat
     /// </summary>
     public const string TensorPrefix = "base_model.model.";
 
+    /// <summary>
+    /// The prefix of the model's tensors in a prompt-learning adapter file: <c>PeftModel.base_model</c> is the
+    /// transformers model itself (no tuner in between), so the head is <c>base_model.classifier.weight</c>.
+    /// </summary>
+    public const string PromptLearningPrefix = "base_model.";
+
+    /// <summary>
+    /// The one tensor of a prompt-learning adapter (<c>get_peft_model_state_dict</c>): the virtual tokens
+    /// [P, hidden] (prompt tuning) or every layer's prefix keys and values [P, layers·2·hidden] (prefix tuning).
+    /// </summary>
+    public const string PromptEmbeddings = "prompt_embeddings";
+
     /// <summary><c>peft</c>'s <c>TaskType.SEQ_CLS</c> (peft/utils/peft_types.py).</summary>
     public const string SequenceClassification = "SEQ_CLS";
 

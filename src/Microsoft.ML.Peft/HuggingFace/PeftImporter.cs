@@ -66,7 +66,7 @@ internal static class PeftImporter
             throw config.Error("base_model_name_or_path", $"is '{recorded}', but the base model given is "
                 + $"'{baseModel.Name}' ({PeftFormat.HubId(baseModel)}). Pass the base the adapter was trained on, "
                 + "or set AllowDifferentBaseModelName to use this one anyway.");
-        var peftTensors = ReadTensors(folder);
+        var peftTensors = ReadTensors(folder, PeftAdapterTypes.IsPromptLearning(peftType));
         var method = PeftAdapterTypes.Read(peftType, config, peftTensors);
         try { method.Validate(); }
         catch (ArgumentException e)
@@ -78,7 +78,7 @@ internal static class PeftImporter
         var trained = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
         foreach (var (name, tensor) in peftTensors) trained[mapping.FromPeftName(name)] = tensor;
         return Finish(folder, config.File, Path.Combine(folder, PeftFormat.AdapterWeightsFile), baseModel, method,
-            trained, labels);
+            trained, labels, mapping.FileName);
     }
 
     private static string RequireMergedFolder(string folder)
@@ -93,12 +93,13 @@ internal static class PeftImporter
     }
 
     /// <summary>
-    /// The adapter's tensors by name without <see cref="PeftFormat.TensorPrefix"/>, from
-    /// <c>adapter_model.safetensors</c> or else <c>adapter_model.bin</c>. The pickle is read by TorchSharp.PyBridge's
-    /// unpickler (as <c>HfFolderSource</c> reads <c>pytorch_model.bin</c>), which rebuilds tensors and dictionaries
-    /// only: nothing in the file is executed.
+    /// The adapter's tensors by name without their prefix (<see cref="PeftFormat.TensorPrefix"/>, or for
+    /// prompt-learning types <see cref="PeftFormat.PromptLearningPrefix"/>, whose own tensor
+    /// <see cref="PeftFormat.PromptEmbeddings"/> has none), from <c>adapter_model.safetensors</c> or else
+    /// <c>adapter_model.bin</c>. The pickle is read by TorchSharp.PyBridge's unpickler (as <c>HfFolderSource</c> reads
+    /// <c>pytorch_model.bin</c>), which rebuilds tensors and dictionaries only: nothing in the file is executed.
     /// </summary>
-    private static Dictionary<string, FloatTensor> ReadTensors(string folder)
+    private static Dictionary<string, FloatTensor> ReadTensors(string folder, bool promptLearning)
     {
         string path = Path.Combine(folder, PeftFormat.AdapterWeightsFile);
         string pickle = Path.Combine(folder, PeftFormat.AdapterPickleFile);
@@ -108,13 +109,16 @@ internal static class PeftImporter
         else
             throw new FileNotFoundException($"'{folder}' has no {PeftFormat.AdapterWeightsFile} (nor "
                 + $"{PeftFormat.AdapterPickleFile}).", path);
+        string prefix = promptLearning ? PeftFormat.PromptLearningPrefix : PeftFormat.TensorPrefix;
         var result = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
         foreach (var (name, tensor) in read)
         {
-            if (!name.StartsWith(PeftFormat.TensorPrefix, StringComparison.Ordinal))
-                throw new PeftModelFormatException($"{path}: tensor '{name}' is not under "
-                    + $"'{PeftFormat.TensorPrefix}'; only adapters of the model's own modules are read.");
-            result[name[PeftFormat.TensorPrefix.Length..]] = tensor;
+            if (promptLearning && name == PeftFormat.PromptEmbeddings) result[name] = tensor;
+            else if (name.StartsWith(prefix, StringComparison.Ordinal)) result[name[prefix.Length..]] = tensor;
+            else
+                throw new PeftModelFormatException($"{path}: tensor '{name}' is not under '{prefix}'"
+                    + (promptLearning ? $" nor '{PeftFormat.PromptEmbeddings}'" : "")
+                    + "; only adapters of the model's own modules are read.");
         }
         return result;
     }
@@ -156,11 +160,12 @@ internal static class PeftImporter
             .Where(kv => PeftModel.IsHeadParameter(kv.Key))
             .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         return Finish(folder, Path.Combine(folder, PeftFormat.ModelConfigFile), path, baseModel,
-            new LinearProbeConfig(), head, labels);
+            new LinearProbeConfig(), head, labels, name => name);
     }
 
     private static ImportedAdapter Finish(string folder, string configFile, string file, BaseModel baseModel,
-        PeftMethodConfig method, Dictionary<string, FloatTensor> trained, string[]? labels)
+        PeftMethodConfig method, Dictionary<string, FloatTensor> trained, string[]? labels,
+        Func<string, string> fileName)
     {
         if (baseModel.Config.Architecture != EncoderArchitecture.Bert)
             throw new NotSupportedException($"Base model '{baseModel.Name}' is {baseModel.Config.Architecture}: "
@@ -168,7 +173,7 @@ internal static class PeftImporter
                 + "RobertaForSequenceClassification (classifier.dense + tanh + classifier.out_proj, no pooler) and "
                 + "DistilBertForSequenceClassification (pre_classifier + ReLU) have heads its stage does not build.");
         if (!trained.TryGetValue(HeadWeight, out var weight) || !trained.ContainsKey(HeadBias))
-            throw new PeftModelFormatException($"{file}: tensor '{PeftFormat.TensorPrefix}{HeadWeight}' (or its "
+            throw new PeftModelFormatException($"{file}: tensor '{fileName(HeadWeight)}' (or its "
                 + "bias) is missing: the adapter must save the classifier (modules_to_save: [\"classifier\"]).");
         int outputs = weight.Rows;
         var (task, names) = Labels(folder, labels, outputs);
@@ -178,7 +183,7 @@ internal static class PeftImporter
         if (!baseModel.HasPooler)
             throw new NotSupportedException($"Base model '{baseModel.Name}' has no pooler, which "
                 + "BertForSequenceClassification's head reads.");
-        var (trainable, total, merged) = Check(configFile, file, baseModel, method, trained, outputs);
+        var (trainable, total, merged) = Check(configFile, file, baseModel, method, trained, outputs, fileName);
         return new ImportedAdapter(method, trained, task, names, trainable, total, merged);
     }
 
@@ -204,7 +209,8 @@ internal static class PeftImporter
     /// counts and whether the method merges.
     /// </summary>
     private static (long Trainable, long Total, bool Merged) Check(string configFile, string file,
-        BaseModel baseModel, PeftMethodConfig method, Dictionary<string, FloatTensor> trained, int outputs)
+        BaseModel baseModel, PeftMethodConfig method, Dictionary<string, FloatTensor> trained, int outputs,
+        Func<string, string> fileName)
     {
         using var scope = NewDisposeScope();
         Runtime.TorchRuntime.EnsureLoaded();
@@ -225,10 +231,10 @@ internal static class PeftImporter
             foreach (var (name, tensor) in trained)
             {
                 if (!parameters.TryGetValue(name, out var p))
-                    throw new PeftModelFormatException($"{file}: tensor '{Peft(name)}' belongs to no module "
+                    throw new PeftModelFormatException($"{file}: tensor '{fileName(name)}' belongs to no module "
                         + $"of base model '{baseModel.Name}' with this adapter's {method.MethodName} layers.");
                 if (!p.shape.SequenceEqual(tensor.Shape))
-                    throw new PeftModelFormatException($"{file}: tensor '{Peft(name)}' has shape "
+                    throw new PeftModelFormatException($"{file}: tensor '{fileName(name)}' has shape "
                         + $"{tensor.ShapeText}, but base model '{baseModel.Name}' needs "
                         + $"[{string.Join(",", p.shape)}].");
             }
@@ -237,7 +243,7 @@ internal static class PeftImporter
                 if (trained.ContainsKey(name) || !(PeftModel.IsHeadParameter(name) || method.IsTrainable(name)))
                     continue;
                 if (!name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains(".lora_"))
-                    throw new PeftModelFormatException($"{file}: tensor '{Peft(name)}' is missing.");
+                    throw new PeftModelFormatException($"{file}: tensor '{fileName(name)}' is missing.");
                 trained[name] = TorchWeights.ToManaged(new Dictionary<string, Tensor> { [name] = p })[name];
             }
             var torchTensors = TorchWeights.ToTorch(trained);
@@ -248,5 +254,4 @@ internal static class PeftImporter
         }
     }
 
-    private static string Peft(string name) => PeftFormat.TensorPrefix + name;
 }

@@ -56,7 +56,16 @@ internal static class PeftSavedModelChecks
         foreach (var file in s.TokenizerFiles)
             Check(IsStreamName(PeftTextTransformer.TokenizerStreamPrefix + file), nameof(s.TokenizerFiles),
                 $"holds an invalid file name '{file}'.");
-        return ParseMethod(s.MethodJson, entry);
+        var method = ParseMethod(s.MethodJson, entry);
+        if (method.ReservedPositions > 0)
+        {
+            // peft-layout prompts take positions from the text; an edited length would index past the embeddings.
+            int positions = Modeling.EncoderConfig.FromJson(s.EncoderConfigJson).MaxSequenceLength;
+            Check(s.MaxSequenceLength + method.ReservedPositions <= positions, nameof(s.MaxSequenceLength),
+                $"({s.MaxSequenceLength}) plus the method's {method.ReservedPositions} virtual tokens exceeds the "
+                + $"encoder's {positions} positions.");
+        }
+        return method;
     }
 
     private static void CheckLabels(PeftSavedModel s, Action<bool, string, string> check)

@@ -128,14 +128,19 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         var initial = o.InitialAdapterFolder is null ? null : ReadInitialAdapter(o, baseModel);
         var pairEncoding = initial is null ? ResolvePairEncoding(o, baseModel, tokenizer.Kind)
             : PairEncoding.CrossEncoder;
-        int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength);
+        var method = initial?.Method ?? o.Method!;
+        // peft-layout prefix and prompt tuning take positions from the text.
+        int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength - method.ReservedPositions);
+        if (maxLength < 8)
+            throw new ArgumentOutOfRangeException("NumVirtualTokens", $"Option 'NumVirtualTokens' "
+                + $"({method.ReservedPositions}, PeftLayout) leaves {maxLength} of base model '{baseModel.Name}''s "
+                + $"{baseModel.Config.MaxSequenceLength} positions for the text; use fewer virtual tokens.");
         var longText = LongTextSettings.From(o, maxLength);
         var encoder = new RowEncoder(tokenizer, maxLength, pair: o.Sentence2ColumnName is not null, longText, _task);
         var rows = Example.Zip(encoder.EncodeAll(data.First, data.Second), data.Labels);
         IReadOnlyList<Example>? validation = valid is null ? null
             : Example.Zip(encoder.EncodeAll(valid.First, valid.Second), valid.Labels);
 
-        var method = initial?.Method ?? o.Method!;
         var initialTensors = initial is null ? null
             : HuggingFace.InitialAdapter.Fit(initial, o.InitialAdapterFolder!, _task, labels, scaler);
         var device = PeftDevice.Resolve(_host, ch);

@@ -59,6 +59,12 @@ public abstract class PeftMethodConfig
             + "SaveMergedPretrained. See docs/huggingface.md.");
 
     /// <summary>
+    /// Positions of the encoder the method takes from the text (peft-layout prefix and prompt tuning), so the stage
+    /// keeps texts to the encoder's positions minus these. Default 0.
+    /// </summary>
+    internal virtual int ReservedPositions => 0;
+
+    /// <summary>
     /// Folds the method's update into the base weights for faster inference; false when the method cannot merge.
     /// </summary>
     internal virtual bool Merge(PeftModel model) => false;

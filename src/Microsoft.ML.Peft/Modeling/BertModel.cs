@@ -123,6 +123,19 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>Number of virtual tokens <see cref="forward"/> prepends (0 without a prompt).</summary>
     public int PromptLength => Prompt?.Length ?? 0;
 
+    /// <summary>
+    /// True when the prompt goes through the embedding layer and is pooled as part of the sequence (<c>peft</c>'s
+    /// layout: its first virtual token is what <c>BertForSequenceClassification</c> pools); false when it is added
+    /// after the embeddings and pooling skips it (this library's default).
+    /// </summary>
+    internal bool PromptIsPooled => Prompt is { ThroughEmbeddings: true };
+
+    /// <summary>
+    /// Where the text's position ids start (0 by default): <c>peft</c>'s prefix tuning hands BERT its prefixes as
+    /// <c>past_key_values</c>, and transformers then counts the text's positions from the prefix length.
+    /// </summary>
+    internal int PositionOffset { get; set; }
+
     /// <summary>True when the encoder has a pooler (dense + tanh on the first token).</summary>
     public bool HasPooler => pooler is not null;
 
@@ -138,12 +151,23 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
     {
         using var scope = NewDisposeScope();
-        var hidden = embeddings.forward(inputIds, tokenTypeIds);
+        Tensor hidden;
+        if (Prompt is { ThroughEmbeddings: true })
+        {
+            var weight = embeddings.word_embeddings.weight!;
+            hidden = embeddings.Forward(inputIds, tokenTypeIds,
+                Prompt.Embeddings(inputIds.shape[0], weight.dtype, weight.device), PositionOffset);
+        }
+        else
+        {
+            hidden = embeddings.Forward(inputIds, tokenTypeIds, null, PositionOffset);
+            // Virtual tokens go in front of the embedded input.
+            if (Prompt is not null)
+                hidden = cat([Prompt.Embeddings(inputIds.shape[0], hidden.dtype, hidden.device), hidden], 1);
+        }
         if (Prompt is not null)
         {
-            // Virtual tokens go in front of the embedded input; they are always attended to.
-            var prompt = Prompt.Embeddings(inputIds.shape[0], hidden.dtype, hidden.device);
-            hidden = cat([prompt, hidden], 1);
+            // Virtual tokens are always attended to.
             attentionMask = cat(
                 [ones(inputIds.shape[0], Prompt.Length, dtype: attentionMask.dtype, device: attentionMask.device),
                     attentionMask], 1);
@@ -178,5 +202,10 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
 internal interface IInputPrompt
 {
     int Length { get; }
+
+    /// <summary>True when the prompt joins the word embeddings (peft's layout), see
+    /// <see cref="BertModel.PromptIsPooled"/>.</summary>
+    bool ThroughEmbeddings { get; }
+
     Tensor Embeddings(long batch, ScalarType dtype, Device device);
 }

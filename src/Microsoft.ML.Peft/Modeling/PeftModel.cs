@@ -159,8 +159,12 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     private Tensor Encode(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
     {
         var hidden = bert.forward(inputIds, attentionMask, tokenTypeIds);
-        // Virtual prompt tokens are not part of the text: pool over the real positions only.
-        if (bert.PromptLength > 0) hidden = hidden[.., bert.PromptLength..];
+        if (bert.PromptIsPooled)
+            // peft's layout: the virtual tokens are part of the sequence transformers pools (its first position).
+            attentionMask = cat([ones(inputIds.shape[0], bert.PromptLength, dtype: attentionMask.dtype,
+                device: attentionMask.device), attentionMask], 1);
+        // Otherwise virtual prompt tokens are not part of the text: pool over the real positions only.
+        else if (bert.PromptLength > 0) hidden = hidden[.., bert.PromptLength..];
         return Pool(hidden, attentionMask);
     }
 

@@ -37,13 +37,16 @@ internal sealed class EncoderGraph
     public (string Hidden, string Mask) Emit(string inputIds, string attentionMask, string tokenTypeIds)
     {
         B.Scope = "bert.embeddings";
-        var hidden = Embeddings(inputIds, tokenTypeIds);
+        var (hidden, prompt) = Embeddings(inputIds, tokenTypeIds);
         var mask = B.Node("Cast", [attentionMask], [("to", 1L)]);
         if (Method.PromptLength > 0)
         {
             B.Scope = "prompt";
-            var prompt = Method.Prompt(this, hidden);
-            hidden = B.Node("Concat", [prompt, hidden], [("axis", 1L)]);
+            if (prompt is null)
+            {
+                prompt = Method.Prompt(this, hidden);
+                hidden = B.Node("Concat", [prompt, hidden], [("axis", 1L)]);
+            }
             // Virtual tokens are always attended to: ones of shape [batch, prompt].
             var ones = B.Node("Slice", [B.Node("Mul", [prompt, B.Scalar(0f)]), B.Int64s(0), B.Int64s(1),
                 B.Int64s(2)]);
@@ -58,28 +61,49 @@ internal sealed class EncoderGraph
         return (hidden, mask);
     }
 
-    private string Embeddings(string inputIds, string tokenTypeIds)
+    // The embedded input, and the prompt when it joined the word embeddings (peft's layout: the prompt takes positions
+    // 0..P−1 and token type 0, the text's positions follow; see BertEmbeddings.Forward).
+    private (string Hidden, string? Prompt) Embeddings(string inputIds, string tokenTypeIds)
     {
         const string P = "bert.embeddings.";
         var x = B.Node("Gather", [Weight(P + "word_embeddings.weight"), inputIds]);
-        x = B.Node("Add", [x, B.Node("Gather", [Weight(P + "position_embeddings.weight"), PositionIds(inputIds)])]);
+        string? prompt = null;
+        long extra = 0;
+        if (Method.PromptLength > 0 && Method.PromptThroughEmbeddings)
+        {
+            prompt = Method.Prompt(this, x);
+            x = B.Node("Concat", [prompt, x], [("axis", 1L)]);
+            // Zeros [batch, P] as int64: token type 0 for the virtual tokens.
+            var zeros = B.Node("Squeeze", [B.Node("Slice", [B.Node("Mul", [prompt, B.Scalar(0f)]), B.Int64s(0),
+                B.Int64s(1), B.Int64s(2)]), B.Int64s(2)]);
+            tokenTypeIds = B.Node("Concat", [B.Node("Cast", [zeros], [("to", 7L)]), tokenTypeIds], [("axis", 1L)]);
+            extra = Method.PromptLength;
+        }
+        x = B.Node("Add", [x, B.Node("Gather", [Weight(P + "position_embeddings.weight"),
+            PositionIds(inputIds, extra)])]);
         if (Weights.HasPlain(P + "token_type_embeddings.weight"))
             x = B.Node("Add", [x, B.Node("Gather", [Weight(P + "token_type_embeddings.weight"), tokenTypeIds])]);
-        return LayerNorm(P + "LayerNorm", x);
+        return (LayerNorm(P + "LayerNorm", x), prompt);
     }
 
-    // BERT: 0..seq−1 for every row; RoBERTa: real tokens numbered from pad + 1, padding at pad (as BertEmbeddings).
-    private string PositionIds(string inputIds)
+    // BERT: offset..offset+extra+seq−1 for every row (offset: the method's PositionOffset; extra: a prompt in the
+    // embeddings); RoBERTa: real tokens numbered from pad + 1 + offset, padding at pad (as BertEmbeddings).
+    private string PositionIds(string inputIds, long extra)
     {
+        long offset = Method.PositionOffset;
         if (Config.Architecture == EncoderArchitecture.Roberta)
         {
+            if (extra > 0) throw new NotSupportedException("Prompt positions are defined for BERT encoders only.");
             var pad = B.Int64s(Config.PadTokenId);
             var notPad = B.Node("Cast", [B.Node("Not", [B.Node("Equal", [inputIds, pad])])], [("to", 7L)]);
-            var counted = B.Node("Mul", [B.Node("CumSum", [notPad, B.Int64Scalar(1)]), notPad]);
-            return B.Node("Add", [counted, pad]);
+            var cumsum = B.Node("CumSum", [notPad, B.Int64Scalar(1)]);
+            if (offset != 0) cumsum = B.Node("Add", [cumsum, B.Int64s(offset)]);
+            return B.Node("Add", [B.Node("Mul", [cumsum, notPad]), pad]);
         }
-        var length = B.Node("Gather", [B.Node("Shape", [inputIds]), B.Int64s(1)], [("axis", 0L)]);
-        var range = B.Node("Range", [B.Int64Scalar(0), B.Node("Squeeze", [length]), B.Int64Scalar(1)]);
+        var length = B.Node("Squeeze", [B.Node("Gather", [B.Node("Shape", [inputIds]), B.Int64s(1)],
+            [("axis", 0L)])]);
+        var end = B.Node("Add", [length, B.Int64Scalar(offset + extra)]);
+        var range = B.Node("Range", [B.Int64Scalar(offset), end, B.Int64Scalar(1)]);
         return B.Node("Unsqueeze", [range, B.Int64s(0)]);
     }
 

@@ -38,6 +38,16 @@ internal class OnnxMethodExport
     /// <summary>Virtual tokens prepended to the embedded input (prompt tuning); 0 for none.</summary>
     public virtual int PromptLength => 0;
 
+    /// <summary>
+    /// True when the prompt joins the word embeddings before position and type embeddings and LayerNorm, and is pooled
+    /// as part of the sequence (<c>peft</c>'s layout, <see cref="Modeling.BertModel.PromptIsPooled"/>).
+    /// </summary>
+    public virtual bool PromptThroughEmbeddings => false;
+
+    /// <summary>Where the text's position ids start (<see cref="Modeling.BertModel.PositionOffset"/>); 0 by default.
+    /// Known once <see cref="Merge"/> has run.</summary>
+    public virtual int PositionOffset => 0;
+
     /// <summary>The virtual-token embeddings [batch, <see cref="PromptLength"/>, hidden] for a batch shaped like
     /// <paramref name="hidden"/>.</summary>
     public virtual string Prompt(EncoderGraph g, string hidden) =>

@@ -105,14 +105,14 @@ internal static class StageGraph
     public static string PredictedClass(OnnxGraphBuilder b, string scores) =>
         b.Node("ArgMax", [scores], [("axis", 1L), ("keepdims", 0L), ("select_last_index", 0L)]);
 
-    // PeftModel.Encode: encoder, virtual prompt positions dropped, pooled.
+    // PeftModel.Encode: encoder, virtual prompt positions dropped (unless peft's layout pools them), pooled.
     private static string Encode(OnnxGraphBuilder b, EncoderGraph encoder, StageGraphSpec spec, string ids,
         string mask, string types)
     {
         var (hidden, fullMask) = encoder.Emit(ids, mask, types);
         int prompt = encoder.Method.PromptLength;
         b.Scope = "pooling";
-        if (prompt > 0)
+        if (prompt > 0 && !encoder.Method.PromptThroughEmbeddings)
         {
             hidden = b.Node("Slice", [hidden, b.Int64s(prompt), b.Int64s(long.MaxValue), b.Int64s(1)]);
             fullMask = b.Node("Slice", [fullMask, b.Int64s(prompt), b.Int64s(long.MaxValue), b.Int64s(1)]);

@@ -116,11 +116,21 @@ public sealed class HuggingFaceImportTests
     }
 
     [TestMethod]
-    public void PromptLearningTypesAreRefusedWithTheReason()
+    public void PeftTypesWithoutACounterpartAreRefusedWithTheReason()
     {
         var a = Adapter();
+        a.Config["peft_type"] = "P_TUNING";
+        Fails<NotSupportedException>(a, "P_TUNING", "prompt encoder");
+    }
+
+    [TestMethod]
+    public void PromptLearningAdapterWithoutItsTensorFails()
+    {
+        // A LoRA folder relabelled PREFIX_TUNING: no prompt_embeddings.
+        var a = Adapter();
         a.Config["peft_type"] = "PREFIX_TUNING";
-        Fails<NotSupportedException>(a, "PREFIX_TUNING", "position");
+        a.Config["num_virtual_tokens"] = 3;
+        Fails<PeftModelFormatException>(a, "'prompt_embeddings'", "missing");
     }
 
     [TestMethod]

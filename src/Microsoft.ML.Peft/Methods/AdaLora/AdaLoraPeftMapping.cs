@@ -19,7 +19,7 @@ internal sealed class AdaLoraPeftMapping(AdaLoraConfig config) : PeftAdapterMapp
 
     public override string PeftType => "ADALORA";
 
-    public override void WriteConfig(JsonObject o)
+    public override void WriteConfig(JsonObject o, Modeling.EncoderConfig encoder)
     {
         // peft ignores LoraConfig's r for AdaLoRA and warns unless it is left at its default 8.
         o["r"] = 8;

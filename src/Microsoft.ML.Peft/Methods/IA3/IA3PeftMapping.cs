@@ -22,7 +22,7 @@ internal sealed class IA3PeftMapping : PeftAdapterMapping
 
     public override string PeftType => "IA3";
 
-    public override void WriteConfig(JsonObject o)
+    public override void WriteConfig(JsonObject o, Modeling.EncoderConfig encoder)
     {
         o["target_modules"] = Paths(_names);
         o["feedforward_modules"] = Paths(_feedforward);

@@ -18,7 +18,7 @@ internal sealed class LoraPeftMapping(LowRankConfigBase config) : PeftAdapterMap
 
     public override string PeftType => "LORA";
 
-    public override void WriteConfig(JsonObject o)
+    public override void WriteConfig(JsonObject o, Modeling.EncoderConfig encoder)
     {
         o["r"] = config.Rank;
         o["lora_alpha"] = config.Alpha;

@@ -7,7 +7,9 @@ namespace Microsoft.ML.Peft.Methods.Prefix;
 /// <c>prefix_encoder.past_key_values</c> as <see cref="PrefixEncoder.Layer"/> cuts them, become constants repeated to
 /// the batch, as <see cref="PrefixLayer"/> expands them. Input-independent, so a layer costs two constants and a Tile.
 /// </summary>
-internal sealed class PrefixOnnxExport : OnnxMethodExport
+/// <param name="peftLayout">The text's positions start after the prefix (<see cref="PrefixTuningConfig.PeftLayout"/>).
+/// </param>
+internal sealed class PrefixOnnxExport(bool peftLayout) : OnnxMethodExport
 {
     /// <summary>The saved tensor's name: the folded parameter (the MLP never reaches a saved model).</summary>
     public const string PastKeyValues = PrefixEncoder.ChildName + ".past_key_values";
@@ -16,6 +18,11 @@ internal sealed class PrefixOnnxExport : OnnxMethodExport
 
     /// <inheritdoc/>
     public override void Merge(ExportWeights weights) => _past = weights.Take(PastKeyValues);
+
+    /// <inheritdoc/>
+    public override int PositionOffset => peftLayout
+        ? _past?.Rows ?? throw new InvalidOperationException("The prefix's length is known only after Merge.")
+        : 0;
 
     /// <inheritdoc/>
     public override (string Keys, string Values)? Prefix(EncoderGraph g, int layer, string hidden,

@@ -46,6 +46,15 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
     /// </summary>
     public int ProjectionHiddenSize { get; set; } = 512;
 
+    /// <summary>
+    /// Compute as Hugging Face <c>peft</c>'s <c>PREFIX_TUNING</c> does with transformers' BERT, so that
+    /// <c>SavePretrained</c> can write the stage as a peft adapter (and <c>FromPretrained</c> reads peft's): the text's
+    /// position ids start at <see cref="NumVirtualTokens"/> instead of 0, as BERT counts them after
+    /// <c>past_key_values</c>, which leaves <see cref="NumVirtualTokens"/> fewer positions for the text. BERT bases
+    /// only. Default false (positions as without prefixes).
+    /// </summary>
+    public bool PeftLayout { get; set; }
+
     /// <summary>UniPELT's per-layer gate on the prefixes; set by methods that compose this one.</summary>
     internal bool Gated { get; set; }
 
@@ -63,6 +72,13 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
         var device = model.classifier.weight!.device;
         var encoder = new PrefixEncoder(config, NumVirtualTokens, Reparameterize, ProjectionHiddenSize, device);
         model.register_module(PrefixEncoder.ChildName, encoder);
+        if (PeftLayout)
+        {
+            if (config.Architecture != EncoderArchitecture.Bert)
+                throw new NotSupportedException($"Option 'PeftLayout' reproduces transformers' BERT; this base is "
+                    + $"{config.Architecture}.");
+            model.Encoder.PositionOffset = NumVirtualTokens;
+        }
         for (int l = 0; l < model.Encoder.Layers.Count; l++)
         {
             var self = model.Encoder.Layers[l].attention.self;
@@ -92,18 +108,23 @@ public sealed class PrefixTuningConfig : PeftMethodConfig
 
     /// <summary>The saved prefixes as constants in each layer's attention (UniPELT exports its gated ones itself).
     /// </summary>
-    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PrefixOnnxExport();
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PrefixOnnxExport(PeftLayout);
+
+    /// <inheritdoc/>
+    internal override int ReservedPositions => PeftLayout ? NumVirtualTokens : 0;
 
     /// <summary>
-    /// Refused: peft's PREFIX_TUNING would not compute what this stage computes. transformers' BERT counts the text's
-    /// position ids from the number of cached (prefix) positions (BertEmbeddings, past_key_values_length), while this
-    /// stage's text keeps positions 0, 1, ... as without prefixes.
+    /// peft's <c>PREFIX_TUNING</c> with <see cref="PeftLayout"/>. Without it, refused: transformers' BERT counts the
+    /// text's position ids from the number of cached (prefix) positions (BertEmbeddings, past_key_values_length),
+    /// while this stage's text keeps positions 0, 1, ... as without prefixes.
     /// </summary>
-    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() =>
-        throw new NotSupportedException(
-            "Prefix tuning cannot be saved as a peft PREFIX_TUNING adapter: transformers' BERT shifts the text's "
-            + "position ids by the prefix length when given past_key_values, and this stage does not, so peft would "
-            + "score differently. See docs/huggingface.md.");
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() => PeftLayout && !Gated
+        ? new PrefixPeftMapping(this)
+        : throw new NotSupportedException(
+            "Prefix tuning trained without PeftLayout cannot be saved as a peft PREFIX_TUNING adapter: transformers' "
+            + "BERT shifts the text's position ids by the prefix length when given past_key_values, and this stage "
+            + "did not, so peft would score differently. Train with PrefixTuningConfig.PeftLayout = true to export. "
+            + "See docs/huggingface.md.");
 
     /// <summary>
     /// Folds the reparameterisation into plain prefixes: after training, and on load before the saved prefixes are

@@ -7,7 +7,9 @@ namespace Microsoft.ML.Peft.Methods.Prompt;
 /// [1, P, hidden] repeated to the batch, as <see cref="PromptEmbedding"/> expands it; the encoder exporter prepends it
 /// and extends the mask, and pooling drops those positions.
 /// </summary>
-internal sealed class PromptOnnxExport : OnnxMethodExport
+/// <param name="peftLayout">The prompt joins the word embeddings and is pooled
+/// (<see cref="PromptTuningConfig.PeftLayout"/>).</param>
+internal sealed class PromptOnnxExport(bool peftLayout) : OnnxMethodExport
 {
     /// <summary>The saved table's name (the embedding registered as <c>prompt_embeddings</c>).</summary>
     public const string Table = "prompt_embeddings.weight";
@@ -25,6 +27,9 @@ internal sealed class PromptOnnxExport : OnnxMethodExport
     /// <summary>P, known once <see cref="Merge"/> has taken the table (the exporter merges before it emits).</summary>
     public override int PromptLength => _table?.Rows
         ?? throw new InvalidOperationException("The prompt's length is known only after Merge.");
+
+    /// <inheritdoc/>
+    public override bool PromptThroughEmbeddings => peftLayout;
 
     /// <inheritdoc/>
     public override string Prompt(EncoderGraph g, string hidden)

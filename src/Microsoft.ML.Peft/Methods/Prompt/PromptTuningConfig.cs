@@ -38,6 +38,17 @@ public sealed class PromptTuningConfig : PeftMethodConfig
     public PromptTuningInit Init { get; set; } = PromptTuningInit.Random;
 
     /// <summary>
+    /// Compute as Hugging Face <c>peft</c>'s <c>PROMPT_TUNING</c> does with transformers'
+    /// <c>BertForSequenceClassification</c>, so that <c>SavePretrained</c> can write the stage as a peft adapter (and
+    /// <c>FromPretrained</c> reads peft's): the virtual tokens join the word embeddings in front of the text, so
+    /// position embeddings 0..P−1, token type 0 and the embedding LayerNorm apply to them and the text's positions
+    /// start at P (leaving P fewer for the text); the pooler reads the first virtual token, not [CLS]. Token-based
+    /// inits start from raw word-embedding rows, as peft's. BERT bases only. Default false (the prompt is added after
+    /// the embeddings and pooling skips it).
+    /// </summary>
+    public bool PeftLayout { get; set; }
+
+    /// <summary>
     /// The text behind <see cref="InitTokenIds"/>, kept for the record (the library has no tokenizer at attach time).
     /// Default null.
     /// </summary>
@@ -91,16 +102,23 @@ public sealed class PromptTuningConfig : PeftMethodConfig
             throw new ArgumentOutOfRangeException(nameof(NumVirtualTokens),
                 $"Option 'NumVirtualTokens' ({NumVirtualTokens}) exceeds the encoder's " +
                 $"{config.MaxSequenceLength} positions, which token-based inits need.");
+        if (PeftLayout && config.Architecture != EncoderArchitecture.Bert)
+            throw new NotSupportedException($"Option 'PeftLayout' reproduces transformers' BERT; this base is "
+                + $"{config.Architecture}.");
         var device = model.classifier.weight!.device;
         var table = nn.Embedding(NumVirtualTokens, config.HiddenSize, device: device); // N(0, 1), peft's RANDOM
         if (Init != PromptTuningInit.Random)
         {
             using var ids = InitIds(config.VocabSize, device);
-            using var start = EmbedTokens(model.Encoder, ids);
+            // peft copies word-embedding rows, which then go through the embedding layer as the text does; after the
+            // embeddings (this library's layout) the prompt starts as the embedding layer's output for those tokens.
+            using var start = PeftLayout
+                ? model.Encoder.embeddings.word_embeddings.forward(ids).detach()
+                : EmbedTokens(model.Encoder, ids);
             using (no_grad()) table.weight!.copy_(start);
         }
         model.register_module(ChildName, table);
-        model.Encoder.Prompt = new PromptEmbedding(table);
+        model.Encoder.Prompt = new PromptEmbedding(table, PeftLayout);
     }
 
     private const string ChildName = "prompt_embeddings";
@@ -108,20 +126,26 @@ public sealed class PromptTuningConfig : PeftMethodConfig
     internal override bool IsTrainable(string parameterName) =>
         parameterName.StartsWith(ChildName + ".", StringComparison.Ordinal);
 
-    /// <summary>The trained prompt as a constant prepended to the embedded input.</summary>
-    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PromptOnnxExport();
+    /// <summary>The trained prompt as a constant prepended to the embedded input (or, peft's layout, to the word
+    /// embeddings).</summary>
+    internal override Onnx.OnnxMethodExport CreateOnnxExport() => new PromptOnnxExport(PeftLayout);
+
+    /// <inheritdoc/>
+    internal override int ReservedPositions => PeftLayout ? NumVirtualTokens : 0;
 
     /// <summary>
-    /// Refused: peft's PROMPT_TUNING would not compute what this stage computes. peft prepends the virtual tokens to
-    /// the word embeddings (so position, token-type embeddings and LayerNorm apply to them) and
-    /// BertForSequenceClassification's pooler then reads the first virtual token; this stage adds the prompts after
+    /// peft's <c>PROMPT_TUNING</c> with <see cref="PeftLayout"/>. Without it, refused: peft prepends the virtual
+    /// tokens to the word embeddings (so position, token-type embeddings and LayerNorm apply to them) and
+    /// BertForSequenceClassification's pooler then reads the first virtual token; this layout adds the prompts after
     /// the embeddings and pools the real [CLS].
     /// </summary>
-    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() =>
-        throw new NotSupportedException(
-            "Prompt tuning cannot be saved as a peft PROMPT_TUNING adapter: peft feeds the virtual tokens through "
-            + "BERT's embeddings and its classifier pools the first virtual token, while this stage inserts them "
-            + "after the embeddings and pools [CLS], so peft would score differently. See docs/huggingface.md.");
+    internal override HuggingFace.PeftAdapterMapping CreatePeftAdapterMapping() => PeftLayout
+        ? new PromptPeftMapping(this)
+        : throw new NotSupportedException(
+            "Prompt tuning trained without PeftLayout cannot be saved as a peft PROMPT_TUNING adapter: peft feeds the "
+            + "virtual tokens through BERT's embeddings and its classifier pools the first virtual token, while this "
+            + "stage inserted them after the embeddings and pooled [CLS], so peft would score differently. Train "
+            + "with PromptTuningConfig.PeftLayout = true to export. See docs/huggingface.md.");
 
     private Tensor InitIds(int vocabSize, Device device)
     {
