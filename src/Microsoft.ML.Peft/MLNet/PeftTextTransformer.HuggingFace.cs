@@ -15,14 +15,15 @@ public sealed partial class PeftTextTransformer
     /// <c>PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base), folder)</c>:
     /// <c>adapter_config.json</c>, <c>adapter_model.safetensors</c> (peft's tensor names, the classifier as
     /// <c>modules_to_save</c>), <c>config.json</c> (<c>id2label</c> from the label's key values) and the tokenizer
-    /// files. LoRA (rsLoRA, DoRA), AdaLoRA and (IA)³ go out as adapters; full fine-tuning as a plain
-    /// <c>transformers</c> folder (see <see cref="SaveMergedPretrained"/>). The folder is written whole or not at all.
+    /// files. LoRA (rsLoRA, DoRA), AdaLoRA, (IA)³, and prefix and prompt tuning trained with <c>PeftLayout</c> go out
+    /// as adapters; full fine-tuning as a plain <c>transformers</c> folder (see <see cref="SaveMergedPretrained"/>).
+    /// The folder is written whole or not at all.
     /// </summary>
     /// <param name="folder">The folder to write (replaced if it exists).</param>
     /// <exception cref="NotSupportedException">The method has no peft counterpart (adapters, MAM, UniPELT, ProPETL,
     /// BitFit, LayerNorm tuning, Child-Tuning, linear probe, QLoRA), or peft would compute differently (prefix and
-    /// prompt tuning, <see cref="PeftTextOptions.Pooling"/> other than the pooler, bi-encoded pairs, a non-BERT
-    /// base); the message says which.</exception>
+    /// prompt tuning without <c>PeftLayout</c>, <see cref="PeftTextOptions.Pooling"/> other than the pooler,
+    /// bi-encoded pairs, a non-BERT base); the message says which.</exception>
     public void SavePretrained(string folder) => PeftExporter.SaveAdapter(this, folder);
 
     /// <summary>

@@ -55,6 +55,24 @@ public sealed class HuggingFaceContinueTrainingTests
     }
 
     [TestMethod]
+    public void PromptTuningStartsFromAPeftPromptAdapter()
+    {
+        var ml = new MLContext(seed: 1);
+        var (stage, data) = HfKit.Classifier(ml,
+            new Microsoft.ML.Peft.Methods.Prompt.PromptTuningConfig { NumVirtualTokens = 3, PeftLayout = true }, _base);
+        using (stage)
+        {
+            string folder = Path.Combine(_root, "prompt");
+            stage.SavePretrained(folder);
+            using var still = ml.Peft().TextClassification(Options(folder, 1e-12)).Fit(data);
+            HfKit.AssertClose(HfKit.Scores(stage, data), HfKit.Scores(still, data));
+            var method = (Microsoft.ML.Peft.Methods.Prompt.PromptTuningConfig)still.Method;
+            Assert.IsTrue(method.PeftLayout);
+            Assert.AreEqual(3, method.NumVirtualTokens);
+        }
+    }
+
+    [TestMethod]
     public void RegressionStartsFromTheAdapterInLabelUnits()
     {
         var ml = new MLContext(seed: 1);

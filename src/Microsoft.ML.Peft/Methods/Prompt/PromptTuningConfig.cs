@@ -15,10 +15,10 @@ namespace Microsoft.ML.Peft.Methods.Prompt;
 /// </summary>
 /// <remarks>
 /// peft concatenates the prompt before the embedding layer (so it also gets position embeddings and the real tokens
-/// shift by P positions); here the encoder's <c>Prompt</c> hook prepends it after, so the real tokens keep their
-/// positions. To match that, <see cref="PromptTuningInit.SampleVocab"/> and <see cref="PromptTuningInit.Text"/> start
-/// from the embedding layer's output for the chosen tokens (word + position + type embeddings, LayerNorm), not from raw
-/// word-embedding rows.
+/// shift by P positions); here, unless <see cref="PeftLayout"/> is set, the encoder's <c>Prompt</c> hook prepends it
+/// after, so the real tokens keep their positions. To match that, <see cref="PromptTuningInit.SampleVocab"/> and
+/// <see cref="PromptTuningInit.Text"/> start from the embedding layer's output for the chosen tokens (word + position +
+/// type embeddings, LayerNorm), not from raw word-embedding rows (which <see cref="PeftLayout"/> uses, as peft).
 /// </remarks>
 public sealed class PromptTuningConfig : PeftMethodConfig
 {
