@@ -10,4 +10,12 @@ namespace Microsoft.ML.Peft.HuggingFace;
 /// whether the method merges into the encoder for scoring.
 /// </summary>
 internal sealed record ImportedAdapter(PeftMethodConfig Method, Dictionary<string, FloatTensor> Trained,
-    PeftTask Task, string[] Labels, long TrainableParameters, long TotalParameters, bool Merged);
+    PeftTask Task, string[] Labels, long TrainableParameters, long TotalParameters, bool Merged)
+{
+    /// <summary>How the base's transformers head pools: the pooler (BERT) or the first token (RoBERTa, DistilBERT).
+    /// </summary>
+    public Modeling.Pooling Pooling { get; init; } = Modeling.Pooling.Pooler;
+
+    /// <summary>The head's hidden layer (RoBERTa's dense + tanh, DistilBERT's pre_classifier + ReLU).</summary>
+    public Modeling.HeadLayer HeadLayer { get; init; }
+}

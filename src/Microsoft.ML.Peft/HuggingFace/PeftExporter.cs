@@ -83,10 +83,9 @@ internal static class PeftExporter
         var encoder = EncoderConfig.FromJson(saved.EncoderConfigJson);
         if (encoder.Architecture != EncoderArchitecture.Bert)
             throw new NotSupportedException(
-                $"This stage's base is {encoder.Architecture}; only BERT bases are exported, because this stage's "
-                + "head (pooler, dropout, classifier) is BertForSequenceClassification's and not the head of "
-                + "RobertaForSequenceClassification (dense, tanh, out_proj) or DistilBertForSequenceClassification "
-                + "(pre_classifier, ReLU).");
+                $"This stage's base is {encoder.Architecture}; only BERT bases are exported (as "
+                + "BertForSequenceClassification). RoBERTa and DistilBERT adapters import and score, and training "
+                + "continues from them, but are not written back.");
         if (saved.PairEncoding != PairEncoding.CrossEncoder)
             throw new NotSupportedException(
                 $"This stage encodes pairs with PairEncoding = {saved.PairEncoding}; transformers' "

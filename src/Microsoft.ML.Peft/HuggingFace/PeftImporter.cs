@@ -66,7 +66,9 @@ internal static class PeftImporter
             throw config.Error("base_model_name_or_path", $"is '{recorded}', but the base model given is "
                 + $"'{baseModel.Name}' ({PeftFormat.HubId(baseModel)}). Pass the base the adapter was trained on, "
                 + "or set AllowDifferentBaseModelName to use this one anyway.");
-        var peftTensors = ReadTensors(folder, PeftAdapterTypes.IsPromptLearning(peftType));
+        var architecture = baseModel.Config.Architecture;
+        var (peftTensors, fileNames) = ReadTensors(folder, PeftAdapterTypes.IsPromptLearning(peftType),
+            architecture);
         var method = PeftAdapterTypes.Read(peftType, config, peftTensors);
         try { method.Validate(); }
         catch (ArgumentException e)
@@ -76,9 +78,16 @@ internal static class PeftImporter
         }
         var mapping = method.CreatePeftAdapterMapping();
         var trained = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
-        foreach (var (name, tensor) in peftTensors) trained[mapping.FromPeftName(name)] = tensor;
+        var shown = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, tensor) in peftTensors)
+        {
+            string library = mapping.FromPeftName(name);
+            trained[library] = tensor;
+            shown[library] = fileNames[name];
+        }
         return Finish(folder, config.File, Path.Combine(folder, PeftFormat.AdapterWeightsFile), baseModel, method,
-            trained, labels, mapping.FileName);
+            trained, labels, name => shown.TryGetValue(name, out var f) ? f
+                : mapping.FileName(TransformersNames.ToTransformers(name, architecture)));
     }
 
     private static string RequireMergedFolder(string folder)
@@ -99,7 +108,10 @@ internal static class PeftImporter
     /// <c>adapter_model.bin</c>. The pickle is read by TorchSharp.PyBridge's unpickler (as <c>HfFolderSource</c> reads
     /// <c>pytorch_model.bin</c>), which rebuilds tensors and dictionaries only: nothing in the file is executed.
     /// </summary>
-    private static Dictionary<string, FloatTensor> ReadTensors(string folder, bool promptLearning)
+    /// <returns>The tensors by this library's names (see <see cref="TransformersNames"/>), and each one's name in the
+    /// file, for messages.</returns>
+    private static (Dictionary<string, FloatTensor> Tensors, Dictionary<string, string> FileNames) ReadTensors(
+        string folder, bool promptLearning, EncoderArchitecture architecture)
     {
         string path = Path.Combine(folder, PeftFormat.AdapterWeightsFile);
         string pickle = Path.Combine(folder, PeftFormat.AdapterPickleFile);
@@ -111,16 +123,21 @@ internal static class PeftImporter
                 + $"{PeftFormat.AdapterPickleFile}).", path);
         string prefix = promptLearning ? PeftFormat.PromptLearningPrefix : PeftFormat.TensorPrefix;
         var result = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (name, tensor) in read)
         {
-            if (promptLearning && name == PeftFormat.PromptEmbeddings) result[name] = tensor;
-            else if (name.StartsWith(prefix, StringComparison.Ordinal)) result[name[prefix.Length..]] = tensor;
+            string library;
+            if (promptLearning && name == PeftFormat.PromptEmbeddings) library = name;
+            else if (name.StartsWith(prefix, StringComparison.Ordinal))
+                library = TransformersNames.ToLibrary(name[prefix.Length..], architecture, path, name);
             else
                 throw new PeftModelFormatException($"{path}: tensor '{name}' is not under '{prefix}'"
                     + (promptLearning ? $" nor '{PeftFormat.PromptEmbeddings}'" : "")
                     + "; only adapters of the model's own modules are read.");
+            result[library] = tensor;
+            names[library] = name;
         }
-        return result;
+        return (result, names);
     }
 
     private static Dictionary<string, FloatTensor> ReadPickle(string path)
@@ -156,22 +173,23 @@ internal static class PeftImporter
         if (!string.Equals(Path.GetFullPath(baseModel.Origin), Path.GetFullPath(folder), StringComparison.Ordinal))
             throw new ArgumentException($"'{folder}' is a merged transformers model: it is its own base, so load it "
                 + "without a base model (or with BaseModel.FromFolder of the same folder).", "baseModel");
+        var architecture = baseModel.Config.Architecture;
         var head = SafeTensors.ReadFloats(path, verifyHash: false)
+            .Select(kv => KeyValuePair.Create(TransformersNames.ToLibrary(kv.Key, architecture, path, kv.Key),
+                kv.Value))
             .Where(kv => PeftModel.IsHeadParameter(kv.Key))
             .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         return Finish(folder, Path.Combine(folder, PeftFormat.ModelConfigFile), path, baseModel,
-            new LinearProbeConfig(), head, labels, name => name);
+            new LinearProbeConfig(), head, labels, name => TransformersNames.ToTransformers(name, architecture));
     }
 
     private static ImportedAdapter Finish(string folder, string configFile, string file, BaseModel baseModel,
         PeftMethodConfig method, Dictionary<string, FloatTensor> trained, string[]? labels,
         Func<string, string> fileName)
     {
-        if (baseModel.Config.Architecture != EncoderArchitecture.Bert)
-            throw new NotSupportedException($"Base model '{baseModel.Name}' is {baseModel.Config.Architecture}: "
-                + "this library imports heads of BertForSequenceClassification (pooler, classifier) only; "
-                + "RobertaForSequenceClassification (classifier.dense + tanh + classifier.out_proj, no pooler) and "
-                + "DistilBertForSequenceClassification (pre_classifier + ReLU) have heads its stage does not build.");
+        var architecture = baseModel.Config.Architecture;
+        var pooling = TransformersNames.Pooling(architecture);
+        var headLayer = TransformersNames.HeadLayer(architecture);
         if (!trained.TryGetValue(HeadWeight, out var weight) || !trained.ContainsKey(HeadBias))
             throw new PeftModelFormatException($"{file}: tensor '{fileName(HeadWeight)}' (or its "
                 + "bias) is missing: the adapter must save the classifier (modules_to_save: [\"classifier\"]).");
@@ -180,11 +198,15 @@ internal static class PeftImporter
         if (names.Length != outputs)
             throw new PeftModelFormatException($"{file}: the classifier has {outputs} output(s), but the labels are "
                 + $"{names.Length}: ({string.Join(", ", names)}).");
-        if (!baseModel.HasPooler)
+        if (pooling == Pooling.Pooler && !baseModel.HasPooler)
             throw new NotSupportedException($"Base model '{baseModel.Name}' has no pooler, which "
                 + "BertForSequenceClassification's head reads.");
-        var (trainable, total, merged) = Check(configFile, file, baseModel, method, trained, outputs, fileName);
-        return new ImportedAdapter(method, trained, task, names, trainable, total, merged);
+        var (trainable, total, merged) = Check(configFile, file, baseModel, method, trained, outputs, fileName,
+            pooling, headLayer);
+        return new ImportedAdapter(method, trained, task, names, trainable, total, merged)
+        {
+            Pooling = pooling, HeadLayer = headLayer,
+        };
     }
 
     private static (PeftTask Task, string[] Labels) Labels(string folder, string[]? given, int outputs)
@@ -210,15 +232,15 @@ internal static class PeftImporter
     /// </summary>
     private static (long Trainable, long Total, bool Merged) Check(string configFile, string file,
         BaseModel baseModel, PeftMethodConfig method, Dictionary<string, FloatTensor> trained, int outputs,
-        Func<string, string> fileName)
+        Func<string, string> fileName, Pooling pooling, HeadLayer headLayer)
     {
         using var scope = NewDisposeScope();
         Runtime.TorchRuntime.EnsureLoaded();
         PeftModel model;
         try
         {
-            model = PeftModel.CreateForInference(baseModel.CreateEncoder(withPooler: true), method, outputs,
-                Pooling.Pooler, 0.1, PairEncoding.CrossEncoder);
+            model = PeftModel.CreateForInference(baseModel.CreateEncoder(withPooler: pooling == Pooling.Pooler),
+                method, outputs, pooling, 0.1, PairEncoding.CrossEncoder, headLayer);
         }
         catch (ArgumentException e)
         {

@@ -17,6 +17,9 @@ internal sealed class PeftSavedModel
     /// <summary>How pairs reach the head; absent (cross-encoder) in models saved before bi-encoders.</summary>
     public PairEncoding PairEncoding { get; set; } = PairEncoding.CrossEncoder;
     public double HeadDropout { get; set; }
+    /// <summary>The hidden layer of heads imported from RoBERTa or DistilBERT; absent (None) otherwise.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public HeadLayer HeadLayer { get; set; }
     public int NumOutputs { get; set; }
     public int MaxSequenceLength { get; set; }
     /// <summary>

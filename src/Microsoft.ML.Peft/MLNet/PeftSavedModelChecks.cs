@@ -33,6 +33,10 @@ internal static class PeftSavedModelChecks
             $"must be Cls, Mean or Pooler (resolved at Fit), got {s.Pooling}.");
         Check(Enum.IsDefined(s.PairEncoding) && s.PairEncoding != PairEncoding.Auto, nameof(s.PairEncoding),
             $"must be resolved at Fit, got {s.PairEncoding}.");
+        Check(Enum.IsDefined(s.HeadLayer), nameof(s.HeadLayer), $"has unknown value {(int)s.HeadLayer}.");
+        Check(s.HeadLayer == HeadLayer.None
+              || (s.Pooling == Pooling.Cls && s.PairEncoding == PairEncoding.CrossEncoder), nameof(s.HeadLayer),
+            $"({s.HeadLayer}) needs Pooling Cls and cross-encoded pairs, got {s.Pooling} and {s.PairEncoding}.");
         Check(Enum.IsDefined(s.Precision), nameof(s.Precision), $"has unknown value {(int)s.Precision}.");
         Check(Enum.IsDefined(s.TokenizerKind), nameof(s.TokenizerKind), $"has unknown value {(int)s.TokenizerKind}.");
         Check(s.HeadDropout is >= 0 and < 1, nameof(s.HeadDropout), $"must be in [0, 1), got {s.HeadDropout}.");

@@ -219,7 +219,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             var saved = new PeftSavedModel
             {
                 Task = _task, MethodJson = method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(),
-                Pooling = model.Pooling,
+                Pooling = model.Pooling, HeadLayer = model.HeadLayer,
                 PairEncoding = model.PairEncoding, HeadDropout = o.HeadDropout, NumOutputs = numOutputs,
                 MaxSequenceLength = maxLength, Merged = merged, Labels = labels,
                 LongText = longText.Strategy == LongTextStrategy.Truncate ? null : longText,
@@ -250,7 +250,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
         {
             torch.manual_seed(seed);
             // A bi-encoder pools as sentence-transformers do (mean), not through a pooler trained for pairs.
-            var pooling = initial is not null ? Pooling.Pooler
+            var pooling = initial is not null ? initial.Pooling
                 : pairEncoding == PairEncoding.BiEncoder && o.Pooling == Pooling.Auto ? Pooling.Mean
                 : o.Pooling;
             bool pooler = pooling == Pooling.Pooler || (pooling == Pooling.Auto && baseModel.HasPooler);
@@ -258,7 +258,8 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             if (o.AttentionDropout is { } attentionDropout)
                 foreach (var attention in encoder.modules().OfType<BertSelfAttention>())
                     attention.AttentionDropout = attentionDropout;
-            var built = PeftModel.Create(encoder, method, numOutputs, pooling, o.HeadDropout, pairEncoding);
+            var built = PeftModel.Create(encoder, method, numOutputs, pooling, o.HeadDropout, pairEncoding,
+                initial?.HeadLayer ?? HeadLayer.None);
             if (initialTensors is not null)
             {
                 var tensors = Onnx.TorchWeights.ToTorch(initialTensors);
@@ -301,10 +302,12 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
     private HuggingFace.ImportedAdapter ReadInitialAdapter(PeftTextOptions o, BaseModel baseModel)
     {
         const string Option = nameof(PeftTextOptions.InitialAdapterFolder);
-        if (o.Pooling is not (Pooling.Auto or Pooling.Pooler))
+        // transformers' heads: BERT's classifies the pooler output, RoBERTa's and DistilBERT's the first token's.
+        var pooling = HuggingFace.TransformersNames.Pooling(baseModel.Config.Architecture);
+        if (o.Pooling != Pooling.Auto && o.Pooling != pooling)
             throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.Pooling), $"Option 'Pooling' is "
-                + $"{o.Pooling}, but a peft sequence-classification adapter ({Option}) classifies the pooler output: "
-                + "leave Pooling at Auto or Pooler.");
+                + $"{o.Pooling}, but a peft sequence-classification adapter ({Option}) for a "
+                + $"{baseModel.Config.Architecture} base pools with {pooling}: leave Pooling at Auto or {pooling}.");
         if (o.PairEncoding == PairEncoding.BiEncoder)
             throw new ArgumentOutOfRangeException(nameof(PeftTextOptions.PairEncoding), "Option 'PairEncoding' is "
                 + $"BiEncoder, but a peft sequence-classification adapter ({Option}) reads pairs cross-encoded.");

@@ -56,7 +56,7 @@ public sealed partial class PeftTextTransformer
         _device ??= PeftDevice.Resolve(_env);
         var encoder = _base.CreateEncoder(withPooler: _saved.Pooling == Pooling.Pooler);
         var model = PeftModel.CreateForInference(encoder, _method, _saved.NumOutputs, _saved.Pooling,
-            _saved.HeadDropout, _saved.PairEncoding);
+            _saved.HeadDropout, _saved.PairEncoding, _saved.HeadLayer);
         var trained = TorchWeights.ToTorch(_trained);
         try { model.LoadTrainedTensors(trained); }
         finally { foreach (var t in trained.Values) t.Dispose(); }

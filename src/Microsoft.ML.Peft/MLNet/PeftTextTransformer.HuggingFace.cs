@@ -46,7 +46,8 @@ public sealed partial class PeftTextTransformer
         var saved = new PeftSavedModel
         {
             Task = adapter.Task, MethodJson = adapter.Method.ToJson(), EncoderConfigJson = baseModel.Config.ToJson(),
-            Pooling = Pooling.Pooler, PairEncoding = PairEncoding.CrossEncoder, HeadDropout = 0.1,
+            Pooling = adapter.Pooling, HeadLayer = adapter.HeadLayer, PairEncoding = PairEncoding.CrossEncoder,
+            HeadDropout = 0.1,
             NumOutputs = classification ? adapter.Labels.Length : 1,
             MaxSequenceLength = Math.Min(o.MaxSequenceLength,
                 baseModel.Config.MaxSequenceLength - adapter.Method.ReservedPositions),

@@ -78,7 +78,10 @@ public sealed partial class PeftTextTransformer
     }
 
     internal StageGraphSpec GraphSpec => new(_base.Config, _saved.Pooling, _saved.PairEncoding, _saved.Task,
-        _saved.NumOutputs, _saved.LabelShift, _saved.LabelScale, _saved.ScoreColumn, _saved.PredictedLabelColumn);
+        _saved.NumOutputs, _saved.LabelShift, _saved.LabelScale, _saved.ScoreColumn, _saved.PredictedLabelColumn)
+    {
+        HeadLayer = _saved.HeadLayer,
+    };
 
     // The graph scores one window: a caller with long texts must cut and pool as the stage does, so the strategy and
     // its options, defaults resolved where they do not depend on the row, travel with it.

@@ -28,6 +28,10 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     internal readonly BertModel bert;
     internal readonly Dropout dropout;
     internal readonly Linear classifier;
+    internal readonly Linear? pre_classifier;
+
+    /// <summary>The hidden layer before the classifier (<see cref="HeadLayer.None"/> for BERT's head).</summary>
+    public HeadLayer HeadLayer { get; }
 
     /// <summary>Resolved pooling (never <see cref="Pooling.Auto"/>).</summary>
     public Pooling Pooling { get; }
@@ -42,7 +46,7 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
 
     // Wraps the encoder (which this model now owns) with a fresh head; a bi-encoder head reads four pooled vectors.
     private PeftModel(BertModel encoder, PeftMethodConfig method, int numOutputs, Pooling pooling, double headDropout,
-        PairEncoding pairEncoding) : base("model")
+        PairEncoding pairEncoding, HeadLayer headLayer) : base("model")
     {
         _method = method;
         if (numOutputs < 1) throw new ArgumentOutOfRangeException(nameof(numOutputs));
@@ -58,11 +62,22 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         dropout = nn.Dropout(headDropout);
         int features = PairEncoding == PairEncoding.BiEncoder ? 4 : 1;
         classifier = nn.Linear(features * encoder.Config.HiddenSize, numOutputs);
+        HeadLayer = headLayer;
+        if (headLayer != HeadLayer.None)
+        {
+            if (features != 1)
+                throw new ArgumentException("A head layer reads one pooled vector; bi-encoded pairs have four.");
+            pre_classifier = nn.Linear(encoder.Config.HiddenSize, encoder.Config.HiddenSize);
+        }
         using (no_grad())
         {
             // Hugging Face's initializer_range: N(0, 0.02) weights, zero bias.
-            nn.init.normal_(classifier.weight!, 0, 0.02);
-            nn.init.zeros_(classifier.bias!);
+            foreach (var linear in new[] { classifier, pre_classifier })
+            {
+                if (linear is null) continue;
+                nn.init.normal_(linear.weight!, 0, 0.02);
+                nn.init.zeros_(linear.bias!);
+            }
         }
         RegisterComponents();
     }
@@ -72,10 +87,11 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// (the method's parameters and the head).
     /// </summary>
     public static PeftModel Create(BertModel encoder, PeftMethodConfig method, int numOutputs,
-        Pooling pooling = Pooling.Auto, double headDropout = 0.1, PairEncoding pairEncoding = PairEncoding.CrossEncoder)
+        Pooling pooling = Pooling.Auto, double headDropout = 0.1, PairEncoding pairEncoding = PairEncoding.CrossEncoder,
+        HeadLayer headLayer = HeadLayer.None)
     {
         method.Validate();
-        var model = new PeftModel(encoder, method, numOutputs, pooling, headDropout, pairEncoding);
+        var model = new PeftModel(encoder, method, numOutputs, pooling, headDropout, pairEncoding, headLayer);
         method.Attach(model);
         model.ApplyTrainability();
         return model;
@@ -86,9 +102,9 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     /// (e.g. prefixes with their reparameterisation folded away).
     /// </summary>
     internal static PeftModel CreateForInference(BertModel encoder, PeftMethodConfig method, int numOutputs,
-        Pooling pooling, double headDropout, PairEncoding pairEncoding)
+        Pooling pooling, double headDropout, PairEncoding pairEncoding, HeadLayer headLayer = HeadLayer.None)
     {
-        var model = Create(encoder, method, numOutputs, pooling, headDropout, pairEncoding);
+        var model = Create(encoder, method, numOutputs, pooling, headDropout, pairEncoding, headLayer);
         model.PrepareForInference();
         return model;
     }
@@ -153,6 +169,12 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         var pooled = PairEncoding == PairEncoding.BiEncoder && tokenTypeIds is not null
             ? PairFeatures(inputIds, attentionMask, tokenTypeIds)
             : Encode(inputIds, attentionMask, tokenTypeIds);
+        pooled = HeadLayer switch
+        {
+            HeadLayer.DenseTanh => pre_classifier!.forward(dropout.forward(pooled)).tanh(),
+            HeadLayer.DenseRelu => nn.functional.relu(pre_classifier!.forward(pooled)),
+            _ => pooled,
+        };
         return classifier.forward(dropout.forward(pooled)).MoveToOuterDisposeScope();
     }
 
@@ -242,8 +264,10 @@ public sealed class PeftModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
         foreach (var (_, p) in named_parameters()) p.requires_grad = false;
     }
 
-    /// <summary>True for the task head's parameters (<c>classifier.*</c>), which always train.</summary>
-    internal static bool IsHeadParameter(string name) => name.StartsWith("classifier.", StringComparison.Ordinal);
+    /// <summary>True for the task head's parameters (<c>classifier.*</c>, <c>pre_classifier.*</c>), which always
+    /// train.</summary>
+    internal static bool IsHeadParameter(string name) => name.StartsWith("classifier.", StringComparison.Ordinal)
+        || name.StartsWith("pre_classifier.", StringComparison.Ordinal);
 }
 
 /// <summary>

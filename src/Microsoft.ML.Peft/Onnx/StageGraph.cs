@@ -19,6 +19,10 @@ internal sealed record StageGraphSpec(EncoderConfig Config, Pooling Pooling, Pai
 
     /// <summary>Longest row the in-graph tokenizer keeps.</summary>
     public int MaxSequenceLength { get; init; }
+
+    /// <summary>The head's hidden layer (RoBERTa's or DistilBERT's head), <see cref="HeadLayer.None"/> for BERT's.
+    /// </summary>
+    public HeadLayer HeadLayer { get; init; }
 }
 
 /// <summary>
@@ -83,6 +87,15 @@ internal static class StageGraph
         var pooled = spec.PairEncoding == PairEncoding.BiEncoder
             ? PairFeatures(b, encoder, spec, ids, mask, types)
             : Encode(b, encoder, spec, ids, mask, types);
+        if (spec.HeadLayer != HeadLayer.None)
+        {
+            // PeftModel.forward: dense, then tanh (RoBERTa) or ReLU (DistilBERT); dropout is off when scoring.
+            b.Scope = "pre_classifier";
+            var dense = b.Node("MatMul", [pooled, b.Initializer("pre_classifier.weight.T",
+                weights.Take("pre_classifier.weight").Transpose())]);
+            dense = b.Node("Add", [dense, b.Initializer("pre_classifier.bias", weights.Take("pre_classifier.bias"))]);
+            pooled = b.Node(spec.HeadLayer == HeadLayer.DenseTanh ? "Tanh" : "Relu", [dense]);
+        }
         b.Scope = "classifier";
         var head = b.Node("MatMul", [pooled, b.Initializer("classifier.weight.T",
             weights.Take("classifier.weight").Transpose())]);

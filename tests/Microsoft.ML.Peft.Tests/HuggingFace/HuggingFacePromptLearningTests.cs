@@ -165,7 +165,7 @@ public sealed class HuggingFacePromptLearningTests
         var data = ml.Data.LoadFromEnumerable(texts.Select(t => new PairRow { Sentence1 = t }));
         var scores = HfKit.Scores(stage, data);
         var encoder = new RowEncoder(stage.Tokenizer, stage.Saved.MaxSequenceLength, pair: false);
-        var reference = new PeftReference(_base, peftType, tokens, prompt, weight, bias);
+        var reference = new PeftReference(_base, weight, bias).WithPromptLearning(peftType, tokens, prompt);
         var expected = texts.Select(t => reference.Probabilities(encoder.Encode(t, null).InputIds)).ToArray();
         // Rows of different lengths are scored in one padded batch by the stage, alone by the reference.
         HfKit.AssertClose(expected, scores);

@@ -63,9 +63,14 @@ internal sealed class IA3PeftMapping : PeftAdapterMapping
         var (names, pattern) = Lora.LoraPeftMapping.Targets(c);
         if (pattern is not null && !vectors.Any(v => Regex.IsMatch(v.Path, "^(?:" + pattern + ")$")))
             throw c.Error("target_modules", $"('{pattern}') matches no module of this adapter.");
-        foreach (var name in names)
+        foreach (var given in names)
+        {
+            // DistilBERT adapters name DistilBERT's modules (k_lin, lin2); the vectors carry BERT's names by now.
+            string name = Modeling.CheckpointNames.DistilBertModuleAliases.TryGetValue(given, out var bert)
+                ? bert : given;
             if (!vectors.Any(v => v.Path == name || v.Path.EndsWith("." + name, StringComparison.Ordinal)))
-                throw c.Error("target_modules", $"entry '{name}' matches no module of this adapter.");
+                throw c.Error("target_modules", $"entry '{given}' matches no module of this adapter.");
+        }
         if (vectors.Count == 0)
             throw new MLNet.PeftModelFormatException($"{c.File}: the adapter holds no '*.ia3_l' vector.");
         return new IA3Config
