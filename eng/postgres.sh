@@ -18,7 +18,8 @@ data=${PEFT_PG_DATA:-${TMPDIR:-/tmp}/peft-postgres-$owner-$port}
 log() { echo "postgres.sh: $*" >&2; }
 
 as_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the postgres user cannot enter a caller's private folder (e.g. a 700 mktemp clone) as its working directory.
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 find_bin() {
