@@ -7,12 +7,12 @@ using Microsoft.ML.Peft.Methods.Prompt;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Tests.Onnx;
 using Microsoft.ML.Peft.Tests.Stages;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.Peft.Tests.HuggingFace;
 
 /// <summary>
-/// Prefix and prompt tuning in peft's layout (<c>PeftLayout</c>): export → import round trips, the golden format
+/// Prefix and prompt tuning in peft's layout (<c>PeftLayout</c>; round trips are in
+/// <see cref="HuggingFaceRoundTripTests"/>): the golden format
 /// (keys and tensor names spelled out from peft's sources: <c>PromptLearningConfig</c> in peft/config.py, the tuners'
 /// config.py, <c>get_peft_model_state_dict</c> in peft/utils/save_and_load.py), ONNX parity, and a hand-built peft
 /// folder scored against <see cref="PeftReference"/>, a forward pass written here from transformers' and peft's code
@@ -36,33 +36,6 @@ public sealed class HuggingFacePromptLearningTests
 
     private static JsonObject Config(string folder) =>
         JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "adapter_config.json")))!.AsObject();
-
-    private static void RoundTrip(Microsoft.ML.Peft.Methods.PeftMethodConfig method, string name)
-    {
-        var ml = new MLContext(seed: 1);
-        var (stage, data) = HfKit.Classifier(ml, method, _base);
-        using (stage)
-        {
-            string folder = Path.Combine(_root, name);
-            stage.SavePretrained(folder);
-            using var imported = ml.Peft().FromPretrained(folder, _base, HfKit.Exact());
-            HfKit.AssertClose(HfKit.Scores(stage, data), HfKit.Scores(imported, data));
-            Assert.AreEqual(method.MethodName, imported.Method.MethodName);
-        }
-    }
-
-    [TestMethod]
-    public void PrefixTuningInPeftLayoutRoundTrips() =>
-        RoundTrip(new PrefixTuningConfig { NumVirtualTokens = 3, PeftLayout = true }, "prefix");
-
-    [TestMethod]
-    public void ReparameterisedPrefixTuningRoundTripsFolded() =>
-        RoundTrip(new PrefixTuningConfig { NumVirtualTokens = 2, PeftLayout = true, Reparameterize = true,
-            ProjectionHiddenSize = 6 }, "prefix-mlp");
-
-    [TestMethod]
-    public void PromptTuningInPeftLayoutRoundTrips() =>
-        RoundTrip(new PromptTuningConfig { NumVirtualTokens = 4, PeftLayout = true }, "prompt");
 
     [TestMethod]
     public void PrefixAdapterHasPeftKeysAndTensorNames()

@@ -6,6 +6,8 @@ using Microsoft.ML.Peft.Methods.Dora;
 using Microsoft.ML.Peft.Methods.Full;
 using Microsoft.ML.Peft.Methods.IA3;
 using Microsoft.ML.Peft.Methods.Lora;
+using Microsoft.ML.Peft.Methods.Prefix;
+using Microsoft.ML.Peft.Methods.Prompt;
 using Microsoft.ML.Peft.MLNet;
 using Microsoft.ML.Peft.Tests.Onnx;
 
@@ -63,6 +65,19 @@ public sealed class HuggingFaceRoundTripTests
 
     [TestMethod]
     public void IA3RoundTrips() => RoundTrip(new IA3Config(), "ia3");
+
+    [TestMethod]
+    public void PrefixTuningInPeftLayoutRoundTrips() =>
+        RoundTrip(new PrefixTuningConfig { NumVirtualTokens = 3, PeftLayout = true }, "prefix");
+
+    [TestMethod]
+    public void ReparameterisedPrefixTuningRoundTripsFolded() =>
+        RoundTrip(new PrefixTuningConfig { NumVirtualTokens = 2, PeftLayout = true, Reparameterize = true,
+            ProjectionHiddenSize = 6 }, "prefix-mlp");
+
+    [TestMethod]
+    public void PromptTuningInPeftLayoutRoundTrips() =>
+        RoundTrip(new PromptTuningConfig { NumVirtualTokens = 4, PeftLayout = true }, "prompt");
 
     [TestMethod]
     public void FullFineTuningRoundTripsAsATransformersFolder()
