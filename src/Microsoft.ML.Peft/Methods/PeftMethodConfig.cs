@@ -59,6 +59,12 @@ public abstract class PeftMethodConfig
             + "SaveMergedPretrained. See docs/huggingface.md.");
 
     /// <summary>
+    /// True when nothing in the encoder trains (the linear probe): with <c>Pooling</c> Auto on a sentence-embedding
+    /// base the stage then pools by mean, as the base was trained to be read, instead of through its untrained pooler.
+    /// </summary>
+    internal virtual bool FreezesEncoder => false;
+
+    /// <summary>
     /// Positions of the encoder the method takes from the text (peft-layout prefix and prompt tuning), so the stage
     /// keeps texts to the encoder's positions minus these. Default 0.
     /// </summary>

@@ -18,4 +18,7 @@ public sealed class LinearProbeConfig : PeftMethodConfig
     internal override void Attach(Modeling.PeftModel model) { }
 
     internal override bool IsTrainable(string parameterName) => false;
+
+    /// <inheritdoc/>
+    internal override bool FreezesEncoder => true;
 }
