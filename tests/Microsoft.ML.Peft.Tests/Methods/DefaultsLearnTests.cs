@@ -16,7 +16,7 @@ namespace Microsoft.ML.Peft.Tests.Methods;
 [TestClass]
 public sealed class DefaultsLearnTests
 {
-    /// <summary>The margin over the linear probe every method must clear (the probe scores about 0.57 here).</summary>
+    /// <summary>The margin over the linear probe every method must clear (the probe scores about 0.61 here).</summary>
     private const double Margin = 0.1;
 
     public static IEnumerable<object[]> Methods =>
