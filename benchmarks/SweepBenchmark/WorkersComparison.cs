@@ -42,7 +42,9 @@ internal static class WorkersComparison
                 storage, study, workers, threads, seconds));
         }
         var sb = new StringBuilder()
-            .AppendLine($"{Parent.DataName(data)}, {opt.TrainRows} training rows, {opt.Minutes:G} min, seed {opt.Seed}")
+            .AppendLine($"{Parent.DataName(data)}, {opt.TrainRows} training rows, {opt.Minutes:G} min, "
+                + $"seed {opt.Seed}; CPU {CpuInfo.Name()} ({Environment.ProcessorCount} logical cores; "
+                + $"flags {CpuInfo.RelevantFlags()})")
             .AppendLine()
             .AppendLine("| workers × threads | trials | succeeded | best validation accuracy | dev accuracy "
                 + "| wall s |")

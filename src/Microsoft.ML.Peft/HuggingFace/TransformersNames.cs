@@ -40,8 +40,7 @@ internal static class TransformersNames
                 ?? throw new PeftModelFormatException($"{file}: tensor '{shown}' belongs to no module of the "
                     + $"{architecture} encoder."));
         foreach (var other in Enum.GetValues<EncoderArchitecture>())
-            if (other != architecture && name.StartsWith(Backbone(other), StringComparison.Ordinal)
-                && Backbone(other) != backbone)
+            if (other != architecture && name.StartsWith(Backbone(other), StringComparison.Ordinal))
                 throw new PeftModelFormatException($"{file}: tensor '{shown}' belongs to a {other} model, but the "
                     + $"base model given is {architecture}.");
         if (architecture == EncoderArchitecture.Roberta)
