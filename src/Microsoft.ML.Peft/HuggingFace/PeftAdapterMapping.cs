@@ -30,7 +30,7 @@ internal abstract class PeftAdapterMapping
     public virtual bool IsPromptLearning => false;
 
     /// <summary>The prefix of the model's own tensors (the head) in the adapter file.</summary>
-    public string ModelPrefix => IsPromptLearning ? PeftFormat.PromptLearningPrefix : PeftFormat.TensorPrefix;
+    private string ModelPrefix => IsPromptLearning ? PeftFormat.PromptLearningPrefix : PeftFormat.TensorPrefix;
 
     /// <summary>
     /// Adds the method's own keys (<c>r</c>, <c>target_modules</c>, ...) to <paramref name="config"/> for a model
@@ -49,8 +49,8 @@ internal abstract class PeftAdapterMapping
     /// <summary>The library's name of a tensor read under <paramref name="peftName"/> (prefix removed).</summary>
     public virtual string FromPeftName(string peftName) => peftName;
 
-    /// <summary>The name in the adapter file, prefix included, of the library's tensor <paramref name="name"/>, for
-    /// messages.</summary>
+    /// <summary>The name in the adapter file, prefix included, of <paramref name="name"/> (a name
+    /// <see cref="ToPeft"/> gives, or the head's): what the writer writes and messages show.</summary>
     public virtual string FileName(string name) => ModelPrefix + name;
 }
 

@@ -30,12 +30,9 @@ internal static class PeftExporter
         var saved = stage.Saved;
         var encoder = CheckHead(saved);
         var trained = stage.TrainedTensors();
-        var adapter = mapping.ToPeft(trained.Where(kv => !PeftModel.IsHeadParameter(kv.Key)))
-            .Select(kv => KeyValuePair.Create(mapping.IsPromptLearning ? kv.Key : mapping.ModelPrefix + kv.Key,
-                kv.Value));
-        var tensors = adapter
-            .Concat(Head(saved, trained["classifier.weight"], trained["classifier.bias"])
-                .Select(kv => KeyValuePair.Create(mapping.ModelPrefix + kv.Key, kv.Value)))
+        var tensors = mapping.ToPeft(trained.Where(kv => !PeftModel.IsHeadParameter(kv.Key)))
+            .Concat(Head(saved, trained["classifier.weight"], trained["classifier.bias"]))
+            .Select(kv => KeyValuePair.Create(mapping.FileName(kv.Key), kv.Value))
             .ToList();
         var config = new JsonObject
         {

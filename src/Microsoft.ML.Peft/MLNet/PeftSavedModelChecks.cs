@@ -64,10 +64,10 @@ internal static class PeftSavedModelChecks
         if (method.ReservedPositions > 0)
         {
             // peft-layout prompts take positions from the text; an edited length would index past the embeddings.
-            int positions = Modeling.EncoderConfig.FromJson(s.EncoderConfigJson).MaxSequenceLength;
-            Check(s.MaxSequenceLength + method.ReservedPositions <= positions, nameof(s.MaxSequenceLength),
-                $"({s.MaxSequenceLength}) plus the method's {method.ReservedPositions} virtual tokens exceeds the "
-                + $"encoder's {positions} positions.");
+            int room = method.TextPositions(Modeling.EncoderConfig.FromJson(s.EncoderConfigJson));
+            Check(s.MaxSequenceLength <= room, nameof(s.MaxSequenceLength),
+                $"({s.MaxSequenceLength}) exceeds the {room} positions the method's {method.ReservedPositions} "
+                + "virtual tokens leave the text.");
         }
         return method;
     }

@@ -130,7 +130,7 @@ public sealed class PeftTextEstimator : IEstimator<PeftTextTransformer>
             : PairEncoding.CrossEncoder;
         var method = initial?.Method ?? o.Method!;
         // peft-layout prefix and prompt tuning take positions from the text.
-        int maxLength = Math.Min(o.MaxSequenceLength, baseModel.Config.MaxSequenceLength - method.ReservedPositions);
+        int maxLength = Math.Min(o.MaxSequenceLength, method.TextPositions(baseModel.Config));
         if (maxLength < 8)
             throw new ArgumentOutOfRangeException("NumVirtualTokens", $"Option 'NumVirtualTokens' "
                 + $"({method.ReservedPositions}, PeftLayout) leaves {maxLength} of base model '{baseModel.Name}''s "

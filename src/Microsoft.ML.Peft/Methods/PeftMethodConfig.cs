@@ -70,6 +70,9 @@ public abstract class PeftMethodConfig
     /// </summary>
     internal virtual int ReservedPositions => 0;
 
+    /// <summary>The positions left for the text on an encoder shaped by <paramref name="encoder"/>.</summary>
+    internal int TextPositions(Modeling.EncoderConfig encoder) => encoder.MaxSequenceLength - ReservedPositions;
+
     /// <summary>
     /// Folds the method's update into the base weights for faster inference; false when the method cannot merge.
     /// </summary>

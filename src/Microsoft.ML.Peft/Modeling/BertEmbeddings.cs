@@ -68,8 +68,7 @@ public sealed class BertEmbeddings : nn.Module<Tensor, Tensor?, Tensor>
             var notPad = inputIds.ne(_config.PadTokenId).to(ScalarType.Int64);
             return (notPad.cumsum(1) + offset) * notPad + _config.PadTokenId;
         }
-        long first = offset;
-        return arange(first, first + promptLength + inputIds.shape[1], dtype: ScalarType.Int64,
+        return arange(offset, offset + promptLength + inputIds.shape[1], dtype: ScalarType.Int64,
             device: inputIds.device).unsqueeze(0);
     }
 }

@@ -151,25 +151,16 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds)
     {
         using var scope = NewDisposeScope();
-        Tensor hidden;
-        if (Prompt is { ThroughEmbeddings: true })
+        var weight = embeddings.word_embeddings.weight!;
+        var prompt = Prompt?.Embeddings(inputIds.shape[0], weight.dtype, weight.device);
+        // peft's layout embeds the prompt with the text; otherwise it goes in front of the embedded text.
+        var hidden = embeddings.Forward(inputIds, tokenTypeIds, PromptIsPooled ? prompt : null, PositionOffset);
+        if (prompt is not null)
         {
-            var weight = embeddings.word_embeddings.weight!;
-            hidden = embeddings.Forward(inputIds, tokenTypeIds,
-                Prompt.Embeddings(inputIds.shape[0], weight.dtype, weight.device), PositionOffset);
-        }
-        else
-        {
-            hidden = embeddings.Forward(inputIds, tokenTypeIds, null, PositionOffset);
-            // Virtual tokens go in front of the embedded input.
-            if (Prompt is not null)
-                hidden = cat([Prompt.Embeddings(inputIds.shape[0], hidden.dtype, hidden.device), hidden], 1);
-        }
-        if (Prompt is not null)
-        {
+            if (!PromptIsPooled) hidden = cat([prompt, hidden], 1);
             // Virtual tokens are always attended to.
             attentionMask = cat(
-                [ones(inputIds.shape[0], Prompt.Length, dtype: attentionMask.dtype, device: attentionMask.device),
+                [ones(inputIds.shape[0], prompt.shape[1], dtype: attentionMask.dtype, device: attentionMask.device),
                     attentionMask], 1);
         }
         var additive = AdditiveMask(attentionMask, hidden.dtype);

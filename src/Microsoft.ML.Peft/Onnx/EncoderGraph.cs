@@ -36,23 +36,23 @@ internal sealed class EncoderGraph
     /// </summary>
     public (string Hidden, string Mask) Emit(string inputIds, string attentionMask, string tokenTypeIds)
     {
-        B.Scope = "bert.embeddings";
-        var (hidden, prompt) = Embeddings(inputIds, tokenTypeIds);
         var mask = B.Node("Cast", [attentionMask], [("to", 1L)]);
+        string? prompt = null, zeros = null;
         if (Method.PromptLength > 0)
         {
             B.Scope = "prompt";
-            if (prompt is null)
-            {
-                prompt = Method.Prompt(this, hidden);
-                hidden = B.Node("Concat", [prompt, hidden], [("axis", 1L)]);
-            }
-            // Virtual tokens are always attended to: ones of shape [batch, prompt].
-            var ones = B.Node("Slice", [B.Node("Mul", [prompt, B.Scalar(0f)]), B.Int64s(0), B.Int64s(1),
-                B.Int64s(2)]);
-            ones = B.Node("Add", [B.Node("Squeeze", [ones, B.Int64s(2)]), B.Scalar(1f)]);
-            mask = B.Node("Concat", [ones, mask], [("axis", 1L)]);
+            prompt = Method.Prompt(this, inputIds);
+            // Zeros [batch, prompt]: plus one, the mask that always attends to the virtual tokens; in peft's layout
+            // also their token type.
+            zeros = B.Node("Squeeze", [B.Node("Slice", [B.Node("Mul", [prompt, B.Scalar(0f)]), B.Int64s(0),
+                B.Int64s(1), B.Int64s(2)]), B.Int64s(2)]);
+            mask = B.Node("Concat", [B.Node("Add", [zeros, B.Scalar(1f)]), mask], [("axis", 1L)]);
         }
+        // As BertModel.forward: peft's layout embeds the prompt with the text; otherwise it goes in front of it.
+        bool withText = prompt is not null && Method.PromptThroughEmbeddings;
+        B.Scope = "bert.embeddings";
+        var hidden = Embeddings(inputIds, tokenTypeIds, withText ? prompt : null, zeros);
+        if (prompt is not null && !withText) hidden = B.Node("Concat", [prompt, hidden], [("axis", 1L)]);
         // (1 − mask) · finfo.min as [batch, 1, 1, seq]: what BertModel.AdditiveMask gives in float32.
         var additive = B.Node("Mul", [B.Node("Sub", [B.Scalar(1f), mask]), B.Scalar(float.MinValue)]);
         additive = B.Node("Unsqueeze", [additive, B.Int64s(1, 2)]);
@@ -61,29 +61,24 @@ internal sealed class EncoderGraph
         return (hidden, mask);
     }
 
-    // The embedded input, and the prompt when it joined the word embeddings (peft's layout: the prompt takes positions
-    // 0..P−1 and token type 0, the text's positions follow; see BertEmbeddings.Forward).
-    private (string Hidden, string? Prompt) Embeddings(string inputIds, string tokenTypeIds)
+    // The embedded input; a prompt given here joins the word embeddings (peft's layout: it takes positions 0..P−1 and
+    // token type 0, from zeros, and the text's positions follow; see BertEmbeddings.Forward).
+    private string Embeddings(string inputIds, string tokenTypeIds, string? prompt, string? zeros)
     {
         const string P = "bert.embeddings.";
         var x = B.Node("Gather", [Weight(P + "word_embeddings.weight"), inputIds]);
-        string? prompt = null;
         long extra = 0;
-        if (Method.PromptLength > 0 && Method.PromptThroughEmbeddings)
+        if (prompt is not null)
         {
-            prompt = Method.Prompt(this, x);
             x = B.Node("Concat", [prompt, x], [("axis", 1L)]);
-            // Zeros [batch, P] as int64: token type 0 for the virtual tokens.
-            var zeros = B.Node("Squeeze", [B.Node("Slice", [B.Node("Mul", [prompt, B.Scalar(0f)]), B.Int64s(0),
-                B.Int64s(1), B.Int64s(2)]), B.Int64s(2)]);
-            tokenTypeIds = B.Node("Concat", [B.Node("Cast", [zeros], [("to", 7L)]), tokenTypeIds], [("axis", 1L)]);
+            tokenTypeIds = B.Node("Concat", [B.Node("Cast", [zeros!], [("to", 7L)]), tokenTypeIds], [("axis", 1L)]);
             extra = Method.PromptLength;
         }
         x = B.Node("Add", [x, B.Node("Gather", [Weight(P + "position_embeddings.weight"),
             PositionIds(inputIds, extra)])]);
         if (Weights.HasPlain(P + "token_type_embeddings.weight"))
             x = B.Node("Add", [x, B.Node("Gather", [Weight(P + "token_type_embeddings.weight"), tokenTypeIds])]);
-        return (LayerNorm(P + "LayerNorm", x), prompt);
+        return LayerNorm(P + "LayerNorm", x);
     }
 
     // BERT: offset..offset+extra+seq−1 for every row (offset: the method's PositionOffset; extra: a prompt in the

@@ -29,11 +29,6 @@ internal sealed class PrefixPeftMapping(PrefixTuningConfig config) : PeftAdapter
         o["encoder_hidden_size"] = encoder.HiddenSize;
     }
 
-    public override IEnumerable<KeyValuePair<string, FloatTensor>> ToPeft(
-        IEnumerable<KeyValuePair<string, FloatTensor>> trained) =>
-        trained.Select(kv => KeyValuePair.Create(kv.Key == Prefixes ? PeftFormat.PromptEmbeddings : kv.Key,
-            kv.Value));
-
     public override string FromPeftName(string peftName) =>
         peftName == PeftFormat.PromptEmbeddings ? Prefixes : peftName;
 

@@ -30,10 +30,6 @@ internal sealed class PromptPeftMapping(PromptTuningConfig config) : PeftAdapter
         o["tokenizer_kwargs"] = null;
     }
 
-    public override IEnumerable<KeyValuePair<string, FloatTensor>> ToPeft(
-        IEnumerable<KeyValuePair<string, FloatTensor>> trained) =>
-        trained.Select(kv => KeyValuePair.Create(kv.Key == Table ? PeftFormat.PromptEmbeddings : kv.Key, kv.Value));
-
     public override string FromPeftName(string peftName) =>
         peftName == PeftFormat.PromptEmbeddings ? Table : peftName;
 
